@@ -1,0 +1,112 @@
+"""Settings for every hmas process, from environment variables and an optional TOML file.
+
+Precedence: environment variable > config file > default. The file is `hmas.toml` in the working
+directory, or the path in `HMAS_CONFIG`. Every key is the lower-case environment variable name
+without its `HMAS_` prefix (KAFKA_BOOTSTRAP_SERVERS keeps its usual name), e.g.
+
+    kafka_bootstrap_servers = "broker1:9092,broker2:9092"
+    topic_prefix = "hma."
+    fetch_max_bytes = 33554432
+
+Defaults run everything locally.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _split_list(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Kafka. Empty bootstrap means "use the local broker that hmas manages".
+    kafka_bootstrap_servers: str = ""
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    topic_prefix: str = "hma."
+    topic_partitions: int = 4
+    topic_replication: int = 1
+    uploads_retention_ms: int = 7 * 24 * 3600 * 1000
+    hashes_retention_ms: int = 7 * 24 * 3600 * 1000
+
+    # Local state: the managed broker's data, Faust's RocksDB tables.
+    data_dir: Path = PROJECT_ROOT / ".hmas"
+
+    # Worker.
+    app_id: str = "hma-streams"
+    worker_web_port: int = 6066
+    hash_workers: int = 2
+    output_encoding: str = "json"  # json | avro
+
+    # Content fetching (connectors/fetch.py).
+    fetch_timeout_s: float = 10.0
+    fetch_max_bytes: int = 32 * 1024 * 1024
+    fetch_max_redirects: int = 5
+    fetch_allow_hosts: tuple[str, ...] = ()  # hosts or CIDRs let through the private-address guard
+
+    # Hashing.
+    max_image_pixels: int = 50_000_000
+    pdq_min_quality: int = 50
+
+    # Matching.
+    pdq_default_distance: int = 31
+
+    def with_overrides(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def uses_local_broker(self) -> bool:
+        return not self.kafka_bootstrap_servers
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+
+def _env_name(field_name: str) -> str:
+    if field_name == "kafka_bootstrap_servers":
+        return "KAFKA_BOOTSTRAP_SERVERS"
+    return "HMAS_" + field_name.upper()
+
+
+def _coerce(f: dataclasses.Field, raw: Any) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    if kind.startswith("tuple"):
+        return _split_list(raw) if isinstance(raw, str) else tuple(raw)
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    if kind == "Path":
+        return Path(raw).expanduser()
+    return str(raw)
+
+
+def load_settings(env: Mapping[str, str] | None = None, config_file: str | os.PathLike | None = None) -> Settings:
+    """Settings from defaults, then the config file, then the environment."""
+    env = os.environ if env is None else env
+    path = Path(config_file or env.get("HMAS_CONFIG") or "hmas.toml")
+    from_file: dict[str, Any] = {}
+    if path.is_file():
+        with path.open("rb") as fh:
+            from_file = tomllib.load(fh)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        if _env_name(f.name) in env:
+            values[f.name] = _coerce(f, env[_env_name(f.name)])
+        elif f.name in from_file:
+            values[f.name] = _coerce(f, from_file[f.name])
+    unknown = set(from_file) - {f.name for f in dataclasses.fields(Settings)}
+    if unknown:
+        raise ValueError(f"unknown keys in {path}: {', '.join(sorted(unknown))}")
+    return Settings(**values)
