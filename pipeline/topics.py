@@ -5,16 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline.config import Settings
+from schemas.codec import RecordCodec, codec
 
 
 @dataclass(frozen=True)
 class TopicSpec:
     suffix: str
+    schema: str  # full Avro record name, schemas/<schema>.avsc
     compact: bool = False
     retention_setting: str | None = None  # Settings attribute holding retention.ms
 
     def name(self, settings: Settings) -> str:
         return settings.topic_prefix + self.suffix
+
+    @property
+    def codec(self) -> "RecordCodec":
+        return codec(self.schema)
 
     def config(self, settings: Settings) -> dict[str, str]:
         if self.compact:
@@ -25,16 +31,16 @@ class TopicSpec:
         return conf
 
 
-UPLOADS = TopicSpec("uploads", retention_setting="uploads_retention_ms")
-HASHES = TopicSpec("hashes", retention_setting="hashes_retention_ms")
-MATCHES = TopicSpec("matches")
-ACTIONS = TopicSpec("actions")
-RETRO_MATCHES = TopicSpec("retro-matches")
-BANKS = TopicSpec("banks", compact=True)
-BANK_SIGNALS = TopicSpec("bank-signals", compact=True)
-FEEDBACK = TopicSpec("feedback")
-QUARANTINE = TopicSpec("quarantine", compact=True)
-DEAD_LETTERS = TopicSpec("dead-letters")
+UPLOADS = TopicSpec("uploads", "hma.Upload", retention_setting="uploads_retention_ms")
+HASHES = TopicSpec("hashes", "hma.HashedUpload", retention_setting="hashes_retention_ms")
+MATCHES = TopicSpec("matches", "hma.MatchRecord")
+ACTIONS = TopicSpec("actions", "hma.Action")
+RETRO_MATCHES = TopicSpec("retro-matches", "hma.MatchRecord")
+BANKS = TopicSpec("banks", "hma.Bank", compact=True)
+BANK_SIGNALS = TopicSpec("bank-signals", "hma.BankSignal", compact=True)
+FEEDBACK = TopicSpec("feedback", "hma.Feedback")
+QUARANTINE = TopicSpec("quarantine", "hma.Quarantine", compact=True)
+DEAD_LETTERS = TopicSpec("dead-letters", "hma.DeadLetter")
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     UPLOADS, HASHES, MATCHES, ACTIONS, RETRO_MATCHES,
@@ -48,3 +54,12 @@ STATE_TOPICS = (BANKS, BANK_SIGNALS, QUARANTINE)
 
 def partitions_for(spec: TopicSpec, settings: Settings) -> int:
     return 1 if spec in STATE_TOPICS else settings.topic_partitions
+
+
+def spec_for(name: str, settings: Settings) -> TopicSpec:
+    """The topic a user names, by its full name ("hma.matches") or its suffix ("matches")."""
+    for spec in ALL_TOPICS:
+        if name in (spec.suffix, spec.name(settings)):
+            return spec
+    known = ", ".join(spec.suffix for spec in ALL_TOPICS)
+    raise KeyError(f"unknown topic {name!r}; known: {known}")

@@ -1,0 +1,173 @@
+"""Encoding of every topic's values: JSON or Avro single-object encoding, one schema per record.
+
+Input topics accept both forms: a UTF-8 JSON object, or Avro single-object encoding (0xC3 0x01,
+the schema's 8-byte CRC-64-AVRO fingerprint little-endian, then the Avro binary body). Output is
+JSON unless Avro is configured. JSON input is checked against the same Avro schema (missing
+fields take their defaults), so both forms yield the same dict and a bad record gets a reason
+that names the field.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from fastavro import schemaless_reader, schemaless_writer
+from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
+
+SCHEMA_DIR = Path(__file__).resolve().parent
+AVRO_MAGIC = b"\xc3\x01"
+ENCODINGS = ("json", "avro")
+
+_PRIMITIVE_CHECKS: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "boolean": (bool,),
+    "int": (int,),
+    "long": (int,),
+    "float": (int, float),
+    "double": (int, float),
+    "bytes": (bytes,),
+    "null": (type(None),),
+}
+_INT_RANGES = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+
+
+class DecodeError(ValueError):
+    """A value that is not a valid record of the expected schema; the message says why."""
+
+
+class RecordCodec:
+    """Encodes and decodes one record type (one `schemas/hma.<Name>.avsc`)."""
+
+    def __init__(self, full_name: str) -> None:
+        self.full_name = full_name
+        self.schema = load_schema(str(SCHEMA_DIR / f"{full_name}.avsc"))
+        self.fingerprint = bytes.fromhex(fingerprint(to_parsing_canonical_form(self.schema), "CRC-64-AVRO"))
+        self.header = AVRO_MAGIC + self.fingerprint
+        self._named: dict[str, Any] = {}
+        _collect_named(self.schema, self._named)
+
+    # -- decoding -------------------------------------------------------------------------------
+    def decode(self, raw: bytes | None) -> dict[str, Any]:
+        if raw is None or len(raw) == 0:
+            raise DecodeError("empty value")
+        if raw[:2] == AVRO_MAGIC:
+            return self._decode_avro(raw)
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise DecodeError("value is neither a JSON object nor Avro single-object encoding") from None
+        if not isinstance(obj, dict):
+            raise DecodeError(f"JSON value is a {type(obj).__name__}, expected an object")
+        return self.conform(obj)
+
+    def _decode_avro(self, raw: bytes) -> dict[str, Any]:
+        if raw[2:10] != self.fingerprint:
+            raise DecodeError(
+                f"Avro schema fingerprint {raw[2:10].hex()} is not that of {self.full_name} ({self.fingerprint.hex()})"
+            )
+        try:
+            return schemaless_reader(io.BytesIO(raw[10:]), self.schema, self.schema)
+        except Exception as exc:  # fastavro raises several types for corrupt bodies
+            raise DecodeError(f"Avro body does not decode as {self.full_name}: {exc}") from None
+
+    def conform(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Check a dict against the schema and fill defaults; raises DecodeError naming the field."""
+        return _conform(obj, self.schema, self._named, path="")
+
+    # -- encoding -------------------------------------------------------------------------------
+    def encode(self, record: dict[str, Any], encoding: str = "json") -> bytes:
+        record = self.conform(record)
+        if encoding == "json":
+            return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        if encoding == "avro":
+            buf = io.BytesIO()
+            buf.write(self.header)
+            schemaless_writer(buf, self.schema, record)
+            return buf.getvalue()
+        raise ValueError(f"unknown encoding {encoding!r}; expected one of {ENCODINGS}")
+
+
+@lru_cache(maxsize=None)
+def codec(full_name: str) -> RecordCodec:
+    return RecordCodec(full_name)
+
+
+def _collect_named(schema: Any, named: dict[str, Any]) -> None:
+    if isinstance(schema, list):
+        for branch in schema:
+            _collect_named(branch, named)
+    elif isinstance(schema, dict):
+        if schema.get("type") in ("record", "enum", "fixed") and "name" in schema:
+            named[schema["name"]] = schema
+        for f in schema.get("fields", ()):
+            _collect_named(f["type"], named)
+        for key in ("items", "values"):
+            if key in schema:
+                _collect_named(schema[key], named)
+
+
+def _type_label(schema: Any) -> str:
+    if isinstance(schema, str):
+        return schema
+    if isinstance(schema, list):
+        return " or ".join(_type_label(s) for s in schema)
+    return schema.get("name") or schema["type"]
+
+
+def _conform(value: Any, schema: Any, named: dict[str, Any], path: str) -> Any:
+    where = path or "value"
+    if isinstance(schema, str) and schema in named:
+        schema = named[schema]
+    if isinstance(schema, list):  # union: first branch that fits
+        for branch in schema:
+            try:
+                return _conform(value, branch, named, path)
+            except DecodeError:
+                continue
+        raise DecodeError(f"{where}: {_describe(value)} is not {_type_label(schema)}")
+    if isinstance(schema, str):
+        kinds = _PRIMITIVE_CHECKS[schema]
+        if not isinstance(value, kinds) or isinstance(value, bool) != (schema == "boolean"):
+            raise DecodeError(f"{where}: {_describe(value)} is not {schema}")
+        if schema in _INT_RANGES:
+            lo, hi = _INT_RANGES[schema]
+            if not lo <= value <= hi:
+                raise DecodeError(f"{where}: {value} is out of range for {schema}")
+        return value
+    kind = schema["type"]
+    if kind == "record":
+        if not isinstance(value, dict):
+            raise DecodeError(f"{where}: {_describe(value)} is not an object")
+        out = {}
+        for f in schema["fields"]:
+            name = f["name"]
+            sub = f"{path}.{name}" if path else name
+            if name in value:
+                out[name] = _conform(value[name], f["type"], named, sub)
+            elif "default" in f:
+                out[name] = json.loads(json.dumps(f["default"]))
+            else:
+                raise DecodeError(f"{sub}: missing")
+        return out
+    if kind == "enum":
+        if value not in schema["symbols"]:
+            raise DecodeError(f"{where}: {_describe(value)} is not one of {', '.join(schema['symbols'])}")
+        return value
+    if kind == "array":
+        if not isinstance(value, list):
+            raise DecodeError(f"{where}: {_describe(value)} is not an array")
+        return [_conform(v, schema["items"], named, f"{where}[{i}]") for i, v in enumerate(value)]
+    if kind == "map":
+        if not isinstance(value, dict):
+            raise DecodeError(f"{where}: {_describe(value)} is not an object")
+        return {str(k): _conform(v, schema["values"], named, f"{where}.{k}") for k, v in value.items()}
+    return _conform(value, kind, named, path)  # {"type": "string"} and the like
+
+
+def _describe(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, bytes) else f"{len(value)} bytes"
+    return text if len(text) <= 60 else text[:57] + "..."
