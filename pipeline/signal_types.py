@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Callable
+
 
 
 class InvalidSignal(ValueError):
@@ -69,4 +69,3 @@ def signal_id(signal_type_name: str, value: str) -> str:
     return hashlib.sha256(f"{signal_type_name}:{value}".encode()).hexdigest()[:16]
 
 
-Validator = Callable[[object], str]

@@ -1,0 +1,1 @@
+"""Faust agents: hasher (uploads -> hashes), matcher (hashes -> matches), actioner (matches -> actions)."""

@@ -1,0 +1,75 @@
+"""hasher: hma.uploads -> hma.hashes (one record per upload) or hma.dead-letters.
+
+Content is fetched on threads and hashed in worker processes, a batch at a time, so both cores
+hash while the event loop keeps consuming. Records are written in input order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+
+from connectors.fetch import FetchError, fetch_url
+from pipeline import topics as T
+from pipeline.app import PipelineContext
+from pipeline.banks import now_ms
+from pipeline.hashing import HashingError, hash_content
+from pipeline.uploads import InvalidUpload, decode_content_b64, parse_upload
+
+log = logging.getLogger(__name__)
+STAGE = "hasher"
+
+
+async def hash_upload(ctx: PipelineContext, upload: dict[str, Any]) -> dict[str, Any]:
+    """The hma.hashes record of one checked upload; raises InvalidUpload, FetchError or HashingError."""
+    loop = asyncio.get_running_loop()
+    if upload["signals"] is not None:
+        signals = {name: {"value": value, "quality": None} for name, value in upload["signals"].items()}
+        source = "signals"
+    else:
+        if upload["url"] is not None:
+            data = await loop.run_in_executor(ctx.fetch_pool, fetch_url, upload["url"], ctx.settings)
+            source = "url"
+        else:
+            data = decode_content_b64(upload["content_b64"])
+            source = "inline"
+        hashed = await loop.run_in_executor(ctx.hash_pool, hash_content, upload["content_type"], data)
+        signals = {name: {"value": sv.value, "quality": sv.quality} for name, sv in hashed.items()}
+    return {
+        "content_id": upload["content_id"],
+        "content_type": upload["content_type"],
+        "signals": signals,
+        "source": source,
+        "metadata": upload["metadata"],
+        "submitted_at": upload["submitted_at"],
+        "hashed_at": now_ms(),
+    }
+
+
+async def _process(ctx: PipelineContext, event: faust.EventT) -> dict[str, Any] | str:
+    """The hashes record, or the reason the upload is a dead letter."""
+    try:
+        upload = parse_upload(event.value)
+        return await hash_upload(ctx, upload)
+    except (InvalidUpload, FetchError, HashingError) as exc:
+        return str(exc)
+    except Exception as exc:  # an upload must never stop the agent
+        log.exception("unexpected hashing failure", extra={"offset": event.message.offset})
+        return f"unexpected error: {type(exc).__name__}: {exc}"
+
+
+def register(app: faust.App, ctx: PipelineContext) -> None:
+    batch = max(2, ctx.settings.hash_workers * 4)
+
+    @app.agent(ctx.topic(T.UPLOADS), name=f"{app.conf.id}.hasher")
+    async def hasher(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(batch, within=0.2):
+            results = await asyncio.gather(*(_process(ctx, event) for event in events))
+            for event, result in zip(events, results):
+                if isinstance(result, str):
+                    await ctx.send_dead_letter(event, result, STAGE)
+                else:
+                    await ctx.send(T.HASHES, event.message.key, result)

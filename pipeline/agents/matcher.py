@@ -1,0 +1,34 @@
+"""matcher: hma.hashes -> hma.matches, one record per hashed upload (also when nothing matched).
+
+Micro-batches from the stream are looked up together: one index search per signal type.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from pipeline import topics as T
+from pipeline.app import PipelineContext
+from pipeline.matching import match_batch
+from schemas.codec import DecodeError
+
+log = logging.getLogger(__name__)
+STAGE = "matcher"
+
+
+def register(app: faust.App, ctx: PipelineContext) -> None:
+    @app.agent(ctx.topic(T.HASHES), name=f"{app.conf.id}.matcher")
+    async def matcher(stream: faust.StreamT) -> None:
+        view = await ctx.bank_view()
+        async for events in stream.take_events(256, within=0.05):
+            good, hashed = [], []
+            for event in events:
+                try:
+                    hashed.append(T.HASHES.codec.decode(event.value))
+                    good.append(event)
+                except DecodeError as exc:
+                    await ctx.send_dead_letter(event, str(exc), STAGE)
+            for event, record in zip(good, match_batch(hashed, view, ctx.settings)):
+                await ctx.send(T.MATCHES, event.message.key, record)

@@ -1,0 +1,124 @@
+"""The Faust application: topics as raw bytes (our codecs decode them), agents, shared context."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from typing import Any
+
+import faust
+
+from pipeline import topics as T
+from pipeline.config import Settings
+from pipeline.deadletters import dead_letter
+from pipeline.state.bank_view import BankView
+from pipeline.state.log_reader import Change, CompactedTopicFollower
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineContext:
+    """What every agent of one worker shares: settings, topics, the bank view, executors."""
+
+    settings: Settings
+    app: faust.App
+    topics: dict[str, faust.TopicT]
+    view: BankView = field(default_factory=BankView)
+    _follower: CompactedTopicFollower | None = None
+    _view_lock: asyncio.Lock | None = None
+    _hash_pool: ProcessPoolExecutor | None = None
+    _fetch_pool: ThreadPoolExecutor | None = None
+
+    def topic(self, spec: T.TopicSpec) -> faust.TopicT:
+        return self.topics[spec.suffix]
+
+    async def send(self, spec: T.TopicSpec, key: str | bytes | None, record: dict[str, Any]) -> None:
+        value = spec.codec.encode(record, self.settings.output_encoding)
+        if isinstance(key, str):
+            key = key.encode("utf-8")
+        await self.topic(spec).send(key=key, value=value)
+
+    async def send_dead_letter(self, event: faust.EventT, reason: str, stage: str) -> None:
+        msg = event.message
+        record = dead_letter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, reason, stage)
+        await self.send(T.DEAD_LETTERS, msg.key, record)
+
+    async def bank_view(self) -> BankView:
+        """The bank view, following hma.banks and hma.bank-signals; waits until it has caught up."""
+        if self._view_lock is None:
+            self._view_lock = asyncio.Lock()
+        async with self._view_lock:
+            if self._follower is None:
+                self._follower = CompactedTopicFollower(
+                    self.settings, (T.BANKS, T.BANK_SIGNALS), self._apply_state, name="worker-banks"
+                )
+                await self._follower.start()
+        await self._follower.ready.wait()
+        return self.view
+
+    def _apply_state(self, spec: T.TopicSpec, changes: list[Change]) -> None:
+        if spec is T.BANKS:
+            for key, record in changes:
+                self.view.apply_bank(key, record)
+        else:
+            self.view.apply_signals(changes)
+
+    @property
+    def hash_pool(self) -> ProcessPoolExecutor:
+        """Hashing runs in worker processes so that both cores hash while the loop stays free."""
+        if self._hash_pool is None:
+            self._hash_pool = ProcessPoolExecutor(self.settings.hash_workers, mp_context=get_context("spawn"))
+        return self._hash_pool
+
+    @property
+    def fetch_pool(self) -> ThreadPoolExecutor:
+        if self._fetch_pool is None:
+            self._fetch_pool = ThreadPoolExecutor(8, thread_name_prefix="fetch")
+        return self._fetch_pool
+
+    async def close(self) -> None:
+        if self._follower is not None:
+            await self._follower.stop()
+        for pool in (self._hash_pool, self._fetch_pool):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+
+
+def faust_app_id(settings: Settings) -> str:
+    return f"{settings.topic_prefix}{settings.app_id}"
+
+
+def create_app(settings: Settings) -> tuple[faust.App, PipelineContext]:
+    """The worker's Faust app with every agent registered."""
+    app = faust.App(
+        faust_app_id(settings),
+        broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
+        store="rocksdb://",
+        datadir=str(settings.data_dir / "worker"),
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=settings.worker_web_port > 0,
+        web_port=max(settings.worker_web_port, 1),
+        web_bind="127.0.0.1",
+        producer_acks=-1,
+        autodiscover=False,
+    )
+    topics = {
+        spec.suffix: app.topic(
+            spec.name(settings), key_type=bytes, value_type=bytes,
+            key_serializer="raw", value_serializer="raw",
+        )
+        for spec in T.ALL_TOPICS
+    }
+    ctx = PipelineContext(settings=settings, app=app, topics=topics)
+
+    from pipeline.agents import actioner, hasher, matcher
+
+    for module in (hasher, matcher, actioner):
+        module.register(app, ctx)
+    return app, ctx

@@ -1,0 +1,63 @@
+"""Banks and bank signals: naming rules, record keys and the records that describe them."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from pipeline.signal_types import signal_id, signal_type
+
+BANK_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+
+
+class InvalidBank(ValueError):
+    """A bank name or configuration that HMA's rules do not allow."""
+
+
+def check_bank_name(name: str) -> str:
+    if not isinstance(name, str) or not BANK_NAME.fullmatch(name):
+        raise InvalidBank(f"bank name {name!r} must be upper case letters, digits and underscores, not starting with a digit")
+    return name
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def bank_record(name: str, **config: Any) -> dict[str, Any]:
+    """A hma.banks value: the bank's configuration, defaults filled by the schema."""
+    stamp = now_ms()
+    return {"name": check_bank_name(name), "created_at": stamp, "updated_at": stamp, **config}
+
+
+def bank_signal_key(bank: str, signal_type_name: str, sid: str) -> str:
+    return f"{bank}/{signal_type_name}/{sid}"
+
+
+def bank_signal_record(
+    bank: str, bank_content_id: int, signal_type_name: str, value: str, metadata: dict[str, str] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The key and hma.bank-signals value for one signal of one bank content item."""
+    value = signal_type(signal_type_name).validate(value)
+    sid = signal_id(signal_type_name, value)
+    record = {
+        "bank": check_bank_name(bank),
+        "bank_content_id": bank_content_id,
+        "signal_type": signal_type_name,
+        "signal_id": sid,
+        "value": value,
+        "metadata": dict(metadata or {}),
+        "disable_until_ts": 1,
+        "added_at": now_ms(),
+    }
+    return bank_signal_key(bank, signal_type_name, sid), record
+
+
+def signal_enabled(disable_until_ts: int, now_s: float | None = None) -> bool:
+    """Upstream HMA's rule: 0 disabled, 1 enabled, a larger value disabled until that unix time."""
+    if disable_until_ts == 1:
+        return True
+    if disable_until_ts == 0:
+        return False
+    return (time.time() if now_s is None else now_s) >= disable_until_ts

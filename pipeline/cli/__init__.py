@@ -1,0 +1,38 @@
+"""`hmas`: one command, several roles (worker, api, kafka, bank, submit, tail, hash, bench, ...)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pipeline.config import load_settings
+from pipeline.logs import setup_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pipeline.cli import banks, client, run
+
+    parser = argparse.ArgumentParser(prog="hmas", description="HMA Streams: hash, match and act on uploads over Kafka.")
+    parser.add_argument("--log-level", default="info", help="debug, info, warning, error (default info)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (run, banks, client):
+        module.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    settings = load_settings()
+    try:
+        return int(args.handler(args, settings) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except CommandError as exc:
+        print(f"hmas {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed without a traceback."""

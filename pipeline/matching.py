@@ -1,0 +1,102 @@
+"""From hashed uploads to match records and actions: lookup, per-bank distance, guard."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Sequence
+
+from pipeline.banks import now_ms
+from pipeline.config import Settings
+from pipeline.guard import MATCH, hit_status
+from pipeline.signal_types import SIGNAL_TYPES
+from pipeline.state.bank_view import BankView
+
+
+def bank_distance(bank: dict[str, Any], signal_type_name: str) -> int:
+    kind = SIGNAL_TYPES[signal_type_name]
+    return bank["distances"].get(signal_type_name, kind.default_distance)
+
+
+def match_batch(hashed: Sequence[dict[str, Any]], view: BankView, settings: Settings) -> list[dict[str, Any]]:
+    """One match record per hashed upload; queries of one signal type are searched together."""
+    records = [_empty_record(h) for h in hashed]
+    queries: dict[str, list[tuple[int, str]]] = defaultdict(list)  # signal type -> (record index, value)
+    for i, h in enumerate(hashed):
+        for kind_name, signal in h["signals"].items():
+            reason = _skip_reason(kind_name, signal, settings)
+            if reason:
+                records[i]["skipped"][kind_name] = reason
+            else:
+                queries[kind_name].append((i, signal["value"]))
+    for kind_name, items in queries.items():
+        widest = max((bank_distance(b, kind_name) for b in view.banks.values()), default=0)
+        results = view.search(kind_name, [value for _, value in items], widest)
+        for (i, value), candidates in zip(items, results):
+            for cand in candidates:
+                bank = view.banks.get(cand.entry.bank)
+                if bank is None:
+                    continue
+                threshold = bank_distance(bank, kind_name)
+                if cand.distance > threshold:
+                    continue
+                status, reason = hit_status(cand.entry, bank)
+                records[i]["matches"].append({
+                    "signal_type": kind_name,
+                    "query_signal": value,
+                    "bank": cand.entry.bank,
+                    "bank_content_id": cand.entry.bank_content_id,
+                    "signal_id": cand.entry.signal_id,
+                    "distance": cand.distance,
+                    "threshold": threshold,
+                    "status": status,
+                    "reason": reason,
+                })
+    for record in records:
+        record["matches"].sort(key=lambda hit: (hit["distance"], hit["bank"], hit["bank_content_id"]))
+    return records
+
+
+def _skip_reason(kind_name: str, signal: dict[str, Any], settings: Settings) -> str:
+    kind = SIGNAL_TYPES.get(kind_name)
+    if kind is None or not kind.matchable:
+        return f"{kind_name} is not matched"
+    quality = signal.get("quality")
+    if kind_name == "pdq" and quality is not None and quality < settings.pdq_min_quality:
+        return f"PDQ quality {quality} is below {settings.pdq_min_quality}"
+    return ""
+
+
+def _empty_record(hashed: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "content_id": hashed["content_id"],
+        "content_type": hashed["content_type"],
+        "signals": hashed["signals"],
+        "matches": [],
+        "skipped": {},
+        "metadata": hashed["metadata"],
+        "submitted_at": hashed["submitted_at"],
+        "matched_at": now_ms(),
+        "retroactive": False,
+        "uploaded_at": None,
+    }
+
+
+def actions_for(record: dict[str, Any], view: BankView) -> list[dict[str, Any]]:
+    """One action record per action name among the hits the guard let through."""
+    by_action: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for hit in record["matches"]:
+        bank = view.banks.get(hit["bank"])
+        if hit["status"] == MATCH and bank is not None:
+            by_action[bank["action"]].append(hit)
+    return [
+        {
+            "content_id": record["content_id"],
+            "action": action,
+            "matches": hits,
+            "metadata": record["metadata"],
+            "submitted_at": record["submitted_at"],
+            "acted_at": now_ms(),
+            "retroactive": record["retroactive"],
+        }
+        for action, hits in sorted(by_action.items())
+    ]

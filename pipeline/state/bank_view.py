@@ -1,0 +1,125 @@
+"""The banks and their signals as one process sees them, kept current from the compacted topics.
+
+Every matcher, the API and the CLI build this view by reading `hma.banks` and `hma.bank-signals`
+from the start; each change after that updates the per-signal-type indices incrementally
+(no rebuild, no second copy).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from pipeline.state.signal_index import SignalIndex, new_index
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class BankEntry:
+    """One signal of one bank content item."""
+
+    key: str
+    bank: str
+    bank_content_id: int
+    signal_type: str
+    signal_id: str
+    value: str
+    disable_until_ts: int
+    metadata: dict[str, str]
+
+    @classmethod
+    def from_record(cls, key: str, record: dict[str, Any]) -> "BankEntry":
+        return cls(
+            key=key,
+            bank=record["bank"],
+            bank_content_id=record["bank_content_id"],
+            signal_type=record["signal_type"],
+            signal_id=record["signal_id"],
+            value=record["value"],
+            disable_until_ts=record["disable_until_ts"],
+            metadata=record["metadata"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A bank entry within the searched distance of a query signal."""
+
+    entry: BankEntry
+    distance: int
+
+
+class BankView:
+    def __init__(self) -> None:
+        self.banks: dict[str, dict[str, Any]] = {}
+        self._entries: dict[int, BankEntry] = {}
+        self._row_of_key: dict[str, int] = {}
+        self._next_row = 0
+        self._indices: dict[str, SignalIndex] = {}
+
+    # -- applying changes --------------------------------------------------------------------
+    def apply_bank(self, name: str, record: dict[str, Any] | None) -> None:
+        if record is None:
+            self.banks.pop(name, None)
+        else:
+            self.banks[name] = record
+
+    def apply_signals(self, changes: Iterable[tuple[str, dict[str, Any] | None]]) -> None:
+        """Apply hma.bank-signals records (None = tombstone) in order, batching index updates."""
+        adds: dict[str, dict[int, str]] = {}
+        removes: dict[str, set[int]] = {}
+        for key, record in changes:
+            row = self._row_of_key.get(key)
+            if record is None:
+                if row is None:
+                    continue
+                entry = self._entries.pop(row)
+                del self._row_of_key[key]
+                adds.get(entry.signal_type, {}).pop(row, None)
+                removes.setdefault(entry.signal_type, set()).add(row)
+                continue
+            entry = BankEntry.from_record(key, record)
+            if row is None:
+                row = self._next_row
+                self._next_row += 1
+                self._row_of_key[key] = row
+            self._entries[row] = entry
+            adds.setdefault(entry.signal_type, {})[row] = entry.value
+        for kind, rows in removes.items():
+            index = self._index(kind)
+            if index is not None:
+                index.remove(sorted(rows))
+        for kind, rows in adds.items():
+            index = self._index(kind)
+            if index is not None and rows:
+                index.add(list(rows), list(rows.values()))
+
+    def _index(self, kind: str) -> SignalIndex | None:
+        if kind not in self._indices:
+            index = new_index(kind)
+            if index is None:
+                return None
+            self._indices[kind] = index
+        return self._indices[kind]
+
+    # -- reading ------------------------------------------------------------------------------
+    def search(self, kind: str, values: list[str], max_distance: int) -> list[list[Candidate]]:
+        """Bank entries within max_distance of each value (all banks, enabled or not)."""
+        index = self._indices.get(kind)
+        if index is None or not values:
+            return [[] for _ in values]
+        return [
+            [Candidate(self._entries[row], distance) for row, distance in hits if row in self._entries]
+            for hits in index.search(values, max_distance)
+        ]
+
+    def entries(self, bank: str | None = None) -> Iterable[BankEntry]:
+        return (e for e in self._entries.values() if bank is None or e.bank == bank)
+
+    def signal_count(self, kind: str | None = None) -> int:
+        if kind is None:
+            return len(self._entries)
+        index = self._indices.get(kind)
+        return len(index) if index is not None else 0

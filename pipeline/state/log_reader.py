@@ -1,0 +1,146 @@
+"""Readers of the compacted topics that every process builds its views from.
+
+`CompactedTopicFollower` reads from the start of each topic without a consumer group (every
+process needs every partition) and keeps following; `ready` is set once it has read up to the end
+offsets it saw when it started. `read_to_end` is the blocking form for command-line tools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable, Iterable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError
+from confluent_kafka import TopicPartition as CKTopicPartition
+
+from pipeline.config import Settings
+from pipeline.topics import TopicSpec
+from schemas.codec import DecodeError
+
+log = logging.getLogger(__name__)
+
+Change = tuple[str, dict | None]  # key, decoded value (None = tombstone)
+ApplyBatch = Callable[[TopicSpec, list[Change]], Awaitable[None] | None]
+
+
+def decode_change(spec: TopicSpec, key: bytes | None, value: bytes | None) -> Change | None:
+    """A record of a compacted topic as (key, value); None for a record that cannot be read."""
+    if key is None:
+        return None
+    text_key = key.decode("utf-8", errors="replace")
+    if value is None:
+        return text_key, None
+    try:
+        return text_key, spec.codec.decode(value)
+    except DecodeError as exc:
+        log.warning("skipping unreadable state record", extra={"topic": spec.suffix, "key": text_key, "reason": str(exc)})
+        return None
+
+
+class CompactedTopicFollower:
+    def __init__(self, settings: Settings, specs: Iterable[TopicSpec], apply: ApplyBatch, name: str = "state") -> None:
+        self.settings = settings
+        self.specs = {spec.name(settings): spec for spec in specs}
+        self.apply = apply
+        self.name = name
+        self.ready = asyncio.Event()
+        self.positions: dict[str, int] = {}  # topic -> records consumed (sum of offsets)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id=f"hmas-{self.name}",
+        )
+        await self._consumer.start()
+        partitions = []
+        for topic in self.specs:
+            found = await self._wait_for_partitions(topic)
+            partitions.extend(TopicPartition(topic, p) for p in sorted(found))
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_beginning(*partitions)
+        self._end = await self._consumer.end_offsets(partitions)
+        self._task = asyncio.create_task(self._run(), name=f"follow-{self.name}")
+
+    async def _wait_for_partitions(self, topic: str) -> set[int]:
+        for _ in range(100):
+            found = self._consumer.partitions_for_topic(topic)
+            if found:
+                return found
+            await self._consumer.force_metadata_update()
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"topic {topic} does not exist; run `hmas topics create` first")
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        if not any(self._end.values()):
+            self.ready.set()
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
+            for tp, records in batches.items():
+                spec = self.specs[tp.topic]
+                changes = [c for c in (decode_change(spec, r.key, r.value) for r in records) if c is not None]
+                if changes:
+                    result = self.apply(spec, changes)
+                    if asyncio.iscoroutine(result):
+                        await result
+                self.positions[tp.topic] = records[-1].offset + 1
+            if not self.ready.is_set() and all(
+                self.positions.get(tp.topic, 0) >= end for tp, end in self._end.items() if end
+            ):
+                log.info("state caught up", extra={"view": self.name, "positions": dict(self.positions)})
+                self.ready.set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+
+def read_to_end(settings: Settings, spec: TopicSpec, timeout_s: float = 30.0) -> list[Change]:
+    """Every record of a compacted topic up to its current end, in order (blocking)."""
+    topic = spec.name(settings)
+    consumer = Consumer({
+        "bootstrap.servers": settings.bootstrap_servers,
+        "group.id": "hmas-reader",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+    })
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s)
+        if metadata.topics[topic].error is not None:
+            raise RuntimeError(f"topic {topic}: {metadata.topics[topic].error}")
+        parts = list(metadata.topics[topic].partitions)
+        pending = set()
+        for p in parts:
+            low, high = consumer.get_watermark_offsets(CKTopicPartition(topic, p), timeout=timeout_s)
+            if high > low:
+                pending.add(p)
+        consumer.assign([CKTopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        changes: list[Change] = []
+        while pending:
+            msg = consumer.poll(timeout_s)
+            if msg is None:
+                raise TimeoutError(f"no records from {topic} within {timeout_s}s")
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    pending.discard(msg.partition())
+                    continue
+                raise RuntimeError(str(msg.error()))
+            change = decode_change(spec, msg.key(), msg.value())
+            if change is not None:
+                changes.append(change)
+        return changes
+    finally:
+        consumer.close()

@@ -1,0 +1,88 @@
+"""One index per signal type, behind one interface, keyed by the bank view's integer row ids."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from pipeline.index import build_pdq_index, codes_from_hex
+
+Hits = list[list[tuple[int, int]]]  # per query: (row id, distance)
+
+
+class SignalIndex(Protocol):
+    def add(self, ids: Sequence[int], values: Sequence[str]) -> None: ...
+
+    def remove(self, ids: Sequence[int]) -> None: ...
+
+    def search(self, values: Sequence[str], max_distance: int) -> Hits: ...
+
+    def __len__(self) -> int: ...
+
+
+class PdqSignalIndex:
+    """PDQ codes in `pipeline.index`: exact Hamming-distance search."""
+
+    def __init__(self) -> None:
+        self._index = build_pdq_index(np.zeros((0, 32), dtype=np.uint8), np.zeros(0, dtype=np.int64))
+
+    def add(self, ids: Sequence[int], values: Sequence[str]) -> None:
+        if len(ids):
+            self._index.add(codes_from_hex(values), np.asarray(ids, dtype=np.int64))
+
+    def remove(self, ids: Sequence[int]) -> None:
+        if len(ids):
+            self._index.remove(np.asarray(ids, dtype=np.int64))
+
+    def search(self, values: Sequence[str], max_distance: int) -> Hits:
+        if not values:
+            return []
+        lims, ids, distances = self._index.search(codes_from_hex(values), max_distance=max_distance)
+        return [
+            list(zip(ids[lims[i]:lims[i + 1]].tolist(), distances[lims[i]:lims[i + 1]].tolist()))
+            for i in range(len(values))
+        ]
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
+class ExactSignalIndex:
+    """Signals that match only when equal (video MD5): a dict from value to row ids."""
+
+    def __init__(self) -> None:
+        self._by_value: dict[str, set[int]] = defaultdict(set)
+        self._value_of: dict[int, str] = {}
+
+    def add(self, ids: Sequence[int], values: Sequence[str]) -> None:
+        self.remove([i for i in ids if i in self._value_of])
+        for row, value in zip(ids, values):
+            self._by_value[value].add(row)
+            self._value_of[row] = value
+
+    def remove(self, ids: Sequence[int]) -> None:
+        for row in ids:
+            value = self._value_of.pop(row, None)
+            if value is None:
+                continue
+            rows = self._by_value[value]
+            rows.discard(row)
+            if not rows:
+                del self._by_value[value]
+
+    def search(self, values: Sequence[str], max_distance: int) -> Hits:
+        return [[(row, 0) for row in self._by_value.get(value, ())] for value in values]
+
+    def __len__(self) -> int:
+        return len(self._value_of)
+
+
+INDEX_KINDS: dict[str, type] = {"pdq": PdqSignalIndex, "video_md5": ExactSignalIndex}
+
+
+def new_index(signal_type_name: str) -> SignalIndex | None:
+    """A fresh index for the signal type, or None if the type is not matched."""
+    kind = INDEX_KINDS.get(signal_type_name)
+    return kind() if kind else None
