@@ -1,0 +1,57 @@
+"""Codecs: JSON and Avro single-object encoding give the same records; bad values get reasons."""
+
+import json
+
+import pytest
+
+from pipeline.topics import ALL_TOPICS, UPLOADS
+from schemas.codec import AVRO_MAGIC, DecodeError, codec
+
+UPLOAD = {"content_id": "post-1", "content_type": "photo", "signals": {"pdq": "ab" * 32}, "metadata": {"k": "v"}}
+
+
+def test_every_topic_has_a_loadable_schema():
+    for spec in ALL_TOPICS:
+        assert spec.codec.fingerprint and len(spec.codec.fingerprint) == 8
+
+
+def test_json_and_avro_decode_to_the_same_record():
+    c = UPLOADS.codec
+    from_json = c.decode(json.dumps(UPLOAD).encode())
+    avro = c.encode(from_json, "avro")
+    assert avro[:2] == AVRO_MAGIC and avro[2:10] == c.fingerprint
+    assert c.decode(avro) == from_json
+    assert from_json["url"] is None and from_json["submitted_at"] is None
+
+
+def test_fingerprint_is_crc64_avro_of_canonical_form():
+    # Avro spec: fingerprint of the schema "int" is 0x7275d51a3f395c8f, written little-endian.
+    from fastavro.schema import fingerprint
+
+    assert fingerprint('"int"', "CRC-64-AVRO") == "8f5c393f1ad57572"
+
+
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        (b"\xff\xfe\x00garbage", "neither a JSON object nor Avro"),
+        (b"[1, 2]", "expected an object"),
+        (b"", "empty value"),
+        (json.dumps({"content_type": "photo"}).encode(), "content_id: missing"),
+        (json.dumps({"content_id": "x", "content_type": "gif"}).encode(), "content_type: \"gif\" is not one of photo, video"),
+        (json.dumps({"content_id": 7, "content_type": "photo"}).encode(), "content_id: 7 is not string"),
+        (json.dumps({"content_id": "x", "content_type": "photo", "metadata": {"a": 1}}).encode(), "metadata.a"),
+        (AVRO_MAGIC + b"\x00" * 8 + b"\x02a", "fingerprint"),
+        (AVRO_MAGIC + codec("hma.Upload").fingerprint + b"\x99", "does not decode"),
+    ],
+)
+def test_bad_values_name_the_problem(raw, reason):
+    with pytest.raises(DecodeError, match=None) as info:
+        UPLOADS.codec.decode(raw)
+    assert reason in str(info.value)
+
+
+def test_booleans_are_not_numbers():
+    with pytest.raises(DecodeError):
+        codec("hma.Hit").conform({"signal_type": "pdq", "query_signal": "", "bank": "B", "bank_content_id": True,
+                                   "signal_id": "s", "distance": 1, "threshold": 2, "status": "match"})
