@@ -64,8 +64,12 @@ class Client:
         idle_timeout_s: float | None = None,
         max_records: int | None = None,
         raw: bool = False,
+        timeout_s: float | None = None,
     ) -> Iterator[tuple[str | None, Any]]:
-        """Yield (key, decoded value) from every partition; stops after max_records or idle time."""
+        """Yield (key, decoded value) from every partition.
+
+        Stops after max_records, after idle_timeout_s without a record, or after timeout_s in all.
+        """
         topic = spec.name(self.settings)
         consumer = Consumer({
             "bootstrap.servers": self.settings.bootstrap_servers,
@@ -79,7 +83,10 @@ class Client:
             consumer.assign([TopicPartition(topic, p, start) for p in parts])
             seen = 0
             last = time.monotonic()
+            deadline = None if timeout_s is None else last + timeout_s
             while max_records is None or seen < max_records:
+                if deadline is not None and time.monotonic() > deadline:
+                    return
                 msg = consumer.poll(0.2)
                 if msg is None:
                     if idle_timeout_s is not None and time.monotonic() - last > idle_timeout_s:

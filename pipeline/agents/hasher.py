@@ -36,6 +36,8 @@ async def hash_upload(ctx: PipelineContext, upload: dict[str, Any]) -> dict[str,
         else:
             data = decode_content_b64(upload["content_b64"])
             source = "inline"
+            if len(data) > ctx.settings.fetch_max_bytes:
+                raise InvalidUpload(f"content of {len(data)} bytes is over the size cap of {ctx.settings.fetch_max_bytes} bytes")
         hashed = await loop.run_in_executor(ctx.hash_pool, hash_content, upload["content_type"], data)
         signals = {name: {"value": sv.value, "quality": sv.quality} for name, sv in hashed.items()}
     return {

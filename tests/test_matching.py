@@ -1,0 +1,88 @@
+"""Matching against a bank view: per-bank distance, quality floor, guard statuses, actions."""
+
+import numpy as np
+
+from pipeline.banks import bank_record, bank_signal_record
+from pipeline.config import Settings
+from pipeline.matching import actions_for, match_batch
+from pipeline.state.bank_view import BankView
+
+rng = np.random.default_rng(7)
+
+
+def random_pdq() -> str:
+    return rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex()
+
+
+def flip(hex_code: str, bits: int) -> str:
+    code = bytearray(bytes.fromhex(hex_code))
+    for b in range(bits):
+        code[b // 8] ^= 1 << (b % 8)
+    return code.hex()
+
+
+def hashed(content_id: str, pdq: str, quality: int | None = 100) -> dict:
+    return {"content_id": content_id, "content_type": "photo", "signals": {"pdq": {"value": pdq, "quality": quality}},
+            "source": "signals", "metadata": {}, "submitted_at": None, "hashed_at": 0}
+
+
+def view_with(*banks: tuple[dict, list[str]]) -> BankView:
+    view = BankView()
+    for bank, codes in banks:
+        view.apply_bank(bank["name"], bank)
+        view.apply_signals(bank_signal_record(bank["name"], i + 1, "pdq", code) for i, code in enumerate(codes))
+    return view
+
+
+def conformed_bank(name: str, **config) -> dict:
+    from pipeline.topics import BANKS
+
+    return BANKS.codec.conform(bank_record(name, **config))
+
+
+def test_each_bank_applies_its_own_distance():
+    base = random_pdq()
+    view = view_with((conformed_bank("WIDE", distances={"pdq": 16}), [base]),
+                     (conformed_bank("NARROW", distances={"pdq": 8}), [base]))
+    [record] = match_batch([hashed("c", flip(base, 12))], view, Settings())
+    assert [(h["bank"], h["distance"], h["threshold"], h["status"]) for h in record["matches"]] == [("WIDE", 12, 16, "match")]
+
+
+def test_nothing_matched_still_gives_a_record():
+    view = view_with((conformed_bank("B"), [random_pdq()]))
+    [record] = match_batch([hashed("c", random_pdq())], view, Settings())
+    assert record["matches"] == [] and record["content_id"] == "c"
+
+
+def test_low_quality_is_recorded_and_not_matched():
+    code = random_pdq()
+    view = view_with((conformed_bank("B"), [code]))
+    [record] = match_batch([hashed("c", code, quality=30)], view, Settings())
+    assert record["matches"] == [] and "below 50" in record["skipped"]["pdq"]
+
+
+def test_disabled_content_and_banks_give_disabled_hits_and_no_action():
+    code = random_pdq()
+    view = view_with((conformed_bank("B", action="remove"), [code]), (conformed_bank("OFF", enabled=False), [code]))
+    key, rec = bank_signal_record("B", 1, "pdq", code)
+    view.apply_signals([(key, {**rec, "disable_until_ts": 0})])
+    [record] = match_batch([hashed("c", code)], view, Settings())
+    assert sorted(h["status"] for h in record["matches"]) == ["disabled", "disabled"]
+    assert actions_for(record, view) == []
+
+
+def test_actions_group_hits_by_the_banks_action_name():
+    code = random_pdq()
+    view = view_with((conformed_bank("A", action="remove"), [code]), (conformed_bank("B", action="review"), [code]))
+    [record] = match_batch([hashed("c", code)], view, Settings())
+    actions = actions_for(record, view)
+    assert [(a["action"], [h["bank"] for h in a["matches"]]) for a in actions] == [("remove", ["A"]), ("review", ["B"])]
+
+
+def test_removed_signals_stop_matching():
+    code = random_pdq()
+    view = view_with((conformed_bank("B"), [code]))
+    key, _ = bank_signal_record("B", 1, "pdq", code)
+    view.apply_signals([(key, None)])
+    [record] = match_batch([hashed("c", code)], view, Settings())
+    assert record["matches"] == [] and view.signal_count("pdq") == 0
