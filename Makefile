@@ -1,0 +1,44 @@
+# Two commands on a fresh machine: `make run` (the demo) and `make test` (the whole suite).
+# Each does its own set-up, idempotently: Debian packages, the virtual environment, the Kafka jars.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DEBS   := g++ make pkg-config openjdk-17-jre-headless maven
+
+.PHONY: run test setup system-deps kafka-jars bench clean
+
+run: setup
+	$(PY) -m pipeline up --demo
+
+test: setup
+	$(PY) -m pytest
+
+setup: system-deps $(STAMP) kafka-jars
+
+# Build tools for the packages that compile from source (pdqhash), Java and Maven for the broker.
+system-deps:
+	@missing=""; \
+	for tool in g++ pkg-config java mvn; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages for:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q $(DEBS); \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip wheel setuptools
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+kafka-jars: $(STAMP)
+	$(PY) -m pipeline kafka jars
+
+bench: setup
+	$(PY) -m pipeline bench index --n 1000000
+
+clean:
+	-$(PY) -m pipeline kafka stop
+	rm -rf $(VENV) .hmas ops/kafka/lib
