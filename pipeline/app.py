@@ -54,18 +54,19 @@ class PipelineContext:
         async with self._view_lock:
             if self._follower is None:
                 self._follower = CompactedTopicFollower(
-                    self.settings, (T.BANKS, T.BANK_SIGNALS), self._apply_state, name="worker-banks"
+                    self.settings, (T.BANKS, T.BANK_SIGNALS, T.QUARANTINE), self._apply_state, name="worker-state"
                 )
                 await self._follower.start()
         await self._follower.ready.wait()
         return self.view
 
     def _apply_state(self, spec: T.TopicSpec, changes: list[Change]) -> None:
-        if spec is T.BANKS:
-            for key, record in changes:
-                self.view.apply_bank(key, record)
-        else:
+        if spec is T.BANK_SIGNALS:
             self.view.apply_signals(changes)
+            return
+        apply = self.view.apply_bank if spec is T.BANKS else self.view.apply_quarantine
+        for key, record in changes:
+            apply(key, record)
 
     @property
     def hash_pool(self) -> ProcessPoolExecutor:
@@ -117,8 +118,8 @@ def create_app(settings: Settings) -> tuple[faust.App, PipelineContext]:
     }
     ctx = PipelineContext(settings=settings, app=app, topics=topics)
 
-    from pipeline.agents import actioner, hasher, matcher
+    from pipeline.agents import actioner, feedback, flood, hasher, matcher
 
-    for module in (hasher, matcher, actioner):
+    for module in (hasher, matcher, actioner, flood, feedback):
         module.register(app, ctx)
     return app, ctx

@@ -58,8 +58,11 @@ class Settings:
     max_image_pixels: int = 50_000_000
     pdq_min_quality: int = 50
 
-    # Matching.
-    pdq_default_distance: int = 31
+    # Flood detection: count-min sketch error bound and time buckets.
+    flood_epsilon: float = 0.001
+    flood_delta: float = 0.01
+    flood_bucket_ms: int = 60_000
+    flood_baseline_windows: int = 24
 
     def with_overrides(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)

@@ -1,26 +1,69 @@
 """The guard: the status of each hit before the match record is written.
 
-A hit is `disabled` when its bank or its bank content item is disabled. (Negative banks and flood
-quarantine add `suppressed` and `quarantined`.) Only hits with status `match` lead to actions.
+In order of precedence, a hit is
+- `disabled`: its bank, its bank content item, or its signal (after flood review) is disabled;
+- `quarantined`: its signal matched too much too fast and awaits review (hma.quarantine);
+- `suppressed`: the upload also matches one of the bank's suppressing (negative) banks;
+- `match`: none of the above. Only these lead to actions.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline.banks import signal_enabled
-from pipeline.state.bank_view import BankEntry
+from pipeline.state.bank_view import BankEntry, BankView
 
 MATCH, SUPPRESSED, QUARANTINED, DISABLED = "match", "suppressed", "quarantined", "disabled"
+NO_ACTION = "none"  # a bank whose action is "none" (e.g. a negative bank) matches without acting
 
 
-def hit_status(entry: BankEntry, bank: dict[str, Any], now_s: float | None = None) -> tuple[str, str]:
-    now_s = time.time() if now_s is None else now_s
-    if not bank["enabled"]:
-        return DISABLED, f"bank {entry.bank} is disabled"
+@dataclass
+class Hit:
+    """A bank entry within its bank's distance of one of the upload's signals."""
+
+    entry: BankEntry
+    bank: dict[str, Any]
+    distance: int
+    threshold: int
+    query_signal: str
+    status: str = MATCH
+    reason: str = ""
+
+
+def _disabled_reason(hit: Hit, view: BankView, now_s: float) -> str:
+    entry = hit.entry
+    if not hit.bank["enabled"]:
+        return f"bank {entry.bank} is disabled"
+    if hit.bank["enabled_ratio"] <= 0:
+        return f"bank {entry.bank} has enabled_ratio 0"
     if not signal_enabled(entry.disable_until_ts, now_s):
-        if entry.disable_until_ts == 0:
-            return DISABLED, f"bank content {entry.bank_content_id} is disabled"
-        return DISABLED, f"bank content {entry.bank_content_id} is disabled until {entry.disable_until_ts}"
-    return MATCH, ""
+        until = "" if entry.disable_until_ts == 0 else f" until {entry.disable_until_ts}"
+        return f"bank content {entry.bank_content_id} is disabled{until}"
+    q = view.quarantine.get(entry.signal_id)
+    if q is not None and q["state"] == "disabled":
+        return f"signal {entry.signal_id} was disabled after flood review"
+    return ""
+
+
+def decide(hits: list[Hit], view: BankView, now_s: float | None = None) -> None:
+    """Set the status and reason of every hit of one upload."""
+    now_s = time.time() if now_s is None else now_s
+    for hit in hits:
+        reason = _disabled_reason(hit, view, now_s)
+        if reason:
+            hit.status, hit.reason = DISABLED, reason
+            continue
+        q = view.quarantine.get(hit.entry.signal_id)
+        if q is not None and q["state"] == "quarantined":
+            hit.status = QUARANTINED
+            hit.reason = f"signal {hit.entry.signal_id} quarantined: {q['count']} matches within {q['window_ms'] // 1000}s"
+    live_banks = {hit.entry.bank for hit in hits if hit.status in (MATCH, QUARANTINED)}
+    for hit in hits:
+        if hit.status != MATCH:
+            continue
+        negatives = sorted(set(hit.bank["suppressed_by"]) & live_banks)
+        if negatives:
+            hit.status, hit.reason = SUPPRESSED, f"also matches negative bank {', '.join(negatives)}"

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 from pipeline.banks import now_ms
 from pipeline.config import Settings
-from pipeline.guard import MATCH, hit_status
+from pipeline.guard import MATCH, NO_ACTION, Hit, decide
 from pipeline.signal_types import SIGNAL_TYPES
 from pipeline.state.bank_view import BankView
 
@@ -28,6 +28,7 @@ def match_batch(hashed: Sequence[dict[str, Any]], view: BankView, settings: Sett
                 records[i]["skipped"][kind_name] = reason
             else:
                 queries[kind_name].append((i, signal["value"]))
+    hits: list[list[Hit]] = [[] for _ in hashed]
     for kind_name, items in queries.items():
         widest = max((bank_distance(b, kind_name) for b in view.banks.values()), default=0)
         results = view.search(kind_name, [value for _, value in items], widest)
@@ -37,23 +38,28 @@ def match_batch(hashed: Sequence[dict[str, Any]], view: BankView, settings: Sett
                 if bank is None:
                     continue
                 threshold = bank_distance(bank, kind_name)
-                if cand.distance > threshold:
-                    continue
-                status, reason = hit_status(cand.entry, bank)
-                records[i]["matches"].append({
-                    "signal_type": kind_name,
-                    "query_signal": value,
-                    "bank": cand.entry.bank,
-                    "bank_content_id": cand.entry.bank_content_id,
-                    "signal_id": cand.entry.signal_id,
-                    "distance": cand.distance,
-                    "threshold": threshold,
-                    "status": status,
-                    "reason": reason,
-                })
+                if cand.distance <= threshold:
+                    hits[i].append(Hit(cand.entry, bank, cand.distance, threshold, value))
+    for record, upload_hits in zip(records, hits):
+        decide(upload_hits, view)
+        record["matches"] = [_hit_record(hit) for hit in upload_hits]
     for record in records:
         record["matches"].sort(key=lambda hit: (hit["distance"], hit["bank"], hit["bank_content_id"]))
     return records
+
+
+def _hit_record(hit: Hit) -> dict[str, Any]:
+    return {
+        "signal_type": hit.entry.signal_type,
+        "query_signal": hit.query_signal,
+        "bank": hit.entry.bank,
+        "bank_content_id": hit.entry.bank_content_id,
+        "signal_id": hit.entry.signal_id,
+        "distance": hit.distance,
+        "threshold": hit.threshold,
+        "status": hit.status,
+        "reason": hit.reason,
+    }
 
 
 def _skip_reason(kind_name: str, signal: dict[str, Any], settings: Settings) -> str:
@@ -86,7 +92,7 @@ def actions_for(record: dict[str, Any], view: BankView) -> list[dict[str, Any]]:
     by_action: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for hit in record["matches"]:
         bank = view.banks.get(hit["bank"])
-        if hit["status"] == MATCH and bank is not None:
+        if hit["status"] == MATCH and bank is not None and bank["action"] != NO_ACTION:
             by_action[bank["action"]].append(hit)
     return [
         {

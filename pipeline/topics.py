@@ -41,19 +41,21 @@ BANK_SIGNALS = TopicSpec("bank-signals", "hma.BankSignal", compact=True)
 FEEDBACK = TopicSpec("feedback", "hma.Feedback")
 QUARANTINE = TopicSpec("quarantine", "hma.Quarantine", compact=True)
 DEAD_LETTERS = TopicSpec("dead-letters", "hma.DeadLetter")
+FLOOD_HITS = TopicSpec("flood-hits", "hma.SignalHit")  # repartition topic: matches re-keyed by signal id
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     UPLOADS, HASHES, MATCHES, ACTIONS, RETRO_MATCHES,
-    BANKS, BANK_SIGNALS, FEEDBACK, QUARANTINE, DEAD_LETTERS,
+    BANKS, BANK_SIGNALS, FEEDBACK, QUARANTINE, DEAD_LETTERS, FLOOD_HITS,
 )
 
 # Compacted topics hold state every process rebuilds its view from; they get one partition so
-# that a reader sees one total order of changes.
-STATE_TOPICS = (BANKS, BANK_SIGNALS, QUARANTINE)
+# that a reader sees one total order of changes. Feedback (human decisions, low volume) too, so
+# that its per-signal tallies can live in one table partition.
+SINGLE_PARTITION_TOPICS = (BANKS, BANK_SIGNALS, QUARANTINE, FEEDBACK)
 
 
 def partitions_for(spec: TopicSpec, settings: Settings) -> int:
-    return 1 if spec in STATE_TOPICS else settings.topic_partitions
+    return 1 if spec in SINGLE_PARTITION_TOPICS else settings.topic_partitions
 
 
 def spec_for(name: str, settings: Settings) -> TopicSpec:

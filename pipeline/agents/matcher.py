@@ -1,5 +1,7 @@
 """matcher: hma.hashes -> hma.matches, one record per hashed upload (also when nothing matched).
 
+Effective hits are also written to hma.flood-hits, keyed by signal id, for flood counting.
+
 Micro-batches from the stream are looked up together: one index search per signal type.
 """
 
@@ -11,6 +13,7 @@ import faust
 
 from pipeline import topics as T
 from pipeline.app import PipelineContext
+from pipeline.guard import MATCH
 from pipeline.matching import match_batch
 from schemas.codec import DecodeError
 
@@ -32,3 +35,9 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
                     await ctx.send_dead_letter(event, str(exc), STAGE)
             for event, record in zip(good, match_batch(hashed, view, ctx.settings)):
                 await ctx.send(T.MATCHES, event.message.key, record)
+                for hit in record["matches"]:
+                    if hit["status"] == MATCH:
+                        await ctx.send(T.FLOOD_HITS, hit["signal_id"], {
+                            "signal_id": hit["signal_id"], "bank": hit["bank"],
+                            "content_id": record["content_id"], "matched_at": record["matched_at"],
+                        })

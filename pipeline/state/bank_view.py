@@ -58,6 +58,8 @@ class BankView:
         self._row_of_key: dict[str, int] = {}
         self._next_row = 0
         self._indices: dict[str, SignalIndex] = {}
+        self._rows_of_signal: dict[str, set[int]] = {}
+        self.quarantine: dict[str, dict[str, Any]] = {}  # signal id -> latest hma.quarantine record
 
     # -- applying changes --------------------------------------------------------------------
     def apply_bank(self, name: str, record: dict[str, Any] | None) -> None:
@@ -65,6 +67,12 @@ class BankView:
             self.banks.pop(name, None)
         else:
             self.banks[name] = record
+
+    def apply_quarantine(self, signal_id: str, record: dict[str, Any] | None) -> None:
+        if record is None:
+            self.quarantine.pop(signal_id, None)
+        else:
+            self.quarantine[signal_id] = record
 
     def apply_signals(self, changes: Iterable[tuple[str, dict[str, Any] | None]]) -> None:
         """Apply hma.bank-signals records (None = tombstone) in order, batching index updates."""
@@ -77,6 +85,7 @@ class BankView:
                     continue
                 entry = self._entries.pop(row)
                 del self._row_of_key[key]
+                self._unlink_signal(entry.signal_id, row)
                 adds.get(entry.signal_type, {}).pop(row, None)
                 removes.setdefault(entry.signal_type, set()).add(row)
                 continue
@@ -86,6 +95,7 @@ class BankView:
                 self._next_row += 1
                 self._row_of_key[key] = row
             self._entries[row] = entry
+            self._rows_of_signal.setdefault(entry.signal_id, set()).add(row)
             adds.setdefault(entry.signal_type, {})[row] = entry.value
         for kind, rows in removes.items():
             index = self._index(kind)
@@ -95,6 +105,13 @@ class BankView:
             index = self._index(kind)
             if index is not None and rows:
                 index.add(list(rows), list(rows.values()))
+
+    def _unlink_signal(self, sid: str, row: int) -> None:
+        rows = self._rows_of_signal.get(sid)
+        if rows is not None:
+            rows.discard(row)
+            if not rows:
+                del self._rows_of_signal[sid]
 
     def _index(self, kind: str) -> SignalIndex | None:
         if kind not in self._indices:
@@ -114,6 +131,10 @@ class BankView:
             [Candidate(self._entries[row], distance) for row, distance in hits if row in self._entries]
             for hits in index.search(values, max_distance)
         ]
+
+    def entries_with_signal(self, sid: str) -> list[BankEntry]:
+        """Every bank entry holding this signal (one signal id can be in several banks)."""
+        return [self._entries[row] for row in self._rows_of_signal.get(sid, ())]
 
     def entries(self, bank: str | None = None) -> Iterable[BankEntry]:
         return (e for e in self._entries.values() if bank is None or e.bank == bank)

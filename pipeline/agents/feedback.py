@@ -1,0 +1,83 @@
+"""feedback: reviewers' confirm / deconfirm decisions (hma.feedback) applied to the banks.
+
+Harmful (confirm): each named signal is copied into its bank's confirmed bank, or tagged
+`confirmed` in place when the bank names none. Benign (deconfirm): each named signal is disabled
+in every bank holding it, for the bank's `deconfirm_disable_s` or for good. Per-signal tallies
+are kept in a Faust table (RocksDB, changelog-backed).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import faust
+
+from pipeline import topics as T
+from pipeline.app import PipelineContext
+from pipeline.banks import bank_signal_record
+from pipeline.state.bank_view import BankEntry, BankView
+from schemas.codec import DecodeError
+
+log = logging.getLogger(__name__)
+STAGE = "feedback"
+
+
+def next_content_id(view: BankView, bank: str) -> int:
+    return 1 + max((e.bank_content_id for e in view.entries(bank)), default=0)
+
+
+def signal_changes(view: BankView, feedback: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The hma.bank-signals records that a feedback decision implies."""
+    changes: list[tuple[str, dict[str, Any]]] = []
+    for sid in feedback["signals"]:
+        for entry in view.entries_with_signal(sid):
+            bank = view.banks.get(entry.bank)
+            if bank is None:
+                continue
+            if feedback["verdict"] == "benign":
+                period = bank["deconfirm_disable_s"]
+                until = 0 if period <= 0 else int(time.time()) + period
+                changes.append((entry.key, _entry_record(entry, disable_until_ts=until)))
+            elif bank["confirmed_bank"] and bank["confirmed_bank"] in view.banks:
+                target = bank["confirmed_bank"]
+                if any(e.bank == target for e in view.entries_with_signal(sid)):
+                    continue
+                meta = {**entry.metadata, "confirmed_from": f"{entry.bank}/{entry.bank_content_id}",
+                        "confirmed_by_content": feedback["content_id"]}
+                changes.append(bank_signal_record(target, next_content_id(view, target), entry.signal_type, entry.value, meta))
+            else:
+                changes.append((entry.key, _entry_record(entry, metadata={**entry.metadata, "confirmed": "true"})))
+    return changes
+
+
+def _entry_record(entry: BankEntry, **changes: Any) -> dict[str, Any]:
+    record = {
+        "bank": entry.bank, "bank_content_id": entry.bank_content_id, "signal_type": entry.signal_type,
+        "signal_id": entry.signal_id, "value": entry.value, "metadata": entry.metadata,
+        "disable_until_ts": entry.disable_until_ts, "added_at": int(time.time() * 1000),
+    }
+    return {**record, **changes}
+
+
+def register(app: faust.App, ctx: PipelineContext) -> None:
+    tallies = app.Table("feedback-tallies", default=dict, partitions=1)
+
+    @app.agent(ctx.topic(T.FEEDBACK), name=f"{app.conf.id}.feedback")
+    async def feedback(stream: faust.StreamT) -> None:
+        view = await ctx.bank_view()
+        async for event in stream.events():
+            try:
+                decision = T.FEEDBACK.codec.decode(event.value)
+            except DecodeError as exc:
+                await ctx.send_dead_letter(event, str(exc), STAGE)
+                continue
+            for sid in decision["signals"]:
+                tally = dict(tallies[sid])
+                tally[decision["verdict"]] = tally.get(decision["verdict"], 0) + 1
+                tallies[sid] = tally
+            for key, record in signal_changes(view, decision):
+                await ctx.send(T.BANK_SIGNALS, key, record)
+            log.info("feedback applied", extra={"content_id": decision["content_id"], "verdict": decision["verdict"],
+                                                "signals": len(decision["signals"])})

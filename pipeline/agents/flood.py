@@ -1,0 +1,81 @@
+"""flood: counts effective matches per signal (hma.flood-hits, keyed by signal id) and writes
+hma.quarantine when a signal floods.
+
+Between the count crossing a limit and the guards reading the quarantine record back, hits
+already in flight still pass: that window is what the flood test measures (docs in README).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from pipeline import topics as T
+from pipeline.app import PipelineContext
+from pipeline.banks import now_ms
+from pipeline.flood import FloodDetector
+from pipeline.state.count_min import CountMinSketch
+from pipeline.state.faust_cells import FaustTableCellStore
+from schemas.codec import DecodeError
+
+log = logging.getLogger(__name__)
+STAGE = "flood"
+DEFAULT_HORIZON_MS = 3_600_000
+
+
+def register(app: faust.App, ctx: PipelineContext) -> None:
+    s = ctx.settings
+    cells = app.Table("flood-cms", default=int, partitions=s.topic_partitions)
+    detector = FloodDetector(
+        CountMinSketch(FaustTableCellStore(cells), s.flood_epsilon, s.flood_delta),
+        bucket_ms=s.flood_bucket_ms, baseline_windows=s.flood_baseline_windows,
+    )
+    quarantined_at: dict[str, int] = {}  # signals this agent quarantined, until the view shows it
+    last_cleanup: dict[int, int] = {}  # partition -> bucket when old buckets were last dropped
+
+    def already_handled(sid: str) -> bool:
+        q = ctx.view.quarantine.get(sid)
+        if q is not None and q["state"] in ("quarantined", "disabled"):
+            return True
+        ours = quarantined_at.get(sid)
+        return ours is not None and (q is None or q["changed_at"] <= ours)
+
+    @app.agent(ctx.topic(T.FLOOD_HITS), name=f"{app.conf.id}.flood")
+    async def flood(stream: faust.StreamT) -> None:
+        view = await ctx.bank_view()
+        async for event in stream.events():
+            try:
+                hit = T.FLOOD_HITS.codec.decode(event.value)
+            except DecodeError as exc:
+                await ctx.send_dead_letter(event, str(exc), STAGE)
+                continue
+            sid = hit["signal_id"]
+            bank = view.banks.get(hit["bank"])
+            limit = bank["flood"] if bank is not None else None
+            handled = already_handled(sid)
+            q = view.quarantine.get(sid)
+            allowance = q["count"] if q is not None and q["state"] == "released" else 0
+            verdict = detector.observe(sid, hit["content_id"], hit["matched_at"], None if handled else limit, allowance)
+            if verdict is not None:
+                stamp = now_ms()
+                quarantined_at[sid] = stamp
+                log.warning("signal quarantined", extra={"signal_id": sid, "count": verdict.count, "bank": hit["bank"]})
+                await ctx.send(T.QUARANTINE, sid, {
+                    "signal_id": sid, "state": "quarantined", "count": verdict.count,
+                    "window_ms": verdict.window_ms, "sample_content_ids": verdict.sample_content_ids,
+                    "changed_at": stamp,
+                })
+            _drop_old_buckets(event, detector, view, last_cleanup)
+
+
+def _drop_old_buckets(event: faust.EventT, detector: FloodDetector, view, last_cleanup: dict[int, int]) -> None:
+    partition = event.message.partition
+    current = detector.bucket(now_ms())
+    if last_cleanup.get(partition) == current:
+        return
+    last_cleanup[partition] = current
+    longest = max((b["flood"]["window_ms"] for b in view.banks.values() if b.get("flood")), default=DEFAULT_HORIZON_MS)
+    dropped = detector.sketch.store.drop_buckets_before(detector.horizon_start_bucket(now_ms(), longest))
+    if dropped:
+        log.info("dropped old flood buckets", extra={"partition": partition, "cells": dropped})
