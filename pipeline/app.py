@@ -7,7 +7,7 @@ import logging
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
-from typing import Any
+from typing import Any, AsyncIterator
 
 import faust
 
@@ -16,6 +16,7 @@ from pipeline.config import Settings
 from pipeline.deadletters import dead_letter
 from pipeline.state.bank_view import BankView
 from pipeline.state.log_reader import Change, CompactedTopicFollower
+from schemas.codec import DecodeError
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,18 @@ class PipelineContext:
         msg = event.message
         record = dead_letter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, reason, stage)
         await self.send(T.DEAD_LETTERS, msg.key, record)
+
+    async def records(
+        self, stream: faust.StreamT, spec: T.TopicSpec, stage: str
+    ) -> AsyncIterator[tuple[faust.EventT, dict[str, Any]]]:
+        """Decoded records of a stream, one at a time; undecodable ones go to the dead letters."""
+        async for event in stream.events():
+            try:
+                record = spec.codec.decode(event.value)
+            except DecodeError as exc:
+                await self.send_dead_letter(event, str(exc), stage)
+                continue
+            yield event, record
 
     async def bank_view(self) -> BankView:
         """The bank view, following hma.banks and hma.bank-signals; waits until it has caught up."""

@@ -18,7 +18,6 @@ from pipeline import topics as T
 from pipeline.app import PipelineContext
 from pipeline.banks import bank_signal_record
 from pipeline.state.bank_view import BankEntry, BankView
-from schemas.codec import DecodeError
 
 log = logging.getLogger(__name__)
 STAGE = "feedback"
@@ -67,12 +66,7 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
     @app.agent(ctx.topic(T.FEEDBACK), name=f"{app.conf.id}.feedback")
     async def feedback(stream: faust.StreamT) -> None:
         view = await ctx.bank_view()
-        async for event in stream.events():
-            try:
-                decision = T.FEEDBACK.codec.decode(event.value)
-            except DecodeError as exc:
-                await ctx.send_dead_letter(event, str(exc), STAGE)
-                continue
+        async for _event, decision in ctx.records(stream, T.FEEDBACK, STAGE):
             for sid in decision["signals"]:
                 tally = dict(tallies[sid])
                 tally[decision["verdict"]] = tally.get(decision["verdict"], 0) + 1

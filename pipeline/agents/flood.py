@@ -17,7 +17,6 @@ from pipeline.banks import now_ms
 from pipeline.flood import FloodDetector
 from pipeline.state.count_min import CountMinSketch
 from pipeline.state.faust_cells import FaustTableCellStore
-from schemas.codec import DecodeError
 
 log = logging.getLogger(__name__)
 STAGE = "flood"
@@ -44,12 +43,7 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
     @app.agent(ctx.topic(T.FLOOD_HITS), name=f"{app.conf.id}.flood")
     async def flood(stream: faust.StreamT) -> None:
         view = await ctx.bank_view()
-        async for event in stream.events():
-            try:
-                hit = T.FLOOD_HITS.codec.decode(event.value)
-            except DecodeError as exc:
-                await ctx.send_dead_letter(event, str(exc), STAGE)
-                continue
+        async for event, hit in ctx.records(stream, T.FLOOD_HITS, STAGE):
             sid = hit["signal_id"]
             bank = view.banks.get(hit["bank"])
             limit = bank["flood"] if bank is not None else None
