@@ -86,3 +86,38 @@ def test_removed_signals_stop_matching():
     view.apply_signals([(key, None)])
     [record] = match_batch([hashed("c", code)], view, Settings())
     assert record["matches"] == [] and view.signal_count("pdq") == 0
+
+
+def test_negative_bank_suppresses_and_leaves_no_action():
+    code = random_pdq()
+    view = view_with((conformed_bank("HARMFUL", suppressed_by=["BENIGN"]), [code]),
+                     (conformed_bank("BENIGN", action="none"), [code]))
+    [record] = match_batch([hashed("c", flip(code, 3))], view, Settings())
+    by_bank = {h["bank"]: h for h in record["matches"]}
+    assert by_bank["HARMFUL"]["status"] == "suppressed" and "BENIGN" in by_bank["HARMFUL"]["reason"]
+    assert by_bank["BENIGN"]["status"] == "match"
+    assert actions_for(record, view) == []
+
+
+def test_suppression_needs_the_negative_bank_to_match_too():
+    code = random_pdq()
+    view = view_with((conformed_bank("HARMFUL", suppressed_by=["BENIGN"]), [code]),
+                     (conformed_bank("BENIGN", action="none"), [random_pdq()]))
+    [record] = match_batch([hashed("c", code)], view, Settings())
+    assert [h["status"] for h in record["matches"]] == ["match"]
+
+
+def test_quarantined_and_flood_disabled_signals():
+    code, other = random_pdq(), random_pdq()
+    view = view_with((conformed_bank("B"), [code, other]))
+    sid = {e.value: e.signal_id for e in view.entries("B")}
+    view.apply_quarantine(sid[code], {"signal_id": sid[code], "state": "quarantined", "count": 5001,
+                                      "window_ms": 60_000, "sample_content_ids": [], "changed_at": 1})
+    view.apply_quarantine(sid[other], {"signal_id": sid[other], "state": "disabled", "count": 0,
+                                       "window_ms": 0, "sample_content_ids": [], "changed_at": 1})
+    first, second = match_batch([hashed("a", code), hashed("b", other)], view, Settings())
+    assert first["matches"][0]["status"] == "quarantined" and "5001" in first["matches"][0]["reason"]
+    assert second["matches"][0]["status"] == "disabled"
+    view.apply_quarantine(sid[code], {**view.quarantine[sid[code]], "state": "released"})
+    [again] = match_batch([hashed("a", code)], view, Settings())
+    assert again["matches"][0]["status"] == "match"
