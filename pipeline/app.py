@@ -11,6 +11,7 @@ from typing import Any, AsyncIterator
 
 import faust
 
+from pipeline import metrics
 from pipeline import topics as T
 from pipeline.config import Settings
 from pipeline.deadletters import dead_letter
@@ -37,8 +38,9 @@ class PipelineContext:
     def topic(self, spec: T.TopicSpec) -> faust.TopicT:
         return self.topics[spec.suffix]
 
-    async def send(self, spec: T.TopicSpec, key: str | bytes | None, record: dict[str, Any]) -> None:
+    async def send(self, spec: T.TopicSpec, key: str | bytes | None, record: dict[str, Any], stage: str = "") -> None:
         value = spec.codec.encode(record, self.settings.output_encoding)
+        metrics.RECORDS_OUT.labels(stage, spec.suffix).inc()
         if isinstance(key, str):
             key = key.encode("utf-8")
         await self.topic(spec).send(key=key, value=value)
@@ -46,13 +48,15 @@ class PipelineContext:
     async def send_dead_letter(self, event: faust.EventT, reason: str, stage: str) -> None:
         msg = event.message
         record = dead_letter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, reason, stage)
-        await self.send(T.DEAD_LETTERS, msg.key, record)
+        metrics.DEAD_LETTERS.labels(stage).inc()
+        await self.send(T.DEAD_LETTERS, msg.key, record, stage)
 
     async def records(
         self, stream: faust.StreamT, spec: T.TopicSpec, stage: str
     ) -> AsyncIterator[tuple[faust.EventT, dict[str, Any]]]:
         """Decoded records of a stream, one at a time; undecodable ones go to the dead letters."""
         async for event in stream.events():
+            metrics.RECORDS_IN.labels(stage).inc()
             try:
                 record = spec.codec.decode(event.value)
             except DecodeError as exc:

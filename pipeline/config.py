@@ -44,7 +44,8 @@ class Settings:
 
     # Worker.
     app_id: str = "hma-streams"
-    worker_web_port: int = 6066
+    worker_web_port: int = 0  # Faust's own web server; 0 = off
+    metrics_port: int = 0  # Prometheus metrics of the worker; 0 = off
     hash_workers: int = 2
     output_encoding: str = "json"  # json | avro
 

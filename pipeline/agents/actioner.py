@@ -17,4 +17,4 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
         view = await ctx.bank_view()
         async for event, record in ctx.records(stream, T.MATCHES, STAGE):
             for action in actions_for(record, view):
-                await ctx.send(T.ACTIONS, event.message.key, action)
+                await ctx.send(T.ACTIONS, event.message.key, action, STAGE)

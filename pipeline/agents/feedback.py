@@ -72,6 +72,6 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
                 tally[decision["verdict"]] = tally.get(decision["verdict"], 0) + 1
                 tallies[sid] = tally
             for key, record in signal_changes(view, decision):
-                await ctx.send(T.BANK_SIGNALS, key, record)
+                await ctx.send(T.BANK_SIGNALS, key, record, STAGE)
             log.info("feedback applied", extra={"content_id": decision["content_id"], "verdict": decision["verdict"],
                                                 "signals": len(decision["signals"])})

@@ -11,6 +11,7 @@ import logging
 
 import faust
 
+from pipeline import metrics
 from pipeline import topics as T
 from pipeline.app import PipelineContext
 from pipeline.banks import now_ms
@@ -55,11 +56,12 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
                 stamp = now_ms()
                 quarantined_at[sid] = stamp
                 log.warning("signal quarantined", extra={"signal_id": sid, "count": verdict.count, "bank": hit["bank"]})
+                metrics.QUARANTINES.inc()
                 await ctx.send(T.QUARANTINE, sid, {
                     "signal_id": sid, "state": "quarantined", "count": verdict.count,
                     "window_ms": verdict.window_ms, "sample_content_ids": verdict.sample_content_ids,
                     "changed_at": stamp,
-                })
+                }, STAGE)
             _drop_old_buckets(event, detector, view, last_cleanup)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import faust
 
 from connectors.fetch import FetchError, fetch_url
+from pipeline import metrics
 from pipeline import topics as T
 from pipeline.app import PipelineContext
 from pipeline.banks import now_ms
@@ -69,9 +70,10 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
     @app.agent(ctx.topic(T.UPLOADS), name=f"{app.conf.id}.hasher")
     async def hasher(stream: faust.StreamT) -> None:
         async for events in stream.take_events(batch, within=0.2):
+            metrics.RECORDS_IN.labels(STAGE).inc(len(events))
             results = await asyncio.gather(*(_process(ctx, event) for event in events))
             for event, result in zip(events, results):
                 if isinstance(result, str):
                     await ctx.send_dead_letter(event, result, STAGE)
                 else:
-                    await ctx.send(T.HASHES, event.message.key, result)
+                    await ctx.send(T.HASHES, event.message.key, result, STAGE)

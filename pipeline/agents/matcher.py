@@ -11,6 +11,7 @@ import logging
 
 import faust
 
+from pipeline import metrics
 from pipeline import topics as T
 from pipeline.app import PipelineContext
 from pipeline.guard import MATCH
@@ -27,6 +28,7 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
         view = await ctx.bank_view()
         async for events in stream.take_events(256, within=0.05):
             good, hashed = [], []
+            metrics.RECORDS_IN.labels(STAGE).inc(len(events))
             for event in events:
                 try:
                     hashed.append(T.HASHES.codec.decode(event.value))
@@ -34,10 +36,13 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
                 except DecodeError as exc:
                     await ctx.send_dead_letter(event, str(exc), STAGE)
             for event, record in zip(good, match_batch(hashed, view, ctx.settings)):
-                await ctx.send(T.MATCHES, event.message.key, record)
+                await ctx.send(T.MATCHES, event.message.key, record, STAGE)
+                if record["submitted_at"]:
+                    metrics.UPLOAD_TO_MATCH.observe(max(0, record["matched_at"] - record["submitted_at"]) / 1000)
                 for hit in record["matches"]:
+                    metrics.HITS.labels(hit["status"]).inc()
                     if hit["status"] == MATCH:
                         await ctx.send(T.FLOOD_HITS, hit["signal_id"], {
                             "signal_id": hit["signal_id"], "bank": hit["bank"],
                             "content_id": record["content_id"], "matched_at": record["matched_at"],
-                        })
+                        }, STAGE)

@@ -30,7 +30,10 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.admin import ensure_topics
     from pipeline.app import create_app
 
+    from pipeline.metrics import serve
+
     ensure_topics(settings.bootstrap_servers, settings)
+    serve(settings.metrics_port)
     app, _ctx = create_app(settings)
     Worker(
         app,

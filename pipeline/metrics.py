@@ -1,0 +1,20 @@
+"""Prometheus metrics of the worker's agents (served on HMAS_METRICS_PORT when it is set)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram, start_http_server
+
+RECORDS_IN = Counter("hmas_records_in_total", "Records read by an agent", ["agent"])
+RECORDS_OUT = Counter("hmas_records_out_total", "Records written by an agent, per topic", ["agent", "topic"])
+DEAD_LETTERS = Counter("hmas_dead_letters_total", "Inputs sent to the dead letters", ["agent"])
+HITS = Counter("hmas_hits_total", "Hits by status", ["status"])
+QUARANTINES = Counter("hmas_quarantines_total", "Signals quarantined for flooding")
+UPLOAD_TO_MATCH = Histogram(
+    "hmas_upload_to_match_seconds", "From submitted_at to the match record",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+
+def serve(port: int) -> None:
+    if port > 0:
+        start_http_server(port, addr="127.0.0.1")
