@@ -2,4 +2,5 @@ import sys
 
 from pipeline.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # hashing worker processes import this module too
+    sys.exit(main())

@@ -15,6 +15,7 @@ from pipeline import metrics
 from pipeline import topics as T
 from pipeline.config import Settings
 from pipeline.deadletters import dead_letter
+from pipeline.logs import log_handler
 from pipeline.state.bank_view import BankView
 from pipeline.state.log_reader import Change, CompactedTopicFollower
 from schemas.codec import DecodeError
@@ -47,7 +48,10 @@ class PipelineContext:
 
     async def send_dead_letter(self, event: faust.EventT, reason: str, stage: str) -> None:
         msg = event.message
-        record = dead_letter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, reason, stage)
+        record = dead_letter(
+            msg.topic, msg.partition, msg.offset, msg.key, msg.value, reason, stage,
+            max_value_bytes=self.settings.max_message_bytes,
+        )
         metrics.DEAD_LETTERS.labels(stage).inc()
         await self.send(T.DEAD_LETTERS, msg.key, record, stage)
 
@@ -112,6 +116,7 @@ def faust_app_id(settings: Settings) -> str:
 
 def create_app(settings: Settings) -> tuple[faust.App, PipelineContext]:
     """The worker's Faust app with every agent registered."""
+    (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
     app = faust.App(
         faust_app_id(settings),
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
@@ -124,7 +129,9 @@ def create_app(settings: Settings) -> tuple[faust.App, PipelineContext]:
         web_port=max(settings.worker_web_port, 1),
         web_bind="127.0.0.1",
         producer_acks=-1,
+        producer_max_request_size=settings.max_request_bytes,
         autodiscover=False,
+        loghandlers=[log_handler()],
     )
     topics = {
         spec.suffix: app.topic(

@@ -27,7 +27,7 @@ class Client:
                 "bootstrap.servers": self.settings.bootstrap_servers,
                 "enable.idempotence": True,
                 "linger.ms": 5,
-                "message.max.bytes": 16 * 1024 * 1024,
+                "message.max.bytes": self.settings.max_request_bytes,
             })
         return self._producer
 

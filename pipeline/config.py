@@ -38,6 +38,7 @@ class Settings:
     topic_replication: int = 1
     uploads_retention_ms: int = 7 * 24 * 3600 * 1000
     hashes_retention_ms: int = 7 * 24 * 3600 * 1000
+    max_message_bytes: int = 8 * 1024 * 1024  # largest record (an inline upload); dead letters get twice this
 
     # Local state: the managed broker's data, Faust's RocksDB tables.
     data_dir: Path = PROJECT_ROOT / ".hmas"
@@ -67,6 +68,11 @@ class Settings:
 
     def with_overrides(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
+
+    @property
+    def max_request_bytes(self) -> int:
+        """What producers may send in one request: a dead letter of the largest upload, base64, and headers."""
+        return 2 * self.max_message_bytes + 64 * 1024
 
     @property
     def uses_local_broker(self) -> bool:

@@ -16,9 +16,17 @@ def _b64(data: bytes | None) -> str | None:
 
 
 def dead_letter(
-    topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, reason: str, stage: str
+    topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, reason: str, stage: str,
+    max_value_bytes: int,
 ) -> dict[str, Any]:
-    """A hma.dead-letters record; the reason is logged, the bytes are not."""
+    """A hma.dead-letters record; the reason is logged, the bytes are not.
+
+    A value too large to carry (only possible when the input topic allows larger records than
+    configured here) is left out and the reason says so; topic, partition and offset still point at it.
+    """
+    if value is not None and len(value) > max_value_bytes:
+        reason += f" (original value of {len(value)} bytes not copied: over {max_value_bytes}; read it at the offset)"
+        value = None
     log.warning(
         "dead letter",
         extra={"stage": stage, "topic": topic, "partition": partition, "offset": offset, "reason": reason},

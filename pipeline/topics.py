@@ -23,9 +23,10 @@ class TopicSpec:
         return codec(self.schema)
 
     def config(self, settings: Settings) -> dict[str, str]:
+        max_bytes = settings.max_message_bytes * (2 if self.suffix == "dead-letters" else 1)
         if self.compact:
-            return {"cleanup.policy": "compact"}
-        conf = {"cleanup.policy": "delete"}
+            return {"cleanup.policy": "compact", "max.message.bytes": str(max_bytes)}
+        conf = {"cleanup.policy": "delete", "max.message.bytes": str(max_bytes)}
         if self.retention_setting:
             conf["retention.ms"] = str(getattr(settings, self.retention_setting))
         return conf

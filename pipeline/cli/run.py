@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from pipeline.config import Settings
-from pipeline.logs import log_handler
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +37,6 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
     Worker(
         app,
         loglevel=args.log_level,
-        loghandlers=[log_handler()],
         quiet=True,
         redirect_stdouts=False,
         override_logging=False,

@@ -69,13 +69,7 @@ class CompactedTopicFollower:
         self._task = asyncio.create_task(self._run(), name=f"follow-{self.name}")
 
     async def _wait_for_partitions(self, topic: str) -> set[int]:
-        for _ in range(100):
-            found = self._consumer.partitions_for_topic(topic)
-            if found:
-                return found
-            await self._consumer.force_metadata_update()
-            await asyncio.sleep(0.2)
-        raise RuntimeError(f"topic {topic} does not exist; run `hmas topics create` first")
+        return await asyncio.to_thread(topic_partitions, self.settings, topic)
 
     async def _run(self) -> None:
         assert self._consumer is not None
@@ -108,6 +102,18 @@ class CompactedTopicFollower:
             await self._consumer.stop()
 
 
+def topic_partitions(settings: Settings, topic: str, timeout_s: float = 10.0) -> set[int]:
+    """The partition numbers of a topic; an error naming the topic if it does not exist."""
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "hmas-metadata"})
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+    finally:
+        consumer.close()
+    if meta is None or meta.error is not None or not meta.partitions:
+        raise RuntimeError(f"topic {topic} does not exist; run `hmas topics create` first")
+    return set(meta.partitions)
+
+
 def read_to_end(settings: Settings, spec: TopicSpec, timeout_s: float = 30.0) -> list[Change]:
     """Every record of a compacted topic up to its current end, in order (blocking)."""
     topic = spec.name(settings)
@@ -118,10 +124,7 @@ def read_to_end(settings: Settings, spec: TopicSpec, timeout_s: float = 30.0) ->
         "enable.partition.eof": True,
     })
     try:
-        metadata = consumer.list_topics(topic, timeout=timeout_s)
-        if metadata.topics[topic].error is not None:
-            raise RuntimeError(f"topic {topic}: {metadata.topics[topic].error}")
-        parts = list(metadata.topics[topic].partitions)
+        parts = sorted(topic_partitions(settings, topic, timeout_s))
         pending = set()
         for p in parts:
             low, high = consumer.get_watermark_offsets(CKTopicPartition(topic, p), timeout=timeout_s)
