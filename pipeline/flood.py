@@ -12,7 +12,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.state.count_min import CountMinSketch
+from pipeline.state.count_min import CountMinSketch, MemoryCellStore
 
 SAMPLE_SIZE = 10
 SAMPLED_SIGNALS = 10_000
@@ -81,3 +81,28 @@ class FloodDetector:
     def horizon_start_bucket(self, now_ms: int, longest_window_ms: int) -> int:
         """Buckets before this one are older than any window or baseline can reach."""
         return self.bucket(now_ms - longest_window_ms * (self.baseline_windows + 1))
+
+
+class LocalFloodGuard:
+    """A matcher's own count of the hits it let through, checked against each bank's flood limit.
+
+    The flood agent's count (all matchers, via hma.flood-hits) is authoritative and writes the
+    quarantine record; until the guards read it back, each matcher stops the flood itself once
+    its own count passes the limit. With one matcher the two counts agree, so nothing leaks past
+    the limit; with several, a matcher's count is a part of the whole and never quarantines early.
+    """
+
+    def __init__(self, epsilon: float, delta: float, bucket_ms: int, horizon_ms: int = 2 * 3_600_000) -> None:
+        self._store = MemoryCellStore()
+        self.detector = FloodDetector(CountMinSketch(self._store, epsilon, delta), bucket_ms)
+        self.horizon_ms = horizon_ms
+        self._oldest_kept = 0
+
+    def over_limit(
+        self, signal_id: str, content_id: str, at_ms: int, flood: dict[str, Any], allowance: int = 0
+    ) -> FloodVerdict | None:
+        cutoff = self.detector.bucket(at_ms - self.horizon_ms)
+        if cutoff > self._oldest_kept:
+            self._store.drop_buckets_before(cutoff)
+            self._oldest_kept = cutoff
+        return self.detector.observe(signal_id, content_id, at_ms, flood, allowance)

@@ -7,7 +7,8 @@ from typing import Any, Sequence
 
 from pipeline.banks import now_ms
 from pipeline.config import Settings
-from pipeline.guard import MATCH, NO_ACTION, Hit, decide
+from pipeline.flood import LocalFloodGuard
+from pipeline.guard import MATCH, NO_ACTION, QUARANTINED, Hit, decide
 from pipeline.signal_types import SIGNAL_TYPES
 from pipeline.state.bank_view import BankView
 
@@ -17,8 +18,14 @@ def bank_distance(bank: dict[str, Any], signal_type_name: str) -> int:
     return bank["distances"].get(signal_type_name, kind.default_distance)
 
 
-def match_batch(hashed: Sequence[dict[str, Any]], view: BankView, settings: Settings) -> list[dict[str, Any]]:
-    """One match record per hashed upload; queries of one signal type are searched together."""
+def match_batch(
+    hashed: Sequence[dict[str, Any]], view: BankView, settings: Settings, flood_guard: LocalFloodGuard | None = None
+) -> list[dict[str, Any]]:
+    """One match record per hashed upload; queries of one signal type are searched together.
+
+    With a flood guard (the matcher's), hits that would pass are counted and stopped past their
+    bank's flood limit.
+    """
     records = [_empty_record(h) for h in hashed]
     queries: dict[str, list[tuple[int, str]]] = defaultdict(list)  # signal type -> (record index, value)
     for i, h in enumerate(hashed):
@@ -42,10 +49,27 @@ def match_batch(hashed: Sequence[dict[str, Any]], view: BankView, settings: Sett
                     hits[i].append(Hit(cand.entry, bank, cand.distance, threshold, value))
     for record, upload_hits in zip(records, hits):
         decide(upload_hits, view)
+        if flood_guard is not None:
+            _check_floods(upload_hits, view, flood_guard, record)
         record["matches"] = [_hit_record(hit) for hit in upload_hits]
     for record in records:
         record["matches"].sort(key=lambda hit: (hit["distance"], hit["bank"], hit["bank_content_id"]))
     return records
+
+
+def _check_floods(hits: list[Hit], view: BankView, flood_guard: LocalFloodGuard, record: dict[str, Any]) -> None:
+    for hit in hits:
+        if hit.status != MATCH or not hit.bank["flood"]:
+            continue
+        q = view.quarantine.get(hit.entry.signal_id)
+        allowance = q["count"] if q is not None and q["state"] == "released" else 0
+        verdict = flood_guard.over_limit(
+            hit.entry.signal_id, record["content_id"], record["matched_at"], hit.bank["flood"], allowance
+        )
+        if verdict is not None:
+            hit.status = QUARANTINED
+            hit.reason = (f"signal {hit.entry.signal_id} over the flood limit of bank {hit.entry.bank}: "
+                          f"{verdict.count} matches within {verdict.window_ms // 1000}s (quarantine pending)")
 
 
 def _hit_record(hit: Hit) -> dict[str, Any]:

@@ -121,3 +121,16 @@ def test_quarantined_and_flood_disabled_signals():
     view.apply_quarantine(sid[code], {**view.quarantine[sid[code]], "state": "released"})
     [again] = match_batch([hashed("a", code)], view, Settings())
     assert again["matches"][0]["status"] == "match"
+
+
+def test_the_matchers_flood_guard_stops_hits_past_the_limit():
+    from pipeline.flood import LocalFloodGuard
+
+    code = random_pdq()
+    view = view_with((conformed_bank("B", flood={"max_matches": 10, "window_ms": 60_000}), [code]))
+    guard = LocalFloodGuard(0.001, 0.01, bucket_ms=10_000)
+    records = match_batch([hashed(f"c{i}", code) for i in range(25)], view, Settings(), guard)
+    statuses = [r["matches"][0]["status"] for r in records]
+    assert statuses == ["match"] * 10 + ["quarantined"] * 15
+    assert "quarantine pending" in records[-1]["matches"][0]["reason"]
+    assert sum(len(actions_for(r, view)) for r in records) == 10

@@ -24,6 +24,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--action", default="review", help="action name written on hma.actions (default review)")
     p.add_argument("--distance", action="append", default=[], metavar="TYPE:N",
                    help="match distance for a signal type, e.g. pdq:16 (repeatable)")
+    p.add_argument("--suppressed-by", action="append", default=[], metavar="BANK",
+                   help="a negative bank: hits are suppressed when the upload also matches it (repeatable)")
+    p.add_argument("--flood-max", type=int, metavar="N", help="quarantine a signal past N matches in the window")
+    p.add_argument("--flood-window", type=float, default=3600, metavar="SECONDS", help="flood window (default 3600)")
+    p.add_argument("--flood-baseline-multiple", type=float, metavar="X",
+                   help="also require more than X times the signal's trailing baseline")
+    p.add_argument("--confirmed-bank", metavar="BANK", help="where feedback-confirmed signals are copied")
+    p.add_argument("--deconfirm-disable", type=int, default=0, metavar="SECONDS",
+                   help="how long deconfirmed signals stay disabled (default 0: for good)")
+    p.add_argument("--disabled", action="store_true", help="create the bank disabled")
     p.set_defaults(handler=create)
 
     p = bsub.add_parser("add", help="add content to a bank: a file to hash, or a signal")
@@ -65,8 +75,18 @@ def _latest(settings: Settings, spec: T.TopicSpec) -> dict[str, dict]:
 
 
 def create(args: argparse.Namespace, settings: Settings) -> int:
+    flood = None
+    if args.flood_max is not None:
+        flood = {"max_matches": args.flood_max, "window_ms": int(args.flood_window * 1000),
+                 "baseline_multiple": args.flood_baseline_multiple}
     try:
-        record = bank_record(args.name, action=args.action, distances=_parse_distances(args.distance))
+        for other in args.suppressed_by + ([args.confirmed_bank] if args.confirmed_bank else []):
+            check_bank_name(other)
+        record = T.BANKS.codec.conform(bank_record(
+            args.name, action=args.action, distances=_parse_distances(args.distance), enabled=not args.disabled,
+            suppressed_by=args.suppressed_by, flood=flood, confirmed_bank=args.confirmed_bank,
+            deconfirm_disable_s=args.deconfirm_disable,
+        ))
     except InvalidBank as exc:
         raise CommandError(str(exc)) from None
     client = Client(settings)
