@@ -30,13 +30,13 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def up(args: argparse.Namespace, settings: Settings) -> int:
-    from ops.kafka.broker import LocalBroker
+    from ops.kafka.cli import local_broker
     from pipeline.admin import ensure_topics
     from pipeline.demo import run_demo
 
     broker = None
     if settings.uses_local_broker:
-        broker = LocalBroker(settings.data_dir / "kafka", settings.kafka_port, settings.kafka_controller_port)
+        broker = local_broker(settings)
         if broker.is_running():
             print(f"using the local broker already running on {broker.bootstrap}", flush=True)
             broker = None  # not ours to stop

@@ -1,0 +1,43 @@
+"""`hmas kafka start|stop|status|jars`: the local broker, unless KAFKA_BOOTSTRAP_SERVERS names a cluster."""
+
+from __future__ import annotations
+
+import argparse
+
+from ops.kafka.broker import BrokerError, LocalBroker, ensure_jars
+from pipeline.config import Settings
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("kafka", help="the local single-node Kafka broker (KRaft)")
+    p.add_argument("action", choices=("start", "stop", "status", "jars"))
+    p.set_defaults(handler=run)
+
+
+def local_broker(settings: Settings) -> LocalBroker:
+    return LocalBroker(settings.data_dir / "kafka", settings.kafka_port, settings.kafka_controller_port)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "jars":
+        print(f"Kafka jars in {ensure_jars()}")
+        return 0
+    if not settings.uses_local_broker:
+        print(f"KAFKA_BOOTSTRAP_SERVERS is set: using the cluster at {settings.bootstrap_servers}; no local broker")
+        return 0
+    broker = local_broker(settings)
+    try:
+        if args.action == "start":
+            was_running = broker.is_running()
+            broker.start()
+            print(f"{'already running' if was_running else 'started'}: {broker.bootstrap} (data in {broker.data_dir})")
+        elif args.action == "stop":
+            broker.stop()
+            print("stopped")
+        else:
+            print(broker.status())
+            return 0 if broker.is_running() else 3
+    except BrokerError as exc:
+        print(f"hmas kafka {args.action}: {exc}")
+        return 1
+    return 0

@@ -1,0 +1,37 @@
+"""Topic administration: create every pipeline topic with its partitions and cleanup policy."""
+
+from __future__ import annotations
+
+import logging
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from pipeline.config import Settings
+from pipeline.topics import ALL_TOPICS, partitions_for
+
+log = logging.getLogger(__name__)
+
+
+def ensure_topics(bootstrap: str, settings: Settings, timeout_s: float = 30.0) -> list[str]:
+    """Create the topics that do not exist yet (existing ones are left alone); returns those created."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = admin.list_topics(timeout=timeout_s).topics
+    wanted = [
+        NewTopic(spec.name(settings), partitions_for(spec, settings), settings.topic_replication,
+                 config=spec.config(settings))
+        for spec in ALL_TOPICS
+        if spec.name(settings) not in existing
+    ]
+    if not wanted:
+        return []
+    created = []
+    for name, future in admin.create_topics(wanted, request_timeout=timeout_s).items():
+        try:
+            future.result(timeout_s)
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":  # another process won the race
+                raise
+    log.info("topics created", extra={"topics": created})
+    return created
