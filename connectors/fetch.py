@@ -1,0 +1,157 @@
+"""Fetching upload content by URL, safely: the hasher follows links that users control.
+
+- http and https only; every redirect hop is checked again (at most `fetch_max_redirects`);
+- the host name is resolved once and the connection goes to the checked address (no second DNS
+  answer between check and connect), with the original Host header and TLS server name;
+- loopback, private, link-local (cloud metadata), multicast, reserved and other non-public
+  addresses are refused unless the host or a CIDR holding the address is in `fetch_allow_hosts`;
+- one deadline (`fetch_timeout_s`) covers connecting and reading the whole body;
+- bodies larger than `fetch_max_bytes` are refused, by Content-Length or while reading.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import ssl
+import time
+from urllib.parse import urljoin, urlsplit
+
+from pipeline.config import Settings
+
+CHUNK = 64 * 1024
+REDIRECTS = {301, 302, 303, 307, 308}
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class FetchError(ValueError):
+    """Content that could not be fetched; the message says why."""
+
+
+def _kind_of(ip: Address) -> str | None:
+    """Why an address is refused, or None for a public address."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return _kind_of(ip.ipv4_mapped)
+    for attr, kind in (("is_loopback", "loopback"), ("is_link_local", "link-local"), ("is_multicast", "multicast"),
+                       ("is_unspecified", "unspecified"), ("is_private", "private"), ("is_reserved", "reserved")):
+        if getattr(ip, attr):
+            return kind
+    return None if ip.is_global else "non-public"
+
+
+def _allowed(host: str, ip: Address, allow: tuple[str, ...]) -> bool:
+    for entry in allow:
+        if entry.lower() == host.lower():
+            return True
+        try:
+            if ip in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def resolve_checked(host: str, port: int, settings: Settings) -> str:
+    """The address to connect to, after the private-address guard."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise FetchError(f"cannot resolve host {host!r}: {exc.strerror}") from None
+    for *_, sockaddr in infos:
+        ip = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+        kind = _kind_of(ip)
+        if kind is not None and not _allowed(host, ip, settings.fetch_allow_hosts):
+            raise FetchError(f"refused: {host} resolves to {ip}, a {kind} address")
+    return infos[0][4][0]
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self._address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+def fetch_url(url: str, settings: Settings) -> bytes:
+    deadline = time.monotonic() + settings.fetch_timeout_s
+    for _ in range(settings.fetch_max_redirects + 1):
+        status, location, body = _fetch_once(url, settings, deadline)
+        if status in REDIRECTS:
+            if not location:
+                raise FetchError(f"HTTP {status} redirect without a Location from {_short(url)}")
+            url = urljoin(url, location)
+            continue
+        return body
+    raise FetchError(f"more than {settings.fetch_max_redirects} redirects")
+
+
+def _fetch_once(url: str, settings: Settings, deadline: float) -> tuple[int, str | None, bytes]:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise FetchError(f"malformed URL: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise FetchError(f"URL scheme {parts.scheme or '(none)'!r} is not allowed; use http or https")
+    if not parts.hostname:
+        raise FetchError("URL has no host")
+    host = parts.hostname
+    port = port or (443 if parts.scheme == "https" else 80)
+    address = resolve_checked(host, port, settings)
+    remaining = deadline - time.monotonic()
+    conn_type = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
+    conn = conn_type(host, port, address, timeout=max(0.1, remaining))
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        conn.request("GET", path, headers={"User-Agent": "hma-streams", "Accept": "*/*"})
+        response = conn.getresponse()
+        if response.status in REDIRECTS:
+            return response.status, response.getheader("Location"), b""
+        if not 200 <= response.status < 300:
+            raise FetchError(f"HTTP {response.status} {response.reason} from {_short(url)}")
+        length = response.getheader("Content-Length")
+        if length and length.isdigit() and int(length) > settings.fetch_max_bytes:
+            raise FetchError(f"content of {length} bytes is over the size cap of {settings.fetch_max_bytes} bytes")
+        return response.status, None, _read_capped(response, settings.fetch_max_bytes, deadline, conn)
+    except (socket.timeout, TimeoutError):
+        raise FetchError(f"timed out after {settings.fetch_timeout_s:g}s fetching {_short(url)}") from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise FetchError(f"fetching {_short(url)} failed: {exc}") from None
+    finally:
+        conn.close()
+
+
+def _read_capped(response: http.client.HTTPResponse, cap: int, deadline: float, conn: http.client.HTTPConnection) -> bytes:
+    chunks, size = [], 0
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        if conn.sock is not None:
+            conn.sock.settimeout(remaining)
+        chunk = response.read1(CHUNK) if hasattr(response, "read1") else response.read(CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > cap:
+            raise FetchError(f"content is over the size cap of {cap} bytes")
+        chunks.append(chunk)
+
+
+def _short(url: str) -> str:
+    """The URL without its query (which may hold tokens), for messages and logs."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
