@@ -208,6 +208,7 @@ def test_every_upload_is_accounted_for(pipeline, content_server):
                 if key in sent:
                     out.setdefault(key, []).append(kind)
     assert {cid: [kind] for cid, kind in sent.items()} == out
-    matched = collect_until(pipeline, T.MATCHES, {c for c, k in sent.items() if k == "hashed"})
-    assert sorted(matched) == sorted(c for c, k in sent.items() if k == "hashed")
+    hashed = {c for c, k in sent.items() if k == "hashed"}
+    matched = {c: records for c, records in collect_until(pipeline, T.MATCHES, hashed).items() if c in sent}
+    assert sorted(matched) == sorted(hashed)
     assert all(len(records) == 1 for records in matched.values())
