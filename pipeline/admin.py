@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -33,5 +34,21 @@ def ensure_topics(bootstrap: str, settings: Settings, timeout_s: float = 30.0) -
         except KafkaException as exc:
             if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":  # another process won the race
                 raise
+    _wait_for_leaders(admin, created, timeout_s)
     log.info("topics created", extra={"topics": created})
     return created
+
+
+def _wait_for_leaders(admin: AdminClient, topics: list[str], timeout_s: float) -> None:
+    """New topics answer reads only once each partition has a leader."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        meta = admin.list_topics(timeout=timeout_s).topics
+        if all(
+            t in meta and meta[t].error is None and meta[t].partitions
+            and all(p.leader >= 0 and p.error is None for p in meta[t].partitions.values())
+            for t in topics
+        ):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"topics without a leader after {timeout_s}s: {', '.join(topics)}")

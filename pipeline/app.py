@@ -142,6 +142,10 @@ def create_app(settings: Settings) -> tuple[faust.App, PipelineContext]:
     }
     ctx = PipelineContext(settings=settings, app=app, topics=topics)
 
+    @app.on_before_shutdown.connect
+    async def close_context(app: faust.App, **kwargs: Any) -> None:
+        await ctx.close()
+
     from pipeline.agents import actioner, feedback, flood, hasher, matcher
 
     for module in (hasher, matcher, actioner, flood, feedback):

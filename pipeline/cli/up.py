@@ -49,7 +49,8 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         ensure_topics(settings.bootstrap_servers, settings)
-        children.append(_spawn(["worker"]))
+        # The demo's own lines are what the user reads; the worker only says what goes wrong.
+        children.append(_spawn(["--log-level", "warning" if args.demo else args.log_level, "worker"]))
         if args.demo:
             run_demo(settings, settings.data_dir / "demo-media")
         else:

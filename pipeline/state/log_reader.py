@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as CKTopicPartition
 
 from pipeline.config import Settings
@@ -114,6 +115,20 @@ def topic_partitions(settings: Settings, topic: str, timeout_s: float = 10.0) ->
     return set(meta.partitions)
 
 
+def _watermarks(consumer: Consumer, tp: CKTopicPartition, timeout_s: float) -> tuple[int, int]:
+    """Low and high offsets, retried while a new topic's partition is still getting its leader."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=timeout_s)
+        except KafkaException as exc:
+            if not exc.args[0].retriable() and exc.args[0].code() != KafkaError.NOT_LEADER_FOR_PARTITION:
+                raise
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def read_to_end(settings: Settings, spec: TopicSpec, timeout_s: float = 30.0) -> list[Change]:
     """Every record of a compacted topic up to its current end, in order (blocking)."""
     topic = spec.name(settings)
@@ -127,7 +142,7 @@ def read_to_end(settings: Settings, spec: TopicSpec, timeout_s: float = 30.0) ->
         parts = sorted(topic_partitions(settings, topic, timeout_s))
         pending = set()
         for p in parts:
-            low, high = consumer.get_watermark_offsets(CKTopicPartition(topic, p), timeout=timeout_s)
+            low, high = _watermarks(consumer, CKTopicPartition(topic, p), timeout_s)
             if high > low:
                 pending.add(p)
         consumer.assign([CKTopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
