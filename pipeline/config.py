@@ -50,6 +50,11 @@ class Settings:
     hash_workers: int = 2
     output_encoding: str = "json"  # json | avro
 
+    # HTTP API (hmas api): upstream HMA's address; mutating routes need the token when it is set.
+    api_host: str = "127.0.0.1"
+    api_port: int = 5000
+    api_token: str = ""
+
     # Content fetching (connectors/fetch.py).
     fetch_timeout_s: float = 10.0
     fetch_max_bytes: int = 32 * 1024 * 1024

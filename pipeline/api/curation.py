@@ -1,0 +1,253 @@
+"""Upstream HMA's curation routes (/c/banks, /c/bank/...) over hma.banks and hma.bank-signals.
+
+Bank JSON keeps upstream's fields (`name`, `matching_enabled_ratio`) and adds this project's bank
+controls (distances, negative banks, flood limit, confirmed bank, action).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+from pipeline import topics as T
+from pipeline.api.content import checked_signal, signals_of_bytes, signals_of_url
+from pipeline.api.http import ApiError, Route, flag, json_object, reply, uploaded_file
+from pipeline.api.state import ApiState
+from pipeline.banks import InvalidBank, bank_record, bank_signal_record, check_bank_name
+from pipeline.signal_types import SIGNAL_TYPES
+from pipeline.state.bank_view import BankEntry
+
+FIVE_YEARS_S = 5 * 365 * 24 * 3600
+CONTROL_FIELDS = ("action", "distances", "suppressed_by", "flood", "confirmed_bank", "deconfirm_disable_s")
+METADATA_KEYS = ("content_id", "content_uri", "json")
+
+
+def bank_json(bank: dict[str, Any]) -> dict[str, Any]:
+    ratio = bank["enabled_ratio"] if bank["enabled"] else 0.0
+    return {"name": bank["name"], "matching_enabled_ratio": ratio, **{f: bank[f] for f in CONTROL_FIELDS}}
+
+
+def routes(state: ApiState) -> list[Route]:
+    view = state.view
+
+    def existing_bank(name: str) -> dict[str, Any]:
+        bank = view.banks.get(name)
+        if bank is None:
+            raise ApiError(404, f"bank '{name}' not found")
+        return bank
+
+    def content_entries(bank: str, content_id: str) -> list[BankEntry]:
+        try:
+            cid = int(content_id)
+        except ValueError:
+            raise ApiError(404, f"content '{content_id}' not found") from None
+        entries = [e for e in view.entries(bank) if e.bank_content_id == cid]
+        if not entries:
+            raise ApiError(404, f"content '{content_id}' not found")
+        return entries
+
+    def configured(bank: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        """The bank record with the request's fields applied, checked."""
+        bank = dict(bank)
+        if "enabled_ratio" in body:
+            ratio = body["enabled_ratio"]
+            if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 <= ratio <= 1:
+                raise ApiError(400, "enabled_ratio must be a number from 0 to 1")
+            bank["enabled_ratio"], bank["enabled"] = float(ratio), ratio > 0
+        elif "enabled" in body:
+            bank["enabled"] = bool(body["enabled"])
+            bank["enabled_ratio"] = 1.0 if bank["enabled"] else 0.0
+        for f in CONTROL_FIELDS:
+            if f in body:
+                bank[f] = body[f]
+        for kind, distance in (bank.get("distances") or {}).items():
+            if kind not in SIGNAL_TYPES:
+                raise ApiError(400, f"No such SignalType '{kind}'")
+            top = SIGNAL_TYPES[kind].max_distance
+            if not isinstance(distance, int) or isinstance(distance, bool) or not 0 <= distance <= top:
+                raise ApiError(400, f"distance for {kind} must be an integer from 0 to {top}, got {distance!r}")
+        for other in list(bank.get("suppressed_by") or []) + ([bank["confirmed_bank"]] if bank.get("confirmed_bank") else []):
+            if other not in view.banks and other != bank["name"]:
+                raise ApiError(400, f"bank '{other}' named in the configuration does not exist")
+        bank["updated_at"] = int(time.time() * 1000)
+        try:
+            return T.BANKS.codec.conform(bank)
+        except ValueError as exc:
+            raise ApiError(400, f"invalid bank configuration: {exc}") from None
+
+    async def banks_index(request: web.Request) -> web.Response:
+        return reply([bank_json(b) for _, b in sorted(view.banks.items())])
+
+    async def bank_create(request: web.Request) -> web.Response:
+        body = await json_object(request)
+        name = body.get("name")
+        if not name:
+            raise ApiError(400, "missing required field 'name'")
+        try:
+            check_bank_name(name)
+        except InvalidBank as exc:
+            raise ApiError(400, str(exc)) from None
+        if name in view.banks:
+            raise ApiError(403, "Bank already exists")
+        record = configured(T.BANKS.codec.conform(bank_record(name)), body)
+        await state.write([(T.BANKS, name, record)])
+        return reply(bank_json(record), 201)
+
+    async def bank_get(request: web.Request) -> web.Response:
+        return reply(bank_json(existing_bank(request.match_info["bank"])))
+
+    async def bank_update(request: web.Request) -> web.Response:
+        bank = existing_bank(request.match_info["bank"])
+        body = await json_object(request)
+        if body.get("name", bank["name"]) != bank["name"]:
+            raise ApiError(400, "renaming a bank is not supported; create a new bank and add its content")
+        record = configured(bank, body)
+        await state.write([(T.BANKS, bank["name"], record)])
+        return reply(bank_json(record))
+
+    async def bank_delete(request: web.Request) -> web.Response:
+        name = request.match_info["bank"]
+        if name in view.banks:
+            writes = [(T.BANK_SIGNALS, e.key, None) for e in list(view.entries(name))]
+            await state.write(writes + [(T.BANKS, name, None)])
+        return reply({"message": "Done"})
+
+    async def add_signals(bank: str, signals: dict[str, str], metadata: dict[str, str]) -> web.Response:
+        if not signals:
+            raise ApiError(400, "No signals given")
+        checked = {kind: checked_signal(kind, value) for kind, value in signals.items()}
+        content_id = state.next_content_id()
+        writes = []
+        for kind, value in checked.items():
+            key, record = bank_signal_record(bank, content_id, kind, value, metadata)
+            writes.append((T.BANK_SIGNALS, key, record))
+        await state.write(writes)
+        return reply({"id": content_id, "signals": checked})
+
+    async def content_add(request: web.Request) -> web.Response:
+        bank = existing_bank(request.match_info["bank"])["name"]
+        hint = request.query.get("content_type")
+        if request.query.get("url"):
+            fields = await json_object(request) if request.can_read_body and request.content_type == "application/json" else {}
+            hashed = await signals_of_url(request.query["url"], hint, state.settings)
+        elif request.content_type.startswith("multipart/"):
+            data, filename, fields = await uploaded_file(request)
+            hashed = await signals_of_bytes(data, filename, hint)
+        else:
+            raise ApiError(400, "Neither `url` nor multipart file upload was received")
+        metadata = _metadata(fields.get("metadata"), fields.get("note"))
+        return await add_signals(bank, {k: sv.value for k, sv in hashed.items()}, metadata)
+
+    async def signal_add(request: web.Request) -> web.Response:
+        bank = existing_bank(request.match_info["bank"])["name"]
+        body = await json_object(request)
+        note = body.pop("note", None)
+        if not all(isinstance(v, str) for v in body.values()):
+            raise ApiError(400, "signals must be given as {signal_type: value} strings")
+        return await add_signals(bank, body, _metadata(None, note))
+
+    async def content_get(request: web.Request) -> web.Response:
+        bank = existing_bank(request.match_info["bank"])
+        entries = content_entries(bank["name"], request.match_info["content_id"])
+        return reply(content_json(bank, entries, flag(request, "include_signals"), flag(request, "include_metadata", True)))
+
+    async def content_update(request: web.Request) -> web.Response:
+        bank = existing_bank(request.match_info["bank"])
+        entries = content_entries(bank["name"], request.match_info["content_id"])
+        body = await json_object(request)
+        changes: dict[str, Any] = {}
+        if "disable_until_ts" in body:
+            ts = body["disable_until_ts"]
+            if isinstance(ts, str) and ts.strip().lstrip("-").isdigit():
+                ts = int(ts)
+            if not isinstance(ts, int) or isinstance(ts, bool) or ts < 0:
+                raise ApiError(400, "disable_until_ts must be a non-negative integer")
+            if ts > time.time() + FIVE_YEARS_S:
+                raise ApiError(400, "disable_until_ts must be less than 5 years in the future")
+            changes["disable_until_ts"] = ts
+        writes = []
+        for e in entries:
+            metadata = dict(e.metadata)
+            if "note" in body:
+                metadata.update(_metadata(None, body["note"]) or {"note": ""})
+            record = {"bank": e.bank, "bank_content_id": e.bank_content_id, "signal_type": e.signal_type,
+                      "signal_id": e.signal_id, "value": e.value, "metadata": metadata,
+                      "disable_until_ts": changes.get("disable_until_ts", e.disable_until_ts),
+                      "added_at": int(time.time() * 1000)}
+            writes.append((T.BANK_SIGNALS, e.key, record))
+        await state.write(writes)
+        return reply(content_json(bank, content_entries(bank["name"], request.match_info["content_id"]), False, True))
+
+    async def content_delete(request: web.Request) -> web.Response:
+        bank = existing_bank(request.match_info["bank"])
+        try:
+            entries = content_entries(bank["name"], request.match_info["content_id"])
+        except ApiError:
+            return reply({"deleted": 0})
+        await state.write([(T.BANK_SIGNALS, e.key, None) for e in entries])
+        return reply({"deleted": 1})
+
+    return [
+        Route("GET", "/c/banks", banks_index, "List banks", "Banks"),
+        Route("POST", "/c/banks", bank_create, "Create a bank", "Banks", writes=True),
+        Route("GET", "/c/bank/{bank}", bank_get, "Get a bank's configuration", "Banks"),
+        Route("PUT", "/c/bank/{bank}", bank_update, "Change a bank's configuration and controls", "Banks", writes=True),
+        Route("DELETE", "/c/bank/{bank}", bank_delete, "Delete a bank and its content", "Banks", writes=True),
+        Route("POST", "/c/bank/{bank}/content", content_add, "Add content by URL or file upload", "Bank Content",
+              writes=True, params=("url", "content_type")),
+        Route("POST", "/c/bank/{bank}/signal", signal_add, "Add signals directly", "Bank Content", writes=True),
+        Route("GET", "/c/bank/{bank}/content/{content_id}", content_get, "Get a bank content item", "Bank Content",
+              params=("include_signals", "include_metadata")),
+        Route("PUT", "/c/bank/{bank}/content/{content_id}", content_update,
+              "Disable (disable_until_ts) or annotate a content item", "Bank Content", writes=True),
+        Route("DELETE", "/c/bank/{bank}/content/{content_id}", content_delete, "Remove a content item", "Bank Content",
+              writes=True),
+    ]
+
+
+def _metadata(raw: Any, note: Any) -> dict[str, str]:
+    """Upstream's content metadata ({content_id, content_uri, json}) and note, as string fields."""
+    out: dict[str, str] = {}
+    if isinstance(raw, str) and raw:
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            raise ApiError(400, "metadata form field must be valid JSON") from None
+    if raw is not None:
+        if not isinstance(raw, dict):
+            raise ApiError(400, "metadata should be a json object")
+        unexpected = set(raw) - set(METADATA_KEYS) - {"collab"}
+        if unexpected:
+            raise ApiError(400, f"Invalid metadata: unexpected keys {', '.join(sorted(unexpected))}")
+        for key in METADATA_KEYS:
+            if key in raw and raw[key] is not None:
+                out[key] = json.dumps(raw[key]) if key == "json" else str(raw[key])
+    if note:
+        if not isinstance(note, str):
+            raise ApiError(400, "note should be a string")
+        if len(note) > 255:
+            raise ApiError(400, "note must be at most 255 characters")
+        out["note"] = note
+    return out
+
+
+def content_json(bank: dict[str, Any], entries: list[BankEntry], signals: bool, metadata: bool) -> dict[str, Any]:
+    """Upstream's BankContentResponse."""
+    first = entries[0]
+    out: dict[str, Any] = {
+        "id": first.bank_content_id,
+        "disable_until_ts": first.disable_until_ts,
+        "original_media_uri": first.metadata.get("content_uri"),
+        "bank": {"name": bank["name"], "matching_enabled_ratio": bank_json(bank)["matching_enabled_ratio"]},
+    }
+    if signals:
+        out["signals"] = {e.signal_type: e.value for e in entries}
+    user = {k: (json.loads(v) if k == "json" else v) for k, v in first.metadata.items() if k in METADATA_KEYS}
+    if metadata and user:
+        out["metadata"] = user
+    if first.metadata.get("note"):
+        out["note"] = first.metadata["note"]
+    return out

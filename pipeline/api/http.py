@@ -1,0 +1,72 @@
+"""HTTP plumbing shared by the routes: the route table, JSON errors, request parsing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    """An answer with a status and a JSON message: {"message": ...} as upstream HMA does."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    writes: bool = False  # needs the bearer token when one is configured
+    params: tuple[str, ...] = field(default_factory=tuple)  # documented query parameters
+
+
+def reply(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, ensure_ascii=False))
+
+
+def query(request: web.Request, name: str, required: bool = True) -> str | None:
+    value = request.query.get(name)
+    if required and not value:
+        raise ApiError(400, f"missing required parameter '{name}'")
+    return value
+
+
+def flag(request: web.Request, name: str, default: bool = False) -> bool:
+    value = request.query.get(name)
+    return default if value is None else value.lower() in ("1", "true", "yes", "on")
+
+
+async def json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "request body must be JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "request body must be a JSON object")
+    return body
+
+
+async def uploaded_file(request: web.Request) -> tuple[bytes, str | None, dict[str, str]]:
+    """The one file of a multipart/form-data request, its name, and the other form fields."""
+    if not request.content_type.startswith("multipart/"):
+        raise ApiError(400, "Missing multipart/form-data file upload")
+    form = await request.post()
+    files = [(k, v) for k, v in form.items() if isinstance(v, web.FileField)]
+    if not files:
+        raise ApiError(400, "Missing multipart/form-data file upload")
+    if len(files) > 1:
+        raise ApiError(400, "Only one file allowed per request")
+    _, upload = files[0]
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    return upload.file.read(), upload.filename, fields

@@ -1,0 +1,122 @@
+"""Upstream HMA's matching and hashing routes (/m/*, /h/*), on this process's own index replica.
+
+Lookups apply the same per-bank distance and guard as the worker; `lookup` lists the hits the
+guard lets through (as upstream lists enabled content only), `raw_lookup` every hit in distance.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from pipeline.api.content import checked_signal, signals_of_bytes, signals_of_url
+from pipeline.api.http import ApiError, Route, flag, json_object, query, reply, uploaded_file
+from pipeline.api.state import ApiState
+from pipeline.guard import MATCH
+from pipeline.matching import match_batch
+from pipeline.signal_types import SIGNAL_TYPES
+
+
+def lookup_hits(state: ApiState, signals: dict[str, str], banks: set[str] | None) -> dict[str, list[dict]]:
+    """Hits per signal type, from one synthetic hashed upload."""
+    if not state.ready:
+        raise ApiError(503, "index not yet ready")
+    hashed = {
+        "content_id": "lookup", "content_type": "photo", "metadata": {}, "submitted_at": None,
+        "signals": {kind: {"value": value, "quality": None} for kind, value in signals.items()},
+        "hashed_at": int(time.time() * 1000),
+    }
+    [record] = match_batch([hashed], state.view, state.settings)
+    out: dict[str, list[dict]] = {kind: [] for kind in signals}
+    for hit in record["matches"]:
+        if banks is None or hit["bank"] in banks:
+            out[hit["signal_type"]].append(hit)
+    return out
+
+
+def by_bank(hits: list[dict]) -> dict[str, list[dict[str, int]]]:
+    """Upstream's lookup shape: {BANK: [{"bank_content_id": id, "distance": d}]}, effective hits only."""
+    out: dict[str, list[dict[str, int]]] = {}
+    for hit in hits:
+        if hit["status"] == MATCH:
+            out.setdefault(hit["bank"], []).append({"bank_content_id": hit["bank_content_id"], "distance": hit["distance"]})
+    return out
+
+
+def _banks_param(request: web.Request) -> set[str] | None:
+    value = request.query.get("banks")
+    return set(value.split(",")) if value else None
+
+
+def _plain(signals: dict[str, Any]) -> dict[str, str]:
+    return {kind: sv.value for kind, sv in signals.items() if SIGNAL_TYPES[kind].matchable}
+
+
+def routes(state: ApiState) -> list[Route]:
+    async def lookup_get(request: web.Request) -> web.Response:
+        banks = _banks_param(request)
+        if request.query.get("url"):
+            signals = _plain(await signals_of_url(request.query["url"], request.query.get("content_type"), state.settings))
+            hits = lookup_hits(state, signals, banks)
+            return reply({kind: by_bank(h) for kind, h in hits.items()})
+        kind, value = request.query.get("signal_type"), request.query.get("signal")
+        if not kind or not value:
+            raise ApiError(400, "Either url or both signal and signal_type are required")
+        value = checked_signal(kind, value)
+        return reply(by_bank(lookup_hits(state, {kind: value}, banks)[kind]))
+
+    async def lookup_post(request: web.Request) -> web.Response:
+        data, filename, _ = await uploaded_file(request)
+        signals = _plain(await signals_of_bytes(data, filename, request.query.get("content_type")))
+        hits = lookup_hits(state, signals, _banks_param(request))
+        return reply({kind: by_bank(h) for kind, h in hits.items()})
+
+    async def raw_lookup(request: web.Request) -> web.Response:
+        kind = query(request, "signal_type")
+        value = checked_signal(kind, query(request, "signal"))
+        hits = lookup_hits(state, {kind: value}, _banks_param(request))[kind]
+        if flag(request, "include_distance"):
+            return reply({"matches": [{"bank_content_id": h["bank_content_id"], "distance": str(h["distance"])} for h in hits]})
+        return reply({"matches": [h["bank_content_id"] for h in hits]})
+
+    async def compare(request: web.Request) -> web.Response:
+        body = await json_object(request)
+        out: dict[str, Any] = {}
+        for kind, pair in body.items():
+            if not isinstance(pair, list):
+                raise ApiError(400, f"Comparison hashes for {kind} was not a list")
+            if len(pair) != 2:
+                raise ApiError(400, "Comparison hash list length must be exactly 2")
+            if kind not in SIGNAL_TYPES:
+                raise ApiError(400, f"No such SignalType '{kind}'")
+            left, right = (checked_signal(kind, str(v)) for v in pair)
+            if kind == "pdq":
+                distance = bin(int(left, 16) ^ int(right, 16)).count("1")
+                out[kind] = [distance <= SIGNAL_TYPES[kind].default_distance, {"distance": distance}]
+            else:
+                out[kind] = [left == right, {"distance": 0 if left == right else 1}]
+        return reply(out)
+
+    async def hash_get(request: web.Request) -> web.Response:
+        url = query(request, "url")
+        signals = await signals_of_url(url, request.query.get("content_type"), state.settings)
+        return reply({kind: sv.value for kind, sv in signals.items()})
+
+    async def hash_post(request: web.Request) -> web.Response:
+        data, filename, _ = await uploaded_file(request)
+        signals = await signals_of_bytes(data, filename, request.query.get("content_type"))
+        return reply({kind: sv.value for kind, sv in signals.items()})
+
+    return [
+        Route("GET", "/m/lookup", lookup_get, "Look up a signal, or the content at a URL", "Matching",
+              params=("signal_type", "signal", "url", "content_type", "banks")),
+        Route("POST", "/m/lookup", lookup_post, "Look up an uploaded file (multipart)", "Matching",
+              params=("content_type", "banks")),
+        Route("GET", "/m/raw_lookup", raw_lookup, "Bank content ids near a signal, guard not applied", "Matching",
+              params=("signal_type", "signal", "include_distance", "banks")),
+        Route("POST", "/m/compare", compare, "Distances between pairs of signals", "Matching"),
+        Route("GET", "/h/hash", hash_get, "Hash the content at a URL", "Hashing", params=("url", "content_type")),
+        Route("POST", "/h/hash", hash_post, "Hash an uploaded file (multipart)", "Hashing", params=("content_type",)),
+    ]

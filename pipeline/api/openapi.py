@@ -1,0 +1,38 @@
+"""The OpenAPI document, generated from the route table so that it cannot drift from the routes."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pipeline.api.http import Route
+
+ERROR = {"type": "object", "properties": {"message": {"type": "string"}}}
+
+
+def openapi_document(table: list[Route]) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for route in table:
+        params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                  for p in re.findall(r"{(\w+)}", route.path)]
+        params += [{"name": p, "in": "query", "required": False, "schema": {"type": "string"}} for p in route.params]
+        op: dict[str, Any] = {
+            "summary": route.summary,
+            "tags": [route.tag],
+            "parameters": params,
+            "responses": {
+                "200": {"description": "OK"},
+                "400": {"description": "Bad request", "content": {"application/json": {"schema": ERROR}}},
+            },
+        }
+        if route.writes:
+            op["security"] = [{"bearer": []}]
+            op["responses"]["401"] = {"description": "Missing or wrong token"}
+        paths.setdefault(route.path, {})[route.method.lower()] = op
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "HMA Streams API", "version": "1",
+                 "description": "Upstream HMA's OpenMediaMatch routes, plus bank controls, feedback and quarantine review."},
+        "paths": paths,
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }

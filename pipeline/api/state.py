@@ -1,0 +1,93 @@
+"""The API process's own view of the log: banks, bank signals (with index replicas), quarantine and
+feedback tallies, followed from the topics; and the write path that answers only after that view
+has read the write back, so a client reads its own writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from pipeline import topics as T
+from pipeline.config import Settings
+from pipeline.state.bank_view import BankView
+from pipeline.state.log_reader import Change, CompactedTopicFollower
+
+log = logging.getLogger(__name__)
+
+FOLLOWED = (T.BANKS, T.BANK_SIGNALS, T.QUARANTINE, T.FEEDBACK)
+
+
+class NotCaughtUp(Exception):
+    """The view did not read a write back in time."""
+
+
+class ApiState:
+    def __init__(self, settings: Settings, write_timeout_s: float = 15.0) -> None:
+        self.settings = settings
+        self.view = BankView()
+        self.tallies: dict[str, dict[str, int]] = defaultdict(lambda: {"harmful": 0, "benign": 0})
+        self.feedback: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.write_timeout_s = write_timeout_s
+        self.follower = CompactedTopicFollower(settings, FOLLOWED, self._apply, name="api-state")
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.bootstrap_servers, acks="all", enable_idempotence=True,
+            max_request_size=self.settings.max_request_bytes,
+        )
+        await self._producer.start()
+        await self.follower.start()
+
+    async def stop(self) -> None:
+        await self.follower.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    @property
+    def ready(self) -> bool:
+        return self.follower.ready.is_set()
+
+    async def _apply(self, spec: T.TopicSpec, changes: list[Change]) -> None:
+        if spec is T.BANK_SIGNALS:
+            self.view.apply_signals(changes)
+        elif spec is T.BANKS:
+            for key, record in changes:
+                self.view.apply_bank(key, record)
+        elif spec is T.QUARANTINE:
+            for key, record in changes:
+                self.view.apply_quarantine(key, record)
+        else:
+            for _key, record in changes:
+                if record is None:
+                    continue
+                self.feedback[record["content_id"]].append(record)
+                for sid in record["signals"]:
+                    self.tallies[sid][record["verdict"]] += 1
+
+    async def write(self, writes: list[tuple[T.TopicSpec, str, dict[str, Any] | None]]) -> None:
+        """Produce records (None = tombstone) and wait until this process's view has read them."""
+        assert self._producer is not None
+        last: dict[str, int] = {}
+        for spec, key, record in writes:
+            value = None if record is None else spec.codec.encode(record, "json")
+            meta = await self._producer.send_and_wait(spec.name(self.settings), value, key=key.encode())
+            last[meta.topic] = max(last.get(meta.topic, -1), meta.offset)
+
+        deadline = asyncio.get_running_loop().time() + self.write_timeout_s
+        while not all(self.follower.positions.get(topic, 0) > offset for topic, offset in last.items()):
+            if asyncio.get_running_loop().time() > deadline:
+                raise NotCaughtUp(f"the write was not read back within {self.write_timeout_s:.0f}s")
+            await asyncio.sleep(0.01)
+
+    def next_content_id(self) -> int:
+        """Bank content ids are integers handed out in order, as upstream HMA does.
+
+        The API is the one writer of new content; the next id follows the largest one in the view.
+        """
+        return 1 + max((e.bank_content_id for e in self.view.entries()), default=0)

@@ -1,0 +1,28 @@
+"""`hmas api`: the HTTP API and its own view of the banks."""
+
+from __future__ import annotations
+
+import argparse
+
+from pipeline.config import Settings
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("api", help="run the HTTP API (upstream HMA's routes, bank controls)")
+    p.add_argument("--host", help="default 127.0.0.1 (HMAS_API_HOST)")
+    p.add_argument("--port", type=int, help="default 5000 (HMAS_API_PORT)")
+    p.set_defaults(handler=api)
+
+
+def api(args: argparse.Namespace, settings: Settings) -> int:
+    from aiohttp import web
+
+    from pipeline.admin import ensure_topics
+    from pipeline.api.app import create_api
+
+    ensure_topics(settings.bootstrap_servers, settings)
+    web.run_app(
+        create_api(settings), host=args.host or settings.api_host, port=args.port or settings.api_port,
+        print=lambda text: print(text, flush=True), access_log=None,
+    )
+    return 0
