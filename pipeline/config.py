@@ -38,6 +38,7 @@ class Settings:
     topic_replication: int = 1
     uploads_retention_ms: int = 7 * 24 * 3600 * 1000
     hashes_retention_ms: int = 7 * 24 * 3600 * 1000
+    feedback_retention_ms: int = -1  # reviewers' decisions are kept: tallies are rebuilt from them
     max_message_bytes: int = 8 * 1024 * 1024  # largest record (an inline upload); dead letters get twice this
 
     # Local state: the managed broker's data, Faust's RocksDB tables.

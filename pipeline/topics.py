@@ -39,7 +39,7 @@ ACTIONS = TopicSpec("actions", "hma.Action")
 RETRO_MATCHES = TopicSpec("retro-matches", "hma.MatchRecord")
 BANKS = TopicSpec("banks", "hma.Bank", compact=True)
 BANK_SIGNALS = TopicSpec("bank-signals", "hma.BankSignal", compact=True)
-FEEDBACK = TopicSpec("feedback", "hma.Feedback")
+FEEDBACK = TopicSpec("feedback", "hma.Feedback", retention_setting="feedback_retention_ms")
 QUARANTINE = TopicSpec("quarantine", "hma.Quarantine", compact=True)
 DEAD_LETTERS = TopicSpec("dead-letters", "hma.DeadLetter")
 FLOOD_HITS = TopicSpec("flood-hits", "hma.SignalHit")  # repartition topic: matches re-keyed by signal id

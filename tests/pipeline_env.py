@@ -7,9 +7,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+import requests
 
 from pipeline.client import Client
 from pipeline.config import Settings, load_settings
@@ -53,18 +56,19 @@ def hmas(env: dict[str, str], *args: str, check: bool = True, timeout: float = 1
     )
 
 
-class WorkerProcess:
-    """`hmas worker` in a subprocess, its log in a file; stopped with SIGTERM as a deployment would."""
+class HmasProcess:
+    """An `hmas` role in a subprocess, its log in a file; stopped with SIGTERM as a deployment would."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, *args: str) -> None:
         self.env = env
         self.log_path = log_path
+        self.args = args
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "WorkerProcess":
+    def start(self) -> "HmasProcess":
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "worker"],
+            [sys.executable, "-m", "pipeline", *self.args],
             env={**os.environ, **self.env}, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
         )
         return self
@@ -82,6 +86,33 @@ class WorkerProcess:
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class WorkerProcess(HmasProcess):
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        super().__init__(env, log_path, "worker")
+
+
+class ApiProcess(HmasProcess):
+    """`hmas api` on a free loopback port; started once /status answers 200."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, port: int, *extra: str) -> None:
+        super().__init__({**env, "HMAS_API_PORT": str(port)}, log_path, "api", *extra)
+        self.base = f"http://127.0.0.1:{port}"
+
+    def start(self, wait_s: float = 60) -> "ApiProcess":
+        super().start()
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hmas api exited:\n{self.log_tail()}")
+            try:
+                if requests.get(f"{self.base}/status", timeout=5).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"hmas api not ready in {wait_s}s:\n{self.log_tail()}")
 
 
 def collect(
