@@ -32,6 +32,7 @@ class FloodDetector:
         self.bucket_ms = bucket_ms
         self.baseline_windows = baseline_windows
         self._samples: OrderedDict[str, deque[str]] = OrderedDict()
+        self._allowances: dict[str, tuple[int, int]] = {}  # signal id -> (release time, count then)
 
     def bucket(self, at_ms: int) -> int:
         return at_ms // self.bucket_ms
@@ -68,6 +69,19 @@ class FloodDetector:
             return None
         return FloodVerdict(signal_id, count, window, list(self._samples.get(signal_id, ())))
 
+    def allowance(self, signal_id: str, released_at: int | None, at_ms: int, window_ms: int) -> int:
+        """What a reviewer's release accepted: this detector's count when it first saw the release.
+
+        Counts are per detector (each matcher's own, the flood agent's whole), so each takes its own.
+        """
+        if released_at is None:
+            return 0
+        known = self._allowances.get(signal_id)
+        if known is None or known[0] != released_at:
+            known = (released_at, self.window_count(signal_id, at_ms, window_ms))
+            self._allowances[signal_id] = known
+        return known[1]
+
     def _remember(self, signal_id: str, content_id: str) -> None:
         sample = self._samples.get(signal_id)
         if sample is None:
@@ -99,10 +113,11 @@ class LocalFloodGuard:
         self._oldest_kept = 0
 
     def over_limit(
-        self, signal_id: str, content_id: str, at_ms: int, flood: dict[str, Any], allowance: int = 0
+        self, signal_id: str, content_id: str, at_ms: int, flood: dict[str, Any], released_at: int | None = None
     ) -> FloodVerdict | None:
         cutoff = self.detector.bucket(at_ms - self.horizon_ms)
         if cutoff > self._oldest_kept:
             self._store.drop_buckets_before(cutoff)
             self._oldest_kept = cutoff
+        allowance = self.detector.allowance(signal_id, released_at, at_ms, flood["window_ms"])
         return self.detector.observe(signal_id, content_id, at_ms, flood, allowance)

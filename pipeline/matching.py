@@ -61,15 +61,20 @@ def _check_floods(hits: list[Hit], view: BankView, flood_guard: LocalFloodGuard,
     for hit in hits:
         if hit.status != MATCH or not hit.bank["flood"]:
             continue
-        q = view.quarantine.get(hit.entry.signal_id)
-        allowance = q["count"] if q is not None and q["state"] == "released" else 0
         verdict = flood_guard.over_limit(
-            hit.entry.signal_id, record["content_id"], record["matched_at"], hit.bank["flood"], allowance
+            hit.entry.signal_id, record["content_id"], record["matched_at"], hit.bank["flood"],
+            released_at(view, hit.entry.signal_id),
         )
         if verdict is not None:
             hit.status = QUARANTINED
             hit.reason = (f"signal {hit.entry.signal_id} over the flood limit of bank {hit.entry.bank}: "
                           f"{verdict.count} matches within {verdict.window_ms // 1000}s (quarantine pending)")
+
+
+def released_at(view: BankView, sid: str) -> int | None:
+    """When a reviewer last released the signal from quarantine, if they did."""
+    q = view.quarantine.get(sid)
+    return q["changed_at"] if q is not None and q["state"] == "released" else None
 
 
 def _hit_record(hit: Hit) -> dict[str, Any]:

@@ -48,6 +48,9 @@ def test_baseline_multiple_lets_steady_popular_signals_through():
 
 def test_release_allowance_resets_the_limit():
     det = detector()
-    burst(det, "sig", 101, 0, LIMIT)
-    fired, _ = burst(det, "sig", 50, 200, LIMIT, allowance=101)
-    assert fired == []
+    burst(det, "sig", 500, 0, None)  # counted while quarantined
+    allowance = det.allowance("sig", released_at=1234, at_ms=600, window_ms=60_000)
+    assert allowance == 500 and det.allowance("sig", 1234, 900, 60_000) == 500  # fixed at the first sight
+    fired, _ = burst(det, "sig", 101, 1000, LIMIT, allowance=allowance)
+    assert fired == [100]
+    assert det.allowance("sig", None, 2000, 60_000) == 0

@@ -16,6 +16,7 @@ from pipeline import topics as T
 from pipeline.app import PipelineContext
 from pipeline.banks import now_ms
 from pipeline.flood import FloodDetector
+from pipeline.matching import released_at
 from pipeline.state.count_min import CountMinSketch
 from pipeline.state.faust_cells import FaustTableCellStore
 
@@ -49,8 +50,9 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
             bank = view.banks.get(hit["bank"])
             limit = bank["flood"] if bank is not None else None
             handled = already_handled(sid)
-            q = view.quarantine.get(sid)
-            allowance = q["count"] if q is not None and q["state"] == "released" else 0
+            allowance = 0
+            if limit is not None:
+                allowance = detector.allowance(sid, released_at(view, sid), hit["matched_at"], limit["window_ms"])
             verdict = detector.observe(sid, hit["content_id"], hit["matched_at"], None if handled else limit, allowance)
             if verdict is not None:
                 stamp = now_ms()

@@ -65,7 +65,7 @@ async def _process(ctx: PipelineContext, event: faust.EventT) -> dict[str, Any] 
 
 
 def register(app: faust.App, ctx: PipelineContext) -> None:
-    batch = max(2, ctx.settings.hash_workers * 4)
+    batch = 64  # precomputed signals need no hashing; content waits for the pool's processes
 
     @app.agent(ctx.topic(T.UPLOADS), name=f"{app.conf.id}.hasher")
     async def hasher(stream: faust.StreamT) -> None:
