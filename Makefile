@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEBS   := g++ make pkg-config openjdk-17-jre-headless maven
+DEBS   := g++ make pkg-config openjdk-17-jre-headless maven \
+          libavcodec-dev libavformat-dev libavdevice-dev libavfilter-dev libswscale-dev libswresample-dev libavutil-dev
 
 .PHONY: run test setup system-deps kafka-jars bench clean
 
@@ -17,10 +18,12 @@ test: setup
 
 setup: system-deps $(STAMP) kafka-jars
 
-# Build tools for the packages that compile from source (pdqhash), Java and Maven for the broker.
+# Build tools for the packages that compile from source (pdqhash; vpdq against FFmpeg),
+# Java and Maven for the broker.
 system-deps:
 	@missing=""; \
 	for tool in g++ pkg-config java mvn; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	pkg-config --exists libavcodec libavformat libswscale 2>/dev/null || missing="$$missing ffmpeg-dev"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -30,7 +33,7 @@ system-deps:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip wheel setuptools
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,video]'
 	touch $(STAMP)
 
 kafka-jars: $(STAMP)

@@ -50,8 +50,8 @@ VIDEO_MD5 = SignalType(
     default_distance=0, max_distance=0,
 )
 VPDQ = SignalType(
-    "vpdq", frozenset({"video"}), None, "vPDQ frame hashes", default_distance=31, max_distance=31,
-    matchable=False,
+    "vpdq", frozenset({"video"}), re.compile(r"(\d+,\d+,[0-9a-fA-F]{64},[0-9.]+\n?)+"),
+    "lines of frame,quality,pdq_hex,timestamp", default_distance=31, max_distance=31, matchable=False,
 )
 
 SIGNAL_TYPES: dict[str, SignalType] = {t.name: t for t in (PDQ, VIDEO_MD5, VPDQ)}

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from pipeline.hashing import HashingError, detect_content_type, hash_content, hash_files
-from tests.pipeline_env import REPO, TESTDATA, bomb_png, expected_pdq
+from tests.pipeline_env import REPO, TESTDATA, bomb_png, expected_pdq, hamming
 
 EXPECTED = expected_pdq()
 BRIDGE = TESTDATA / "pdq/data/bridge-mods/aaa-orig.jpg"
@@ -62,3 +62,15 @@ def test_hash_files_reports_errors_per_file(tmp_path):
     good, failed, missing = hash_files([str(BRIDGE), str(bad), str(tmp_path / "missing.jpg")])
     assert good["signals"]["pdq"]["quality"] == 100
     assert "not an image" in failed["error"] and "missing.jpg" in missing["error"]
+
+
+def test_vpdq_matches_the_reference_frame_hashes():
+    pytest.importorskip("vpdq", reason="vpdq is installed by make setup (needs FFmpeg dev packages)")
+    video = TESTDATA / "tmk/sample-videos/chair-19-sd-bar.mp4"
+    signals = hash_content("video", video.read_bytes())
+    reference = (TESTDATA / "vpdq/sample-hashes/chair-19-sd-bar.txt").read_text().split()
+    ours = signals["vpdq"].value.split()
+    assert len(ours) == len(reference)
+    # FFmpeg versions decode a few pixels differently; PDQ's acceptance rule allows distance 10.
+    distances = [hamming(a.split(",")[2], b.split(",")[2]) for a, b in zip(ours, reference)]
+    assert max(distances) <= 10

@@ -21,7 +21,9 @@ class VideoMd5Hasher:
 
 
 class VpdqHasher:
-    """vPDQ frame hashes, serialised as python-threatexchange does: `pdq_hex,quality,timestamp` per frame."""
+    """vPDQ frame hashes, one line per hashed frame: `frame,quality,pdq_hex,timestamp` (the form of
+    the vPDQ reference hashes); the signal's quality is the lowest frame quality.
+    """
 
     signal_type = "vpdq"
     content_types = frozenset({"video"})
@@ -36,12 +38,12 @@ class VpdqHasher:
         with tempfile.NamedTemporaryFile(suffix=".mp4", delete=False) as tmp:
             tmp.write(data)
         try:
-            frames = vpdq.computeHash(tmp.name)
+            frames = vpdq.computeHash(tmp.name, seconds_per_hash=0)
         except Exception as exc:
             raise HashingError(f"vPDQ could not decode the video: {exc}") from None
         finally:
             os.unlink(tmp.name)
         if not frames:
             raise HashingError("vPDQ found no frames in the video")
-        value = " ".join(f"{f.hex},{f.quality},{f.timestamp:.3f}" for f in frames)
+        value = "\n".join(f"{f.frame_number},{f.quality},{f.hex},{f.timestamp:.3f}" for f in frames)
         return SignalValue(value, min(f.quality for f in frames))
