@@ -26,6 +26,7 @@ class Client:
             self._producer = Producer({
                 "bootstrap.servers": self.settings.bootstrap_servers,
                 "enable.idempotence": True,
+                "log_level": 3,  # a new broker's "coordinator load in progress" is retried, not news
                 "linger.ms": 5,
                 "message.max.bytes": self.settings.max_request_bytes,
             })

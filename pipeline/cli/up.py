@@ -1,4 +1,5 @@
-"""`hmas up`: everything on one machine: a local broker (unless one is configured), topics, the worker.
+"""`hmas up`: everything on one machine: a local broker (unless one is configured), topics, the
+worker and the HTTP API (with a generated token for its mutating routes unless one is configured).
 
 With --demo (what `make run` does) it also seeds a sample bank, submits uploads and shows the
 actions. Ctrl-C stops every process it started, and the broker if it started it.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -21,8 +23,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=up)
 
 
-def _spawn(role: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pipeline", *role], env=os.environ.copy(), start_new_session=True)
+def _spawn(role: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pipeline", *role], env=env, start_new_session=True)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -49,8 +51,17 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         ensure_topics(settings.bootstrap_servers, settings)
-        # The demo's own lines are what the user reads; the worker only says what goes wrong.
-        children.append(_spawn(["--log-level", "warning" if args.demo else args.log_level, "worker"]))
+        env = os.environ.copy()
+        token_note = "the configured token"
+        if not settings.api_token:
+            env["HMAS_API_TOKEN"] = secrets.token_urlsafe(24)
+            token_note = f"Authorization: Bearer {env['HMAS_API_TOKEN']}"
+        # The demo's own lines are what the user reads; the other processes only say what goes wrong.
+        level = "warning" if args.demo else args.log_level
+        children.append(_spawn(["--log-level", level, "worker"], env))
+        children.append(_spawn(["--log-level", level, "api"], env))
+        print(f"HTTP API on http://{settings.api_host}:{settings.api_port} "
+              f"(mutating routes need {token_note})", flush=True)
         if args.demo:
             run_demo(settings, settings.data_dir / "demo-media")
         else:
