@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -13,6 +14,7 @@ import faust
 
 from pipeline import metrics
 from pipeline import topics as T
+from pipeline.banks import content_id_from_offset
 from pipeline.config import Settings
 from pipeline.deadletters import dead_letter
 from pipeline.logs import log_handler
@@ -46,6 +48,13 @@ class PipelineContext:
             key = key.encode("utf-8")
         await self.topic(spec).send(key=key, value=value)
 
+    async def claim_content_id(self, bank: str) -> int:
+        """A new bank content id (see ApiState.next_content_id: one counter for every writer)."""
+        value = T.CONTENT_IDS.codec.encode({"bank": bank, "claimed_at": int(time.time() * 1000)})
+        sent = await self.topic(T.CONTENT_IDS).send(key=bank.encode(), value=value)
+        meta = await sent
+        return content_id_from_offset(meta.offset, self.view.content_id_base)
+
     async def send_dead_letter(self, event: faust.EventT, reason: str, stage: str) -> None:
         msg = event.message
         record = dead_letter(
@@ -75,19 +84,14 @@ class PipelineContext:
         async with self._view_lock:
             if self._follower is None:
                 self._follower = CompactedTopicFollower(
-                    self.settings, (T.BANKS, T.BANK_SIGNALS, T.QUARANTINE), self._apply_state, name="worker-state"
+                    self.settings, T.VIEW_TOPICS, self._apply_state, name="worker-state"
                 )
                 await self._follower.start()
         await self._follower.ready.wait()
         return self.view
 
     def _apply_state(self, spec: T.TopicSpec, changes: list[Change]) -> None:
-        if spec is T.BANK_SIGNALS:
-            self.view.apply_signals(changes)
-            return
-        apply = self.view.apply_bank if spec is T.BANKS else self.view.apply_quarantine
-        for key, record in changes:
-            apply(key, record)
+        self.view.apply(spec, changes)
 
     @property
     def hash_pool(self) -> ProcessPoolExecutor:

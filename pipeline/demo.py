@@ -26,7 +26,8 @@ def seed_bank(settings: Settings, originals: list[Path]) -> None:
     client = Client(settings)
     if not any(key.startswith(f"{DEMO_BANK}/") for key, rec in read_to_end(settings, T.BANK_SIGNALS) if rec):
         client.produce(T.BANKS, DEMO_BANK, bank_record(DEMO_BANK, action="remove"))
-        for content_id, path in enumerate(originals, start=1):
+        for path in originals:
+            content_id = client.claim_content_id(DEMO_BANK)
             signals = hash_content("photo", path.read_bytes())
             for kind, sv in signals.items():
                 key, record = bank_signal_record(DEMO_BANK, content_id, kind, sv.value, {"file": path.name})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from typing import Any, Sequence
 
@@ -30,7 +31,7 @@ def match_batch(
     queries: dict[str, list[tuple[int, str]]] = defaultdict(list)  # signal type -> (record index, value)
     for i, h in enumerate(hashed):
         for kind_name, signal in h["signals"].items():
-            reason = _skip_reason(kind_name, signal, settings)
+            reason = _skip_reason(kind_name, signal, settings, view, h["content_id"])
             if reason:
                 records[i]["skipped"][kind_name] = reason
             else:
@@ -91,14 +92,24 @@ def _hit_record(hit: Hit) -> dict[str, Any]:
     }
 
 
-def _skip_reason(kind_name: str, signal: dict[str, Any], settings: Settings) -> str:
+def _skip_reason(kind_name: str, signal: dict[str, Any], settings: Settings, view: BankView, content_id: str) -> str:
     kind = SIGNAL_TYPES.get(kind_name)
     if kind is None or not kind.matchable:
         return f"{kind_name} is not matched"
+    ratio = view.signal_type_ratio(kind_name)
+    if ratio <= 0:
+        return f"signal type {kind_name} is disabled (enabled_ratio 0)"
+    if ratio < 1 and _coin(content_id) >= ratio:
+        return f"signal type {kind_name} is sampled out for this content (enabled_ratio {ratio:g})"
     quality = signal.get("quality")
     if kind_name == "pdq" and quality is not None and quality < settings.pdq_min_quality:
         return f"PDQ quality {quality} is below {settings.pdq_min_quality}"
     return ""
+
+
+def _coin(content_id: str) -> float:
+    """A number in [0, 1) fixed by the content id, so a partial enabled_ratio is reproducible."""
+    return int.from_bytes(hashlib.sha256(content_id.encode()).digest()[:8], "big") / 2**64
 
 
 def _empty_record(hashed: dict[str, Any]) -> dict[str, Any]:

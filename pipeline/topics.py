@@ -43,16 +43,22 @@ FEEDBACK = TopicSpec("feedback", "hma.Feedback", retention_setting="feedback_ret
 QUARANTINE = TopicSpec("quarantine", "hma.Quarantine", compact=True)
 DEAD_LETTERS = TopicSpec("dead-letters", "hma.DeadLetter")
 FLOOD_HITS = TopicSpec("flood-hits", "hma.SignalHit")  # repartition topic: matches re-keyed by signal id
+CONFIG = TopicSpec("config", "hma.Setting", compact=True)
+CONTENT_IDS = TopicSpec("content-ids", "hma.ContentIdClaim")  # offsets hand out bank content ids
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     UPLOADS, HASHES, MATCHES, ACTIONS, RETRO_MATCHES,
-    BANKS, BANK_SIGNALS, FEEDBACK, QUARANTINE, DEAD_LETTERS, FLOOD_HITS,
+    BANKS, BANK_SIGNALS, FEEDBACK, QUARANTINE, DEAD_LETTERS, FLOOD_HITS, CONFIG, CONTENT_IDS,
 )
 
 # Compacted topics hold state every process rebuilds its view from; they get one partition so
 # that a reader sees one total order of changes. Feedback (human decisions, low volume) too, so
 # that its per-signal tallies can live in one table partition.
-SINGLE_PARTITION_TOPICS = (BANKS, BANK_SIGNALS, QUARANTINE, FEEDBACK)
+SINGLE_PARTITION_TOPICS = (BANKS, BANK_SIGNALS, QUARANTINE, FEEDBACK, CONFIG, CONTENT_IDS)
+
+
+# What every bank view (worker, API) follows.
+VIEW_TOPICS = (BANKS, BANK_SIGNALS, QUARANTINE, CONFIG)
 
 
 def partitions_for(spec: TopicSpec, settings: Settings) -> int:

@@ -12,7 +12,8 @@ def test_confirm_copies_into_the_confirmed_bank():
     [entry] = view.entries("EXCHANGE")
     [(key, record)] = signal_changes(view, {"content_id": "c", "verdict": "harmful", "signals": [entry.signal_id]})
     assert key.startswith("CONFIRMED/pdq/") and record["bank"] == "CONFIRMED" and record["value"] == code
-    assert record["bank_content_id"] == 1 and record["metadata"]["confirmed_from"] == "EXCHANGE/1"
+    assert record["bank_content_id"] is None  # a new content item: the agent claims its id
+    assert record["metadata"]["confirmed_from"] == "EXCHANGE/1"
 
 
 def test_confirm_without_a_confirmed_bank_tags_in_place():

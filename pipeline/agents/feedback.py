@@ -23,12 +23,11 @@ log = logging.getLogger(__name__)
 STAGE = "feedback"
 
 
-def next_content_id(view: BankView, bank: str) -> int:
-    return 1 + max((e.bank_content_id for e in view.entries(bank)), default=0)
-
-
 def signal_changes(view: BankView, feedback: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """The hma.bank-signals records that a feedback decision implies."""
+    """The hma.bank-signals records that a feedback decision implies.
+
+    Copies into a confirmed bank are new content: their `bank_content_id` is None, to be claimed.
+    """
     changes: list[tuple[str, dict[str, Any]]] = []
     for sid in feedback["signals"]:
         for entry in view.entries_with_signal(sid):
@@ -45,7 +44,8 @@ def signal_changes(view: BankView, feedback: dict[str, Any]) -> list[tuple[str, 
                     continue
                 meta = {**entry.metadata, "confirmed_from": f"{entry.bank}/{entry.bank_content_id}",
                         "confirmed_by_content": feedback["content_id"]}
-                changes.append(bank_signal_record(target, next_content_id(view, target), entry.signal_type, entry.value, meta))
+                key, record = bank_signal_record(target, 0, entry.signal_type, entry.value, meta)
+                changes.append((key, {**record, "bank_content_id": None}))
             else:
                 changes.append((entry.key, _entry_record(entry, metadata={**entry.metadata, "confirmed": "true"})))
     return changes
@@ -72,6 +72,8 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
                 tally[decision["verdict"]] = tally.get(decision["verdict"], 0) + 1
                 tallies[sid] = tally
             for key, record in signal_changes(view, decision):
+                if record["bank_content_id"] is None:
+                    record["bank_content_id"] = await ctx.claim_content_id(record["bank"])
                 await ctx.send(T.BANK_SIGNALS, key, record, STAGE)
             log.info("feedback applied", extra={"content_id": decision["content_id"], "verdict": decision["verdict"],
                                                 "signals": len(decision["signals"])})

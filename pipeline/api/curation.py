@@ -119,7 +119,7 @@ def routes(state: ApiState) -> list[Route]:
         if not signals:
             raise ApiError(400, "No signals given")
         checked = {kind: checked_signal(kind, value) for kind, value in signals.items()}
-        content_id = state.next_content_id()
+        content_id = await state.next_content_id(bank)
         writes = []
         for kind, value in checked.items():
             key, record = bank_signal_record(bank, content_id, kind, value, metadata)

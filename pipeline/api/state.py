@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -14,12 +15,13 @@ from aiokafka import AIOKafkaProducer
 
 from pipeline import topics as T
 from pipeline.config import Settings
+from pipeline.banks import content_id_from_offset
 from pipeline.state.bank_view import BankView
 from pipeline.state.log_reader import Change, CompactedTopicFollower
 
 log = logging.getLogger(__name__)
 
-FOLLOWED = (T.BANKS, T.BANK_SIGNALS, T.QUARANTINE, T.FEEDBACK)
+FOLLOWED = T.VIEW_TOPICS + (T.FEEDBACK,)
 
 
 class NotCaughtUp(Exception):
@@ -54,21 +56,26 @@ class ApiState:
         return self.follower.ready.is_set()
 
     async def _apply(self, spec: T.TopicSpec, changes: list[Change]) -> None:
-        if spec is T.BANK_SIGNALS:
-            self.view.apply_signals(changes)
-        elif spec is T.BANKS:
-            for key, record in changes:
-                self.view.apply_bank(key, record)
-        elif spec is T.QUARANTINE:
-            for key, record in changes:
-                self.view.apply_quarantine(key, record)
-        else:
-            for _key, record in changes:
-                if record is None:
-                    continue
+        if spec is not T.FEEDBACK:
+            self.view.apply(spec, changes)
+            if spec is T.CONFIG and any(key == "reset/at" for key, _ in changes):
+                self._forget_feedback_before(self.view.reset_at_ms)
+            return
+        for _key, record in changes:
+            if record is not None and record["decided_at"] >= self.view.reset_at_ms:
                 self.feedback[record["content_id"]].append(record)
                 for sid in record["signals"]:
                     self.tallies[sid][record["verdict"]] += 1
+
+    def _forget_feedback_before(self, reset_at_ms: int) -> None:
+        """A factory reset: feedback (a delete-policy topic) is ignored from before it."""
+        kept = [r for records in self.feedback.values() for r in records if r["decided_at"] >= reset_at_ms]
+        self.feedback.clear()
+        self.tallies.clear()
+        for record in kept:
+            self.feedback[record["content_id"]].append(record)
+            for sid in record["signals"]:
+                self.tallies[sid][record["verdict"]] += 1
 
     async def write(self, writes: list[tuple[T.TopicSpec, str, dict[str, Any] | None]]) -> None:
         """Produce records (None = tombstone) and wait until this process's view has read them."""
@@ -85,9 +92,14 @@ class ApiState:
                 raise NotCaughtUp(f"the write was not read back within {self.write_timeout_s:.0f}s")
             await asyncio.sleep(0.01)
 
-    def next_content_id(self) -> int:
-        """Bank content ids are integers handed out in order, as upstream HMA does.
+    async def next_content_id(self, bank: str) -> int:
+        """Bank content ids are integers handed out in order (1, 2, 3...), as upstream HMA does.
 
-        The API is the one writer of new content; the next id follows the largest one in the view.
+        Each id is the offset of a claim record on the one-partition hma.content-ids topic, counted
+        from the base a factory reset sets: unique across API replicas and workers, stable across
+        restarts.
         """
-        return 1 + max((e.bank_content_id for e in self.view.entries()), default=0)
+        assert self._producer is not None
+        claim = T.CONTENT_IDS.codec.encode({"bank": bank, "claimed_at": int(time.time() * 1000)})
+        meta = await self._producer.send_and_wait(T.CONTENT_IDS.name(self.settings), claim, key=bank.encode())
+        return content_id_from_offset(meta.offset, self.view.content_id_base)

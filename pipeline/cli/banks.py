@@ -121,9 +121,8 @@ def add(args: argparse.Namespace, settings: Settings) -> int:
             signals = {kind: sv.value for kind, sv in hashed.items()}
         except (HashingError, OSError) as exc:
             raise CommandError(f"{args.file}: {exc}") from None
-    existing = _latest(settings, T.BANK_SIGNALS)
-    content_id = 1 + max((r["bank_content_id"] for r in existing.values() if r["bank"] == args.name), default=0)
     client = Client(settings)
+    content_id = client.claim_content_id(args.name)
     try:
         records = [bank_signal_record(args.name, content_id, kind, value, metadata) for kind, value in signals.items()]
     except InvalidSignal as exc:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from pipeline.state.signal_index import SignalIndex, new_index
+
+if TYPE_CHECKING:
+    from pipeline.topics import TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,8 @@ class BankView:
         self._indices: dict[str, SignalIndex] = {}
         self._rows_of_signal: dict[str, set[int]] = {}
         self.quarantine: dict[str, dict[str, Any]] = {}  # signal id -> latest hma.quarantine record
+        self.settings: dict[str, float] = {}  # hma.config: name -> number
+        self.newest_signal_ms = 0  # added_at of the newest bank signal applied
 
     # -- applying changes --------------------------------------------------------------------
     def apply_bank(self, name: str, record: dict[str, Any] | None) -> None:
@@ -73,6 +78,34 @@ class BankView:
             self.quarantine.pop(signal_id, None)
         else:
             self.quarantine[signal_id] = record
+
+    def apply(self, spec: "TopicSpec", changes: list[tuple[str, dict[str, Any] | None]]) -> None:
+        """Apply records of one of the state topics this view follows (VIEW_TOPICS)."""
+        from pipeline import topics as T
+
+        if spec is T.BANK_SIGNALS:
+            self.apply_signals(changes)
+            return
+        apply_one = {T.BANKS: self.apply_bank, T.QUARANTINE: self.apply_quarantine, T.CONFIG: self.apply_setting}[spec]
+        for key, record in changes:
+            apply_one(key, record)
+
+    def apply_setting(self, name: str, record: dict[str, Any] | None) -> None:
+        if record is None:
+            self.settings.pop(name, None)
+        else:
+            self.settings[name] = record["number"]
+
+    def signal_type_ratio(self, kind: str) -> float:
+        return self.settings.get(f"signal_type/{kind}", 1.0)
+
+    @property
+    def reset_at_ms(self) -> int:
+        return int(self.settings.get("reset/at", 0))
+
+    @property
+    def content_id_base(self) -> int:
+        return int(self.settings.get("content_ids/base", 0))
 
     def apply_signals(self, changes: Iterable[tuple[str, dict[str, Any] | None]]) -> None:
         """Apply hma.bank-signals records (None = tombstone) in order, batching index updates."""
@@ -90,6 +123,7 @@ class BankView:
                 removes.setdefault(entry.signal_type, set()).add(row)
                 continue
             entry = BankEntry.from_record(key, record)
+            self.newest_signal_ms = max(self.newest_signal_ms, record["added_at"])
             if row is None:
                 row = self._next_row
                 self._next_row += 1
