@@ -55,6 +55,8 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_port: int = 5000
     api_token: str = ""
+    api_dev_routes: bool = False  # upstream's /dev routes (factory reset, seeding); never in production
+    index_stale_s: float = 65.0  # /status answers INDEX-STALE when the view lags longer (as upstream)
 
     # Content fetching (connectors/fetch.py).
     fetch_timeout_s: float = 10.0

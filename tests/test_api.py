@@ -89,3 +89,8 @@ def test_openapi_lists_every_route_and_metrics_count_requests(api):
     assert "post" in doc["paths"]["/m/lookup"] and doc["paths"]["/c/banks"]["post"]["security"]
     metrics = requests.get(f"{api.base}/metrics").text
     assert 'hmas_api_requests_total{route="/c/banks"' in metrics
+
+
+def test_dev_routes_are_absent_without_development_mode(api):
+    for path in ("/dev/factory_reset", "/dev/seed_banks", "/dev/setup_sample_example"):
+        assert requests.post(api.base + path, headers=auth()).status_code == 404

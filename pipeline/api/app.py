@@ -9,7 +9,7 @@ import time
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
-from pipeline.api import controls, curation, matching
+from pipeline.api import controls, curation, development, matching, status
 from pipeline.api.http import ApiError, Route, reply
 from pipeline.api.openapi import openapi_document
 from pipeline.api.state import ApiState, NotCaughtUp
@@ -31,7 +31,10 @@ def create_api(settings: Settings) -> web.Application:
         client_max_size=settings.fetch_max_bytes,
     )
     app[STATE_KEY] = state
-    table = status_routes(state) + matching.routes(state) + curation.routes(state) + controls.routes(state)
+    table: list[Route] = []
+    table += status.routes(state, table) + matching.routes(state) + curation.routes(state) + controls.routes(state)
+    if settings.api_dev_routes:
+        table += development.routes(state)
     table.append(Route("GET", "/openapi.json", lambda r: _openapi(table), "This document", "Core"))
     table.append(Route("GET", "/metrics", _prometheus(state), "Prometheus metrics", "Core"))
     for route in table:
@@ -40,21 +43,6 @@ def create_api(settings: Settings) -> web.Application:
     app.on_startup.append(lambda _: state.start())
     app.on_cleanup.append(lambda _: state.stop())
     return app
-
-
-def status_routes(state: ApiState) -> list[Route]:
-    async def status(request: web.Request) -> web.Response:
-        if not state.ready:
-            return web.Response(text="INDEX-NOT-LOADED", status=503)
-        return web.Response(text="I-AM-ALIVE")
-
-    async def live(request: web.Request) -> web.Response:
-        return web.Response(text="I-AM-ALIVE")
-
-    return [
-        Route("GET", "/status", status, "200 once this replica's view has caught up with the banks", "Core"),
-        Route("GET", "/status/live", live, "200 while the process runs", "Core"),
-    ]
 
 
 async def _openapi(table: list[Route]) -> web.Response:

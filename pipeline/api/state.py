@@ -37,6 +37,8 @@ class ApiState:
         self.write_timeout_s = write_timeout_s
         self.follower = CompactedTopicFollower(settings, FOLLOWED, self._apply, name="api-state")
         self._producer: AIOKafkaProducer | None = None
+        self.behind_since: float | None = None
+        self._watch: asyncio.Task | None = None
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(
@@ -45,8 +47,11 @@ class ApiState:
         )
         await self._producer.start()
         await self.follower.start()
+        await self.start_stale_watch()
 
     async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
         await self.follower.stop()
         if self._producer is not None:
             await self._producer.stop()
@@ -81,9 +86,11 @@ class ApiState:
         """Produce records (None = tombstone) and wait until this process's view has read them."""
         assert self._producer is not None
         last: dict[str, int] = {}
+        pending = []
         for spec, key, record in writes:
             value = None if record is None else spec.codec.encode(record, "json")
-            meta = await self._producer.send_and_wait(spec.name(self.settings), value, key=key.encode())
+            pending.append(await self._producer.send(spec.name(self.settings), value, key=key.encode()))
+        for meta in await asyncio.gather(*pending):
             last[meta.topic] = max(last.get(meta.topic, -1), meta.offset)
 
         deadline = asyncio.get_running_loop().time() + self.write_timeout_s
@@ -93,6 +100,10 @@ class ApiState:
             await asyncio.sleep(0.01)
 
     async def next_content_id(self, bank: str) -> int:
+        [content_id] = await self.next_content_ids(bank, 1)
+        return content_id
+
+    async def next_content_ids(self, bank: str, count: int) -> list[int]:
         """Bank content ids are integers handed out in order (1, 2, 3...), as upstream HMA does.
 
         Each id is the offset of a claim record on the one-partition hma.content-ids topic, counted
@@ -101,5 +112,25 @@ class ApiState:
         """
         assert self._producer is not None
         claim = T.CONTENT_IDS.codec.encode({"bank": bank, "claimed_at": int(time.time() * 1000)})
-        meta = await self._producer.send_and_wait(T.CONTENT_IDS.name(self.settings), claim, key=bank.encode())
-        return content_id_from_offset(meta.offset, self.view.content_id_base)
+        topic = T.CONTENT_IDS.name(self.settings)
+        pending = [await self._producer.send(topic, claim, key=bank.encode()) for _ in range(count)]
+        return [content_id_from_offset(meta.offset, self.view.content_id_base) for meta in await asyncio.gather(*pending)]
+
+    async def start_stale_watch(self, every_s: float = 5.0) -> None:
+        """Track how long the view has been behind the topics' ends (for /status INDEX-STALE)."""
+        async def watch() -> None:
+            while True:
+                await asyncio.sleep(every_s)
+                try:
+                    behind = await self.follower.behind()
+                except Exception:  # a broker hiccup: keep the previous verdict
+                    continue
+                if not behind:
+                    self.behind_since = None
+                elif self.behind_since is None:
+                    self.behind_since = time.monotonic()
+        self._watch = asyncio.create_task(watch())
+
+    @property
+    def stale(self) -> bool:
+        return self.behind_since is not None and time.monotonic() - self.behind_since > self.settings.index_stale_s

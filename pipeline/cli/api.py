@@ -11,6 +11,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("api", help="run the HTTP API (upstream HMA's routes, bank controls)")
     p.add_argument("--host", help="default 127.0.0.1 (HMAS_API_HOST)")
     p.add_argument("--port", type=int, help="default 5000 (HMAS_API_PORT)")
+    p.add_argument("--dev", action="store_true",
+                   help="serve upstream's /dev routes (factory reset, seeding); never in production")
     p.set_defaults(handler=api)
 
 
@@ -21,6 +23,8 @@ def api(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.api.app import create_api
 
     ensure_topics(settings.bootstrap_servers, settings)
+    if args.dev:
+        settings = settings.with_overrides(api_dev_routes=True)
     web.run_app(
         create_api(settings), host=args.host or settings.api_host, port=args.port or settings.api_port,
         print=lambda text: print(text, flush=True), access_log=None,

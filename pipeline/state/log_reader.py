@@ -92,6 +92,19 @@ class CompactedTopicFollower:
                 log.info("state caught up", extra={"view": self.name, "positions": dict(self.positions)})
                 self.ready.set()
 
+    async def end_offsets(self) -> dict[str, int]:
+        """The topics' current end offsets (summed over partitions)."""
+        assert self._consumer is not None
+        ends = await self._consumer.end_offsets(list(self._end))
+        out: dict[str, int] = {}
+        for tp, end in ends.items():
+            out[tp.topic] = out.get(tp.topic, 0) + end
+        return out
+
+    async def behind(self) -> bool:
+        """Whether records exist that this view has not read yet."""
+        return any(self.positions.get(topic, 0) < end for topic, end in (await self.end_offsets()).items() if end)
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()

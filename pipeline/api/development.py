@@ -1,0 +1,72 @@
+"""Upstream HMA's /dev routes, served only with `hmas api --dev` (HMAS_API_DEV_ROUTES): a factory
+reset through Kafka tombstones, random seed banks, and python-threatexchange's sample signals.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from pipeline import topics as T
+from pipeline.api.http import Route, reply
+from pipeline.api.state import ApiState
+from pipeline.banks import bank_record, bank_signal_record
+
+SEED_BANKS = 2
+SEED_SIGNALS = 10_000
+SAMPLE_BANK = "SEED_SAMPLE"
+
+
+def routes(state: ApiState) -> list[Route]:
+    view = state.view
+
+    async def factory_reset(request: web.Request) -> web.Response:
+        """Tombstones for every bank, signal, quarantine record and setting; feedback from before
+        the reset is ignored by every view; content ids start again at 1."""
+        now = int(time.time() * 1000)
+        writes = [(T.BANK_SIGNALS, e.key, None) for e in list(view.entries())]
+        writes += [(T.BANKS, name, None) for name in list(view.banks)]
+        writes += [(T.QUARANTINE, sid, None) for sid in list(view.quarantine)]
+        writes += [(T.CONFIG, name, None) for name in list(view.settings) if name.startswith("signal_type/")]
+        [last_id] = await state.next_content_ids("RESET", 1)
+        base = view.content_id_base + last_id  # the next claim's offset
+        writes.append((T.CONFIG, "content_ids/base", {"name": "content_ids/base", "number": base, "changed_at": now}))
+        writes.append((T.CONFIG, "reset/at", {"name": "reset/at", "number": now, "changed_at": now}))
+        await state.write(writes)
+        return reply({"message": "Factory reset done"})
+
+    async def seed_banks(request: web.Request) -> web.Response:
+        import numpy as np
+
+        rng = np.random.default_rng()
+        writes = []
+        for b in range(SEED_BANKS):
+            name = f"SEED_BANK_{b}"
+            writes.append((T.BANKS, name, T.BANKS.codec.conform(bank_record(name))))
+            ids = await state.next_content_ids(name, SEED_SIGNALS // SEED_BANKS)
+            for i, content_id in enumerate(ids):
+                kind, nbytes = ("pdq", 32) if i % 2 == 0 else ("video_md5", 16)
+                key, record = bank_signal_record(name, content_id, kind, rng.bytes(nbytes).hex())
+                writes.append((T.BANK_SIGNALS, key, record))
+        await state.write(writes)
+        return reply({"message": f"Seeded {SEED_BANKS} banks with {SEED_SIGNALS} random signals"})
+
+    async def setup_sample_example(request: web.Request) -> web.Response:
+        from connectors.exchanges import sample_signals
+
+        samples = sample_signals()
+        writes = [(T.BANKS, SAMPLE_BANK, T.BANKS.codec.conform(bank_record(SAMPLE_BANK)))]
+        for content_id, (kind, value) in zip(await state.next_content_ids(SAMPLE_BANK, len(samples)), samples):
+            key, record = bank_signal_record(SAMPLE_BANK, content_id, kind, value, {"source": "threatexchange sample"})
+            writes.append((T.BANK_SIGNALS, key, record))
+        await state.write(writes)
+        return reply({"message": f"Banked {len(samples)} sample signals in {SAMPLE_BANK}"})
+
+    return [
+        Route("POST", "/dev/factory_reset", factory_reset, "Forget every bank, signal, feedback and quarantine record",
+              "Development", writes=True),
+        Route("POST", "/dev/seed_banks", seed_banks, "Two banks of random signals", "Development", writes=True),
+        Route("POST", "/dev/setup_sample_example", setup_sample_example,
+              "python-threatexchange's sample signals in a bank", "Development", writes=True),
+    ]

@@ -1,0 +1,109 @@
+"""Upstream HMA's status and configuration routes: health, site map, index status, signal and
+content types. In this design "the index" is this replica's view, and how far it has read
+hma.bank-signals is what "built to" means.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from aiohttp import web
+
+from pipeline import topics as T
+from pipeline.api.http import ApiError, Route, json_object, reply
+from pipeline.api.state import ApiState
+from pipeline.signal_types import SIGNAL_TYPES
+
+CONTENT_TYPES = ("photo", "video")
+
+
+def routes(state: ApiState, table: list[Route]) -> list[Route]:
+    view = state.view
+
+    async def status(request: web.Request) -> web.Response:
+        if not state.ready:
+            return web.Response(text="INDEX-NOT-LOADED", status=503)
+        if state.stale:
+            return web.Response(text="INDEX-STALE", status=503)
+        return web.Response(text="I-AM-ALIVE")
+
+    async def live(request: web.Request) -> web.Response:
+        return web.Response(text="I-AM-ALIVE")
+
+    async def site_map(request: web.Request) -> web.Response:
+        return reply(sorted({re.sub(r"{(\w+)}", r"<\1>", r.path) for r in table}))
+
+    def matchable(request: web.Request) -> list[str]:
+        kinds = [k for k, st in SIGNAL_TYPES.items() if st.matchable]
+        wanted = request.query.get("signal_type")
+        if wanted is None:
+            return kinds
+        if wanted not in kinds:
+            raise ApiError(400, f"No such signal type '{wanted}'")
+        return [wanted]
+
+    def built_to() -> int:
+        return view.newest_signal_ms // 1000 if view.newest_signal_ms else -1
+
+    async def index_status(request: web.Request) -> web.Response:
+        return reply({
+            kind: {"present": state.ready, "built_to": built_to() if state.ready else -1, "size": view.signal_count(kind)}
+            for kind in matchable(request)
+        })
+
+    async def signal_type_index(request: web.Request) -> web.Response:
+        ends = await state.follower.end_offsets()
+        topic = T.BANK_SIGNALS.name(state.settings)
+        consumed, end = state.follower.positions.get(topic, 0), ends.get(topic, 0)
+        banked: dict[str, int] = {}
+        for entry in view.entries():
+            banked[entry.signal_type] = banked.get(entry.signal_type, 0) + 1
+        return reply({
+            kind: {
+                "db_size": banked.get(kind, 0),
+                "index_size": view.signal_count(kind),
+                "index_out_of_date": consumed < end,
+                "newest_db_item": built_to(),
+                "index_built_to": built_to(),
+                "bank_signals_offset": {"consumed": consumed, "end": end},
+            }
+            for kind in matchable(request)
+        })
+
+    async def signal_types(request: web.Request) -> web.Response:
+        return reply([{"name": k, "enabled_ratio": view.signal_type_ratio(k)} for k in SIGNAL_TYPES])
+
+    async def signal_type_update(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in SIGNAL_TYPES:
+            raise ApiError(400, f"No such signal type '{name}'")
+        body = await json_object(request)
+        ratio = body.get("enabled_ratio")
+        if isinstance(ratio, str):
+            try:
+                ratio = float(ratio)
+            except ValueError:
+                raise ApiError(400, "enabled_ratio must be a number from 0 to 1") from None
+        if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 <= ratio <= 1:
+            raise ApiError(400, "enabled_ratio must be a number from 0 to 1")
+        record = {"name": f"signal_type/{name}", "number": float(ratio), "changed_at": int(time.time() * 1000)}
+        await state.write([(T.CONFIG, record["name"], record)])
+        return web.Response(status=204)
+
+    async def content_types(request: web.Request) -> web.Response:
+        return reply([{"name": c, "enabled": True} for c in CONTENT_TYPES])
+
+    return [
+        Route("GET", "/status", status, "200 once this replica's view has caught up with the banks", "Core"),
+        Route("GET", "/status/live", live, "200 while the process runs", "Core"),
+        Route("GET", "/site-map", site_map, "Every route", "Core"),
+        Route("GET", "/m/index/status", index_status, "Index replica per signal type: present, built_to, size",
+              "Matching", params=("signal_type",)),
+        Route("GET", "/c/signal_type/index", signal_type_index, "Banked signals against what the index holds",
+              "Signal Types", params=("signal_type",)),
+        Route("GET", "/c/signal_type", signal_types, "Signal types and their enabled_ratio", "Signal Types"),
+        Route("PUT", "/c/signal_type/{name}", signal_type_update,
+              "Set a signal type's enabled_ratio (0 disables it)", "Signal Types", writes=True),
+        Route("GET", "/c/content_type", content_types, "Content types", "Signal Types"),
+    ]
