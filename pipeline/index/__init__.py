@@ -13,9 +13,11 @@ import numpy as np
 
 from pipeline.index.codes import code_to_hex, codes_from_hex, pdq_hex_to_code
 from pipeline.index.flat import FlatPdqIndex
+from pipeline.index.mih import MihPdqIndex
 
-__all__ = ["build_pdq_index", "codes_from_hex", "code_to_hex", "pdq_hex_to_code", "FlatPdqIndex"]
+__all__ = ["build_pdq_index", "codes_from_hex", "code_to_hex", "pdq_hex_to_code", "FlatPdqIndex", "MihPdqIndex"]
 
 
-def build_pdq_index(codes: np.ndarray, ids: np.ndarray) -> FlatPdqIndex:
-    return FlatPdqIndex(codes, ids)
+def build_pdq_index(codes: np.ndarray, ids: np.ndarray) -> MihPdqIndex:
+    """The multi-index-hashing index (pipeline.index.mih); FlatPdqIndex is the reference scan."""
+    return MihPdqIndex(codes, ids)

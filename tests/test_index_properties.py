@@ -1,0 +1,113 @@
+"""The PDQ index against brute force, with hypothesis: random and adversarial codes, every
+max_distance 0-31 and some past it, interleaved adds, removals and searches, across table rebuilds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline.index import kernels as K
+from pipeline.index import mih
+from pipeline.index.flat import FlatPdqIndex
+from pipeline.index.mih import MihPdqIndex
+
+
+def as_sets(result, n):
+    lims, ids, d = result
+    return [sorted(zip(ids[lims[i]:lims[i + 1]].tolist(), d[lims[i]:lims[i + 1]].tolist())) for i in range(n)]
+
+
+def flip(code: np.ndarray, bits: list[int]) -> np.ndarray:
+    out = code.copy()
+    for b in bits:
+        out[b // 8] ^= 1 << (b % 8)
+    return out
+
+
+@st.composite
+def code_sets(draw):
+    """Codes that stress the index: duplicates, all-zero, all-one, clusters a few bits apart."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    n = draw(st.integers(1, 300))
+    kind = draw(st.sampled_from(["random", "clustered", "duplicates", "extremes"]))
+    codes = rng.integers(0, 256, (n, 32), dtype=np.uint8)
+    if kind == "clustered":
+        centre = codes[0]
+        codes = np.stack([flip(centre, list(rng.choice(256, rng.integers(0, 40), replace=False))) for _ in range(n)])
+    elif kind == "duplicates":
+        codes = codes[rng.integers(0, max(1, n // 10), n)]
+    elif kind == "extremes":
+        codes[: n // 2] = 0
+        codes[n // 2 :] = 255
+    queries = np.concatenate([
+        np.stack([flip(codes[i % n], list(rng.choice(256, i % 40, replace=False))) for i in range(20)]),
+        rng.integers(0, 256, (5, 32), dtype=np.uint8), np.zeros((1, 32), np.uint8), np.full((1, 32), 255, np.uint8),
+    ])
+    return codes, queries, rng
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(code_sets(), st.integers(0, 31))
+def test_search_equals_brute_force(data, max_distance):
+    codes, queries, _ = data
+    ids = np.arange(len(codes), dtype=np.int64) * 3 + 7
+    index = MihPdqIndex(codes, ids, background_merge=False)
+    index.merge()
+    reference = FlatPdqIndex(codes, ids)
+    for d in (max_distance, 31, 0):
+        assert as_sets(index.search(queries, d), len(queries)) == as_sets(reference.search(queries, d), len(queries))
+
+
+@settings(max_examples=10, deadline=None)
+@given(code_sets(), st.sampled_from([32, 40, 63]))
+def test_distances_past_31_take_the_exact_scan(data, max_distance):
+    codes, queries, _ = data
+    ids = np.arange(len(codes), dtype=np.int64)
+    index, reference = MihPdqIndex(codes, ids, background_merge=False), FlatPdqIndex(codes, ids)
+    assert as_sets(index.search(queries, max_distance), len(queries)) == as_sets(reference.search(queries, max_distance), len(queries))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(code_sets(), st.lists(st.sampled_from(["add", "remove", "replace", "search", "merge"]), min_size=5, max_size=25))
+def test_interleaved_changes_match_brute_force(data, steps):
+    codes, queries, rng = data
+    old = mih.MIN_DELTA
+    mih.MIN_DELTA = 16  # tables, merges and compactions at test sizes
+    try:
+        index = MihPdqIndex(background_merge=False)
+        reference = FlatPdqIndex()
+        next_id = 0
+        for step in steps:
+            if step in ("add", "replace") or next_id == 0:
+                k = int(rng.integers(1, 40))
+                batch = codes[rng.integers(0, len(codes), k)]
+                ids = np.arange(next_id, next_id + k) if step != "replace" or next_id == 0 else rng.integers(0, next_id, k)
+                next_id = max(next_id, int(np.max(ids)) + 1)
+                index.add(batch, ids)
+                reference.add(batch, ids)
+            elif step == "remove":
+                gone = rng.integers(0, next_id + 5, int(rng.integers(1, 30)))
+                index.remove(gone)
+                reference.remove(gone)
+            elif step == "merge":
+                index.merge()
+            d = int(rng.integers(0, 32))
+            assert len(index) == len(reference)
+            assert as_sets(index.search(queries, d), len(queries)) == as_sets(reference.search(queries, d), len(queries))
+    finally:
+        mih.MIN_DELTA = old
+
+
+def test_key_substrings_cover_253_bits_without_overlap():
+    seen = np.zeros(256, dtype=int)
+    for t in range(K.TABLES):
+        for bit in range(K.KEY_BITS):
+            code = np.zeros(4, dtype=np.uint64)
+            b = t * K.KEY_BITS + bit
+            code[b // 64] = np.uint64(1) << np.uint64(b % 64)
+            assert K.substring(code, t) == 1 << bit
+            seen[b] += 1
+    assert seen[:253].tolist() == [1] * 253
