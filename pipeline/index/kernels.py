@@ -56,18 +56,24 @@ def build_table(codes, n, table, offsets, rows):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _check(codes, q, qi, r, dead, max_d, out_q, out_rows, out_d, count):
+    """Verify row r against query qi; record it if within max_d (when there is room)."""
+    if dead[r]:
+        return count
+    d = distance(codes[r], q)
+    if d <= max_d:
+        if count < out_rows.shape[0]:
+            out_q[count] = qi
+            out_rows[count] = r
+            out_d[count] = d
+        count += 1
+    return count
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _probe(codes, q, qi, offsets, rows, key, dead, max_d, out_q, out_rows, out_d, count):
     for j in range(offsets[key], offsets[key + 1]):
-        r = rows[j]
-        if dead[r]:
-            continue
-        d = distance(codes[r], q)
-        if d <= max_d:
-            if count < out_rows.shape[0]:
-                out_q[count] = qi
-                out_rows[count] = r
-                out_d[count] = d
-            count += 1
+        count = _check(codes, q, qi, rows[j], dead, max_d, out_q, out_rows, out_d, count)
     return count
 
 
@@ -105,12 +111,5 @@ def scan(codes, queries, start, end, dead, max_d, out_q, out_rows, out_d, count)
     for qi in range(queries.shape[0]):
         q = queries[qi]
         for r in range(start, end):
-            if not dead[r]:
-                d = distance(codes[r], q)
-                if d <= max_d:
-                    if count < out_rows.shape[0]:
-                        out_q[count] = qi
-                        out_rows[count] = r
-                        out_d[count] = d
-                    count += 1
+            count = _check(codes, q, qi, r, dead, max_d, out_q, out_rows, out_d, count)
     return count
