@@ -55,25 +55,21 @@ def build_table(codes, n, table, offsets, rows):
         fill[k] += 1
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _check(codes, q, qi, r, dead, max_d, out_q, out_rows, out_d, count):
-    """Verify row r against query qi; record it if within max_d (when there is room)."""
-    if dead[r]:
-        return count
-    d = distance(codes[r], q)
-    if d <= max_d:
-        if count < out_rows.shape[0]:
-            out_q[count] = qi
-            out_rows[count] = r
-            out_d[count] = d
-        count += 1
-    return count
-
-
+# _probe and scan each spell out the verify-and-record step: factored into a shared inline
+# helper, numba compiled the probe loop 5x slower here (18k -> 3.4k lookups/s at 1M).
 @njit(cache=True, nogil=True, inline="always")
 def _probe(codes, q, qi, offsets, rows, key, dead, max_d, out_q, out_rows, out_d, count):
     for j in range(offsets[key], offsets[key + 1]):
-        count = _check(codes, q, qi, rows[j], dead, max_d, out_q, out_rows, out_d, count)
+        r = rows[j]
+        if dead[r]:
+            continue
+        d = distance(codes[r], q)
+        if d <= max_d:
+            if count < out_rows.shape[0]:
+                out_q[count] = qi
+                out_rows[count] = r
+                out_d[count] = d
+            count += 1
     return count
 
 
@@ -111,5 +107,12 @@ def scan(codes, queries, start, end, dead, max_d, out_q, out_rows, out_d, count)
     for qi in range(queries.shape[0]):
         q = queries[qi]
         for r in range(start, end):
-            count = _check(codes, q, qi, r, dead, max_d, out_q, out_rows, out_d, count)
+            if not dead[r]:
+                d = distance(codes[r], q)
+                if d <= max_d:
+                    if count < out_rows.shape[0]:
+                        out_q[count] = qi
+                        out_rows[count] = r
+                        out_d[count] = d
+                    count += 1
     return count
