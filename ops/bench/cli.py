@@ -1,0 +1,29 @@
+"""`hmas bench ...`: benchmarks, whose results go into BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from pipeline.config import Settings
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="benchmarks (results for BENCHMARKS.md)")
+    bsub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
+    p = bsub.add_parser("index", help="the PDQ index beside python-threatexchange's PDQIndex and faiss")
+    p.add_argument("--n", type=int, default=1_000_000, help="banked codes (default 1,000,000)")
+    p.add_argument("--queries", type=int, default=10_000)
+    p.add_argument("--slow-queries", type=int, default=200,
+                   help="queries timed for the slow peers (PDQIndex, faiss flat), default 200")
+    p.add_argument("--peers", default=",".join(("hma-streams", "faiss-flat", "faiss-multihash", "threatexchange")))
+    p.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
+    p.set_defaults(handler=index)
+
+
+def index(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.bench.index_bench import markdown, run_index_bench
+
+    report = run_index_bench(args.n, args.queries, args.peers.split(","), args.slow_queries)
+    print(json.dumps(report, indent=2) if args.json else markdown(report))
+    return 0
