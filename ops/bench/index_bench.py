@@ -8,6 +8,7 @@ faiss IndexBinaryFlat is exact and serves as the brute force every result is che
 
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -106,14 +107,15 @@ def _threatexchange(codes: np.ndarray):
 def _run_peer(name: str, data_dir: str, query_limit: int, distances: list[int], result_path: str) -> None:
     """In a child process: build, measure, query; writes a JSON result."""
     _single_thread()
-    codes = np.load(Path(data_dir) / "codes.npy")
     queries = np.load(Path(data_dir) / "queries.npy")[:query_limit]
-    before = rss_mb()
+    before = rss_mb()  # before the codes: an index that keeps the caller's array counts it as its own
+    codes = np.load(Path(data_dir) / "codes.npy")
     start = time.perf_counter()
     builder = {"hma-streams": _ours, "threatexchange": _threatexchange}.get(name)
     index, query = builder(codes) if builder else _faiss(codes, name)
     build_s = time.perf_counter() - start
-    del codes
+    del codes  # an index that copied the codes no longer needs these
+    gc.collect()
     memory = rss_mb() - before
     start = time.perf_counter()
     hits = query(queries, 31)
