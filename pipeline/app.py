@@ -114,6 +114,11 @@ class PipelineContext:
                 pool.shutdown(wait=False, cancel_futures=True)
 
 
+def raw_topic(app: faust.App, *names: str) -> faust.TopicT:
+    """Topics carry bytes; the codecs decode them, so bad records become dead letters, not crashes."""
+    return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
 def faust_app_id(settings: Settings) -> str:
     return f"{settings.topic_prefix}{settings.app_id}"
 
@@ -137,21 +142,15 @@ def create_app(settings: Settings) -> tuple[faust.App, PipelineContext]:
         autodiscover=False,
         loghandlers=[log_handler()],
     )
-    topics = {
-        spec.suffix: app.topic(
-            spec.name(settings), key_type=bytes, value_type=bytes,
-            key_serializer="raw", value_serializer="raw",
-        )
-        for spec in T.ALL_TOPICS
-    }
+    topics = {spec.suffix: raw_topic(app, spec.name(settings)) for spec in T.ALL_TOPICS}
     ctx = PipelineContext(settings=settings, app=app, topics=topics)
 
     @app.on_before_shutdown.connect
     async def close_context(app: faust.App, **kwargs: Any) -> None:
         await ctx.close()
 
-    from pipeline.agents import actioner, feedback, flood, hasher, matcher
+    from pipeline.agents import actioner, feedback, flood, hasher, matcher, recent
 
-    for module in (hasher, matcher, actioner, flood, feedback):
+    for module in (hasher, matcher, actioner, flood, feedback, recent):
         module.register(app, ctx)
     return app, ctx

@@ -68,6 +68,12 @@ class Settings:
     max_image_pixels: int = 50_000_000
     pdq_min_quality: int = 50
 
+    # Retroactive matching: the ring of recent hashes (run it on one worker: HMAS_RECENT_ENABLED=0 elsewhere).
+    recent_enabled: int = 1
+    recent_horizon_ms: int = 24 * 3600 * 1000
+    recent_cap: int = 10_000_000
+    recent_bucket_ms: int = 3600 * 1000
+
     # Flood detection: count-min sketch error bound and time buckets.
     flood_epsilon: float = 0.001
     flood_delta: float = 0.01

@@ -1,18 +1,21 @@
-"""actioner: hma.matches -> hma.actions for uploads with at least one effective match."""
+"""actioner: hma.matches and hma.retro-matches -> hma.actions, one per action name of the effective hits
+(marked retroactive when the match was)."""
 
 from __future__ import annotations
 
 import faust
 
 from pipeline import topics as T
-from pipeline.app import PipelineContext
+from pipeline.app import PipelineContext, raw_topic
 from pipeline.matching import actions_for
 
 STAGE = "actioner"
 
 
 def register(app: faust.App, ctx: PipelineContext) -> None:
-    @app.agent(ctx.topic(T.MATCHES), name=f"{app.conf.id}.actioner")
+    both = raw_topic(app, T.MATCHES.name(ctx.settings), T.RETRO_MATCHES.name(ctx.settings))
+
+    @app.agent(both, name=f"{app.conf.id}.actioner")
     async def actioner(stream: faust.StreamT) -> None:
         view = await ctx.bank_view()
         async for event, record in ctx.records(stream, T.MATCHES, STAGE):

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from pipeline.banks import signal_enabled
 from pipeline.state.signal_index import SignalIndex, new_index
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class BankView:
         self.quarantine: dict[str, dict[str, Any]] = {}  # signal id -> latest hma.quarantine record
         self.settings: dict[str, float] = {}  # hma.config: name -> number
         self.newest_signal_ms = 0  # added_at of the newest bank signal applied
+        self.on_new_signals: Callable[[list[BankEntry]], None] | None = None  # newly banked or re-enabled
 
     # -- applying changes --------------------------------------------------------------------
     def apply_bank(self, name: str, record: dict[str, Any] | None) -> None:
@@ -111,6 +113,7 @@ class BankView:
         """Apply hma.bank-signals records (None = tombstone) in order, batching index updates."""
         adds: dict[str, dict[int, str]] = {}
         removes: dict[str, set[int]] = {}
+        fresh: list[BankEntry] = []
         for key, record in changes:
             row = self._row_of_key.get(key)
             if record is None:
@@ -124,6 +127,9 @@ class BankView:
                 continue
             entry = BankEntry.from_record(key, record)
             self.newest_signal_ms = max(self.newest_signal_ms, record["added_at"])
+            previous = self._entries.get(row) if row is not None else None
+            if signal_enabled(entry.disable_until_ts) and (previous is None or not signal_enabled(previous.disable_until_ts)):
+                fresh.append(entry)
             if row is None:
                 row = self._next_row
                 self._next_row += 1
@@ -139,6 +145,8 @@ class BankView:
             index = self._index(kind)
             if index is not None and rows:
                 index.add(list(rows), list(rows.values()))
+        if fresh and self.on_new_signals is not None:
+            self.on_new_signals(fresh)
 
     def _unlink_signal(self, sid: str, row: int) -> None:
         rows = self._rows_of_signal.get(sid)

@@ -1,0 +1,41 @@
+"""Retroactive matches: old uploads that newly banked signals match, judged as live uploads are."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+from pipeline.banks import now_ms
+from pipeline.config import Settings
+from pipeline.index.codes import codes_from_hex
+from pipeline.matching import bank_distance, match_batch
+from pipeline.recent.ring import RecentRing
+from pipeline.state.bank_view import BankEntry, BankView
+
+
+def retro_matches(ring: RecentRing, new: list[BankEntry], view: BankView, settings: Settings) -> list[dict[str, Any]]:
+    """One hma.retro-matches record per recent upload that a new signal matches.
+
+    Each such upload is matched again against the whole current view (so negative banks,
+    quarantine and disabled content apply as for a live upload), and its record keeps the hits
+    on the new signals only.
+    """
+    pdq = [e for e in new if e.signal_type == "pdq" and e.bank in view.banks]
+    if not pdq:
+        return []
+    widest = max(bank_distance(view.banks[e.bank], "pdq") for e in pdq)
+    uploads: dict[str, dict[str, Any]] = {}
+    for hit in ring.search(codes_from_hex([e.value for e in pdq]), widest):
+        uploads.setdefault(hit.upload["content_id"], hit.upload)
+    if not uploads:
+        return []
+    fresh = {(e.bank, e.bank_content_id, e.signal_id) for e in pdq}
+    records = []
+    for record, upload in zip(match_batch(list(uploads.values()), view, settings), uploads.values()):
+        record["matches"] = [h for h in record["matches"] if (h["bank"], h["bank_content_id"], h["signal_id"]) in fresh]
+        if record["matches"]:
+            record.update(retroactive=True, uploaded_at=upload["hashed_at"], matched_at=now_ms())
+            records.append(record)
+    return records
+
+

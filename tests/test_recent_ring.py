@@ -1,0 +1,40 @@
+"""The ring of recent hashes: search, eviction of whole oldest buckets by horizon and by cap."""
+
+import numpy as np
+
+from pipeline.recent.ring import RecentRing
+
+rng = np.random.default_rng(4)
+
+
+def upload(cid: str, code: np.ndarray, at: int) -> dict:
+    return {"content_id": cid, "signals": {"pdq": {"value": code.tobytes().hex(), "quality": 100}}, "hashed_at": at}
+
+
+def test_search_finds_near_uploads_with_their_distance():
+    ring = RecentRing(horizon_ms=3_600_000, cap=1000, bucket_ms=60_000)
+    codes = rng.integers(0, 256, (50, 32), dtype=np.uint8)
+    for i, c in enumerate(codes):
+        ring.add(upload(f"c{i}", c, 1_000_000 + i * 10_000))
+    near = codes[7].copy()
+    near[0] ^= 0b111
+    hits = ring.search(near[None, :], 31)
+    assert [(h.upload["content_id"], h.distance) for h in hits] == [("c7", 3)]
+    assert not ring.add({"content_id": "video", "signals": {"video_md5": {"value": "0" * 32}}, "hashed_at": 1})
+
+
+def test_the_oldest_bucket_goes_first_past_the_horizon():
+    ring = RecentRing(horizon_ms=120_000, cap=1000, bucket_ms=60_000)
+    for minute in range(5):
+        for i in range(3):
+            ring.add(upload(f"m{minute}-{i}", rng.integers(0, 256, 32, dtype=np.uint8), minute * 60_000 + i))
+    assert [b.start_ms for b in ring.buckets] == [120_000, 180_000, 240_000]
+    assert ring.size == 9
+
+
+def test_the_cap_drops_whole_oldest_buckets():
+    ring = RecentRing(horizon_ms=10**9, cap=5, bucket_ms=1000)
+    for second in range(4):
+        for i in range(2):
+            ring.add(upload(f"s{second}-{i}", rng.integers(0, 256, 32, dtype=np.uint8), second * 1000 + i))
+    assert ring.size <= 5 and [b.start_ms for b in ring.buckets] == [2000, 3000]
