@@ -1,0 +1,181 @@
+"""`hmas replay`: re-read hma.hashes from a time with its own consumer group and write retroactive
+matches against the current banks, for content older than the ring.
+
+Resumable: the group's committed offsets say where an interrupted replay stopped (it commits after
+each batch it has written). Never re-emits an action: hits already acted on (hma.actions) or already
+written as retroactive matches (hma.retro-matches) for the same content, bank and signal are left out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from pipeline import topics as T
+from pipeline.client import Client
+from pipeline.config import Settings
+from pipeline.guard import MATCH
+from pipeline.matching import match_batch
+from pipeline.state.bank_view import BankView
+from pipeline.state.log_reader import read_to_end, topic_partitions
+from schemas.codec import DecodeError
+
+RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhd])$")
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_time(text: str, now: float | None = None) -> int:
+    """Unix ms from ISO 8601 ("2026-11-24T10:00:00Z"), unix seconds, or relative ("-2h", "-30m")."""
+    now = time.time() if now is None else now
+    if m := RELATIVE.match(text):
+        return int((now - float(m.group(1)) * UNITS[m.group(2)]) * 1000)
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return int(float(text) * 1000)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"cannot read time {text!r}: use ISO 8601, unix seconds or -2h / -30m / -7d") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return int(parsed.timestamp() * 1000)
+
+
+@dataclass
+class ReplayStats:
+    records: int = 0
+    matched: int = 0
+    written: int = 0
+    skipped_already_acted: int = 0
+
+
+def current_view(settings: Settings) -> BankView:
+    view = BankView()
+    for spec in T.VIEW_TOPICS:
+        view.apply(spec, read_to_end(settings, spec))
+    return view
+
+
+def acted_keys(settings: Settings) -> set[tuple[str, str, str]]:
+    """(content, bank, signal) of every effective hit already acted on or already replayed."""
+    keys: set[tuple[str, str, str]] = set()
+    for spec in (T.ACTIONS, T.RETRO_MATCHES):
+        for _, record in Client(settings).read(spec, idle_timeout_s=2):
+            for hit in record["matches"]:
+                if hit["status"] == MATCH:
+                    keys.add((record["content_id"], hit["bank"], hit["signal_id"]))
+    return keys
+
+
+def group_id(settings: Settings, start_ms: int, end_ms: int | None, banks: list[str]) -> str:
+    """The same replay (same range and banks) resumes under the same consumer group."""
+    digest = hashlib.sha256(f"{start_ms}:{end_ms}:{','.join(sorted(banks))}".encode()).hexdigest()[:12]
+    return f"{settings.topic_prefix}replay-{digest}"
+
+
+def replay(settings: Settings, start_ms: int, end_ms: int | None = None, banks: list[str] | None = None,
+           stop_after: int | None = None, out=sys.stderr) -> ReplayStats:
+    banks = banks or []
+    view = current_view(settings)
+    unknown = [b for b in banks if b not in view.banks]
+    if unknown:
+        raise ValueError(f"no such bank: {', '.join(unknown)}")
+    done = acted_keys(settings)
+    topic = T.HASHES.name(settings)
+    consumer = Consumer({
+        "bootstrap.servers": settings.bootstrap_servers, "group.id": group_id(settings, start_ms, end_ms, banks),
+        "enable.auto.commit": False, "auto.offset.reset": "earliest",
+    })
+    client = Client(settings)
+    stats = ReplayStats()
+    try:
+        parts = sorted(topic_partitions(settings, topic))
+        committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=30)
+        by_time = consumer.offsets_for_times([TopicPartition(topic, p, start_ms) for p in parts], timeout=30)
+        assign, remaining = [], {}
+        for c, t in zip(committed, by_time):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, c.partition), timeout=30)
+            start = c.offset if c.offset >= 0 else (t.offset if t.offset >= 0 else high)
+            assign.append(TopicPartition(topic, c.partition, start))
+            if high > start:
+                remaining[c.partition] = (start, high)
+        total = sum(high - start for start, high in remaining.values())
+        consumer.assign(assign)
+        progress = Progress(total, out)
+        while remaining and (stop_after is None or stats.records < stop_after):
+            messages = consumer.consume(500, timeout=1.0)
+            batch, last = [], {}
+            for msg in messages:
+                if msg.error():
+                    if msg.error().code() != KafkaError._PARTITION_EOF:
+                        raise RuntimeError(str(msg.error()))
+                    continue
+                last[msg.partition()] = msg.offset()
+                stats.records += 1
+                try:
+                    record = T.HASHES.codec.decode(msg.value())
+                except DecodeError:
+                    continue
+                if end_ms is None or record["hashed_at"] <= end_ms:
+                    batch.append(record)
+            for record in _retro_records(batch, view, settings, banks, done, stats):
+                client.produce(T.RETRO_MATCHES, record["content_id"], record)
+            client.flush()
+            if last:
+                consumer.commit(offsets=[TopicPartition(topic, p, o + 1) for p, o in last.items()], asynchronous=False)
+            for p, o in last.items():
+                if p in remaining and o + 1 >= remaining[p][1]:
+                    del remaining[p]
+            progress.show(stats)
+        progress.show(stats, final=True)
+    finally:
+        consumer.close()
+    return stats
+
+
+def _retro_records(batch: list[dict[str, Any]], view: BankView, settings: Settings, banks: list[str],
+                   done: set[tuple[str, str, str]], stats: ReplayStats) -> list[dict[str, Any]]:
+    out = []
+    for upload, record in zip(batch, match_batch(batch, view, settings)):
+        keep = []
+        for hit in record["matches"]:
+            if banks and hit["bank"] not in banks:
+                continue
+            key = (record["content_id"], hit["bank"], hit["signal_id"])
+            if key in done:
+                stats.skipped_already_acted += 1
+                continue
+            if hit["status"] == MATCH:
+                done.add(key)
+            keep.append(hit)
+        if keep:
+            stats.matched += 1
+            record.update(matches=keep, retroactive=True, uploaded_at=upload["hashed_at"])
+            out.append(record)
+            stats.written += 1
+    return out
+
+
+class Progress:
+    """Records, rate and ETA on one line of the terminal, at most once a second."""
+
+    def __init__(self, total: int, out) -> None:
+        self.total, self.out = total, out
+        self.started = self.last = time.monotonic()
+
+    def show(self, stats: ReplayStats, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self.last < 1:
+            return
+        self.last = now
+        rate = stats.records / max(now - self.started, 1e-6)
+        eta = (self.total - stats.records) / rate if rate > 0 else float("inf")
+        line = (f"replay: {stats.records:,}/{self.total:,} records, {rate:,.0f}/s, ETA {eta:,.0f}s, "
+                f"{stats.written:,} retroactive matches, {stats.skipped_already_acted:,} hits already acted on")
+        print(("\r" + line) if not final else ("\r" + line + "\n"), end="", file=self.out, flush=True)
