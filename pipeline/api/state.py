@@ -16,6 +16,8 @@ from aiokafka import AIOKafkaProducer
 from pipeline import topics as T
 from pipeline.config import Settings
 from pipeline.banks import content_id_from_offset
+from pipeline.recent.feed import RecentFeed
+from pipeline.recent.ring import RecentRing
 from pipeline.state.bank_view import BankView
 from pipeline.state.log_reader import Change, CompactedTopicFollower
 
@@ -39,6 +41,9 @@ class ApiState:
         self._producer: AIOKafkaProducer | None = None
         self.behind_since: float | None = None
         self._watch: asyncio.Task | None = None
+        self.ring = RecentRing(settings.recent_horizon_ms, settings.recent_cap, settings.recent_bucket_ms)
+        self._feed = RecentFeed(settings, self.ring, name="api-recent")
+        self._feeding: asyncio.Task | None = None
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(
@@ -48,10 +53,18 @@ class ApiState:
         await self._producer.start()
         await self.follower.start()
         await self.start_stale_watch()
+        await self._feed.start()
+        self._feeding = asyncio.create_task(self._feed_forever())
+
+    async def _feed_forever(self) -> None:
+        while True:
+            await self._feed.poll(timeout_ms=500)
 
     async def stop(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
+        for task in (self._watch, self._feeding):
+            if task is not None:
+                task.cancel()
+        await self._feed.stop()
         await self.follower.stop()
         if self._producer is not None:
             await self._producer.stop()

@@ -79,6 +79,10 @@ class RecentRing:
             dropped += gone.size
         return dropped
 
+    def uploads_since(self, since_ms: int) -> list[dict[str, Any]]:
+        """Every kept upload hashed at or after since_ms."""
+        return [u for b in self.buckets if b.start_ms + self.bucket_ms > since_ms for u in b.uploads if u["hashed_at"] >= since_ms]
+
     def search(self, codes: np.ndarray, max_distance: int) -> list[RecentHit]:
         """Recent uploads within max_distance of each query code ((Q, 32) uint8)."""
         queries = np.ascontiguousarray(codes, dtype=np.uint8).view(np.uint64).reshape(-1, 4)

@@ -1,0 +1,63 @@
+"""What is being uploaded now: recent uploads near a hash, and clusters of recent near-duplicates,
+from this process's own ring of recent hashes."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+from aiohttp import web
+
+from pipeline.api.content import checked_signal
+from pipeline.api.http import ApiError, Route, query, reply
+from pipeline.api.state import ApiState
+from pipeline.index.codes import codes_from_hex
+from pipeline.recent.clusters import clusters
+
+WINDOW = re.compile(r"^(\d+)([smhd])$")
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    try:
+        value = default if raw is None else int(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise ApiError(400, f"{name} must be from {low} to {high}")
+    return value
+
+
+def routes(state: ApiState) -> list[Route]:
+    async def similar(request: web.Request) -> web.Response:
+        kind = query(request, "signal_type")
+        if kind != "pdq":
+            raise ApiError(400, "recent similarity is kept for signal_type=pdq")
+        value = checked_signal(kind, query(request, "signal"))
+        distance = _int(request, "distance", 31, 0, 256)
+        hits = await asyncio.to_thread(state.ring.search, codes_from_hex([value]), distance)
+        return reply(sorted(
+            ({"content_id": h.upload["content_id"], "distance": h.distance, "uploaded_at": h.upload["hashed_at"],
+              "content_type": h.upload["content_type"], "metadata": h.upload["metadata"]} for h in hits),
+            key=lambda r: (r["distance"], -r["uploaded_at"]),
+        ))
+
+    async def recent_clusters(request: web.Request) -> web.Response:
+        window = request.query.get("window", "1h")
+        m = WINDOW.match(window)
+        if not m:
+            raise ApiError(400, "window must look like 30m, 1h or 2d")
+        since = int((time.time() - int(m.group(1)) * UNITS[m.group(2)]) * 1000)
+        distance = _int(request, "distance", 16, 0, 31)
+        min_size = _int(request, "min_size", 2, 1, 10**9)
+        uploads = state.ring.uploads_since(since)
+        return reply(await asyncio.to_thread(clusters, uploads, distance, min_size))
+
+    return [
+        Route("GET", "/recent/similar", similar, "Recent uploads near a hash, with their times", "Recent",
+              params=("signal_type", "signal", "distance")),
+        Route("GET", "/recent/clusters", recent_clusters, "Clusters of recent near-duplicates, largest first",
+              "Recent", params=("window", "distance", "min_size")),
+    ]
