@@ -19,7 +19,9 @@ def test_search_finds_near_uploads_with_their_distance():
     near = codes[7].copy()
     near[0] ^= 0b111
     hits = ring.search(near[None, :], 31)
-    assert [(h.upload["content_id"], h.distance) for h in hits] == [("c7", 3)]
+    assert [(h.content_id, h.distance, h.hashed_at) for h in hits] == [("c7", 3, 1_070_000)]
+    ids, times, codes_since = ring.since(1_400_000)
+    assert ids == [f"c{i}" for i in range(40, 50)] and (codes_since == codes[40:]).all() and times[0] == 1_400_000
     assert not ring.add({"content_id": "video", "signals": {"video_md5": {"value": "0" * 32}}, "hashed_at": 1})
 
 

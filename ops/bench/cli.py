@@ -20,10 +20,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
     p.set_defaults(handler=index)
 
+    p = bsub.add_parser("ring", help="the ring of recent hashes: memory when full, searches of new signals")
+    p.add_argument("--n", type=int, default=1_000_000)
+    p.add_argument("--signals", type=int, default=1000)
+    p.set_defaults(handler=ring)
+
 
 def index(args: argparse.Namespace, settings: Settings) -> int:
     from ops.bench.index_bench import markdown, run_index_bench
 
     report = run_index_bench(args.n, args.queries, args.peers.split(","), args.slow_queries)
     print(json.dumps(report, indent=2) if args.json else markdown(report))
+    return 0
+
+
+def ring(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.bench.ring_bench import run_ring_bench
+
+    print(json.dumps(run_ring_bench(args.n, args.signals), indent=2))
     return 0

@@ -11,9 +11,11 @@ from aiohttp import web
 
 from pipeline.api.content import checked_signal
 from pipeline.api.http import ApiError, Route, query, reply
+from pipeline import topics as T
 from pipeline.api.state import ApiState
 from pipeline.index.codes import codes_from_hex
 from pipeline.recent.clusters import clusters
+from pipeline.state.log_reader import read_at
 
 WINDOW = re.compile(r"^(\d+)([smhd])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -37,12 +39,16 @@ def routes(state: ApiState) -> list[Route]:
             raise ApiError(400, "recent similarity is kept for signal_type=pdq")
         value = checked_signal(kind, query(request, "signal"))
         distance = _int(request, "distance", 31, 0, 256)
+        limit = _int(request, "limit", 100, 1, 10_000)
         hits = await asyncio.to_thread(state.ring.search, codes_from_hex([value]), distance)
-        return reply(sorted(
-            ({"content_id": h.upload["content_id"], "distance": h.distance, "uploaded_at": h.upload["hashed_at"],
-              "content_type": h.upload["content_type"], "metadata": h.upload["metadata"]} for h in hits),
-            key=lambda r: (r["distance"], -r["uploaded_at"]),
-        ))
+        hits = sorted(hits, key=lambda h: (h.distance, -h.hashed_at))[:limit]
+        records = await asyncio.to_thread(read_at, state.settings, T.HASHES, [(h.partition, h.offset) for h in hits])
+        out = []
+        for h in hits:
+            record = records.get((h.partition, h.offset), {})
+            out.append({"content_id": h.content_id, "distance": h.distance, "uploaded_at": h.hashed_at,
+                        "content_type": record.get("content_type"), "metadata": record.get("metadata", {})})
+        return reply(out)
 
     async def recent_clusters(request: web.Request) -> web.Response:
         window = request.query.get("window", "1h")
@@ -52,12 +58,12 @@ def routes(state: ApiState) -> list[Route]:
         since = int((time.time() - int(m.group(1)) * UNITS[m.group(2)]) * 1000)
         distance = _int(request, "distance", 16, 0, 31)
         min_size = _int(request, "min_size", 2, 1, 10**9)
-        uploads = state.ring.uploads_since(since)
-        return reply(await asyncio.to_thread(clusters, uploads, distance, min_size))
+        ids, times, codes = state.ring.since(since)
+        return reply(await asyncio.to_thread(clusters, ids, times, codes, distance, min_size))
 
     return [
         Route("GET", "/recent/similar", similar, "Recent uploads near a hash, with their times", "Recent",
-              params=("signal_type", "signal", "distance")),
+              params=("signal_type", "signal", "distance", "limit")),
         Route("GET", "/recent/clusters", recent_clusters, "Clusters of recent near-duplicates, largest first",
               "Recent", params=("window", "distance", "min_size")),
     ]

@@ -44,7 +44,7 @@ class RecentFeed:
             for r in records:
                 count += 1
                 try:
-                    self.ring.add(T.HASHES.codec.decode(r.value))
+                    self.ring.add(T.HASHES.codec.decode(r.value), r.partition, r.offset)
                 except DecodeError:
                     continue  # the matcher dead-letters it
         self.ring.evict(int(time.time() * 1000))

@@ -9,7 +9,9 @@ from pipeline.banks import now_ms
 from pipeline.config import Settings
 from pipeline.index.codes import codes_from_hex
 from pipeline.matching import bank_distance, match_batch
+from pipeline import topics as T
 from pipeline.recent.ring import RecentRing
+from pipeline.state.log_reader import read_at
 from pipeline.state.bank_view import BankEntry, BankView
 
 
@@ -24,11 +26,12 @@ def retro_matches(ring: RecentRing, new: list[BankEntry], view: BankView, settin
     if not pdq:
         return []
     widest = max(bank_distance(view.banks[e.bank], "pdq") for e in pdq)
-    uploads: dict[str, dict[str, Any]] = {}
-    for hit in ring.search(codes_from_hex([e.value for e in pdq]), widest):
-        uploads.setdefault(hit.upload["content_id"], hit.upload)
-    if not uploads:
+    positions = {(h.partition, h.offset) for h in ring.search(codes_from_hex([e.value for e in pdq]), widest)}
+    if not positions:
         return []
+    uploads: dict[str, dict[str, Any]] = {}
+    for record in read_at(settings, T.HASHES, sorted(positions)).values():
+        uploads.setdefault(record["content_id"], record)
     fresh = {(e.bank, e.bank_content_id, e.signal_id) for e in pdq}
     records = []
     for record, upload in zip(match_batch(list(uploads.values()), view, settings), uploads.values()):

@@ -175,3 +175,33 @@ def read_to_end(settings: Settings, spec: TopicSpec, timeout_s: float = 30.0) ->
         return changes
     finally:
         consumer.close()
+
+
+def read_at(settings: Settings, spec: TopicSpec, positions: list[tuple[int, int]], timeout_s: float = 30.0) -> dict:
+    """The decoded records at (partition, offset) positions (blocking): {(partition, offset): record}."""
+    topic = spec.name(settings)
+    wanted = set(positions)
+    found: dict[tuple[int, int], dict] = {}
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "hmas-reader",
+                         "enable.auto.commit": False})
+    try:
+        for partition in sorted({p for p, _ in wanted}):
+            offsets = sorted(o for p, o in wanted if p == partition)
+            consumer.assign([CKTopicPartition(topic, partition, offsets[0])])
+            deadline = time.monotonic() + timeout_s
+            while any((partition, o) not in found for o in offsets) and time.monotonic() < deadline:
+                msg = consumer.poll(1.0)
+                if msg is None or msg.error():
+                    continue
+                if (partition, msg.offset()) in wanted:
+                    change = decode_change(spec, msg.key(), msg.value())
+                    if change is not None and change[1] is not None:
+                        found[(partition, msg.offset())] = change[1]
+                if msg.offset() >= offsets[-1]:
+                    break
+                nxt = next((o for o in offsets if o > msg.offset() and (partition, o) not in found), None)
+                if nxt is not None and nxt > msg.offset() + 1000:
+                    consumer.seek(CKTopicPartition(topic, partition, nxt))
+    finally:
+        consumer.close()
+    return found
