@@ -40,3 +40,19 @@ def test_the_cap_drops_whole_oldest_buckets():
         for i in range(2):
             ring.add(upload(f"s{second}-{i}", rng.integers(0, 256, 32, dtype=np.uint8), second * 1000 + i))
     assert ring.size <= 5 and [b.start_ms for b in ring.buckets] == [2000, 3000]
+
+
+def test_many_signals_at_once_find_the_same_as_one_by_one():
+    ring = RecentRing(horizon_ms=10**9, cap=10**6, bucket_ms=1000)
+    codes = rng.integers(0, 256, (3000, 32), dtype=np.uint8)
+    for i, c in enumerate(codes):
+        ring.add(upload(f"u{i}", c, i))
+    queries = codes[rng.integers(0, 3000, 100)].copy()
+    for i, q in enumerate(queries):
+        for b in rng.choice(256, i % 32, replace=False):
+            q[b // 8] ^= 1 << (b % 8)
+    queries = np.concatenate([queries, np.zeros((1, 32), np.uint8)])
+    for d in (0, 15, 31):
+        together = sorted((h.query, h.content_id, h.distance) for h in ring.search(queries, d))
+        alone = sorted((i, h.content_id, h.distance) for i, q in enumerate(queries) for h in ring.search(q[None, :], d))
+        assert together == alone

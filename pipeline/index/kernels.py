@@ -116,3 +116,59 @@ def scan(codes, queries, start, end, dead, max_d, out_q, out_rows, out_d, count)
                         out_d[count] = d
                     count += 1
     return count
+
+
+# Many queries against many rows (a batch of newly banked signals against the ring of recent
+# hashes): index the queries instead, with 16 tables of 16-bit keys (d <= 31 leaves some key at
+# most 1 bit apart), small enough to stay in cache while every row is streamed past them.
+SMALL_TABLES = 16
+SMALL_BITS = 16
+
+
+@njit(cache=True, nogil=True, inline="always")
+def small_key(code, table):
+    return np.uint32((code[table >> 2] >> np.uint64((table & 3) * 16)) & np.uint64(0xFFFF))
+
+
+@njit(cache=True, nogil=True)
+def build_small_tables(queries):
+    n = queries.shape[0]
+    offsets = np.zeros((SMALL_TABLES, (1 << SMALL_BITS) + 1), dtype=np.int64)
+    members = np.zeros((SMALL_TABLES, n), dtype=np.int64)
+    for t in range(SMALL_TABLES):
+        for i in range(n):
+            offsets[t, small_key(queries[i], t) + 1] += 1
+        for k in range(1 << SMALL_BITS):
+            offsets[t, k + 1] += offsets[t, k]
+        fill = offsets[t, :-1].copy()
+        for i in range(n):
+            k = small_key(queries[i], t)
+            members[t, fill[k]] = i
+            fill[k] += 1
+    return offsets, members
+
+
+@njit(cache=True, nogil=True)
+def reverse_scan(codes, size, queries, offsets, members, max_d, out_q, out_rows, out_d):
+    """(query, row, distance) for rows [0, size) within max_d (<= 31) of any query, each pair once."""
+    count = 0
+    seen = np.full(queries.shape[0], -1, dtype=np.int64)
+    for r in range(size):
+        code = codes[r]
+        for t in range(SMALL_TABLES):
+            key = small_key(code, t)
+            for flip in range(-1, SMALL_BITS):
+                k = key if flip < 0 else key ^ np.uint32(1 << flip)
+                for j in range(offsets[t, k], offsets[t, k + 1]):
+                    qi = members[t, j]
+                    if seen[qi] == r:
+                        continue
+                    seen[qi] = r
+                    d = distance(code, queries[qi])
+                    if d <= max_d:
+                        if count < out_rows.shape[0]:
+                            out_q[count] = qi
+                            out_rows[count] = r
+                            out_d[count] = d
+                        count += 1
+    return count

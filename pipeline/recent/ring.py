@@ -2,8 +2,8 @@
 
 Buckets cover `bucket_ms` each; the oldest bucket is dropped whole once it is older than the
 horizon or the ring holds more than its cap. A bucket is contiguous arrays (codes as 4 uint64
-words, hash times, the hma.hashes partition and offset of each record) and the content ids: about
-60 bytes a hash, so 10M recent uploads fit in well under a gigabyte. The full record of a hit is
+words, hash times, the hma.hashes partition and offset of each record) and its content ids back to
+back in one byte string: about 80 bytes a hash. The full record of a hit is
 read back from hma.hashes at its offset. Searches use the index's compiled scan.
 """
 
@@ -16,14 +16,16 @@ import numpy as np
 
 from pipeline.index import kernels as K
 
-COLUMNS = {"codes": (np.uint64, (4,)), "hashed_at": (np.int64, ()), "partition": (np.int32, ()), "offset": (np.int64, ())}
+REVERSE_FROM = 32  # queries at which indexing them beats scanning the ring once per query
+COLUMNS = {"codes": (np.uint64, (4,)), "hashed_at": (np.int64, ()), "partition": (np.int32, ()), "offset": (np.int64, ()),
+           "id_end": (np.int64, ())}
 
 
 @dataclass
 class Bucket:
     start_ms: int
     size: int = 0
-    content_ids: list[str] = field(default_factory=list)
+    ids: bytearray = field(default_factory=bytearray)  # content ids, UTF-8, back to back (id_end: where each ends)
 
     def __post_init__(self) -> None:
         for name, (dtype, shape) in COLUMNS.items():
@@ -33,14 +35,19 @@ class Bucket:
         if self.size == len(self.hashed_at):
             for name in COLUMNS:
                 old = getattr(self, name)
-                grown = np.zeros((2 * len(old),) + old.shape[1:], dtype=old.dtype)
+                grown = np.zeros((len(old) * 3 // 2,) + old.shape[1:], dtype=old.dtype)
                 grown[: self.size] = old[: self.size]
                 setattr(self, name, grown)
         i = self.size
         self.codes[i] = code.view(np.uint64)
         self.hashed_at[i], self.partition[i], self.offset[i] = hashed_at, partition, offset
-        self.content_ids.append(content_id)
+        self.ids += content_id.encode()
+        self.id_end[i] = len(self.ids)
         self.size += 1
+
+    def content_id(self, i: int) -> str:
+        start = int(self.id_end[i - 1]) if i else 0
+        return self.ids[start : int(self.id_end[i])].decode()
 
 
 @dataclass(frozen=True)
@@ -101,7 +108,7 @@ class RecentRing:
             if b.start_ms + self.bucket_ms <= since_ms:
                 continue
             keep = np.flatnonzero(b.hashed_at[: b.size] >= since_ms)
-            ids += [b.content_ids[i] for i in keep]
+            ids += [b.content_id(i) for i in keep]
             times.append(b.hashed_at[keep])
             codes.append(b.codes[keep].view(np.uint8).reshape(-1, 32))
         if not times:
@@ -112,6 +119,9 @@ class RecentRing:
         """Recent uploads within max_distance of each query code ((Q, 32) uint8)."""
         queries = np.ascontiguousarray(codes, dtype=np.uint8).view(np.uint64).reshape(-1, 4)
         hits: list[RecentHit] = []
+        # Many signals at once (an exchange sync): index them and stream the ring past them.
+        reverse = len(queries) >= REVERSE_FROM and max_distance <= 31
+        tables = K.build_small_tables(queries) if reverse else None
         for b in list(self.buckets):
             if b.size == 0:
                 continue
@@ -120,10 +130,14 @@ class RecentRing:
                 out_q = np.empty(capacity, dtype=np.int64)
                 out_r = np.empty(capacity, dtype=np.int64)
                 out_d = np.empty(capacity, dtype=np.int32)
-                count = K.scan(b.codes, queries, 0, b.size, np.zeros(b.size, np.bool_), max_distance, out_q, out_r, out_d, 0)
+                if tables is not None:
+                    count = K.reverse_scan(b.codes, b.size, queries, tables[0], tables[1], max_distance, out_q, out_r, out_d)
+                else:
+                    count = K.scan(b.codes, queries, 0, b.size, np.zeros(b.size, np.bool_), max_distance,
+                                   out_q, out_r, out_d, 0)
                 if count <= capacity:
                     break
                 capacity = count
-            hits += [RecentHit(b.content_ids[r], int(b.hashed_at[r]), int(b.partition[r]), int(b.offset[r]), int(q), int(d))
+            hits += [RecentHit(b.content_id(r), int(b.hashed_at[r]), int(b.partition[r]), int(b.offset[r]), int(q), int(d))
                      for q, r, d in zip(out_q[:count], out_r[:count], out_d[:count])]
         return hits
