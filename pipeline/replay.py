@@ -109,7 +109,8 @@ def replay(settings: Settings, start_ms: int, end_ms: int | None = None, banks: 
         consumer.assign(assign)
         progress = Progress(total, out)
         while remaining and (stop_after is None or stats.records < stop_after):
-            messages = consumer.consume(500, timeout=1.0)
+            wanted = 5000 if stop_after is None else min(5000, stop_after - stats.records)
+            messages = consumer.consume(wanted, timeout=1.0)
             batch, last = [], {}
             for msg in messages:
                 if msg.error():

@@ -25,6 +25,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--signals", type=int, default=1000)
     p.set_defaults(handler=ring)
 
+    p = bsub.add_parser("replay", help="records/s of hmas replay over hma.hashes (starts its own broker)")
+    p.add_argument("--n", type=int, default=200_000)
+    p.set_defaults(handler=replay_rate)
+
 
 def index(args: argparse.Namespace, settings: Settings) -> int:
     from ops.bench.index_bench import markdown, run_index_bench
@@ -38,4 +42,11 @@ def ring(args: argparse.Namespace, settings: Settings) -> int:
     from ops.bench.ring_bench import run_ring_bench
 
     print(json.dumps(run_ring_bench(args.n, args.signals), indent=2))
+    return 0
+
+
+def replay_rate(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.bench.replay_bench import run_replay_bench
+
+    print(json.dumps(run_replay_bench(args.n), indent=2))
     return 0
