@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import numpy as np
@@ -22,8 +23,10 @@ import numpy as np
 from pipeline.index import kernels as K
 from pipeline.index.codes import check_codes, check_max_distance
 
+log = logging.getLogger(__name__)
 SearchResult = tuple[np.ndarray, np.ndarray, np.ndarray]
 MIN_DELTA = 20_000
+PROGRESS_FROM = 1_000_000  # large builds log each table as it is done
 DELTA_SHARE = 0.01
 MAX_PROBE_DISTANCE = 2 * K.TABLES + (K.TABLES - 1)  # radius 2 covers every d <= 32; 31 is the PDQ range
 
@@ -142,6 +145,8 @@ class MihPdqIndex:
         rows_t = np.zeros(n, dtype=np.uint32)
         for t in range(K.TABLES):
             K.build_table(codes, n, t, offsets, rows_t)  # no lock: rows below n never change
+            if n >= PROGRESS_FROM:
+                log.info("index table built", extra={"table": f"{t + 1}/{K.TABLES}", "rows": n})
             with self._lock:
                 self._offsets[t] = offsets
                 self._rows[t, :n] = rows_t
