@@ -27,6 +27,7 @@ def api(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.with_overrides(api_dev_routes=True)
     web.run_app(
         create_api(settings), host=args.host or settings.api_host, port=args.port or settings.api_port,
-        print=lambda text: print(text, flush=True), access_log=None,
+        print=(lambda text: print(text, flush=True)) if args.log_level in ("debug", "info") else None,
+        access_log=None,
     )
     return 0
