@@ -25,6 +25,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--signals", type=int, default=1000)
     p.set_defaults(handler=ring)
 
+    p = bsub.add_parser("load", help="publish N random PDQ signals to hma.bank-signals of the configured cluster")
+    p.add_argument("--n", type=int, default=1_000_000)
+    p.add_argument("--bank", default="BENCH")
+    p.set_defaults(handler=load)
+
+    p = bsub.add_parser("e2e", help="uploads/s and upload-to-match latency with N banked signals (own broker)")
+    p.add_argument("--n", type=int, default=1_000_000, help="banked signals")
+    p.add_argument("--uploads", type=int, default=50_000, help="pre-hashed uploads in the throughput burst")
+    p.add_argument("--rate", type=int, default=1000, help="uploads/s for the latency run")
+    p.add_argument("--seconds", type=int, default=30, help="length of the latency run")
+    p.set_defaults(handler=e2e)
+
     p = bsub.add_parser("replay", help="records/s of hmas replay over hma.hashes (starts its own broker)")
     p.add_argument("--n", type=int, default=200_000)
     p.set_defaults(handler=replay_rate)
@@ -49,4 +61,20 @@ def replay_rate(args: argparse.Namespace, settings: Settings) -> int:
     from ops.bench.replay_bench import run_replay_bench
 
     print(json.dumps(run_replay_bench(args.n), indent=2))
+    return 0
+
+
+def load(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.bench.e2e_bench import load_bank
+    from pipeline.admin import ensure_topics
+
+    ensure_topics(settings.bootstrap_servers, settings)
+    load_bank(settings, args.n, args.bank)
+    return 0
+
+
+def e2e(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.bench.e2e_bench import run_e2e_bench
+
+    print(json.dumps(run_e2e_bench(args.n, args.uploads, args.rate, args.seconds), indent=2))
     return 0
