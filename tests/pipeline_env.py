@@ -115,13 +115,6 @@ class ApiProcess(HmasProcess):
         raise RuntimeError(f"hmas api not ready in {wait_s}s:\n{self.log_tail()}")
 
 
-def collect(
-    settings: Settings, spec: TopicSpec, count: int, timeout_s: float = 90, raw: bool = False
-) -> list[tuple[str | None, Any]]:
-    """Read records from the start of a topic until `count` have arrived (or the time is up)."""
-    return list(Client(settings).read(spec, max_records=count, raw=raw, timeout_s=timeout_s))
-
-
 def collect_until(settings: Settings, spec: TopicSpec, keys: set[str], timeout_s: float = 90) -> dict[str, list[Any]]:
     """Records of a topic by key until every key in `keys` has at least one (or the time is up)."""
     found: dict[str, list[Any]] = {}

@@ -16,7 +16,7 @@ from pipeline import topics as T
 from pipeline.client import Client
 from pipeline.uploads import new_upload
 from tests.pipeline_env import (
-    TESTDATA, WorkerProcess, bomb_png, collect, collect_until, expected_pdq, hamming, hmas, pipeline_env,
+    TESTDATA, WorkerProcess, bomb_png, collect_until, expected_pdq, hamming, hmas, pipeline_env,
     settings_from,
 )
 
