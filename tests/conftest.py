@@ -1,34 +1,53 @@
-"""The test session's Kafka broker: started once on free loopback ports, stopped at the end.
+"""Shared fixtures.
 
-With KAFKA_BOOTSTRAP_SERVERS set, tests use that cluster instead and start nothing.
+Kafka: the test session's broker is started once on free loopback ports and stopped at the end,
+also when tests fail. With KAFKA_BOOTSTRAP_SERVERS set, tests use that cluster and start nothing.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from pipeline.config import Settings
+
 
 @dataclass(frozen=True)
 class ExistingCluster:
+    """A cluster named by KAFKA_BOOTSTRAP_SERVERS: used as it is, never started or stopped."""
+
     bootstrap: str
 
 
 @pytest.fixture(scope="session")
-def kafka_broker():
+def kafka_broker() -> Iterator[object]:
+    """The session's Kafka: a LocalBroker (in <tmp>/kafka, as `hmas kafka` lays it out) or an ExistingCluster."""
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         yield ExistingCluster(os.environ["KAFKA_BOOTSTRAP_SERVERS"])
         return
-    from ops.kafka.broker import LocalBroker, free_port
+    from ops.kafka.broker import LocalBroker, free_ports
 
     with tempfile.TemporaryDirectory(prefix="hmas-test-kafka-") as tmp:
-        broker = LocalBroker(Path(tmp), port=free_port(), controller_port=free_port())
-        broker.start()
+        port, controller_port = free_ports(2)
+        broker = LocalBroker(Path(tmp) / "kafka", port=port, controller_port=controller_port)
         try:
+            broker.start()
             yield broker
         finally:
             broker.stop()
+
+
+@pytest.fixture
+def settings(kafka_broker, tmp_path) -> Settings:
+    """Settings on the session's Kafka with a topic prefix of this test's own, its topics created."""
+    from pipeline.admin import ensure_topics
+    from tests.pipeline_env import pipeline_env, settings_from
+
+    test_settings = settings_from(pipeline_env(kafka_broker.bootstrap, tmp_path / "state"))
+    ensure_topics(kafka_broker.bootstrap, test_settings)
+    return test_settings

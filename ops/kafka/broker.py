@@ -4,6 +4,8 @@ test session run: jars from Maven Central via ops/kafka/pom.xml, data in a proje
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
 import shutil
@@ -18,8 +20,9 @@ from confluent_kafka.admin import AdminClient
 log = logging.getLogger(__name__)
 
 KAFKA_DIR = Path(__file__).resolve().parent
+POM = KAFKA_DIR / "pom.xml"
 LIB_DIR = KAFKA_DIR / "lib"
-MAIN_JAR_GLOB = "kafka_2.13-*.jar"
+MAIN_CLASS = "kafka.Kafka"
 HEAP = "-Xmx512m"
 
 
@@ -27,61 +30,104 @@ class BrokerError(RuntimeError):
     """The broker could not be assembled or started; the message holds the log's tail."""
 
 
-def ensure_jars(quiet: bool = False) -> Path:
-    """Copy the broker's jars from Maven Central into ops/kafka/lib, unless they are there."""
-    stamp = LIB_DIR / ".complete"
-    if stamp.exists() and any(LIB_DIR.glob(MAIN_JAR_GLOB)):
-        return LIB_DIR
+def _assembly_stamp(kafka_version: str | None) -> str:
+    """What lib/ was assembled from: the pom's digest and any version override."""
+    return f"{hashlib.sha256(POM.read_bytes()).hexdigest()} {kafka_version or 'pom'}\n"
+
+
+def ensure_jars(lib_dir: Path = LIB_DIR, kafka_version: str | None = None, quiet: bool = False) -> Path:
+    """Copy the broker's jars from Maven Central into lib_dir, unless that pom assembled them there already.
+
+    A changed pom.xml (another Kafka version) empties the folder first: two versions of a jar on
+    one classpath would break the broker. `kafka_version` overrides the pom's version.
+    """
+    stamp_file = lib_dir / ".complete"
+    stamp = _assembly_stamp(kafka_version)
+    if stamp_file.is_file() and stamp_file.read_text() == stamp:
+        return lib_dir
     if shutil.which("mvn") is None or shutil.which("java") is None:
         raise BrokerError("the local broker needs Java 17+ and Maven (make setup installs them)")
-    if not quiet:
-        print("assembling Kafka from Maven Central into ops/kafka/lib ...", flush=True)
-    result = subprocess.run(
-        ["mvn", "-q", "-B", "-f", str(KAFKA_DIR / "pom.xml"), "dependency:copy-dependencies",
-         f"-DoutputDirectory={LIB_DIR}"],
-        capture_output=True, text=True,
-    )
-    if result.returncode != 0 or not any(LIB_DIR.glob(MAIN_JAR_GLOB)):
-        raise BrokerError(f"mvn failed:\n{(result.stdout + result.stderr)[-3000:]}")
-    stamp.write_text("ok\n")
-    return LIB_DIR
+    lib_dir.mkdir(parents=True, exist_ok=True)
+    stamp_file.unlink(missing_ok=True)
+    for stale in lib_dir.glob("*.jar"):
+        stale.unlink()
+    say = (lambda line: None) if quiet else (lambda line: print(line, flush=True))
+    say(f"assembling Kafka from Maven Central into {lib_dir} ...")
+    command = ["mvn", "-B", "-ntp", "-f", str(POM), "dependency:copy-dependencies", f"-DoutputDirectory={lib_dir}"]
+    if kafka_version:
+        command.append(f"-Dkafka.version={kafka_version}")
+    output: list[str] = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as mvn:
+        for line in mvn.stdout:
+            output.append(line)
+            if "Copying " in line:  # one line a jar: "[INFO] Copying kafka_2.13-4.3.1.jar to ..."
+                say("  " + line.split("Copying ", 1)[1].split(" to ", 1)[0])
+    if mvn.returncode != 0 or not any(lib_dir.glob("kafka_2.13-*.jar")):
+        raise BrokerError("mvn failed:\n" + "".join(output)[-3000:])
+    stamp_file.write_text(stamp)
+    say(f"Kafka jars ready: {sum(1 for _ in lib_dir.glob('*.jar'))} in {lib_dir}")
+    return lib_dir
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports: all held open together so that the OS cannot hand one out twice."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 class LocalBroker:
-    def __init__(self, data_dir: Path, port: int = 9092, controller_port: int = 9093) -> None:
-        self.data_dir = Path(data_dir)
+    """One broker+controller JVM on loopback; its config, storage, log and pid file live in data_dir."""
+
+    def __init__(
+        self, data_dir: Path, port: int = 9092, controller_port: int = 9093,
+        lib_dir: Path = LIB_DIR, kafka_version: str | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir).resolve()  # the pid check matches the config path in the command line
         self.port = port
         self.controller_port = controller_port
+        self.lib_dir = lib_dir
+        self.kafka_version = kafka_version  # None: the version pom.xml names
         self.log_file = self.data_dir / "broker.log"
         self.pid_file = self.data_dir / "broker.pid"
         self.config_file = self.data_dir / "server.properties"
+        self.storage_dir = self.data_dir / "logs"
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def _java(self, *args: str) -> list[str]:
-        classpath = f"{LIB_DIR}/*{os.pathsep}{KAFKA_DIR}"
-        return ["java", HEAP, "-cp", classpath, *args]
+    def ensure_jars(self) -> Path:
+        return ensure_jars(self.lib_dir, self.kafka_version)
 
-    def _pid(self) -> int | None:
+    def _java(self, *args: str) -> list[str]:
+        # KAFKA_DIR on the classpath holds simplelogger.properties (the broker's log levels).
+        return ["java", HEAP, "-cp", f"{self.lib_dir}/*{os.pathsep}{KAFKA_DIR}", *args]
+
+    def pid(self) -> int | None:
+        """The broker's pid from the pid file, if that process is alive and is a Kafka broker."""
         try:
             pid = int(self.pid_file.read_text().strip())
             os.kill(pid, 0)
-            return pid
         except (FileNotFoundError, ValueError, ProcessLookupError):
             return None
+        try:  # a stale pid file (after a reboot) can name an unrelated process
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return pid  # no /proc: trust the pid file
+        return pid if MAIN_CLASS.encode() in cmdline and str(self.config_file).encode() in cmdline else None
 
     def is_running(self) -> bool:
-        return self._pid() is not None
+        return self.pid() is not None
 
     def answers(self, timeout_s: float = 2.0) -> bool:
+        """Whether the broker answers a metadata request."""
         try:
             probe = AdminClient({
                 "bootstrap.servers": self.bootstrap,
@@ -94,39 +140,49 @@ class LocalBroker:
             return False
 
     def status(self) -> str:
-        pid = self._pid()
+        pid = self.pid()
         if pid is None:
             return "stopped"
         return f"running (pid {pid}) on {self.bootstrap}" + ("" if self.answers() else ", not answering yet")
 
-    def _format(self) -> None:
+    def _write_config(self) -> None:
+        """server.properties from the template, rewritten on every start so that changed ports apply."""
         template = (KAFKA_DIR / "server.properties.template").read_text()
         self.config_file.write_text(template.format(
-            port=self.port, controller_port=self.controller_port, log_dir=self.data_dir / "logs"
+            port=self.port, controller_port=self.controller_port, log_dir=self.storage_dir
         ))
-        if (self.data_dir / "logs" / "meta.properties").exists():
+
+    def _format_storage(self) -> None:
+        """Give a fresh storage folder a cluster id (once; later starts keep their data)."""
+        if (self.storage_dir / "meta.properties").exists():
             return
-        cluster_id = subprocess.run(
-            self._java("kafka.tools.StorageTool", "random-uuid"), capture_output=True, text=True, check=True
-        ).stdout.strip().splitlines()[-1]
-        result = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_file)),
-            capture_output=True, text=True,
-        )
+        storage_tool = "kafka.tools.StorageTool"
+        cluster_id = self._run(storage_tool, "random-uuid").strip().splitlines()[-1]
+        self._run(storage_tool, "format", "-t", cluster_id, "-c", str(self.config_file))
+        log.info("broker storage formatted", extra={"cluster_id": cluster_id, "dir": str(self.storage_dir)})
+
+    def _run(self, *args: str) -> str:
+        result = subprocess.run(self._java(*args), capture_output=True, text=True)
         if result.returncode != 0:
-            raise BrokerError(f"formatting the broker's storage failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+            raise BrokerError(f"{' '.join(args[:2])} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+        return result.stdout
 
     def start(self, wait_s: float = 90.0) -> None:
-        """Start the broker detached and wait until it answers; a no-op if it is running already."""
+        """Start the broker detached and wait until it answers; a no-op if it is running already.
+
+        The JVM gets its own session, so a Ctrl-C in the terminal that started it does not reach
+        it: whoever started it decides when to stop it.
+        """
         if self.is_running():
             log.info("broker already running", extra={"bootstrap": self.bootstrap})
             return
-        ensure_jars()
+        self.ensure_jars()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._format()
+        self._write_config()
+        self._format_storage()
         with open(self.log_file, "ab") as out:
             proc = subprocess.Popen(
-                self._java("kafka.Kafka", str(self.config_file)),
+                self._java(MAIN_CLASS, str(self.config_file)),
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
         self.pid_file.write_text(f"{proc.pid}\n")
@@ -143,7 +199,8 @@ class LocalBroker:
         raise BrokerError(f"the broker did not answer within {wait_s:.0f}s:\n{self.log_tail()}")
 
     def stop(self, wait_s: float = 30.0) -> None:
-        pid = self._pid()
+        """SIGTERM (a clean shutdown), SIGKILL if it has not exited within wait_s."""
+        pid = self.pid()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return
@@ -152,8 +209,10 @@ class LocalBroker:
         while time.monotonic() < deadline and self._alive(pid):
             time.sleep(0.2)
         if self._alive(pid):
+            log.warning("broker ignored SIGTERM, killing it", extra={"pid": pid})
             os.kill(pid, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
+        log.info("broker stopped", extra={"bootstrap": self.bootstrap, "pid": pid})
 
     @staticmethod
     def _alive(pid: int) -> bool:
