@@ -5,6 +5,7 @@ test session run: jars from Maven Central via ops/kafka/pom.xml, data in a proje
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import logging
 import os
@@ -48,6 +49,16 @@ def ensure_jars(lib_dir: Path = LIB_DIR, kafka_version: str | None = None, quiet
     if shutil.which("mvn") is None or shutil.which("java") is None:
         raise BrokerError("the local broker needs Java 17+ and Maven (make setup installs them)")
     lib_dir.mkdir(parents=True, exist_ok=True)
+    with open(lib_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process (a test session, `hmas up`) may be assembling too
+        if stamp_file.is_file() and stamp_file.read_text() == stamp:
+            return lib_dir
+        _assemble(lib_dir, kafka_version, stamp, quiet)
+    return lib_dir
+
+
+def _assemble(lib_dir: Path, kafka_version: str | None, stamp: str, quiet: bool) -> None:
+    stamp_file = lib_dir / ".complete"
     stamp_file.unlink(missing_ok=True)
     for stale in lib_dir.glob("*.jar"):
         stale.unlink()
@@ -66,7 +77,6 @@ def ensure_jars(lib_dir: Path = LIB_DIR, kafka_version: str | None = None, quiet
         raise BrokerError("mvn failed:\n" + "".join(output)[-3000:])
     stamp_file.write_text(stamp)
     say(f"Kafka jars ready: {sum(1 for _ in lib_dir.glob('*.jar'))} in {lib_dir}")
-    return lib_dir
 
 
 def free_ports(count: int) -> list[int]:
