@@ -34,8 +34,9 @@ def ensure_topics(bootstrap: str, settings: Settings, timeout_s: float = 30.0) -
         except KafkaException as exc:
             if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":  # another process won the race
                 raise
-    _wait_for_leaders(admin, created, timeout_s)
-    log.info("topics created", extra={"topics": created})
+    if created:
+        _wait_for_leaders(admin, created, timeout_s)
+        log.info("topics created", extra={"topics": created})
     return created
 
 
