@@ -65,6 +65,14 @@ def _wait_matched(settings: Settings, ids: set[str], timeout_s: float) -> dict[s
     return found
 
 
+def _wait_acted(settings: Settings, ids: set[str], timeout_s: float) -> None:
+    seen: set[str] = set()
+    for key, _ in Client(settings).read(T.ACTIONS, timeout_s=timeout_s, raw=True):
+        seen.add(key)
+        if ids <= seen:
+            return
+
+
 def run_e2e_bench(n: int, uploads: int, rate: int, seconds: int) -> dict[str, Any]:
     rng = np.random.default_rng(2)
     with tempfile.TemporaryDirectory(prefix="hmas-bench-e2e-") as tmp:
@@ -96,6 +104,8 @@ def run_e2e_bench(n: int, uploads: int, rate: int, seconds: int) -> dict[str, An
             matched = _wait_matched(settings, {u["content_id"] for u in burst}, timeout_s=600)
             throughput = len(matched) / (time.perf_counter() - start)
             log(f"e2e: {len(matched):,} uploads matched at {throughput:,.0f}/s")
+            acted = {cid for cid, r in matched.items() if any(h["status"] == "match" for h in r["matches"])}
+            _wait_acted(settings, acted, timeout_s=600)  # the burst's actions and flood counts are done
 
             paced = _uploads(codes, rate * seconds, "paced", rng)
             start = time.perf_counter()
