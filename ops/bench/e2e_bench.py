@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ops.bench.index_bench import machine
-from ops.kafka.broker import LocalBroker, free_port
+from ops.kafka.broker import LocalBroker, free_ports
 from pipeline import topics as T
 from pipeline.admin import ensure_topics
 from pipeline.banks import bank_record, bank_signal_record
@@ -76,7 +76,7 @@ def _wait_acted(settings: Settings, ids: set[str], timeout_s: float) -> None:
 def run_e2e_bench(n: int, uploads: int, rate: int, seconds: int) -> dict[str, Any]:
     rng = np.random.default_rng(2)
     with tempfile.TemporaryDirectory(prefix="hmas-bench-e2e-") as tmp:
-        broker = LocalBroker(Path(tmp) / "kafka", free_port(), free_port())
+        broker = LocalBroker(Path(tmp) / "kafka", *free_ports(2))
         broker.start()
         worker = None
         try:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ops.bench.index_bench import machine
-from ops.kafka.broker import LocalBroker, free_port
+from ops.kafka.broker import LocalBroker, free_ports
 from pipeline import topics as T
 from pipeline.admin import ensure_topics
 from pipeline.banks import bank_record, bank_signal_record
@@ -23,7 +23,7 @@ from pipeline.replay import replay
 
 def run_replay_bench(n: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="hmas-bench-replay-") as tmp:
-        broker = LocalBroker(Path(tmp) / "kafka", free_port(), free_port())
+        broker = LocalBroker(Path(tmp) / "kafka", *free_ports(2))
         broker.start()
         try:
             settings = load_settings(env={"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
