@@ -120,17 +120,29 @@ def raw_topic(app: faust.App, *names: str) -> faust.TopicT:
 
 
 def faust_app_id(settings: Settings) -> str:
-    return f"{settings.topic_prefix}{settings.app_id}"
+    """The consumer group: shared by the main workers; each index shard has its own."""
+    shard = f"-shard-{settings.index_shard}" if settings.shard is not None else ""
+    return f"{settings.topic_prefix}{settings.app_id}{shard}"
+
+
+def worker_agents(settings: Settings) -> list[Any]:
+    """The agent modules a worker runs: by role (replica, shard mode's main worker, shard worker)."""
+    from pipeline.agents import actioner, feedback, flood, hasher, matcher, merger, recent, shard_matcher
+
+    if settings.shard is not None:
+        return [shard_matcher]
+    return [hasher, matcher if settings.index_shards == 1 else merger, actioner, flood, feedback, recent]
 
 
 def create_app(settings: Settings) -> tuple[faust.App, PipelineContext]:
-    """The worker's Faust app with every agent registered."""
-    (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
+    """The worker's Faust app with the agents of its role registered."""
+    data_dir = settings.data_dir / ("worker" if settings.shard is None else f"worker-shard-{settings.index_shard}")
+    data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         faust_app_id(settings),
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         store="rocksdb://",
-        datadir=str(settings.data_dir / "worker"),
+        datadir=str(data_dir),
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         consumer_auto_offset_reset="earliest",
@@ -143,14 +155,12 @@ def create_app(settings: Settings) -> tuple[faust.App, PipelineContext]:
         loghandlers=[log_handler()],
     )
     topics = {spec.suffix: raw_topic(app, spec.name(settings)) for spec in T.ALL_TOPICS}
-    ctx = PipelineContext(settings=settings, app=app, topics=topics)
+    ctx = PipelineContext(settings=settings, app=app, topics=topics, view=BankView(shard=settings.shard))
 
     @app.on_before_shutdown.connect
     async def close_context(app: faust.App, **kwargs: Any) -> None:
         await ctx.close()
 
-    from pipeline.agents import actioner, feedback, flood, hasher, matcher, recent
-
-    for module in (hasher, matcher, actioner, flood, feedback, recent):
+    for module in worker_agents(settings):
         module.register(app, ctx)
     return app, ctx

@@ -49,6 +49,10 @@ class Settings:
     worker_web_port: int = 0  # Faust's own web server; 0 = off
     metrics_port: int = 0  # Prometheus metrics of the worker; 0 = off
     hash_workers: int = 2
+    # Index shards (pipeline/sharding.py): 1 = replica mode, every worker holds every signal.
+    # With S > 1, `hmas worker --shard K` (or HMAS_INDEX_SHARD=K) runs the matcher of shard K.
+    index_shards: int = 1
+    index_shard: int = -1  # -1: not a shard worker (hasher, merger, actioner, flood, feedback, recent)
     output_encoding: str = "json"  # json | avro
 
     # HTTP API (hmas api): upstream HMA's address; mutating routes need the token when it is set.
@@ -80,6 +84,13 @@ class Settings:
     flood_bucket_ms: int = 60_000
     flood_baseline_windows: int = 24
 
+    def __post_init__(self) -> None:
+        if self.index_shards < 1 or not -1 <= self.index_shard < self.index_shards:
+            raise ValueError(
+                f"index_shard {self.index_shard} with index_shards {self.index_shards}: need 1 <= shards "
+                "and -1 <= shard < shards"
+            )
+
     def with_overrides(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
 
@@ -87,6 +98,13 @@ class Settings:
     def max_request_bytes(self) -> int:
         """What producers may send in one request: a dead letter of the largest upload, base64, and headers."""
         return 2 * self.max_message_bytes + 64 * 1024
+
+    @property
+    def shard(self) -> "ShardSpec | None":
+        """The index shard this process matches against, when it is a shard worker."""
+        from pipeline.sharding import ShardSpec
+
+        return ShardSpec(self.index_shard, self.index_shards) if self.index_shard >= 0 else None
 
     @property
     def uses_local_broker(self) -> bool:

@@ -11,7 +11,7 @@ from pipeline.config import Settings
 from pipeline.flood import LocalFloodGuard
 from pipeline.guard import MATCH, NO_ACTION, QUARANTINED, Hit, decide
 from pipeline.signal_types import SIGNAL_TYPES
-from pipeline.state.bank_view import BankView
+from pipeline.state.bank_view import BankEntry, BankView
 
 
 def bank_distance(bank: dict[str, Any], signal_type_name: str) -> int:
@@ -22,12 +22,20 @@ def bank_distance(bank: dict[str, Any], signal_type_name: str) -> int:
 def match_batch(
     hashed: Sequence[dict[str, Any]], view: BankView, settings: Settings, flood_guard: LocalFloodGuard | None = None
 ) -> list[dict[str, Any]]:
-    """One match record per hashed upload; queries of one signal type are searched together.
+    """One match record per hashed upload: lookup, then the guard (replica mode: all in one place)."""
+    records, hits = lookup_batch(hashed, view, settings)
+    return judge_batch(records, hits, view, flood_guard)
 
-    With a flood guard (the matcher's), hits that would pass are counted and stopped past their
-    bank's flood limit.
+
+def lookup_batch(
+    hashed: Sequence[dict[str, Any]], view: BankView, settings: Settings
+) -> tuple[list[dict[str, Any]], list[list[Hit]]]:
+    """Match records without hits yet, and each upload's bank entries within their bank's distance.
+
+    Queries of one signal type are searched together. A shard worker's view holds one shard, so
+    its hits are that shard's part of the answer.
     """
-    records = [_empty_record(h) for h in hashed]
+    records = [empty_match_record(h) for h in hashed]
     queries: dict[str, list[tuple[int, str]]] = defaultdict(list)  # signal type -> (record index, value)
     for i, h in enumerate(hashed):
         for kind_name, signal in h["signals"].items():
@@ -42,20 +50,61 @@ def match_batch(
         results = view.search(kind_name, [value for _, value in items], widest)
         for (i, value), candidates in zip(items, results):
             for cand in candidates:
-                bank = view.banks.get(cand.entry.bank)
-                if bank is None:
-                    continue
-                threshold = bank_distance(bank, kind_name)
-                if cand.distance <= threshold:
-                    hits[i].append(Hit(cand.entry, bank, cand.distance, threshold, value))
+                hit = _hit_within_threshold(view, cand.entry, cand.distance, value)
+                if hit is not None:
+                    hits[i].append(hit)
+    return records, hits
+
+
+def judge_batch(
+    records: list[dict[str, Any]], hits: list[list[Hit]], view: BankView, flood_guard: LocalFloodGuard | None = None
+) -> list[dict[str, Any]]:
+    """The guard's status for every hit, written into the records.
+
+    With a flood guard (the matcher's), hits that would pass are counted and stopped past their
+    bank's flood limit.
+    """
     for record, upload_hits in zip(records, hits):
         decide(upload_hits, view)
         if flood_guard is not None:
             _check_floods(upload_hits, view, flood_guard, record)
-        record["matches"] = [_hit_record(hit) for hit in upload_hits]
-    for record in records:
-        record["matches"].sort(key=lambda hit: (hit["distance"], hit["bank"], hit["bank_content_id"]))
+        record["matches"] = sorted(
+            (_hit_record(hit) for hit in upload_hits),
+            key=lambda hit: (hit["distance"], hit["bank"], hit["bank_content_id"], hit["signal_type"]),
+        )
     return records
+
+
+def _hit_within_threshold(view: BankView, entry: BankEntry, distance: int, query: str) -> Hit | None:
+    bank = view.banks.get(entry.bank)
+    if bank is None:
+        return None
+    threshold = bank_distance(bank, entry.signal_type)
+    return Hit(entry, bank, distance, threshold, query) if distance <= threshold else None
+
+
+def candidate_record(hit: Hit) -> dict[str, Any]:
+    """A shard's hit before the guard, as hma.shard-hits carries it (hma.ShardCandidate)."""
+    e = hit.entry
+    return {
+        "key": e.key, "bank": e.bank, "bank_content_id": e.bank_content_id, "signal_type": e.signal_type,
+        "signal_id": e.signal_id, "value": e.value, "disable_until_ts": e.disable_until_ts,
+        "query_signal": hit.query_signal, "distance": hit.distance,
+    }
+
+
+def hits_from_candidates(candidates: Sequence[dict[str, Any]], view: BankView) -> list[Hit]:
+    """Shards' candidates back to hits, judged by this view's banks (the merger's)."""
+    hits = []
+    for c in candidates:
+        entry = BankEntry(
+            key=c["key"], bank=c["bank"], bank_content_id=c["bank_content_id"], signal_type=c["signal_type"],
+            signal_id=c["signal_id"], value=c["value"], disable_until_ts=c["disable_until_ts"], metadata={},
+        )
+        hit = _hit_within_threshold(view, entry, c["distance"], c["query_signal"])
+        if hit is not None:
+            hits.append(hit)
+    return hits
 
 
 def _check_floods(hits: list[Hit], view: BankView, flood_guard: LocalFloodGuard, record: dict[str, Any]) -> None:
@@ -112,7 +161,7 @@ def _coin(content_id: str) -> float:
     return int.from_bytes(hashlib.sha256(content_id.encode()).digest()[:8], "big") / 2**64
 
 
-def _empty_record(hashed: dict[str, Any]) -> dict[str, Any]:
+def empty_match_record(hashed: dict[str, Any]) -> dict[str, Any]:
     return {
         "content_id": hashed["content_id"],
         "content_type": hashed["content_type"],

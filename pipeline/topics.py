@@ -45,10 +45,12 @@ DEAD_LETTERS = TopicSpec("dead-letters", "hma.DeadLetter")
 FLOOD_HITS = TopicSpec("flood-hits", "hma.SignalHit")  # repartition topic: matches re-keyed by signal id
 CONFIG = TopicSpec("config", "hma.Setting", compact=True)
 CONTENT_IDS = TopicSpec("content-ids", "hma.ContentIdClaim")  # offsets hand out bank content ids
+SHARD_HITS = TopicSpec("shard-hits", "hma.ShardHits")  # shard mode: each shard's part of a lookup
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     UPLOADS, HASHES, MATCHES, ACTIONS, RETRO_MATCHES,
     BANKS, BANK_SIGNALS, FEEDBACK, QUARANTINE, DEAD_LETTERS, FLOOD_HITS, CONFIG, CONTENT_IDS,
+    SHARD_HITS,
 )
 
 # Compacted topics hold state every process rebuilds its view from; they get one partition so

@@ -1,13 +1,15 @@
 """matcher: hma.hashes -> hma.matches, one record per hashed upload (also when nothing matched).
 
-Effective hits are also written to hma.flood-hits, keyed by signal id, for flood counting.
-
-Micro-batches from the stream are looked up together: one index search per signal type.
+Replica mode (HMAS_INDEX_SHARDS=1): this worker holds every bank signal, so it looks up and
+guards in one step. Effective hits are also written to hma.flood-hits, keyed by signal id, for
+flood counting. Micro-batches from the stream are looked up together: one index search per
+signal type.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import faust
 
@@ -16,12 +18,13 @@ from pipeline import topics as T
 from pipeline.app import PipelineContext
 from pipeline.flood import LocalFloodGuard
 from pipeline.guard import MATCH, QUARANTINED
-from pipeline.state.bank_view import BankView
 from pipeline.matching import match_batch
+from pipeline.state.bank_view import BankView
 from schemas.codec import DecodeError
 
 log = logging.getLogger(__name__)
 STAGE = "matcher"
+BATCH, BATCH_WITHIN_S = 256, 0.05
 
 
 def counts_toward_flood(hit: dict, view: BankView) -> bool:
@@ -32,29 +35,51 @@ def counts_toward_flood(hit: dict, view: BankView) -> bool:
     return hit["status"] == QUARANTINED and (q is None or q["state"] == "released")
 
 
+def new_flood_guard(ctx: PipelineContext) -> LocalFloodGuard:
+    s = ctx.settings
+    return LocalFloodGuard(s.flood_epsilon, s.flood_delta, s.flood_bucket_ms)
+
+
+async def decode_batch(
+    ctx: PipelineContext, events: list[faust.EventT], spec: T.TopicSpec, stage: str, dead_letters: bool = True
+) -> tuple[list[faust.EventT], list[dict[str, Any]]]:
+    """The events that decode, with their records; the others go to the dead letters.
+
+    Consumers that read the same records in several groups (shard workers) let one of them
+    write the dead letter.
+    """
+    good, records = [], []
+    metrics.RECORDS_IN.labels(stage).inc(len(events))
+    for event in events:
+        try:
+            records.append(spec.codec.decode(event.value))
+            good.append(event)
+        except DecodeError as exc:
+            if dead_letters:
+                await ctx.send_dead_letter(event, str(exc), stage)
+    return good, records
+
+
+async def emit_match(ctx: PipelineContext, key: bytes | None, record: dict[str, Any], view: BankView, stage: str) -> None:
+    """Write a judged match record, and its effective hits re-keyed by signal for flood counting."""
+    await ctx.send(T.MATCHES, key, record, stage)
+    if record["submitted_at"]:
+        metrics.UPLOAD_TO_MATCH.observe(max(0, record["matched_at"] - record["submitted_at"]) / 1000)
+    for hit in record["matches"]:
+        metrics.HITS.labels(hit["status"]).inc()
+        if counts_toward_flood(hit, view):
+            await ctx.send(T.FLOOD_HITS, hit["signal_id"], {
+                "signal_id": hit["signal_id"], "bank": hit["bank"],
+                "content_id": record["content_id"], "matched_at": record["matched_at"],
+            }, stage)
+
+
 def register(app: faust.App, ctx: PipelineContext) -> None:
     @app.agent(ctx.topic(T.HASHES), name=f"{app.conf.id}.matcher")
     async def matcher(stream: faust.StreamT) -> None:
         view = await ctx.bank_view()
-        s = ctx.settings
-        flood_guard = LocalFloodGuard(s.flood_epsilon, s.flood_delta, s.flood_bucket_ms)
-        async for events in stream.take_events(256, within=0.05):
-            good, hashed = [], []
-            metrics.RECORDS_IN.labels(STAGE).inc(len(events))
-            for event in events:
-                try:
-                    hashed.append(T.HASHES.codec.decode(event.value))
-                    good.append(event)
-                except DecodeError as exc:
-                    await ctx.send_dead_letter(event, str(exc), STAGE)
+        flood_guard = new_flood_guard(ctx)
+        async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+            good, hashed = await decode_batch(ctx, events, T.HASHES, STAGE)
             for event, record in zip(good, match_batch(hashed, view, ctx.settings, flood_guard)):
-                await ctx.send(T.MATCHES, event.message.key, record, STAGE)
-                if record["submitted_at"]:
-                    metrics.UPLOAD_TO_MATCH.observe(max(0, record["matched_at"] - record["submitted_at"]) / 1000)
-                for hit in record["matches"]:
-                    metrics.HITS.labels(hit["status"]).inc()
-                    if counts_toward_flood(hit, view):
-                        await ctx.send(T.FLOOD_HITS, hit["signal_id"], {
-                            "signal_id": hit["signal_id"], "bank": hit["bank"],
-                            "content_id": record["content_id"], "matched_at": record["matched_at"],
-                        }, STAGE)
+                await emit_match(ctx, event.message.key, record, view, STAGE)

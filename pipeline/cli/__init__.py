@@ -26,7 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ValueError as exc:
+        print(f"hmas: configuration: {exc}", file=sys.stderr)
+        return 2
     try:
         return int(args.handler(args, settings) or 0)
     except KeyboardInterrupt:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from pipeline.cli import CommandError
 from pipeline.config import Settings
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("worker", help="run the Faust worker: hasher, matcher, actioner")
+    p.add_argument("--shard", type=int, default=None, metavar="K",
+                   help="shard mode: run the matcher of index shard K of HMAS_INDEX_SHARDS (same as HMAS_INDEX_SHARD)")
     p.set_defaults(handler=worker)
 
     p = sub.add_parser("topics", help="create the pipeline's topics (idempotent)")
@@ -31,6 +34,12 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
 
     from pipeline.metrics import serve
 
+    if args.shard is not None:
+        if settings.index_shards < 2:
+            raise CommandError("--shard needs HMAS_INDEX_SHARDS of 2 or more (shard mode)")
+        if not 0 <= args.shard < settings.index_shards:
+            raise CommandError(f"--shard {args.shard}: shards are 0 to {settings.index_shards - 1}")
+        settings = settings.with_overrides(index_shard=args.shard)
     ensure_topics(settings.bootstrap_servers, settings)
     serve(settings.metrics_port)
     app, _ctx = create_app(settings)

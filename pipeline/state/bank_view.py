@@ -15,6 +15,7 @@ from pipeline.banks import signal_enabled
 from pipeline.state.signal_index import SignalIndex, new_index
 
 if TYPE_CHECKING:
+    from pipeline.sharding import ShardSpec
     from pipeline.topics import TopicSpec
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,10 @@ class Candidate:
 
 
 class BankView:
-    def __init__(self) -> None:
+    """Banks, quarantine, settings and the signals of every bank (or of one index shard)."""
+
+    def __init__(self, shard: "ShardSpec | None" = None) -> None:
+        self.shard = shard  # a shard worker holds only its shard's signals
         self.banks: dict[str, dict[str, Any]] = {}
         self._entries: dict[int, BankEntry] = {}
         self._row_of_key: dict[str, int] = {}
@@ -115,6 +119,8 @@ class BankView:
         removes: dict[str, set[int]] = {}
         fresh: list[BankEntry] = []
         for key, record in changes:
+            if self.shard is not None and not self.shard.holds_key(key):
+                continue
             row = self._row_of_key.get(key)
             if record is None:
                 if row is None:

@@ -1,0 +1,60 @@
+"""merger: hma.shard-hits -> hma.matches in shard mode; joins the S shards' answers, then guards.
+
+hma.shard-hits is keyed by content id like hma.hashes, with as many partitions, so the partials
+of one hashed upload (named by its hma.hashes partition and offset) reach one merger, in the
+partition's order. Partials wait in a Faust table (RocksDB + changelog) until every shard has
+answered, so a restart loses none, and a shard that is down holds its uploads back rather than
+letting them through half-matched. A shard worker that restarts re-sends partials from its
+last commit: per (partition, shard), partials at or below the highest offset already taken are
+duplicates and are dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from pipeline import topics as T
+from pipeline.agents.matcher import emit_match, new_flood_guard
+from pipeline.app import PipelineContext
+from pipeline.matching import empty_match_record, hits_from_candidates, judge_batch
+
+log = logging.getLogger(__name__)
+STAGE = "merger"
+
+
+def register(app: faust.App, ctx: PipelineContext) -> None:
+    s = ctx.settings
+    pending = app.Table("shard-merge", partitions=s.topic_partitions)  # "p:offset" -> {shard: partial}
+    taken = app.Table("shard-taken", default=lambda: -1, partitions=s.topic_partitions)  # "p:shard" -> offset
+
+    @app.agent(ctx.topic(T.SHARD_HITS), name=f"{app.conf.id}.merger")
+    async def merger(stream: faust.StreamT) -> None:
+        view = await ctx.bank_view()
+        flood_guard = new_flood_guard(ctx)
+        async for event, part in ctx.records(stream, T.SHARD_HITS, STAGE):
+            if part["shards"] != s.index_shards or not 0 <= part["shard"] < s.index_shards:
+                await ctx.send_dead_letter(event, (
+                    f"partial of shard {part['shard']} of {part['shards']}, but this merger joins "
+                    f"{s.index_shards} shards (HMAS_INDEX_SHARDS)"), STAGE)
+                continue
+            source = f"{part['hashes_partition']}:{part['hashes_offset']}"
+            mark = f"{part['hashes_partition']}:{part['shard']}"
+            if part["hashes_offset"] <= taken[mark]:
+                log.info("duplicate shard partial dropped", extra={"source": source, "shard": part["shard"]})
+                continue
+            taken[mark] = part["hashes_offset"]
+            parts = dict(pending.get(source) or {})
+            parts[str(part["shard"])] = part
+            if len(parts) < s.index_shards:
+                pending[source] = parts
+                continue
+            if source in pending:
+                del pending[source]
+            record = empty_match_record(part["upload"])
+            for partial in parts.values():
+                record["skipped"].update(partial["skipped"])
+            candidates = [c for partial in parts.values() for c in partial["candidates"]]
+            judge_batch([record], [hits_from_candidates(candidates, view)], view, flood_guard)
+            await emit_match(ctx, event.message.key, record, view, STAGE)

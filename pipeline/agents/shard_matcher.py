@@ -1,0 +1,39 @@
+"""shard matcher: hma.hashes -> hma.shard-hits, this shard's candidates for every hashed upload.
+
+Runs in a shard worker (`hmas worker --shard K`), whose Faust app has its own consumer group, so
+every shard reads every hashed upload. Its bank view holds only shard K's signals; the guard runs
+later, in the merger, once all shards have answered. Shard 0 alone dead-letters records that do
+not decode (every shard sees them).
+"""
+
+from __future__ import annotations
+
+import faust
+
+from pipeline import topics as T
+from pipeline.agents.matcher import BATCH, BATCH_WITHIN_S, decode_batch
+from pipeline.app import PipelineContext
+from pipeline.banks import now_ms
+from pipeline.matching import candidate_record, lookup_batch
+
+STAGE = "shard-matcher"
+
+
+def register(app: faust.App, ctx: PipelineContext) -> None:
+    shard = ctx.settings.shard
+    assert shard is not None, "the shard matcher runs in shard workers only"
+
+    @app.agent(ctx.topic(T.HASHES), name=f"{app.conf.id}.shard-matcher")
+    async def shard_matcher(stream: faust.StreamT) -> None:
+        view = await ctx.bank_view()
+        async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+            good, hashed = await decode_batch(ctx, events, T.HASHES, STAGE, dead_letters=shard.index == 0)
+            records, hits = lookup_batch(hashed, view, ctx.settings)
+            for event, upload, record, upload_hits in zip(good, hashed, records, hits):
+                await ctx.send(T.SHARD_HITS, event.message.key, {
+                    "shard": shard.index, "shards": shard.count,
+                    "hashes_partition": event.message.partition, "hashes_offset": event.message.offset,
+                    "upload": upload, "skipped": record["skipped"],
+                    "candidates": [candidate_record(hit) for hit in upload_hits],
+                    "looked_up_at": now_ms(),
+                }, STAGE)
