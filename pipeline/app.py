@@ -42,11 +42,17 @@ class PipelineContext:
         return self.topics[spec.suffix]
 
     async def send(self, spec: T.TopicSpec, key: str | bytes | None, record: dict[str, Any], stage: str = "") -> None:
+        """Encode and hand one record to the producer.
+
+        Straight to Faust's producer (aiokafka's batching), without a per-message future of its
+        own: Faust flushes the producer before it commits the offsets of what was consumed, so a
+        record is on the broker before its input counts as processed.
+        """
         value = spec.codec.encode(record, self.settings.output_encoding)
-        metrics.RECORDS_OUT.labels(stage, spec.suffix).inc()
+        metrics.records_out(stage, spec.suffix).inc()
         if isinstance(key, str):
             key = key.encode("utf-8")
-        await self.topic(spec).send(key=key, value=value)
+        await self.app.producer.send(spec.name(self.settings), key, value, None, None, None)
 
     async def claim_content_id(self, bank: str) -> int:
         """A new bank content id (see ApiState.next_content_id: one counter for every writer)."""
@@ -63,6 +69,25 @@ class PipelineContext:
         )
         metrics.DEAD_LETTERS.labels(stage).inc()
         await self.send(T.DEAD_LETTERS, msg.key, record, stage)
+
+    async def decode_events(
+        self, events: list[faust.EventT], spec: T.TopicSpec, stage: str, dead_letters: bool = True
+    ) -> tuple[list[faust.EventT], list[dict[str, Any]]]:
+        """The events of a batch that decode, with their records; the others go to the dead letters.
+
+        Consumers that read the same records in several groups (shard workers) let one of them
+        write the dead letter.
+        """
+        good, records = [], []
+        metrics.RECORDS_IN.labels(stage).inc(len(events))
+        for event in events:
+            try:
+                records.append(spec.codec.decode(event.value))
+                good.append(event)
+            except DecodeError as exc:
+                if dead_letters:
+                    await self.send_dead_letter(event, str(exc), stage)
+        return good, records
 
     async def records(
         self, stream: faust.StreamT, spec: T.TopicSpec, stage: str

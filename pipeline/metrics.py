@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from prometheus_client import Counter, Histogram, start_http_server
 
 RECORDS_IN = Counter("hmas_records_in_total", "Records read by an agent", ["agent"])
@@ -13,6 +15,12 @@ UPLOAD_TO_MATCH = Histogram(
     "hmas_upload_to_match_seconds", "From submitted_at to the match record",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+
+
+@lru_cache(maxsize=None)
+def records_out(agent: str, topic: str):
+    """The RECORDS_OUT child of one agent and topic (labels() looks it up on every call)."""
+    return RECORDS_OUT.labels(agent, topic)
 
 
 def serve(port: int) -> None:

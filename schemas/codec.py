@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import json
+
+import orjson
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -57,8 +59,8 @@ class RecordCodec:
         if raw[:2] == AVRO_MAGIC:
             return self._decode_avro(raw)
         try:
-            obj = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
             raise DecodeError("value is neither a JSON object nor Avro single-object encoding") from None
         if not isinstance(obj, dict):
             raise DecodeError(f"JSON value is a {type(obj).__name__}, expected an object")
@@ -82,7 +84,7 @@ class RecordCodec:
     def encode(self, record: dict[str, Any], encoding: str = "json") -> bytes:
         record = self.conform(record)
         if encoding == "json":
-            return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            return orjson.dumps(record)
         if encoding == "avro":
             buf = io.BytesIO()
             buf.write(self.header)
@@ -149,7 +151,8 @@ def _conform(value: Any, schema: Any, named: dict[str, Any], path: str) -> Any:
             if name in value:
                 out[name] = _conform(value[name], f["type"], named, sub)
             elif "default" in f:
-                out[name] = json.loads(json.dumps(f["default"]))
+                default = f["default"]
+                out[name] = orjson.loads(orjson.dumps(default)) if isinstance(default, (dict, list)) else default
             else:
                 raise DecodeError(f"{sub}: missing")
         return out

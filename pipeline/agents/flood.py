@@ -18,7 +18,7 @@ from pipeline.banks import now_ms
 from pipeline.flood import FloodDetector
 from pipeline.matching import released_at
 from pipeline.state.count_min import CountMinSketch
-from pipeline.state.faust_cells import FaustTableCellStore
+from pipeline.state.faust_cells import FaustTableCellStore, in_partition_of
 
 log = logging.getLogger(__name__)
 STAGE = "flood"
@@ -27,9 +27,10 @@ DEFAULT_HORIZON_MS = 3_600_000
 
 def register(app: faust.App, ctx: PipelineContext) -> None:
     s = ctx.settings
-    cells = app.Table("flood-cms", default=int, partitions=s.topic_partitions)
+    cells = app.Table("flood-sketch", partitions=s.topic_partitions)  # chunk key -> {column: count}
+    store = FaustTableCellStore(cells)
     detector = FloodDetector(
-        CountMinSketch(FaustTableCellStore(cells), s.flood_epsilon, s.flood_delta),
+        CountMinSketch(store, s.flood_epsilon, s.flood_delta),
         bucket_ms=s.flood_bucket_ms, baseline_windows=s.flood_baseline_windows,
     )
     quarantined_at: dict[str, int] = {}  # signals this agent quarantined, until the view shows it
@@ -42,29 +43,41 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
         ours = quarantined_at.get(sid)
         return ours is not None and (q is None or q["changed_at"] <= ours)
 
+    async def count(event: faust.EventT, hit: dict) -> None:
+        view = ctx.view
+        sid = hit["signal_id"]
+        bank = view.banks.get(hit["bank"])
+        limit = bank["flood"] if bank is not None else None
+        handled = already_handled(sid)
+        allowance = 0
+        if limit is not None:
+            allowance = detector.allowance(sid, released_at(view, sid), hit["matched_at"], limit["window_ms"])
+        verdict = detector.observe(sid, hit["content_id"], hit["matched_at"], None if handled else limit, allowance)
+        if verdict is not None:
+            stamp = now_ms()
+            quarantined_at[sid] = stamp
+            log.warning("signal quarantined", extra={"signal_id": sid, "count": verdict.count, "bank": hit["bank"]})
+            metrics.QUARANTINES.inc()
+            await ctx.send(T.QUARANTINE, sid, {
+                "signal_id": sid, "state": "quarantined", "count": verdict.count,
+                "window_ms": verdict.window_ms, "sample_content_ids": verdict.sample_content_ids,
+                "changed_at": stamp,
+            }, STAGE)
+
     @app.agent(ctx.topic(T.FLOOD_HITS), name=f"{app.conf.id}.flood")
     async def flood(stream: faust.StreamT) -> None:
         view = await ctx.bank_view()
-        async for event, hit in ctx.records(stream, T.FLOOD_HITS, STAGE):
-            sid = hit["signal_id"]
-            bank = view.banks.get(hit["bank"])
-            limit = bank["flood"] if bank is not None else None
-            handled = already_handled(sid)
-            allowance = 0
-            if limit is not None:
-                allowance = detector.allowance(sid, released_at(view, sid), hit["matched_at"], limit["window_ms"])
-            verdict = detector.observe(sid, hit["content_id"], hit["matched_at"], None if handled else limit, allowance)
-            if verdict is not None:
-                stamp = now_ms()
-                quarantined_at[sid] = stamp
-                log.warning("signal quarantined", extra={"signal_id": sid, "count": verdict.count, "bank": hit["bank"]})
-                metrics.QUARANTINES.inc()
-                await ctx.send(T.QUARANTINE, sid, {
-                    "signal_id": sid, "state": "quarantined", "count": verdict.count,
-                    "window_ms": verdict.window_ms, "sample_content_ids": verdict.sample_content_ids,
-                    "changed_at": stamp,
-                }, STAGE)
-            _drop_old_buckets(event, detector, view, last_cleanup)
+        async for events in stream.take_events(512, within=0.1):
+            by_partition: dict[int, list[faust.EventT]] = {}
+            for event in events:
+                by_partition.setdefault(event.message.partition, []).append(event)
+            for group in by_partition.values():
+                with in_partition_of(group[-1], store):
+                    good, hits = await ctx.decode_events(group, T.FLOOD_HITS, STAGE)
+                    for event, hit in zip(good, hits):
+                        await count(event, hit)
+                    store.flush()
+                    _drop_old_buckets(group[-1], detector, view, last_cleanup)
 
 
 def _drop_old_buckets(event: faust.EventT, detector: FloodDetector, view, last_cleanup: dict[int, int]) -> None:

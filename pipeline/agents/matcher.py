@@ -20,7 +20,6 @@ from pipeline.flood import LocalFloodGuard
 from pipeline.guard import MATCH, QUARANTINED
 from pipeline.matching import match_batch
 from pipeline.state.bank_view import BankView
-from schemas.codec import DecodeError
 
 log = logging.getLogger(__name__)
 STAGE = "matcher"
@@ -38,26 +37,6 @@ def counts_toward_flood(hit: dict, view: BankView) -> bool:
 def new_flood_guard(ctx: PipelineContext) -> LocalFloodGuard:
     s = ctx.settings
     return LocalFloodGuard(s.flood_epsilon, s.flood_delta, s.flood_bucket_ms)
-
-
-async def decode_batch(
-    ctx: PipelineContext, events: list[faust.EventT], spec: T.TopicSpec, stage: str, dead_letters: bool = True
-) -> tuple[list[faust.EventT], list[dict[str, Any]]]:
-    """The events that decode, with their records; the others go to the dead letters.
-
-    Consumers that read the same records in several groups (shard workers) let one of them
-    write the dead letter.
-    """
-    good, records = [], []
-    metrics.RECORDS_IN.labels(stage).inc(len(events))
-    for event in events:
-        try:
-            records.append(spec.codec.decode(event.value))
-            good.append(event)
-        except DecodeError as exc:
-            if dead_letters:
-                await ctx.send_dead_letter(event, str(exc), stage)
-    return good, records
 
 
 async def emit_match(ctx: PipelineContext, key: bytes | None, record: dict[str, Any], view: BankView, stage: str) -> None:
@@ -80,6 +59,6 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
         view = await ctx.bank_view()
         flood_guard = new_flood_guard(ctx)
         async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
-            good, hashed = await decode_batch(ctx, events, T.HASHES, STAGE)
+            good, hashed = await ctx.decode_events(events, T.HASHES, STAGE)
             for event, record in zip(good, match_batch(hashed, view, ctx.settings, flood_guard)):
                 await emit_match(ctx, event.message.key, record, view, STAGE)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import faust
 
 from pipeline import topics as T
-from pipeline.agents.matcher import BATCH, BATCH_WITHIN_S, decode_batch
+from pipeline.agents.matcher import BATCH, BATCH_WITHIN_S
 from pipeline.app import PipelineContext
 from pipeline.banks import now_ms
 from pipeline.matching import candidate_record, lookup_batch
@@ -27,7 +27,7 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
     async def shard_matcher(stream: faust.StreamT) -> None:
         view = await ctx.bank_view()
         async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
-            good, hashed = await decode_batch(ctx, events, T.HASHES, STAGE, dead_letters=shard.index == 0)
+            good, hashed = await ctx.decode_events(events, T.HASHES, STAGE, dead_letters=shard.index == 0)
             records, hits = lookup_batch(hashed, view, ctx.settings)
             for event, upload, record, upload_hits in zip(good, hashed, records, hits):
                 await ctx.send(T.SHARD_HITS, event.message.key, {
