@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 import faust
@@ -19,7 +20,8 @@ from pipeline.config import Settings
 from pipeline.deadletters import dead_letter
 from pipeline.logs import log_handler
 from pipeline.state.bank_view import BankView
-from pipeline.state.log_reader import Change, CompactedTopicFollower
+from pipeline.state.log_reader import Change, CompactedTopicFollower, StalePositions
+from pipeline.state.snapshot import export_snapshot, read_snapshot, snapshot_path, write_snapshot
 from schemas.codec import DecodeError
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,8 @@ class PipelineContext:
     view: BankView = field(default_factory=BankView)
     _follower: CompactedTopicFollower | None = None
     _view_lock: asyncio.Lock | None = None
+    _snapshot_task: asyncio.Task | None = None
+    _snapshot_positions: dict[str, int] = field(default_factory=dict)  # of the newest snapshot
     _hash_pool: ProcessPoolExecutor | None = None
     _fetch_pool: ThreadPoolExecutor | None = None
 
@@ -103,17 +107,74 @@ class PipelineContext:
             yield event, record
 
     async def bank_view(self) -> BankView:
-        """The bank view, following hma.banks and hma.bank-signals; waits until it has caught up."""
+        """The bank view, following hma.banks and hma.bank-signals; waits until it has caught up.
+
+        It starts from the local snapshot when there is one, reading only the records after it.
+        """
         if self._view_lock is None:
             self._view_lock = asyncio.Lock()
         async with self._view_lock:
             if self._follower is None:
-                self._follower = CompactedTopicFollower(
-                    self.settings, T.VIEW_TOPICS, self._apply_state, name="worker-state"
-                )
-                await self._follower.start()
+                self._follower = await self._start_follower()
+                if self.settings.view_snapshot_interval_s > 0:
+                    self._snapshot_task = asyncio.create_task(self._keep_snapshots(), name="view-snapshots")
         await self._follower.ready.wait()
         return self.view
+
+    # -- view snapshots ------------------------------------------------------------------------
+    @property
+    def _view_topics(self) -> dict[str, str]:
+        return {spec.suffix: spec.name(self.settings) for spec in T.VIEW_TOPICS}
+
+    @property
+    def _snapshot_path(self) -> Path:
+        return snapshot_path(self.settings, faust_app_id(self.settings))
+
+    async def _start_follower(self) -> CompactedTopicFollower:
+        started = time.monotonic()
+        snap = None
+        if self.settings.view_snapshot_interval_s > 0:
+            snap = await asyncio.to_thread(read_snapshot, self._snapshot_path, self.settings, self._view_topics)
+        if snap is not None:
+            await asyncio.to_thread(self.view.load, snap.arrays, snap.meta)
+            log.info("bank view loaded from snapshot", extra={
+                "signals": self.view.signal_count(), "seconds": round(time.monotonic() - started, 1),
+                "age_s": round(time.time() - snap.created_at), "positions": snap.positions})
+            self._snapshot_positions = dict(snap.positions)
+            follower = CompactedTopicFollower(self.settings, T.VIEW_TOPICS, self._apply_state, name="worker-state",
+                                              start_positions=snap.positions)
+            try:
+                await follower.start()
+                return follower
+            except StalePositions as exc:
+                log.warning("view snapshot does not fit the topics; reading them from the start",
+                            extra={"reason": str(exc)})
+                self.view.load(*BankView(shard=self.settings.shard).export())
+                self._snapshot_positions = {}
+        follower = CompactedTopicFollower(self.settings, T.VIEW_TOPICS, self._apply_state, name="worker-state")
+        await follower.start()
+        return follower
+
+    async def _keep_snapshots(self) -> None:
+        """Save the view once caught up (when the saved one is behind), then every interval."""
+        assert self._follower is not None
+        await self._follower.ready.wait()
+        while True:
+            await self.save_view_snapshot()
+            await asyncio.sleep(self.settings.view_snapshot_interval_s)
+
+    async def save_view_snapshot(self) -> None:
+        """Write a snapshot if the view moved since the last one (a copy here, the writing on a thread)."""
+        follower = self._follower
+        if follower is None or not follower.ready.is_set() or follower.positions == self._snapshot_positions:
+            return
+        started = time.monotonic()
+        snap = export_snapshot(self.view, follower.positions)
+        await asyncio.to_thread(write_snapshot, snap, self._snapshot_path, self.settings, self._view_topics)
+        self._snapshot_positions = snap.positions
+        log.info("bank view snapshot saved", extra={
+            "signals": self.view.signal_count(), "seconds": round(time.monotonic() - started, 1),
+            "path": str(self._snapshot_path)})
 
     def _apply_state(self, spec: T.TopicSpec, changes: list[Change]) -> None:
         self.view.apply(spec, changes)
@@ -132,7 +193,13 @@ class PipelineContext:
         return self._fetch_pool
 
     async def close(self) -> None:
+        if self._snapshot_task is not None:
+            self._snapshot_task.cancel()
         if self._follower is not None:
+            try:
+                await self.save_view_snapshot()
+            except Exception:  # a failed snapshot must not stop the shutdown
+                log.exception("view snapshot not saved at shutdown")
             await self._follower.stop()
         for pool in (self._hash_pool, self._fetch_pool):
             if pool is not None:

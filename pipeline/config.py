@@ -49,6 +49,7 @@ class Settings:
     worker_web_port: int = 0  # Faust's own web server; 0 = off
     metrics_port: int = 0  # Prometheus metrics of the worker; 0 = off
     hash_workers: int = 2
+    view_snapshot_interval_s: float = 300.0  # how often a worker saves its bank view (0: never)
     # Index shards (pipeline/sharding.py): 1 = replica mode, every worker holds every signal.
     # With S > 1, `hmas worker --shard K` (or HMAS_INDEX_SHARD=K) runs the matcher of shard K.
     index_shards: int = 1

@@ -192,6 +192,23 @@ class MihPdqIndex:
                     return _per_query(len(queries), out_q[:count], self._ids[out_rows[:count]], out_d[:count])
             capacity = count
 
+    def codes_of(self, ids: np.ndarray) -> np.ndarray:
+        """The codes (uint8, (n, 32)) stored under live ids; KeyError for an id not in the index."""
+        ids = np.asarray(ids, dtype=np.int64)
+        with self._lock:
+            rows = np.full(len(ids), -1, dtype=np.int64)
+            known = (ids >= 0) & (ids < len(self._row_of_id))
+            rows[known] = self._row_of_id[ids[known]]
+            if len(rows) and rows.min() < 0:
+                raise KeyError(f"ids not in the index: {ids[rows < 0][:5].tolist()}")
+            return self._codes[rows].view(np.uint8).reshape(-1, 32).copy()
+
+    def live(self) -> tuple[np.ndarray, np.ndarray]:
+        """(codes, ids) of every live row: what a snapshot keeps to rebuild the index."""
+        with self._lock:
+            rows = np.flatnonzero(~self._dead[: self._total])
+            return self._codes[rows].view(np.uint8).reshape(-1, 32).copy(), self._ids[rows].copy()
+
     def memory_bytes(self) -> int:
         arrays = (self._codes, self._ids, self._dead, self._rows, self._row_of_id)
         return sum(a.nbytes for a in arrays) + (0 if self._offsets is None else self._offsets.nbytes)

@@ -1,18 +1,23 @@
 """The banks and their signals as one process sees them, kept current from the compacted topics.
 
 Every matcher, the API and the CLI build this view by reading `hma.banks` and `hma.bank-signals`
-from the start; each change after that updates the per-signal-type indices incrementally
-(no rebuild, no second copy).
+from the start (or from a snapshot's offsets, pipeline/state/snapshot.py); each change after that
+updates the per-signal-type indices incrementally (no rebuild, no second copy). Signals are rows
+of columns (pipeline/state/signal_rows.py); a BankEntry is made only for what a caller reads.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from pipeline.banks import signal_enabled
+import numpy as np
+
+from pipeline.banks import bank_signal_key, signal_enabled
+from pipeline.signal_types import InvalidSignal, signal_type
 from pipeline.state.signal_index import SignalIndex, new_index
+from pipeline.state.signal_rows import SIGNAL_ID, SignalRows, key_hash
 
 if TYPE_CHECKING:
     from pipeline.sharding import ShardSpec
@@ -62,11 +67,10 @@ class BankView:
     def __init__(self, shard: "ShardSpec | None" = None) -> None:
         self.shard = shard  # a shard worker holds only its shard's signals
         self.banks: dict[str, dict[str, Any]] = {}
-        self._entries: dict[int, BankEntry] = {}
-        self._row_of_key: dict[str, int] = {}
-        self._next_row = 0
-        self._indices: dict[str, SignalIndex] = {}
-        self._rows_of_signal: dict[str, set[int]] = {}
+        self.rows = SignalRows()
+        self._indices: dict[int, SignalIndex] = {}  # kind index -> index of that signal type
+        self._live = 0
+        self.rejected = 0  # hma.bank-signals records that were not applied (see _invalid)
         self.quarantine: dict[str, dict[str, Any]] = {}  # signal id -> latest hma.quarantine record
         self.settings: dict[str, float] = {}  # hma.config: name -> number
         self.newest_signal_ms = 0  # added_at of the newest bank signal applied
@@ -115,80 +119,160 @@ class BankView:
 
     def apply_signals(self, changes: Iterable[tuple[str, dict[str, Any] | None]]) -> None:
         """Apply hma.bank-signals records (None = tombstone) in order, batching index updates."""
-        adds: dict[str, dict[int, str]] = {}
-        removes: dict[str, set[int]] = {}
-        fresh: list[BankEntry] = []
-        for key, record in changes:
-            if self.shard is not None and not self.shard.holds_key(key):
-                continue
-            row = self._row_of_key.get(key)
+        changes = [(k, r) for k, r in changes if self.shard is None or self.shard.holds_key(k)]
+        if not changes:
+            return
+        rows, cols = self.rows, self.rows.cols
+        rows.reserve(len(changes))
+        keys = [key for key, _ in changes]
+        hashes = np.fromiter((key_hash(key) for key in keys), dtype=np.uint64, count=len(keys))
+        found = rows.find(keys, hashes).tolist()
+        hash_of = dict(zip(keys, hashes.tolist()))
+        current: dict[str, int] = {}  # key -> its row after the changes so far (-1: removed)
+        before: dict[str, int] = {}  # key -> its row before this batch
+        adds: dict[int, dict[int, str]] = {}
+        removes: dict[int, set[int]] = {}
+        fresh: list[int] = []
+        for i, (key, record) in enumerate(changes):
+            before.setdefault(key, found[i])
+            row = current.get(key, found[i])
             if record is None:
-                if row is None:
-                    continue
-                entry = self._entries.pop(row)
-                del self._row_of_key[key]
-                self._unlink_signal(entry.signal_id, row)
-                adds.get(entry.signal_type, {}).pop(row, None)
-                removes.setdefault(entry.signal_type, set()).add(row)
+                if row >= 0:
+                    kind = int(cols["kind"][row])
+                    cols["alive"][row] = False
+                    rows.metadata.pop(row, None)
+                    adds.get(kind, {}).pop(row, None)
+                    removes.setdefault(kind, set()).add(row)
+                    self._live -= 1
+                    current[key] = -1
                 continue
-            entry = BankEntry.from_record(key, record)
+            problem = self._invalid(key, record)
+            if problem:
+                self.rejected += 1
+                log.warning("bank signal not applied", extra={"key": key, "reason": problem})
+                continue
+            was_enabled = row >= 0 and signal_enabled(int(cols["disable_until"][row]))
+            if row < 0:
+                row = rows.new_row(hash_of[key], rows.bank_index(record["bank"]),
+                                   rows.kind_index(record["signal_type"]), int(record["signal_id"], 16))
+                adds.setdefault(int(cols["kind"][row]), {})[row] = record["value"]
+                current[key] = row
+                self._live += 1
+            cols["content_id"][row] = record["bank_content_id"]
+            cols["disable_until"][row] = record["disable_until_ts"]
+            if record["metadata"]:
+                rows.metadata[row] = dict(record["metadata"])
+            else:
+                rows.metadata.pop(row, None)
             self.newest_signal_ms = max(self.newest_signal_ms, record["added_at"])
-            previous = self._entries.get(row) if row is not None else None
-            if signal_enabled(entry.disable_until_ts) and (previous is None or not signal_enabled(previous.disable_until_ts)):
-                fresh.append(entry)
-            if row is None:
-                row = self._next_row
-                self._next_row += 1
-                self._row_of_key[key] = row
-            self._entries[row] = entry
-            self._rows_of_signal.setdefault(entry.signal_id, set()).add(row)
-            adds.setdefault(entry.signal_type, {})[row] = entry.value
-        for kind, rows in removes.items():
-            index = self._index(kind)
-            if index is not None:
-                index.remove(sorted(rows))
-        for kind, rows in adds.items():
-            index = self._index(kind)
-            if index is not None and rows:
-                index.add(list(rows), list(rows.values()))
+            if not was_enabled and signal_enabled(record["disable_until_ts"]):
+                fresh.append(row)
+        for kind, gone in removes.items():
+            self._index(kind).remove(sorted(gone))
+        for kind, added in adds.items():
+            if added:
+                self._index(kind).add(list(added), list(added.values()))
+        rows.map_keys(
+            {key: row for key, row in current.items() if row >= 0 and row != before[key]},
+            [(key, hash_of[key]) for key, row in current.items() if row < 0 and before[key] >= 0],
+        )
         if fresh and self.on_new_signals is not None:
-            self.on_new_signals(fresh)
+            live = [row for row in fresh if cols["alive"][row]]
+            self.on_new_signals(self._entries_at(live))
 
-    def _unlink_signal(self, sid: str, row: int) -> None:
-        rows = self._rows_of_signal.get(sid)
-        if rows is not None:
-            rows.discard(row)
-            if not rows:
-                del self._rows_of_signal[sid]
+    @staticmethod
+    def _invalid(key: str, record: dict[str, Any]) -> str:
+        """Why a record cannot be applied ("" if it can): the key and the signal must agree."""
+        if not SIGNAL_ID.fullmatch(record["signal_id"]):
+            return f"signal_id {record['signal_id']!r} is not 16 hex digits"
+        if key != bank_signal_key(record["bank"], record["signal_type"], record["signal_id"]):
+            return "key is not BANK/signal_type/signal_id of its record"
+        try:
+            signal_type(record["signal_type"]).validate(record["value"])
+        except InvalidSignal as exc:
+            return str(exc)
+        return ""
 
-    def _index(self, kind: str) -> SignalIndex | None:
+    def _index(self, kind: int) -> SignalIndex:
         if kind not in self._indices:
-            index = new_index(kind)
-            if index is None:
-                return None
-            self._indices[kind] = index
+            self._indices[kind] = new_index(self.rows.kind_names[kind])
         return self._indices[kind]
 
+    # -- snapshots ----------------------------------------------------------------------------
+    def export(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Copies of the whole view as arrays + a JSON-able dict (pipeline/state/snapshot.py)."""
+        arrays, rows_meta = self.rows.export()
+        for kind, index in self._indices.items():
+            for name, array in index.export().items():
+                arrays[f"index_{kind}_{name}"] = array
+        meta = {
+            "rows": rows_meta, "indexed_kinds": sorted(self._indices), "live": self._live,
+            "banks": self.banks, "quarantine": self.quarantine, "settings": self.settings,
+            "newest_signal_ms": self.newest_signal_ms,
+        }
+        return arrays, meta
+
+    def load(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Replace this view's state with an export (indices are rebuilt from their arrays)."""
+        rows = SignalRows.restore(arrays, meta["rows"])
+        indices = {}
+        for kind in meta["indexed_kinds"]:
+            prefix = f"index_{kind}_"
+            exported = {name[len(prefix):]: arrays[name] for name in arrays if name.startswith(prefix)}
+            indices[int(kind)] = new_index(rows.kind_names[int(kind)], exported)
+        self.rows, self._indices, self._live = rows, indices, int(meta["live"])
+        self.banks, self.quarantine, self.settings = meta["banks"], meta["quarantine"], meta["settings"]
+        self.newest_signal_ms = int(meta["newest_signal_ms"])
+
     # -- reading ------------------------------------------------------------------------------
+    def _entries_at(self, rows: Iterable[int]) -> list[BankEntry]:
+        """BankEntry objects for live rows, values fetched from their indices per signal type."""
+        rows = list(rows)
+        if not rows:
+            return []
+        cols, names = self.rows.cols, self.rows
+        kinds = cols["kind"][rows].tolist()
+        values: dict[int, str] = {}
+        for kind in set(kinds):
+            of_kind = [row for row, k in zip(rows, kinds) if k == kind]
+            values.update(zip(of_kind, self._index(kind).values(of_kind)))
+        banks, cids, until, sids = (cols[c][rows].tolist() for c in ("bank", "content_id", "disable_until", "sid"))
+        out = []
+        for row, kind, bank, cid, dis, sid in zip(rows, kinds, banks, cids, until, sids):
+            bank_name, kind_name, sid_hex = names.bank_names[bank], names.kind_names[kind], f"{sid:016x}"
+            out.append(BankEntry(
+                key=bank_signal_key(bank_name, kind_name, sid_hex), bank=bank_name, bank_content_id=cid,
+                signal_type=kind_name, signal_id=sid_hex, value=values[row], disable_until_ts=dis,
+                metadata=dict(self.rows.metadata.get(row, {})),
+            ))
+        return out
+
     def search(self, kind: str, values: list[str], max_distance: int) -> list[list[Candidate]]:
         """Bank entries within max_distance of each value (all banks, enabled or not)."""
-        index = self._indices.get(kind)
+        kind_idx = self.rows.known_kind(kind)
+        index = self._indices.get(kind_idx) if kind_idx is not None else None
         if index is None or not values:
             return [[] for _ in values]
-        return [
-            [Candidate(self._entries[row], distance) for row, distance in hits if row in self._entries]
-            for hits in index.search(values, max_distance)
-        ]
+        alive = self.rows.cols["alive"]
+        results = [[(row, d) for row, d in hits if alive[row]] for hits in index.search(values, max_distance)]
+        entries = dict(zip(
+            sorted({row for hits in results for row, _ in hits}),
+            self._entries_at(sorted({row for hits in results for row, _ in hits})),
+        ))
+        return [[Candidate(entries[row], distance) for row, distance in hits] for hits in results]
 
     def entries_with_signal(self, sid: str) -> list[BankEntry]:
         """Every bank entry holding this signal (one signal id can be in several banks)."""
-        return [self._entries[row] for row in self._rows_of_signal.get(sid, ())]
+        return self._entries_at(self.rows.rows_with_sid(sid).tolist())
 
-    def entries(self, bank: str | None = None) -> Iterable[BankEntry]:
-        return (e for e in self._entries.values() if bank is None or e.bank == bank)
+    def entries(self, bank: str | None = None) -> Iterator[BankEntry]:
+        rows = self.rows.rows_of_bank(bank)
+        for start in range(0, len(rows), 10_000):
+            yield from self._entries_at(rows[start:start + 10_000].tolist())
 
     def signal_count(self, kind: str | None = None) -> int:
         if kind is None:
-            return len(self._entries)
-        index = self._indices.get(kind)
+            return self._live
+        kind_idx = self.rows.known_kind(kind)
+        index = self._indices.get(kind_idx) if kind_idx is not None else None
         return len(index) if index is not None else 0

@@ -40,14 +40,22 @@ def decode_change(spec: TopicSpec, key: bytes | None, value: bytes | None) -> Ch
         return None
 
 
+class StalePositions(Exception):
+    """Start positions that the topics no longer have (recreated or truncated): read from the start."""
+
+
 class CompactedTopicFollower:
-    def __init__(self, settings: Settings, specs: Iterable[TopicSpec], apply: ApplyBatch, name: str = "state") -> None:
+    def __init__(
+        self, settings: Settings, specs: Iterable[TopicSpec], apply: ApplyBatch, name: str = "state",
+        start_positions: dict[str, int] | None = None,
+    ) -> None:
         self.settings = settings
         self.specs = {spec.name(settings): spec for spec in specs}
         self.apply = apply
         self.name = name
         self.ready = asyncio.Event()
-        self.positions: dict[str, int] = {}  # topic -> records consumed (sum of offsets)
+        self.start_positions = dict(start_positions or {})  # single-partition topics: topic -> offset
+        self.positions: dict[str, int] = dict(self.start_positions)  # topic -> records consumed (sum of offsets)
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task | None = None
 
@@ -67,7 +75,21 @@ class CompactedTopicFollower:
         self._consumer.assign(partitions)
         await self._consumer.seek_to_beginning(*partitions)
         self._end = await self._consumer.end_offsets(partitions)
+        if self.start_positions:
+            await self._seek_to_start_positions(partitions)
         self._task = asyncio.create_task(self._run(), name=f"follow-{self.name}")
+
+    async def _seek_to_start_positions(self, partitions: list[TopicPartition]) -> None:
+        assert self._consumer is not None
+        begin = await self._consumer.beginning_offsets(partitions)
+        for tp in partitions:
+            if tp.topic not in self.start_positions:
+                continue
+            offset = self.start_positions[tp.topic]
+            if tp.partition != 0 or not begin[tp] <= offset <= self._end[tp]:
+                await self.stop()
+                raise StalePositions(f"{tp.topic}[{tp.partition}] holds offsets {begin[tp]}..{self._end[tp]}, not {offset}")
+            self._consumer.seek(tp, offset)
 
     async def _wait_for_partitions(self, topic: str) -> set[int]:
         return await asyncio.to_thread(topic_partitions, self.settings, topic)

@@ -1,0 +1,178 @@
+"""Bank signals as columns: one row per hma.bank-signals key, no Python object per signal.
+
+At 10M signals a Python object per signal costs gigabytes and minutes to rebuild; here a signal
+is a row across a few numpy columns (about 40 bytes with its key map slot), its value lives in its
+signal type's index, and the whole thing saves and loads as arrays (pipeline/state/snapshot.py).
+Row numbers are the ids the indices know signals by; a removed key's row stays dead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any, Sequence
+
+import numpy as np
+
+from pipeline.state.u64_map import U64Map
+
+SIGNAL_ID = re.compile(r"[0-9a-f]{16}")
+COLUMNS = {  # name -> dtype
+    "bank": np.int32,  # index into bank_names
+    "kind": np.int16,  # index into kind_names
+    "content_id": np.int64,
+    "disable_until": np.int64,
+    "sid": np.uint64,  # the signal id's 16 hex digits
+    "key_hash": np.uint64,
+    "alive": np.bool_,
+}
+
+
+def key_hash(key: str) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
+
+
+class SignalRows:
+    def __init__(self, capacity: int = 1024) -> None:
+        self.n = 0  # rows used, dead ones included
+        self.cols: dict[str, np.ndarray] = {name: np.zeros(capacity, dtype=dt) for name, dt in COLUMNS.items()}
+        self.bank_names: list[str] = []
+        self.kind_names: list[str] = []
+        self._bank_idx: dict[str, int] = {}
+        self._kind_idx: dict[str, int] = {}
+        self.metadata: dict[int, dict[str, str]] = {}  # only rows that have any
+        self._map = U64Map()
+        self._overflow: dict[str, int] = {}  # keys whose hash another live key already has
+
+    # -- names ----------------------------------------------------------------------------------
+    def bank_index(self, name: str) -> int:
+        idx = self._bank_idx.get(name)
+        if idx is None:
+            idx = self._bank_idx[name] = len(self.bank_names)
+            self.bank_names.append(name)
+        return idx
+
+    def kind_index(self, name: str) -> int:
+        idx = self._kind_idx.get(name)
+        if idx is None:
+            idx = self._kind_idx[name] = len(self.kind_names)
+            self.kind_names.append(name)
+        return idx
+
+    def known_bank(self, name: str) -> int | None:
+        return self._bank_idx.get(name)
+
+    def known_kind(self, name: str) -> int | None:
+        return self._kind_idx.get(name)
+
+    # -- rows -----------------------------------------------------------------------------------
+    def reserve(self, extra: int) -> None:
+        needed = self.n + extra
+        cap = len(self.cols["alive"])
+        if needed <= cap:
+            return
+        new_cap = max(needed, cap * 2)
+        for name, col in self.cols.items():
+            grown = np.zeros(new_cap, dtype=col.dtype)
+            grown[: self.n] = col[: self.n]
+            self.cols[name] = grown
+
+    def key_of(self, row: int) -> str:
+        c = self.cols
+        return f"{self.bank_names[c['bank'][row]]}/{self.kind_names[c['kind'][row]]}/{int(c['sid'][row]):016x}"
+
+    def find(self, keys: Sequence[str], hashes: np.ndarray) -> np.ndarray:
+        """The live row of each key, or -1 (hash collisions checked against the row's own key)."""
+        rows = self._map.get_many(hashes)
+        for i in np.flatnonzero(rows >= 0):
+            if self.key_of(int(rows[i])) != keys[i]:
+                rows[i] = -1
+        if self._overflow:
+            for i, key in enumerate(keys):
+                if key in self._overflow:
+                    rows[i] = self._overflow[key]
+        return rows
+
+    def new_row(self, h: int, bank: int, kind: int, sid: int) -> int:
+        """A row for a key seen for the first time (or again after its removal); not yet mapped."""
+        row = self.n
+        c = self.cols
+        c["bank"][row], c["kind"][row], c["sid"][row], c["key_hash"][row] = bank, kind, sid, h
+        c["alive"][row] = True
+        self.n += 1
+        return row
+
+    def map_keys(self, placed: dict[str, int], removed: Sequence[tuple[str, int]]) -> None:
+        """Bring the key map up to date after a batch: keys removed, keys now at a new row."""
+        gone = [h for key, h in removed if self._overflow.pop(key, None) is None]
+        if gone:
+            self._map.delete_many(np.array(gone, dtype=np.uint64))
+        if not placed:
+            return
+        keys = list(placed)
+        hashes = self.cols["key_hash"][np.fromiter(placed.values(), dtype=np.int64, count=len(placed))]
+        owners = self._map.get_many(hashes)
+        claimed: dict[int, int] = {}  # hash -> row, for the keys of this batch
+        for key, h, owner in zip(keys, hashes.tolist(), owners.tolist()):
+            row = placed[key]
+            if h in claimed:
+                owner = claimed[h]
+            if owner >= 0 and owner != row and self.cols["alive"][owner] and self.key_of(owner) != key:
+                self._overflow[key] = row  # a different live key owns this hash
+            else:
+                self._overflow.pop(key, None)
+                claimed[h] = row
+        if claimed:
+            self._map.put_many(np.fromiter(claimed, dtype=np.uint64, count=len(claimed)),
+                               np.fromiter(claimed.values(), dtype=np.int64, count=len(claimed)))
+
+    def live_rows(self) -> np.ndarray:
+        return np.flatnonzero(self.cols["alive"][: self.n])
+
+    def rows_with_sid(self, sid: str) -> np.ndarray:
+        if not SIGNAL_ID.fullmatch(sid):
+            return np.zeros(0, dtype=np.int64)
+        c = self.cols
+        return np.flatnonzero((c["sid"][: self.n] == np.uint64(int(sid, 16))) & c["alive"][: self.n])
+
+    def rows_of_bank(self, bank: str | None) -> np.ndarray:
+        if bank is None:
+            return self.live_rows()
+        idx = self._bank_idx.get(bank)
+        if idx is None:
+            return np.zeros(0, dtype=np.int64)
+        c = self.cols
+        return np.flatnonzero((c["bank"][: self.n] == idx) & c["alive"][: self.n])
+
+    # -- snapshots ------------------------------------------------------------------------------
+    def export(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays = {f"col_{name}": col[: self.n].copy() for name, col in self.cols.items()}
+        meta = {
+            "n": self.n, "bank_names": self.bank_names, "kind_names": self.kind_names,
+            "metadata": {str(row): md for row, md in self.metadata.items()},
+            "overflow": self._overflow,
+        }
+        return arrays, meta
+
+    @classmethod
+    def restore(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> "SignalRows":
+        n = int(meta["n"])
+        rows = cls(capacity=max(1024, int(n * 1.25)))
+        rows.n = n
+        for name in COLUMNS:
+            rows.cols[name][:n] = arrays[f"col_{name}"]
+        for name in meta["bank_names"]:
+            rows.bank_index(name)
+        for name in meta["kind_names"]:
+            rows.kind_index(name)
+        rows.metadata = {int(row): md for row, md in meta["metadata"].items()}
+        rows._overflow = dict(meta["overflow"])
+        live = rows.live_rows()
+        overflow_rows = set(rows._overflow.values())
+        mapped = live if not overflow_rows else live[~np.isin(live, list(overflow_rows))]
+        rows._map = U64Map(len(mapped))
+        rows._map.put_many(rows.cols["key_hash"][mapped], mapped)
+        return rows
+
+    def nbytes(self) -> int:
+        return sum(col.nbytes for col in self.cols.values()) + self._map.nbytes()

@@ -1,0 +1,157 @@
+"""The bank view's columnar signal rows against a plain dict model, under interleaved changes.
+
+Also the key map (open addressing with backward-shift deletion) against a dict, and the overflow
+path for keys whose 64-bit hashes collide (forced here with a tiny hash).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings as hsettings, strategies as st
+
+from pipeline.banks import bank_signal_record
+from pipeline.index.codes import code_to_hex
+from pipeline.state import bank_view as bank_view_module
+from pipeline.state.bank_view import BankView
+from pipeline.state.u64_map import U64Map
+from tests.test_matching import conformed_bank
+
+BANKS = ("ALPHA", "BETA", "GAMMA")
+rng = np.random.default_rng(5)
+BASE = rng.integers(0, 256, 32, dtype=np.uint8)
+# a pool of clustered codes: a few bits from one base code, so searches find several at once
+POOL = []
+for i in range(24):
+    code = BASE.copy()
+    for bit in rng.choice(256, i % 9, replace=False):
+        code[bit // 8] ^= 1 << (bit % 8)
+    POOL.append(code_to_hex(code))
+MD5S = ["0" * 31 + str(i) for i in range(4)]
+
+
+def hamming(a: str, b: str) -> int:
+    return bin(int(a, 16) ^ int(b, 16)).count("1")
+
+
+op = st.one_of(
+    st.tuples(st.just("add"), st.sampled_from(BANKS), st.integers(0, len(POOL) - 1), st.integers(1, 50),
+              st.sampled_from([0, 1, 4_000_000_000]), st.booleans()),
+    st.tuples(st.just("md5"), st.sampled_from(BANKS), st.integers(0, len(MD5S) - 1)),
+    st.tuples(st.just("remove"), st.integers(0, 200)),
+)
+
+
+def run_ops(view: BankView, batches, model: dict[str, dict] | None = None) -> dict[str, dict]:
+    model = {} if model is None else model
+    for batch in batches:
+        changes = []
+        for item in batch:
+            if item[0] == "add":
+                _, bank, i, cid, disabled, meta = item
+                key, record = bank_signal_record(bank, cid, "pdq", POOL[i], {"m": str(cid)} if meta else None)
+                record["disable_until_ts"] = disabled
+                changes.append((key, record))
+                model[key] = record
+            elif item[0] == "md5":
+                _, bank, i = item
+                key, record = bank_signal_record(bank, 900 + i, "video_md5", MD5S[i])
+                changes.append((key, record))
+                model[key] = record
+            elif model:
+                key = sorted(model)[item[1] % len(model)]
+                changes.append((key, None))
+                del model[key]
+        view.apply_signals(changes)
+        check(view, model)
+    return model
+
+
+def check(view: BankView, model: dict[str, dict]) -> None:
+    got = {e.key: (e.bank, e.bank_content_id, e.signal_type, e.signal_id, e.value, e.disable_until_ts, e.metadata)
+           for e in view.entries()}
+    want = {k: (r["bank"], r["bank_content_id"], r["signal_type"], r["signal_id"], r["value"], r["disable_until_ts"],
+                r["metadata"]) for k, r in model.items()}
+    assert got == want
+    assert view.signal_count() == len(model)
+    assert view.signal_count("pdq") == sum(r["signal_type"] == "pdq" for r in model.values())
+    for distance in (0, 3, 8):
+        [found] = view.search("pdq", [POOL[0]], distance)
+        assert sorted(c.entry.key for c in found) == sorted(
+            k for k, r in model.items() if r["signal_type"] == "pdq" and hamming(r["value"], POOL[0]) <= distance)
+    [md5_hits] = view.search("video_md5", [MD5S[0]], 0)
+    assert sorted(c.entry.key for c in md5_hits) == sorted(
+        k for k, r in model.items() if r["signal_type"] == "video_md5" and r["value"] == MD5S[0])
+    for record in list(model.values())[:3]:
+        assert sorted(e.key for e in view.entries_with_signal(record["signal_id"])) == sorted(
+            k for k, r in model.items() if r["signal_id"] == record["signal_id"])
+    for bank in BANKS:
+        assert sorted(e.key for e in view.entries(bank)) == sorted(k for k, r in model.items() if r["bank"] == bank)
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(op, min_size=1, max_size=12), min_size=1, max_size=8))
+def test_view_follows_interleaved_adds_updates_and_removes(batches):
+    view = BankView()
+    for bank in BANKS:
+        view.apply_bank(bank, conformed_bank(bank))
+    run_ops(view, batches)
+
+
+@hsettings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(op, min_size=1, max_size=12), min_size=1, max_size=6))
+def test_colliding_key_hashes_go_to_the_overflow(batches):
+    original = bank_view_module.key_hash
+    bank_view_module.key_hash = lambda key: original(key) % 3  # three hashes for every key
+    try:
+        view = BankView()
+        run_ops(view, batches)
+    finally:
+        bank_view_module.key_hash = original
+
+
+def test_new_and_reenabled_signals_are_announced():
+    view = BankView()
+    seen = []
+    view.on_new_signals = lambda entries: seen.extend((e.key, e.value) for e in entries)
+    key, record = bank_signal_record("ALPHA", 1, "pdq", POOL[1])
+    view.apply_signals([(key, {**record, "disable_until_ts": 0})])
+    assert seen == []
+    view.apply_signals([(key, record)])
+    assert seen == [(key, POOL[1])]
+    view.apply_signals([(key, record)])  # already enabled: not new
+    assert len(seen) == 1
+
+
+def test_records_whose_key_and_signal_disagree_are_not_applied():
+    view = BankView()
+    key, record = bank_signal_record("ALPHA", 1, "pdq", POOL[1])
+    view.apply_signals([("ALPHA/pdq/0000000000000000", record), (key, {**record, "value": "zz"}),
+                        (key, {**record, "signal_id": "not-hex"})])
+    assert view.signal_count() == 0 and view.rejected == 3
+
+
+@hsettings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 300), st.integers(0, 10**6)), max_size=400))
+def test_u64_map_matches_a_dict(ops):
+    m, model = U64Map(), {}
+    for put, key, value in ops:
+        k = key * 0x100000001  # spread over high and low bits; many share a home slot in 1024
+        if put:
+            m.put_many(np.array([k], dtype=np.uint64), np.array([value]))
+            model[k] = value
+        else:
+            m.delete_many(np.array([k], dtype=np.uint64))
+            model.pop(k, None)
+    queries = np.array([k * 0x100000001 for k in range(301)], dtype=np.uint64)
+    assert m.get_many(queries).tolist() == [model.get(int(q), -1) for q in queries]
+    assert len(m) == len(model)
+
+
+def test_u64_map_grows():
+    m = U64Map()
+    keys = np.random.default_rng(1).integers(0, 2**63, 50_000).astype(np.uint64)
+    m.put_many(keys, np.arange(50_000))
+    m.delete_many(keys[::2])
+    assert len(m) == 25_000
+    assert m.get_many(keys[1::2]).tolist() == list(range(1, 50_000, 2))
+    assert (m.get_many(keys[::2]) == -1).all()
