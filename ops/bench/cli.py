@@ -35,7 +35,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--uploads", type=int, default=50_000, help="pre-hashed uploads in the throughput burst")
     p.add_argument("--rate", type=int, default=1000, help="uploads/s for the latency run")
     p.add_argument("--seconds", type=int, default=30, help="length of the latency run")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (replicas)")
     p.set_defaults(handler=e2e)
+
+    p = bsub.add_parser("restart", help="a worker's restart with N banked signals: from its snapshot vs cold")
+    p.add_argument("--n", type=int, default=1_000_000, help="banked signals")
+    p.add_argument("--tail", type=float, default=0.01, help="share of the bank changed while the worker is down")
+    p.set_defaults(handler=restart)
+
+    p = bsub.add_parser("soak", help="worker memory under uploads and bank churn; bank-change visibility")
+    p.add_argument("--n", type=int, default=1_000_000, help="banked signals")
+    p.add_argument("--minutes", type=float, default=30, help="length after warm-up")
+    p.add_argument("--warmup", type=float, default=3, help="warm-up minutes (not counted in the growth)")
+    p.add_argument("--churn", type=float, default=0.01, help="share of the bank replaced per minute")
+    p.add_argument("--rate", type=int, default=200, help="uploads/s")
+    p.add_argument("--plot", default="soak-rss.svg", help="where the RSS chart (SVG) goes")
+    p.set_defaults(handler=soak)
 
     p = bsub.add_parser("replay", help="records/s of hmas replay over hma.hashes (starts its own broker)")
     p.add_argument("--n", type=int, default=200_000)
@@ -76,5 +91,20 @@ def load(args: argparse.Namespace, settings: Settings) -> int:
 def e2e(args: argparse.Namespace, settings: Settings) -> int:
     from ops.bench.e2e_bench import run_e2e_bench
 
-    print(json.dumps(run_e2e_bench(args.n, args.uploads, args.rate, args.seconds), indent=2))
+    print(json.dumps(run_e2e_bench(args.n, args.uploads, args.rate, args.seconds, args.workers), indent=2))
+    return 0
+
+
+def soak(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.bench.soak_bench import run_soak_bench
+
+    report = run_soak_bench(args.n, args.minutes, args.churn, args.rate, args.warmup, args.plot)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def restart(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.bench.restart_bench import run_restart_bench
+
+    print(json.dumps(run_restart_bench(args.n, args.tail), indent=2))
     return 0

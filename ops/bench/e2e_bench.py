@@ -1,31 +1,20 @@
 """`hmas bench load` and `hmas bench e2e`: banks of random PDQ signals, and the whole pipeline's
-throughput and upload-to-match latency against them, on a broker and a worker of the bench's own."""
+throughput and upload-to-match latency against them, on a broker and workers of the bench's own."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import tempfile
 import time
-import uuid
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ops.bench.harness import BenchPipeline, log
 from ops.bench.index_bench import machine
-from ops.kafka.broker import LocalBroker, free_ports
 from pipeline import topics as T
-from pipeline.admin import ensure_topics
 from pipeline.banks import bank_record, bank_signal_record
 from pipeline.client import Client
-from pipeline.config import Settings, load_settings
+from pipeline.config import Settings
 from pipeline.uploads import new_upload
-
-
-def log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
 def load_bank(settings: Settings, n: int, bank: str = "BENCH", seed: int = 11) -> np.ndarray:
@@ -73,58 +62,40 @@ def _wait_acted(settings: Settings, ids: set[str], timeout_s: float) -> None:
             return
 
 
-def run_e2e_bench(n: int, uploads: int, rate: int, seconds: int) -> dict[str, Any]:
+def run_e2e_bench(n: int, uploads: int, rate: int, seconds: int, workers: int = 1) -> dict[str, Any]:
     rng = np.random.default_rng(2)
-    with tempfile.TemporaryDirectory(prefix="hmas-bench-e2e-") as tmp:
-        broker = LocalBroker(Path(tmp) / "kafka", *free_ports(2))
-        broker.start()
-        worker = None
-        try:
-            env = {"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "HMAS_TOPIC_PREFIX": f"e{uuid.uuid4().hex[:6]}.",
-                   "HMAS_DATA_DIR": tmp, "HMAS_RECENT_ENABLED": "0"}
-            settings = load_settings(env=env, config_file=os.devnull)
-            ensure_topics(broker.bootstrap, settings)
-            codes = load_bank(settings, n)
-            started = time.perf_counter()
-            worker = subprocess.Popen([sys.executable, "-m", "pipeline", "--log-level", "warning", "worker"],
-                                      env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            probe = new_upload("probe", "photo", signals={"pdq": codes[0].tobytes().hex()})
-            client = Client(settings)
-            client.produce(T.UPLOADS, "probe", probe)
-            client.flush()
-            _wait_matched(settings, {"probe"}, timeout_s=1800)
-            ready_s = time.perf_counter() - started
-            log(f"e2e: worker matching after {ready_s:,.0f}s (loading {n:,} signals)")
+    with BenchPipeline() as p:
+        settings, client = p.settings, p.client
+        codes = load_bank(settings, n)
+        for i in range(workers):
+            p.start_worker(log_name=f"worker-{i}")
+        ready_s = p.wait_until_matching(codes[0].tobytes().hex())
+        log(f"e2e: {workers} worker(s) matching after {ready_s:,.0f}s (loading {n:,} signals)")
 
-            burst = _uploads(codes, uploads, "burst", rng)
-            start = time.perf_counter()
-            for u in burst:
-                client.produce(T.UPLOADS, u["content_id"], u)
-            client.flush()
-            matched = _wait_matched(settings, {u["content_id"] for u in burst}, timeout_s=600)
-            throughput = len(matched) / (time.perf_counter() - start)
-            log(f"e2e: {len(matched):,} uploads matched at {throughput:,.0f}/s")
-            acted = {cid for cid, r in matched.items() if any(h["status"] == "match" for h in r["matches"])}
-            _wait_acted(settings, acted, timeout_s=600)  # the burst's actions and flood counts are done
+        burst = _uploads(codes, uploads, "burst", rng)
+        start = time.perf_counter()
+        for u in burst:
+            client.produce(T.UPLOADS, u["content_id"], u)
+        client.flush()
+        matched = _wait_matched(settings, {u["content_id"] for u in burst}, timeout_s=600)
+        throughput = len(matched) / (time.perf_counter() - start)
+        log(f"e2e: {len(matched):,} uploads matched at {throughput:,.0f}/s")
+        acted = {cid for cid, r in matched.items() if any(h["status"] == "match" for h in r["matches"])}
+        _wait_acted(settings, acted, timeout_s=600)  # the burst's actions and flood counts are done
 
-            paced = _uploads(codes, rate * seconds, "paced", rng)
-            start = time.perf_counter()
-            for i, u in enumerate(paced):
-                delay = start + i / rate - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                u["submitted_at"] = int(time.time() * 1000)
-                client.produce(T.UPLOADS, u["content_id"], u)
-            client.flush()
-            timed = _wait_matched(settings, {u["content_id"] for u in paced}, timeout_s=600)
-            latency = np.array([r["matched_at"] - r["submitted_at"] for r in timed.values()], dtype=float)
-        finally:
-            if worker is not None:
-                worker.terminate()
-                worker.wait(60)
-            broker.stop()
+        paced = _uploads(codes, rate * seconds, "paced", rng)
+        start = time.perf_counter()
+        for i, u in enumerate(paced):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            u["submitted_at"] = int(time.time() * 1000)
+            client.produce(T.UPLOADS, u["content_id"], u)
+        client.flush()
+        timed = _wait_matched(settings, {u["content_id"] for u in paced}, timeout_s=600)
+        latency = np.array([r["matched_at"] - r["submitted_at"] for r in timed.values()], dtype=float)
     return {
-        "banked_signals": n, "machine": machine(), "worker_ready_s": round(ready_s, 1),
+        "banked_signals": n, "machine": machine(), "workers": workers, "worker_ready_s": round(ready_s, 1),
         "burst_uploads": uploads, "burst_matched": len(matched), "uploads_per_s": round(throughput),
         "paced_rate_per_s": rate, "paced_seconds": seconds, "paced_matched": len(timed),
         "latency_ms_p50": round(float(np.percentile(latency, 50)), 1),

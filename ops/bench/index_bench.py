@@ -43,8 +43,9 @@ def make_data(n: int, queries: int, seed: int = 7) -> tuple[np.ndarray, np.ndarr
     return codes, np.concatenate([planted, random])
 
 
-def rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of a process (this one by default), MB."""
+    with open(f"/proc/{pid}/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 

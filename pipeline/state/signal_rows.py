@@ -45,19 +45,19 @@ class SignalRows:
         self._overflow: dict[str, int] = {}  # keys whose hash another live key already has
 
     # -- names ----------------------------------------------------------------------------------
-    def bank_index(self, name: str) -> int:
-        idx = self._bank_idx.get(name)
+    @staticmethod
+    def _intern(names: list[str], index: dict[str, int], name: str) -> int:
+        idx = index.get(name)
         if idx is None:
-            idx = self._bank_idx[name] = len(self.bank_names)
-            self.bank_names.append(name)
+            idx = index[name] = len(names)
+            names.append(name)
         return idx
 
+    def bank_index(self, name: str) -> int:
+        return self._intern(self.bank_names, self._bank_idx, name)
+
     def kind_index(self, name: str) -> int:
-        idx = self._kind_idx.get(name)
-        if idx is None:
-            idx = self._kind_idx[name] = len(self.kind_names)
-            self.kind_names.append(name)
-        return idx
+        return self._intern(self.kind_names, self._kind_idx, name)
 
     def known_bank(self, name: str) -> int | None:
         return self._bank_idx.get(name)

@@ -20,18 +20,20 @@ def _home(key: np.uint64, mask: np.int64) -> np.int64:
     return np.int64(h >> np.uint64(17)) & mask
 
 
+@njit(cache=True, inline="always")
+def _slot(keys, vals, key, mask) -> np.int64:
+    """Where key is, or the empty slot that ends its probe sequence."""
+    i = _home(key, mask)
+    while vals[i] != EMPTY and keys[i] != key:
+        i = (i + 1) & mask
+    return i
+
+
 @njit(cache=True)
 def _get_many(keys, vals, queries, out):
     mask = np.int64(len(keys) - 1)
     for q in range(len(queries)):
-        key = queries[q]
-        i = _home(key, mask)
-        out[q] = EMPTY
-        while vals[i] != EMPTY:
-            if keys[i] == key:
-                out[q] = vals[i]
-                break
-            i = (i + 1) & mask
+        out[q] = vals[_slot(keys, vals, queries[q], mask)]
 
 
 @njit(cache=True)
@@ -40,13 +42,10 @@ def _put_many(keys, vals, new_keys, new_vals) -> int:
     mask = np.int64(len(keys) - 1)
     added = 0
     for q in range(len(new_keys)):
-        key = new_keys[q]
-        i = _home(key, mask)
-        while vals[i] != EMPTY and keys[i] != key:
-            i = (i + 1) & mask
+        i = _slot(keys, vals, new_keys[q], mask)
         if vals[i] == EMPTY:
             added += 1
-            keys[i] = key
+            keys[i] = new_keys[q]
         vals[i] = new_vals[q]
     return added
 
@@ -56,10 +55,7 @@ def _delete_many(keys, vals, gone) -> int:
     mask = np.int64(len(keys) - 1)
     removed = 0
     for q in range(len(gone)):
-        key = gone[q]
-        i = _home(key, mask)
-        while vals[i] != EMPTY and keys[i] != key:
-            i = (i + 1) & mask
+        i = _slot(keys, vals, gone[q], mask)
         if vals[i] == EMPTY:
             continue
         removed += 1

@@ -1,0 +1,87 @@
+"""What the pipeline benches share: their own broker on free ports, topics under a fresh prefix,
+worker processes they start and stop, and waits on the output topics."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ops.kafka.broker import LocalBroker, free_ports
+from pipeline import topics as T
+from pipeline.admin import ensure_topics
+from pipeline.client import Client
+from pipeline.config import Settings, load_settings
+from pipeline.uploads import new_upload
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+class BenchPipeline:
+    """A broker, topics and settings in a temporary folder; `with BenchPipeline() as p: ...`."""
+
+    def __init__(self, **env: str) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="hmas-bench-")
+        self.dir = Path(self._tmp.name)
+        self.broker = LocalBroker(self.dir / "kafka", *free_ports(2))
+        self.extra_env = env
+        self.workers: list[subprocess.Popen] = []
+
+    def __enter__(self) -> "BenchPipeline":
+        self.broker.start()
+        self.env = {"KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap, "HMAS_TOPIC_PREFIX": f"b{uuid.uuid4().hex[:6]}.",
+                    "HMAS_DATA_DIR": str(self.dir), "HMAS_RECENT_ENABLED": "0", **self.extra_env}
+        self.settings: Settings = load_settings(env=self.env, config_file=os.devnull)
+        ensure_topics(self.broker.bootstrap, self.settings)
+        self.client = Client(self.settings)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for worker in self.workers:
+            self.stop_worker(worker)
+        self.broker.stop()
+        self._tmp.cleanup()
+
+    def start_worker(self, *args: str, log_name: str = "worker") -> subprocess.Popen:
+        out = open(self.dir / f"{log_name}.log", "ab")
+        worker = subprocess.Popen([sys.executable, "-m", "pipeline", "--log-level", "info", "worker", *args],
+                                  env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT)
+        self.workers.append(worker)
+        return worker
+
+    def stop_worker(self, worker: subprocess.Popen, timeout_s: float = 120) -> None:
+        if worker.poll() is None:
+            worker.terminate()
+            try:
+                worker.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+        if worker in self.workers:
+            self.workers.remove(worker)
+
+    def worker_log(self, log_name: str = "worker") -> str:
+        return (self.dir / f"{log_name}.log").read_text(errors="replace")
+
+    def wait_until_matching(self, code_hex: str, timeout_s: float = 1800) -> float:
+        """Seconds until an upload of a banked code comes out matched (uploads retried every 2 s)."""
+        started = time.perf_counter()
+        deadline = started + timeout_s
+        while time.perf_counter() < deadline:
+            cid = f"probe-{uuid.uuid4().hex[:8]}"
+            self.client.produce(T.UPLOADS, cid, new_upload(cid, "photo", signals={"pdq": code_hex}))
+            self.client.flush()
+            for key, record in Client(self.settings).read(T.MATCHES, timeout_s=2):
+                if key == cid and record["matches"]:
+                    return time.perf_counter() - started
+            for worker in self.workers:
+                if worker.poll() is not None:
+                    raise RuntimeError(f"worker exited with {worker.returncode}")
+        raise TimeoutError(f"nothing matched {code_hex[:16]}... within {timeout_s}s")
