@@ -25,36 +25,36 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--signals", type=int, default=1000)
     p.set_defaults(handler=ring)
 
-    p = bsub.add_parser("load", help="publish N random PDQ signals to hma.bank-signals of the configured cluster")
-    p.add_argument("--n", type=int, default=1_000_000)
+    p = _bench_with_bank(bsub, "load", load, "publish N random PDQ signals to hma.bank-signals of the configured cluster")
     p.add_argument("--bank", default="BENCH")
-    p.set_defaults(handler=load)
 
-    p = bsub.add_parser("e2e", help="uploads/s and upload-to-match latency with N banked signals (own broker)")
-    p.add_argument("--n", type=int, default=1_000_000, help="banked signals")
+    p = _bench_with_bank(bsub, "e2e", e2e, "uploads/s and upload-to-match latency with N banked signals (own broker)")
     p.add_argument("--uploads", type=int, default=50_000, help="pre-hashed uploads in the throughput burst")
     p.add_argument("--rate", type=int, default=1000, help="uploads/s for the latency run")
     p.add_argument("--seconds", type=int, default=30, help="length of the latency run")
     p.add_argument("--workers", type=int, default=1, help="worker processes (replicas)")
-    p.set_defaults(handler=e2e)
 
-    p = bsub.add_parser("restart", help="a worker's restart with N banked signals: from its snapshot vs cold")
-    p.add_argument("--n", type=int, default=1_000_000, help="banked signals")
+    p = _bench_with_bank(bsub, "restart", restart, "a worker's restart with N banked signals: from its snapshot vs cold")
     p.add_argument("--tail", type=float, default=0.01, help="share of the bank changed while the worker is down")
-    p.set_defaults(handler=restart)
 
-    p = bsub.add_parser("soak", help="worker memory under uploads and bank churn; bank-change visibility")
-    p.add_argument("--n", type=int, default=1_000_000, help="banked signals")
+    p = _bench_with_bank(bsub, "soak", soak, "worker memory under uploads and bank churn; bank-change visibility")
     p.add_argument("--minutes", type=float, default=30, help="length after warm-up")
     p.add_argument("--warmup", type=float, default=3, help="warm-up minutes (not counted in the growth)")
     p.add_argument("--churn", type=float, default=0.01, help="share of the bank replaced per minute")
     p.add_argument("--rate", type=int, default=200, help="uploads/s")
     p.add_argument("--plot", default="soak-rss.svg", help="where the RSS chart (SVG) goes")
-    p.set_defaults(handler=soak)
 
     p = bsub.add_parser("replay", help="records/s of hmas replay over hma.hashes (starts its own broker)")
     p.add_argument("--n", type=int, default=200_000)
     p.set_defaults(handler=replay_rate)
+
+
+def _bench_with_bank(bsub: argparse._SubParsersAction, name: str, handler, help: str) -> argparse.ArgumentParser:
+    """A bench over a bank of --n random PDQ signals."""
+    p = bsub.add_parser(name, help=help)
+    p.add_argument("--n", type=int, default=1_000_000, help="banked signals (default 1,000,000)")
+    p.set_defaults(handler=handler)
+    return p
 
 
 def index(args: argparse.Namespace, settings: Settings) -> int:
