@@ -5,8 +5,9 @@ Every second: `rate` pre-hashed uploads (half near-duplicates of banked codes) a
 the bank replaced (as many removals as additions, so the bank keeps its size). Every 10 s the
 worker's RSS is sampled; after warm-up the growth is measured against the first minute's median.
 Every 20 s a visibility probe: a new signal is banked and uploads of it are sent every 50 ms
-until one matches, then it is removed and uploads are sent until one does not: the times from
-each change to the first upload that sees it are the bank-to-match visibility (an upper bound).
+until one matches, then it is removed and uploads are sent until one does not: the time from
+each change to the match record of the first upload that sees it bounds the change's visibility
+from above (that upload's own trip through the pipeline is included).
 """
 
 from __future__ import annotations
@@ -38,33 +39,38 @@ class MatchWatcher(threading.Thread):
     def __init__(self, settings) -> None:
         super().__init__(daemon=True)
         self.settings = settings
-        self.results: dict[str, bool] = {}  # probe content id -> matched anything
+        self.results: dict[str, tuple[bool, int]] = {}  # probe content id -> (matched anything, matched_at)
         self.stop = threading.Event()
 
     def run(self) -> None:
         for key, record in Client(self.settings).read(T.MATCHES, from_beginning=False, timeout_s=10**6):
             if key and key.startswith("vis-"):
-                self.results[key] = bool(record["matches"])
+                self.results[key] = (bool(record["matches"]), record["matched_at"])
             if self.stop.is_set():
                 return
 
 
 def _probe(p: BenchPipeline, watcher: MatchWatcher, code_hex: str, key: str, record: dict | None,
            want_match: bool, tag: str) -> float:
-    """Seconds from producing the bank change to the first upload that sees it."""
-    t0 = time.perf_counter()
+    """Seconds from producing the bank change to the match record of the first upload that sees it.
+
+    An upper bound of the change's visibility: it includes that upload's own trip through the
+    pipeline. Uploads of the code are sent every 50 ms from the change on.
+    """
+    changed_ms = time.time() * 1000
     p.client.produce(T.BANK_SIGNALS, key, record)
     p.client.flush()
-    sent: list[tuple[str, float]] = []
-    deadline = t0 + 30
-    while time.perf_counter() < deadline:
+    sent: list[str] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
         cid = f"vis-{tag}-{len(sent)}"
-        sent.append((cid, time.perf_counter() - t0))
+        sent.append(cid)
         p.client.produce(T.UPLOADS, cid, new_upload(cid, "photo", signals={"pdq": code_hex}))
         p.client.flush()
-        for done, at in sent:
-            if watcher.results.get(done) is want_match:
-                return at
+        for done in sent:
+            result = watcher.results.get(done)
+            if result is not None and result[0] is want_match:
+                return max(0.0, (result[1] - changed_ms) / 1000)
         time.sleep(PROBE_STEP_S)
     return float("inf")
 
