@@ -41,6 +41,7 @@ class PipelineContext:
     _snapshot_positions: dict[str, int] = field(default_factory=dict)  # of the newest snapshot
     _hash_pool: ProcessPoolExecutor | None = None
     _fetch_pool: ThreadPoolExecutor | None = None
+    _index_pool: ThreadPoolExecutor | None = None
 
     def topic(self, spec: T.TopicSpec) -> faust.TopicT:
         return self.topics[spec.suffix]
@@ -187,6 +188,13 @@ class PipelineContext:
         return self._hash_pool
 
     @property
+    def index_pool(self) -> ThreadPoolExecutor:
+        """One thread for index searches (see agents/matcher.py: lookup)."""
+        if self._index_pool is None:
+            self._index_pool = ThreadPoolExecutor(1, thread_name_prefix="index")
+        return self._index_pool
+
+    @property
     def fetch_pool(self) -> ThreadPoolExecutor:
         if self._fetch_pool is None:
             self._fetch_pool = ThreadPoolExecutor(8, thread_name_prefix="fetch")
@@ -201,7 +209,7 @@ class PipelineContext:
             except Exception:  # a failed snapshot must not stop the shutdown
                 log.exception("view snapshot not saved at shutdown")
             await self._follower.stop()
-        for pool in (self._hash_pool, self._fetch_pool):
+        for pool in (self._hash_pool, self._fetch_pool, self._index_pool):
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from pipeline.banks import now_ms
@@ -27,6 +28,47 @@ def match_batch(
     return judge_batch(records, hits, view, flood_guard)
 
 
+@dataclass
+class LookupPlan:
+    """The match records of a batch (no hits yet) and its queries per signal type."""
+
+    records: list[dict[str, Any]]
+    queries: dict[str, list[tuple[int, str]]]  # signal type -> (record index, value)
+    widest: dict[str, int]  # signal type -> the widest distance of any bank
+
+
+def plan_lookups(hashed: Sequence[dict[str, Any]], view: BankView, settings: Settings) -> LookupPlan:
+    records = [empty_match_record(h) for h in hashed]
+    queries: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for i, h in enumerate(hashed):
+        for kind_name, signal in h["signals"].items():
+            reason = _skip_reason(kind_name, signal, settings, view, h["content_id"])
+            if reason:
+                records[i]["skipped"][kind_name] = reason
+            else:
+                queries[kind_name].append((i, signal["value"]))
+    widest = {kind: max((bank_distance(b, kind) for b in view.banks.values()), default=0) for kind in queries}
+    return LookupPlan(records, dict(queries), widest)
+
+
+def search_plan(view: BankView, plan: LookupPlan) -> dict[str, list[list[tuple[int, int]]]]:
+    """The index searches of a plan: (row, distance) per query. Safe on another thread than the
+    one applying bank changes (the PDQ kernels release the GIL, so the event loop keeps going)."""
+    return {kind: view.search_rows(kind, [v for _, v in items], plan.widest[kind]) for kind, items in plan.queries.items()}
+
+
+def collect_hits(view: BankView, plan: LookupPlan, found: dict[str, list[list[tuple[int, int]]]]) -> list[list[Hit]]:
+    """Each upload's bank entries within their own bank's distance."""
+    hits: list[list[Hit]] = [[] for _ in plan.records]
+    for kind, items in plan.queries.items():
+        for (i, value), candidates in zip(items, view.candidates(found[kind])):
+            for cand in candidates:
+                hit = _hit_within_threshold(view, cand.entry, cand.distance, value)
+                if hit is not None:
+                    hits[i].append(hit)
+    return hits
+
+
 def lookup_batch(
     hashed: Sequence[dict[str, Any]], view: BankView, settings: Settings
 ) -> tuple[list[dict[str, Any]], list[list[Hit]]]:
@@ -35,25 +77,8 @@ def lookup_batch(
     Queries of one signal type are searched together. A shard worker's view holds one shard, so
     its hits are that shard's part of the answer.
     """
-    records = [empty_match_record(h) for h in hashed]
-    queries: dict[str, list[tuple[int, str]]] = defaultdict(list)  # signal type -> (record index, value)
-    for i, h in enumerate(hashed):
-        for kind_name, signal in h["signals"].items():
-            reason = _skip_reason(kind_name, signal, settings, view, h["content_id"])
-            if reason:
-                records[i]["skipped"][kind_name] = reason
-            else:
-                queries[kind_name].append((i, signal["value"]))
-    hits: list[list[Hit]] = [[] for _ in hashed]
-    for kind_name, items in queries.items():
-        widest = max((bank_distance(b, kind_name) for b in view.banks.values()), default=0)
-        results = view.search(kind_name, [value for _, value in items], widest)
-        for (i, value), candidates in zip(items, results):
-            for cand in candidates:
-                hit = _hit_within_threshold(view, cand.entry, cand.distance, value)
-                if hit is not None:
-                    hits[i].append(hit)
-    return records, hits
+    plan = plan_lookups(hashed, view, settings)
+    return plan.records, collect_hits(view, plan, search_plan(view, plan))
 
 
 def judge_batch(

@@ -8,6 +8,7 @@ signal type.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -17,8 +18,8 @@ from pipeline import metrics
 from pipeline import topics as T
 from pipeline.app import PipelineContext
 from pipeline.flood import LocalFloodGuard
-from pipeline.guard import MATCH, QUARANTINED
-from pipeline.matching import match_batch
+from pipeline.guard import MATCH, QUARANTINED, Hit
+from pipeline.matching import collect_hits, judge_batch, plan_lookups, search_plan
 from pipeline.state.bank_view import BankView
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,16 @@ def counts_toward_flood(hit: dict, view: BankView) -> bool:
 def new_flood_guard(ctx: PipelineContext) -> LocalFloodGuard:
     s = ctx.settings
     return LocalFloodGuard(s.flood_epsilon, s.flood_delta, s.flood_bucket_ms)
+
+
+async def lookup(ctx: PipelineContext, hashed: list[dict[str, Any]], view: BankView) -> tuple[list[dict], list[list[Hit]]]:
+    """lookup_batch, with the index searches on the index thread: the event loop keeps consuming
+    and producing while the compiled kernels (which release the GIL) search on the other core."""
+    plan = plan_lookups(hashed, view, ctx.settings)
+    if not plan.queries:
+        return plan.records, [[] for _ in plan.records]
+    found = await asyncio.get_running_loop().run_in_executor(ctx.index_pool, search_plan, view, plan)
+    return plan.records, collect_hits(view, plan, found)
 
 
 async def emit_match(ctx: PipelineContext, key: bytes | None, record: dict[str, Any], view: BankView, stage: str) -> None:
@@ -60,5 +71,6 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
         flood_guard = new_flood_guard(ctx)
         async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
             good, hashed = await ctx.decode_events(events, T.HASHES, STAGE)
-            for event, record in zip(good, match_batch(hashed, view, ctx.settings, flood_guard)):
+            records, hits = await lookup(ctx, hashed, view)
+            for event, record in zip(good, judge_batch(records, hits, view, flood_guard)):
                 await emit_match(ctx, event.message.key, record, view, STAGE)

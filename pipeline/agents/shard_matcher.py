@@ -11,10 +11,10 @@ from __future__ import annotations
 import faust
 
 from pipeline import topics as T
-from pipeline.agents.matcher import BATCH, BATCH_WITHIN_S
+from pipeline.agents.matcher import BATCH, BATCH_WITHIN_S, lookup
 from pipeline.app import PipelineContext
 from pipeline.banks import now_ms
-from pipeline.matching import candidate_record, lookup_batch
+from pipeline.matching import candidate_record
 
 STAGE = "shard-matcher"
 
@@ -28,7 +28,7 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
         view = await ctx.bank_view()
         async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
             good, hashed = await ctx.decode_events(events, T.HASHES, STAGE, dead_letters=shard.index == 0)
-            records, hits = lookup_batch(hashed, view, ctx.settings)
+            records, hits = await lookup(ctx, hashed, view)
             for event, upload, record, upload_hits in zip(good, hashed, records, hits):
                 await ctx.send(T.SHARD_HITS, event.message.key, {
                     "shard": shard.index, "shards": shard.count,

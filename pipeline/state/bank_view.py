@@ -249,17 +249,27 @@ class BankView:
 
     def search(self, kind: str, values: list[str], max_distance: int) -> list[list[Candidate]]:
         """Bank entries within max_distance of each value (all banks, enabled or not)."""
+        return self.candidates(self.search_rows(kind, values, max_distance))
+
+    def search_rows(self, kind: str, values: list[str], max_distance: int) -> list[list[tuple[int, int]]]:
+        """(row, distance) of the live signals within max_distance of each value.
+
+        May run on a thread while the event loop applies changes: the indices lock themselves,
+        and a row removed meanwhile is left out here or by `candidates`.
+        """
         kind_idx = self.rows.known_kind(kind)
         index = self._indices.get(kind_idx) if kind_idx is not None else None
         if index is None or not values:
             return [[] for _ in values]
         alive = self.rows.cols["alive"]
-        results = [[(row, d) for row, d in hits if alive[row]] for hits in index.search(values, max_distance)]
-        entries = dict(zip(
-            sorted({row for hits in results for row, _ in hits}),
-            self._entries_at(sorted({row for hits in results for row, _ in hits})),
-        ))
-        return [[Candidate(entries[row], distance) for row, distance in hits] for hits in results]
+        return [[(row, d) for row, d in hits if alive[row]] for hits in index.search(values, max_distance)]
+
+    def candidates(self, found: list[list[tuple[int, int]]]) -> list[list[Candidate]]:
+        """Rows found by `search_rows` as bank entries (rows removed since are left out)."""
+        alive = self.rows.cols["alive"]
+        rows = sorted({row for hits in found for row, _ in hits if alive[row]})
+        entries = dict(zip(rows, self._entries_at(rows)))
+        return [[Candidate(entries[row], d) for row, d in hits if row in entries] for hits in found]
 
     def entries_with_signal(self, sid: str) -> list[BankEntry]:
         """Every bank entry holding this signal (one signal id can be in several banks)."""

@@ -92,7 +92,8 @@ class ExactSignalIndex:
                 del self._by_value[value]
 
     def search(self, values: Sequence[str], max_distance: int) -> Hits:
-        return [[(row, 0) for row in self._by_value.get(value, ())] for value in values]
+        # tuple() copies a set in one step, so a search on another thread never sees it change size
+        return [[(row, 0) for row in tuple(self._by_value.get(value, ()))] for value in values]
 
     def values(self, ids: Sequence[int]) -> list[str]:
         return [self._value_of[row] for row in ids]
