@@ -22,6 +22,7 @@ from schemas.codec import DecodeError
 
 log = logging.getLogger(__name__)
 
+PROGRESS_EVERY_S = 10
 Change = tuple[str, dict | None]  # key, decoded value (None = tombstone)
 ApplyBatch = Callable[[TopicSpec, list[Change]], Awaitable[None] | None]
 
@@ -98,7 +99,12 @@ class CompactedTopicFollower:
         assert self._consumer is not None
         if not any(self._end.values()):
             self.ready.set()
+        started = last_report = time.monotonic()
+        first = sum(self.positions.values())
         while True:
+            if not self.ready.is_set() and time.monotonic() - last_report >= PROGRESS_EVERY_S:
+                last_report = time.monotonic()
+                self._report_progress(first, last_report - started)
             batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
             for tp, records in batches.items():
                 spec = self.specs[tp.topic]
@@ -113,6 +119,16 @@ class CompactedTopicFollower:
             ):
                 log.info("state caught up", extra={"view": self.name, "positions": dict(self.positions)})
                 self.ready.set()
+
+    def _report_progress(self, first: int, elapsed_s: float) -> None:
+        """Catching up on a large state topic takes minutes: say how far, how fast, how long still."""
+        total = sum(self._end.values())
+        done = sum(self.positions.values())
+        rate = (done - first) / elapsed_s if elapsed_s > 0 else 0
+        log.info("reading state", extra={
+            "view": self.name, "records": done, "of": total, "per_s": round(rate),
+            "eta_s": round((total - done) / rate) if rate > 0 else None,
+        })
 
     async def end_offsets(self) -> dict[str, int]:
         """The topics' current end offsets (summed over partitions)."""
