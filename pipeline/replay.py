@@ -23,6 +23,7 @@ from pipeline.client import Client
 from pipeline.config import Settings
 from pipeline.guard import MATCH
 from pipeline.matching import match_batch
+from pipeline.progress import ProgressBar
 from pipeline.state.bank_view import BankView
 from pipeline.state.log_reader import read_to_end, topic_partitions
 from schemas.codec import DecodeError
@@ -107,7 +108,7 @@ def replay(settings: Settings, start_ms: int, end_ms: int | None = None, banks: 
                 remaining[c.partition] = (start, high)
         total = sum(high - start for start, high in remaining.values())
         consumer.assign(assign)
-        progress = Progress(total, out)
+        progress = ProgressBar("replay", total, out=out)
         while remaining and (stop_after is None or stats.records < stop_after):
             wanted = 5000 if stop_after is None else min(5000, stop_after - stats.records)
             messages = consumer.consume(wanted, timeout=1.0)
@@ -133,11 +134,15 @@ def replay(settings: Settings, start_ms: int, end_ms: int | None = None, banks: 
             for p, o in last.items():
                 if p in remaining and o + 1 >= remaining[p][1]:
                     del remaining[p]
-            progress.show(stats)
-        progress.show(stats, final=True)
+            progress.update(stats.records, _replay_note(stats))
+        progress.update(stats.records, _replay_note(stats), final=True)
     finally:
         consumer.close()
     return stats
+
+
+def _replay_note(stats: ReplayStats) -> str:
+    return f"{stats.written:,} retroactive matches, {stats.skipped_already_acted:,} hits already acted on"
 
 
 def _retro_records(batch: list[dict[str, Any]], view: BankView, settings: Settings, banks: list[str],
@@ -161,22 +166,3 @@ def _retro_records(batch: list[dict[str, Any]], view: BankView, settings: Settin
             out.append(record)
             stats.written += 1
     return out
-
-
-class Progress:
-    """Records, rate and ETA on one line of the terminal, at most once a second."""
-
-    def __init__(self, total: int, out) -> None:
-        self.total, self.out = total, out
-        self.started = self.last = time.monotonic()
-
-    def show(self, stats: ReplayStats, final: bool = False) -> None:
-        now = time.monotonic()
-        if not final and now - self.last < 1:
-            return
-        self.last = now
-        rate = stats.records / max(now - self.started, 1e-6)
-        eta = (self.total - stats.records) / rate if rate > 0 else float("inf")
-        line = (f"replay: {stats.records:,}/{self.total:,} records, {rate:,.0f}/s, ETA {eta:,.0f}s, "
-                f"{stats.written:,} retroactive matches, {stats.skipped_already_acted:,} hits already acted on")
-        print(("\r" + line) if not final else ("\r" + line + "\n"), end="", file=self.out, flush=True)

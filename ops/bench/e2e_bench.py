@@ -14,6 +14,7 @@ from pipeline import topics as T
 from pipeline.banks import bank_record, bank_signal_record
 from pipeline.client import Client
 from pipeline.config import Settings
+from pipeline.progress import ProgressBar
 from pipeline.uploads import new_upload
 
 
@@ -22,15 +23,14 @@ def load_bank(settings: Settings, n: int, bank: str = "BENCH", seed: int = 11) -
     client = Client(settings)
     client.produce(T.BANKS, bank, bank_record(bank))
     codes = np.random.default_rng(seed).integers(0, 256, (n, 32), dtype=np.uint8)
-    start = time.perf_counter()
+    progress = ProgressBar("load", n, "signals")
     for i, code in enumerate(codes):
         key, record = bank_signal_record(bank, i + 1, "pdq", code.tobytes().hex())
         client.produce(T.BANK_SIGNALS, key, record)
-        if i and i % 100_000 == 0:
-            rate = i / (time.perf_counter() - start)
-            log(f"load: {i:,}/{n:,} signals, {rate:,.0f}/s, ETA {(n - i) / rate:,.0f}s")
+        if i % 10_000 == 0:
+            progress.update(i)
     client.flush(600)
-    log(f"load: {n:,} signals in {time.perf_counter() - start:,.0f}s")
+    progress.update(n, final=True)
     return codes
 
 
@@ -44,13 +44,16 @@ def _uploads(codes: np.ndarray, count: int, prefix: str, rng: np.random.Generato
     return out
 
 
-def _wait_matched(settings: Settings, ids: set[str], timeout_s: float) -> dict[str, dict]:
+def _wait_matched(settings: Settings, ids: set[str], timeout_s: float, label: str) -> dict[str, dict]:
     found: dict[str, dict] = {}
+    progress = ProgressBar(label, len(ids), "uploads matched")
     for key, record in Client(settings).read(T.MATCHES, timeout_s=timeout_s):
         if key in ids:
             found[key] = record
+            progress.update(len(found))
             if len(found) == len(ids):
                 break
+    progress.finish()
     return found
 
 
@@ -68,7 +71,7 @@ def run_e2e_bench(n: int, uploads: int, rate: int, seconds: int, workers: int = 
         settings, client = p.settings, p.client
         codes = load_bank(settings, n)
         for i in range(workers):
-            p.start_worker(log_name=f"worker-{i}")
+            p.start_worker(log_name=f"worker-{i}", data_dir=p.dir / f"replica-{i}")
         ready_s = p.wait_until_matching(codes[0].tobytes().hex())
         log(f"e2e: {workers} worker(s) matching after {ready_s:,.0f}s (loading {n:,} signals)")
 
@@ -77,22 +80,25 @@ def run_e2e_bench(n: int, uploads: int, rate: int, seconds: int, workers: int = 
         for u in burst:
             client.produce(T.UPLOADS, u["content_id"], u)
         client.flush()
-        matched = _wait_matched(settings, {u["content_id"] for u in burst}, timeout_s=600)
+        matched = _wait_matched(settings, {u["content_id"] for u in burst}, 600, "e2e burst")
         throughput = len(matched) / (time.perf_counter() - start)
         log(f"e2e: {len(matched):,} uploads matched at {throughput:,.0f}/s")
         acted = {cid for cid, r in matched.items() if any(h["status"] == "match" for h in r["matches"])}
         _wait_acted(settings, acted, timeout_s=600)  # the burst's actions and flood counts are done
 
         paced = _uploads(codes, rate * seconds, "paced", rng)
+        progress = ProgressBar(f"e2e at {rate:,}/s", len(paced), "uploads sent")
         start = time.perf_counter()
         for i, u in enumerate(paced):
+            progress.update(i)
             delay = start + i / rate - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
             u["submitted_at"] = int(time.time() * 1000)
             client.produce(T.UPLOADS, u["content_id"], u)
         client.flush()
-        timed = _wait_matched(settings, {u["content_id"] for u in paced}, timeout_s=600)
+        progress.update(len(paced), final=True)
+        timed = _wait_matched(settings, {u["content_id"] for u in paced}, 600, "e2e paced")
         latency = np.array([r["matched_at"] - r["submitted_at"] for r in timed.values()], dtype=float)
     return {
         "banked_signals": n, "machine": machine(), "workers": workers, "worker_ready_s": round(ready_s, 1),

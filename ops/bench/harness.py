@@ -33,6 +33,7 @@ class BenchPipeline:
         self.broker = LocalBroker(self.dir / "kafka", *free_ports(2))
         self.extra_env = env
         self.workers: list[subprocess.Popen] = []
+        self.log_names: dict[int, str] = {}
 
     def __enter__(self) -> "BenchPipeline":
         self.broker.start()
@@ -49,11 +50,15 @@ class BenchPipeline:
         self.broker.stop()
         self._tmp.cleanup()
 
-    def start_worker(self, *args: str, log_name: str = "worker") -> subprocess.Popen:
+    def start_worker(self, *args: str, log_name: str = "worker", data_dir: Path | None = None) -> subprocess.Popen:
+        """A worker process; replicas on this one host need a data dir each (their RocksDB tables
+        and view snapshots are their own)."""
         out = open(self.dir / f"{log_name}.log", "ab")
+        env = {**os.environ, **self.env, **({"HMAS_DATA_DIR": str(data_dir)} if data_dir else {})}
         worker = subprocess.Popen([sys.executable, "-m", "pipeline", "--log-level", "info", "worker", *args],
-                                  env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT)
+                                  env=env, stdout=out, stderr=subprocess.STDOUT)
         self.workers.append(worker)
+        self.log_names[worker.pid] = log_name
         return worker
 
     def stop_worker(self, worker: subprocess.Popen, timeout_s: float = 120) -> None:
@@ -83,5 +88,6 @@ class BenchPipeline:
                     return time.perf_counter() - started
             for worker in self.workers:
                 if worker.poll() is not None:
-                    raise RuntimeError(f"worker exited with {worker.returncode}")
+                    tail = "\n".join(self.worker_log(self.log_names[worker.pid]).splitlines()[-30:])
+                    raise RuntimeError(f"worker exited with {worker.returncode}; its log ends:\n{tail}")
         raise TimeoutError(f"nothing matched {code_hex[:16]}... within {timeout_s}s")

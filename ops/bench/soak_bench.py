@@ -26,6 +26,7 @@ from ops.bench.index_bench import machine, rss_mb
 from pipeline import topics as T
 from pipeline.banks import bank_record, bank_signal_record
 from pipeline.client import Client
+from pipeline.progress import ProgressBar
 from pipeline.uploads import new_upload
 
 SAMPLE_S = 10
@@ -95,6 +96,7 @@ def run_soak_bench(n: int, minutes: float, churn_per_min: float, rate: int, warm
         samples: list[tuple[float, float]] = []
         adds_visible: list[float] = []
         removes_visible: list[float] = []
+        progress = ProgressBar("soak", int(total_s), "seconds")
         start = time.perf_counter()
         last_sample = last_probe = -1e9
         second = 0
@@ -122,13 +124,13 @@ def run_soak_bench(n: int, minutes: float, churn_per_min: float, rate: int, warm
                 key, record = bank_signal_record("VISIBLE", second + 1, "pdq", code)
                 adds_visible.append(_probe(p, watcher, code, key, record, True, f"add-{second}"))
                 removes_visible.append(_probe(p, watcher, code, key, None, False, f"rm-{second}"))
-            if second % 60 == 0:
-                log(f"soak: {elapsed / 60:,.1f}/{total_s / 60:,.0f} min, worker RSS {samples[-1][1]:,.0f} MB")
+            progress.update(second, f"worker RSS {samples[-1][1]:,.0f} MB")
             second += 1
             sleep = start + second - time.perf_counter()
             if sleep > 0:
                 time.sleep(sleep)
         behind_s = time.perf_counter() - start - total_s
+        progress.update(second, f"worker RSS {samples[-1][1]:,.0f} MB", final=True)
         watcher.stop.set()
     warm = [mb for t, mb in samples if warmup_min * 60 <= t < (warmup_min + 1) * 60]
     after = [mb for t, mb in samples if t >= warmup_min * 60]
