@@ -45,7 +45,7 @@ class BenchPipeline:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        for worker in self.workers:
+        for worker in list(self.workers):  # stop_worker removes it from the list
             self.stop_worker(worker)
         self.broker.stop()
         self._tmp.cleanup()
