@@ -251,6 +251,7 @@ def create_app(settings: Settings) -> tuple[faust.App, PipelineContext]:
         web_bind="127.0.0.1",
         producer_acks=-1,
         producer_max_request_size=settings.max_request_bytes,
+        producer_linger=settings.producer_linger_ms / 1000,
         autodiscover=False,
         loghandlers=[log_handler()],
     )

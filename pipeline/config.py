@@ -50,6 +50,9 @@ class Settings:
     metrics_port: int = 0  # Prometheus metrics of the worker; 0 = off
     hash_workers: int = 2
     view_snapshot_interval_s: float = 300.0  # how often a worker saves its bank view (0: never)
+    # How long the worker's producer waits to fill a batch: fewer, larger produce requests cost the
+    # worker and the broker far less CPU per record, for a few ms of latency per hop.
+    producer_linger_ms: float = 5.0
     # Index shards (pipeline/sharding.py): 1 = replica mode, every worker holds every signal.
     # With S > 1, `hmas worker --shard K` (or HMAS_INDEX_SHARD=K) runs the matcher of shard K.
     index_shards: int = 1

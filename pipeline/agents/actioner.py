@@ -10,6 +10,7 @@ from pipeline.app import PipelineContext, raw_topic
 from pipeline.matching import actions_for
 
 STAGE = "actioner"
+BATCH, BATCH_WITHIN_S = 256, 0.05
 
 
 def register(app: faust.App, ctx: PipelineContext) -> None:
@@ -18,6 +19,8 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
     @app.agent(both, name=f"{app.conf.id}.actioner")
     async def actioner(stream: faust.StreamT) -> None:
         view = await ctx.bank_view()
-        async for event, record in ctx.records(stream, T.MATCHES, STAGE):
-            for action in actions_for(record, view):
-                await ctx.send(T.ACTIONS, event.message.key, action, STAGE)
+        async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+            good, records = await ctx.decode_events(events, T.MATCHES, STAGE)
+            for event, record in zip(good, records):
+                for action in actions_for(record, view):
+                    await ctx.send(T.ACTIONS, event.message.key, action, STAGE)

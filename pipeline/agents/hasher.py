@@ -24,23 +24,7 @@ log = logging.getLogger(__name__)
 STAGE = "hasher"
 
 
-async def hash_upload(ctx: PipelineContext, upload: dict[str, Any]) -> dict[str, Any]:
-    """The hma.hashes record of one checked upload; raises InvalidUpload, FetchError or HashingError."""
-    loop = asyncio.get_running_loop()
-    if upload["signals"] is not None:
-        signals = {name: {"value": value, "quality": None} for name, value in upload["signals"].items()}
-        source = "signals"
-    else:
-        if upload["url"] is not None:
-            data = await loop.run_in_executor(ctx.fetch_pool, fetch_url, upload["url"], ctx.settings)
-            source = "url"
-        else:
-            data = decode_content_b64(upload["content_b64"])
-            source = "inline"
-            if len(data) > ctx.settings.fetch_max_bytes:
-                raise InvalidUpload(f"content of {len(data)} bytes is over the size cap of {ctx.settings.fetch_max_bytes} bytes")
-        hashed = await loop.run_in_executor(ctx.hash_pool, hash_content, upload["content_type"], data)
-        signals = {name: {"value": sv.value, "quality": sv.quality} for name, sv in hashed.items()}
+def hashes_record(upload: dict[str, Any], signals: dict[str, dict[str, Any]], source: str) -> dict[str, Any]:
     return {
         "content_id": upload["content_id"],
         "content_type": upload["content_type"],
@@ -52,16 +36,67 @@ async def hash_upload(ctx: PipelineContext, upload: dict[str, Any]) -> dict[str,
     }
 
 
-async def _process(ctx: PipelineContext, event: faust.EventT) -> dict[str, Any] | str:
-    """The hashes record, or the reason the upload is a dead letter."""
+def prehashed_record(upload: dict[str, Any]) -> dict[str, Any]:
+    """The hma.hashes record of an upload that brought its signals: no fetching, no hashing."""
+    return hashes_record(upload, {name: {"value": value, "quality": None} for name, value in upload["signals"].items()},
+                         "signals")
+
+
+async def hash_upload(ctx: PipelineContext, upload: dict[str, Any]) -> dict[str, Any]:
+    """The hma.hashes record of one checked upload; raises InvalidUpload, FetchError or HashingError."""
+    if upload["signals"] is not None:
+        return prehashed_record(upload)
+    loop = asyncio.get_running_loop()
+    if upload["url"] is not None:
+        data = await loop.run_in_executor(ctx.fetch_pool, fetch_url, upload["url"], ctx.settings)
+        source = "url"
+    else:
+        data = decode_content_b64(upload["content_b64"])
+        source = "inline"
+        if len(data) > ctx.settings.fetch_max_bytes:
+            raise InvalidUpload(f"content of {len(data)} bytes is over the size cap of {ctx.settings.fetch_max_bytes} bytes")
+    hashed = await loop.run_in_executor(ctx.hash_pool, hash_content, upload["content_type"], data)
+    return hashes_record(upload, {name: {"value": sv.value, "quality": sv.quality} for name, sv in hashed.items()}, source)
+
+
+async def _hash_or_reason(ctx: PipelineContext, event: faust.EventT, upload: dict[str, Any]) -> dict[str, Any] | str:
+    """The hashes record of an upload with content, or the reason the upload is a dead letter."""
     try:
-        upload = parse_upload(event.value)
         return await hash_upload(ctx, upload)
     except (InvalidUpload, FetchError, HashingError) as exc:
         return str(exc)
     except Exception as exc:  # an upload must never stop the agent
-        log.exception("unexpected hashing failure", extra={"offset": event.message.offset})
-        return f"unexpected error: {type(exc).__name__}: {exc}"
+        return _unexpected(event, exc)
+
+
+def _unexpected(event: faust.EventT, exc: Exception) -> str:
+    log.exception("unexpected hashing failure", extra={"offset": event.message.offset})
+    return f"unexpected error: {type(exc).__name__}: {exc}"
+
+
+async def hash_batch(ctx: PipelineContext, events: list[faust.EventT]) -> list[dict[str, Any] | str]:
+    """Hashes records, or dead-letter reasons, in input order. Pre-hashed uploads are done at once;
+    only uploads with content to fetch or hash wait on the pools (together)."""
+    results: list[dict[str, Any] | str] = []
+    slow: list[tuple[int, faust.EventT, dict[str, Any]]] = []
+    for i, event in enumerate(events):
+        try:
+            upload = parse_upload(event.value)
+        except InvalidUpload as exc:
+            results.append(str(exc))
+            continue
+        except Exception as exc:  # an upload must never stop the agent
+            results.append(_unexpected(event, exc))
+            continue
+        if upload["signals"] is not None:
+            results.append(prehashed_record(upload))
+        else:
+            results.append("")
+            slow.append((i, event, upload))
+    if slow:
+        for (i, _, _), result in zip(slow, await asyncio.gather(*(_hash_or_reason(ctx, e, u) for _, e, u in slow))):
+            results[i] = result
+    return results
 
 
 def register(app: faust.App, ctx: PipelineContext) -> None:
@@ -71,7 +106,7 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
     async def hasher(stream: faust.StreamT) -> None:
         async for events in stream.take_events(batch, within=0.2):
             metrics.RECORDS_IN.labels(STAGE).inc(len(events))
-            results = await asyncio.gather(*(_process(ctx, event) for event in events))
+            results = await hash_batch(ctx, events)
             for event, result in zip(events, results):
                 if isinstance(result, str):
                     await ctx.send_dead_letter(event, result, STAGE)
