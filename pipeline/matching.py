@@ -53,7 +53,8 @@ def plan_lookups(hashed: Sequence[dict[str, Any]], view: BankView, settings: Set
 
 def search_plan(view: BankView, plan: LookupPlan) -> dict[str, list[list[tuple[int, int]]]]:
     """The index searches of a plan: (row, distance) per query. Safe on another thread than the
-    one applying bank changes (the PDQ kernels release the GIL, so the event loop keeps going)."""
+    one applying bank changes (the PDQ kernels release the GIL, so the event loop keeps going);
+    run it and collect_hits inside one `view.pinned()`."""
     return {kind: view.search_rows(kind, [v for _, v in items], plan.widest[kind]) for kind, items in plan.queries.items()}
 
 
@@ -78,7 +79,8 @@ def lookup_batch(
     its hits are that shard's part of the answer.
     """
     plan = plan_lookups(hashed, view, settings)
-    return plan.records, collect_hits(view, plan, search_plan(view, plan))
+    with view.pinned():
+        return plan.records, collect_hits(view, plan, search_plan(view, plan))
 
 
 def judge_batch(

@@ -155,3 +155,43 @@ def test_u64_map_grows():
     assert len(m) == 25_000
     assert m.get_many(keys[1::2]).tolist() == list(range(1, 50_000, 2))
     assert (m.get_many(keys[::2]) == -1).all()
+
+
+def test_rows_of_removed_signals_are_reused():
+    view = BankView()
+    view.apply_bank("ALPHA", conformed_bank("ALPHA"))
+    rng = np.random.default_rng(3)
+    codes = [code_to_hex(rng.integers(0, 256, 32, dtype=np.uint8)) for _ in range(3000)]
+    live: dict[str, str] = {}
+    for round_ in range(30):
+        changes = []
+        for key in list(live)[: len(live) // 10]:  # a tenth of the bank removed ...
+            changes.append((key, None))
+            del live[key]
+        while len(live) < 200:  # ... and as many new signals banked
+            key, record = bank_signal_record("ALPHA", 1000 * round_ + len(live), "pdq", codes[len(changes) % 3000])
+            changes.append((key, record))
+            live[key] = record["value"]
+        view.apply_signals(changes)
+    assert view.signal_count() == 200
+    assert view.rows.n <= 200 + 2 * 20  # the rows of one batch's removals wait for the next batch
+    assert sorted(e.key for e in view.entries()) == sorted(live)
+    for key, value in list(live.items())[:20]:
+        [found] = view.search("pdq", [value], 0)
+        assert key in {c.entry.key for c in found}
+
+
+def test_a_pinned_search_keeps_its_rows_from_being_reused():
+    view = BankView()
+    view.apply_bank("ALPHA", conformed_bank("ALPHA"))
+    old_key, old = bank_signal_record("ALPHA", 1, "pdq", POOL[0])
+    view.apply_signals([(old_key, old)])
+    with view.pinned():
+        [[(row, distance)]] = view.search_rows("pdq", [POOL[0]], 0)
+        view.apply_signals([(old_key, None)])
+        new_key, new = bank_signal_record("ALPHA", 2, "pdq", POOL[5])
+        view.apply_signals([(new_key, new)])  # a new signal, while the search's row is still read
+        assert view.candidates([[(row, distance)]]) == [[]]  # the removed signal is gone, not replaced
+    view.apply_signals([bank_signal_record("ALPHA", 3, "pdq", POOL[6])])
+    assert view.rows.n == 2  # once the pin is gone, row 0 is taken again
+    assert sorted(e.key for e in view.entries()) == sorted([new_key, bank_signal_record("ALPHA", 3, "pdq", POOL[6])[0]])

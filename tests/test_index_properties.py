@@ -75,7 +75,7 @@ def test_distances_past_31_take_the_exact_scan(data, max_distance):
 def test_interleaved_changes_match_brute_force(data, steps):
     codes, queries, rng = data
     old = mih.MIN_DELTA
-    mih.MIN_DELTA = 16  # tables, merges and compactions at test sizes
+    mih.MIN_DELTA = 16  # tables, merges and row reuse at test sizes
     try:
         index = MihPdqIndex(background_merge=False)
         reference = FlatPdqIndex()
@@ -111,3 +111,60 @@ def test_key_substrings_cover_253_bits_without_overlap():
             assert K.substring(code, t) == 1 << bit
             seen[b] += 1
     assert seen[:253].tolist() == [1] * 253
+
+
+def test_probe_radii_add_up_past_every_distance():
+    for d in range(K.MAX_TABLE_DISTANCE + 1):
+        probes = K.probes_per_table(d)
+        radius = np.searchsorted(K.PROBES_WITHIN, probes)  # 0, 1 or 2 (-1 for an unprobed table)
+        radius[probes == 0] = -1
+        assert (radius + 1).sum() > d  # pigeonhole: some table holds every code within d
+        assert radius.max() <= 2
+
+
+def test_removed_rows_are_reused_under_churn(monkeypatch):
+    """Memory follows the live codes: after many rounds of churn the row store has not grown."""
+    monkeypatch.setattr(mih, "MIN_DELTA", 50)
+    rng = np.random.default_rng(8)
+    codes = rng.integers(0, 256, (2000, 32), dtype=np.uint8)
+    index = MihPdqIndex(codes, np.arange(2000), background_merge=False)
+    index.merge()
+    reference = FlatPdqIndex(codes, np.arange(2000))
+    for _ in range(60):
+        ids = rng.choice(2000, 40, replace=False)
+        new = rng.integers(0, 256, (40, 32), dtype=np.uint8)
+        index.remove(ids)
+        index.add(new, ids)
+        reference.remove(ids)
+        reference.add(new, ids)
+    assert index.stats()["high"] <= 2000 + 3 * mih.MIN_DELTA
+    queries = np.concatenate([index.codes_of(np.arange(0, 2000, 50)), codes[:10]])
+    for d in (0, 12, 31):
+        assert as_sets(index.search(queries, d), len(queries)) == as_sets(reference.search(queries, d), len(queries))
+
+
+def test_searches_stay_exact_while_background_merges_run(monkeypatch):
+    """Changes and searches from this thread while the merge thread rebuilds tables under them."""
+    monkeypatch.setattr(mih, "MIN_DELTA", 200)
+    rng = np.random.default_rng(9)
+    base = rng.integers(0, 256, (5000, 32), dtype=np.uint8)
+    index = MihPdqIndex(base, np.arange(5000))  # background merges
+    reference = FlatPdqIndex(base, np.arange(5000))
+    merges_seen = 0
+    for step in range(120):
+        ids = rng.choice(6000, 100, replace=False)
+        if step % 3 == 2:
+            index.remove(ids)
+            reference.remove(ids)
+        else:
+            new = base[rng.integers(0, 5000, 100)].copy()
+            new[:, 0] ^= rng.integers(0, 256, 100, dtype=np.uint8)  # near-duplicates of banked codes
+            index.add(new, ids)
+            reference.add(new, ids)
+        merges_seen += index._merging is not None and index._merging.is_alive()
+        queries = base[rng.integers(0, 5000, 30)]
+        d = int(rng.integers(0, 32))
+        assert as_sets(index.search(queries, d), 30) == as_sets(reference.search(queries, d), 30)
+    index.wait_for_merges()
+    assert merges_seen > 0
+    assert len(index) == len(reference)

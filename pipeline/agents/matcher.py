@@ -46,8 +46,9 @@ async def lookup(ctx: PipelineContext, hashed: list[dict[str, Any]], view: BankV
     plan = plan_lookups(hashed, view, ctx.settings)
     if not plan.queries:
         return plan.records, [[] for _ in plan.records]
-    found = await asyncio.get_running_loop().run_in_executor(ctx.index_pool, search_plan, view, plan)
-    return plan.records, collect_hits(view, plan, found)
+    with view.pinned():
+        found = await asyncio.get_running_loop().run_in_executor(ctx.index_pool, search_plan, view, plan)
+        return plan.records, collect_hits(view, plan, found)
 
 
 async def emit_match(ctx: PipelineContext, key: bytes | None, record: dict[str, Any], view: BankView, stage: str) -> None:

@@ -1,22 +1,53 @@
 """Compiled kernels of the multi-index-hashing PDQ index (numba, no GIL held).
 
 Codes are rows of 4 uint64 words (the 32 bytes viewed little-endian). Table t keys a code by its
-bits [23 t, 23 t + 23) (11 tables cover 253 of the 256 bits); a table is a counting-sorted CSR:
-offsets[key] .. offsets[key + 1] index into rows. Verification is the popcount of XOR on 4 words.
+bits [23 t, 23 t + 23) (11 tables cover 253 of the 256 bits); a table is a CSR: offsets[key] ..
+offsets[key + 1] index into its rows, sorted by key. Verification is the popcount of XOR on 4 words.
+
+The probe loop is memory-bound (random reads of offsets, rows and codes at 10M codes), so it runs
+in stages per (table, query) and prefetches what the next stage reads: the keys' offsets, then
+the buckets' rows, then the candidates' codes. That keeps many cache misses in flight instead
+of waiting for each in turn (1.7x the lookups/s of the plain loop at 10M codes).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 TABLES = 11
 KEY_BITS = 23
 BUCKETS = 1 << KEY_BITS
+MAX_TABLE_DISTANCE = 32  # radius 2 in every table covers d <= 32 (pigeonhole); beyond: a full scan
+SCAN_BLOCK = 1024  # rows scanned against every query while they sit in L1 (32 KB of codes)
+
+
+@intrinsic
+def prefetch(typingctx, array, index):
+    """Hint the CPU to fetch array[index] into cache (llvm.prefetch: read, high locality)."""
+    sig = types.void(array, index)
+
+    def codegen(context, builder, signature, args):
+        array_type, index_type = signature.args
+        ary = context.make_array(array_type)(context, builder, args[0])
+        i = context.cast(builder, args[1], index_type, types.intp)
+        ptr = cgutils.get_item_pointer(context, builder, array_type, ary, [i], wraparound=False)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0i8")
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _popcount64(x):
+    # LLVM turns this into the popcnt instruction where the CPU has it
     x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
     x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
     x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
@@ -40,82 +71,175 @@ def substring(code, table):
     return np.uint32(value & np.uint64(BUCKETS - 1))
 
 
-@njit(cache=True, nogil=True)
-def build_table(codes, n, table, offsets, rows):
-    """Counting sort of rows [0, n) by their key in `table` into offsets (BUCKETS + 1) and rows (n)."""
-    offsets[:] = 0
-    for r in range(n):
-        offsets[substring(codes[r], table) + 1] += 1
-    for k in range(BUCKETS):
-        offsets[k + 1] += offsets[k]
-    fill = offsets[:-1].copy()
-    for r in range(n):
-        k = substring(codes[r], table)
-        rows[fill[k]] = r
-        fill[k] += 1
-
-
-# _probe and scan each spell out the verify-and-record step: factored into a shared inline
-# helper, numba compiled the probe loop 5x slower here (18k -> 3.4k lookups/s at 1M).
 @njit(cache=True, nogil=True, inline="always")
-def _probe(codes, q, qi, offsets, rows, key, dead, max_d, out_q, out_rows, out_d, count):
-    for j in range(offsets[key], offsets[key + 1]):
-        r = rows[j]
-        if dead[r]:
-            continue
-        d = distance(codes[r], q)
-        if d <= max_d:
-            if count < out_rows.shape[0]:
-                out_q[count] = qi
-                out_rows[count] = r
-                out_d[count] = d
-            count += 1
-    return count
+def _record(out_q, out_rows, out_d, count, qi, r, d):
+    """Write one (query, row, distance) if there is room; the count goes on regardless."""
+    if count < out_rows.shape[0]:
+        out_q[count] = qi
+        out_rows[count] = r
+        out_d[count] = d
+    return count + 1
+
+
+def probe_masks() -> np.ndarray:
+    """XOR masks of the keys within 2 bits of a key: 0, then the 23 one-bit, then the 253 two-bit ones."""
+    singles = [1 << a for a in range(KEY_BITS)]
+    doubles = [(1 << a) | (1 << b) for a in range(KEY_BITS) for b in range(a + 1, KEY_BITS)]
+    return np.array([0, *singles, *doubles], dtype=np.uint32)
+
+
+PROBE_MASKS = probe_masks()
+PROBES_WITHIN = np.array([1, 1 + KEY_BITS, len(PROBE_MASKS)], dtype=np.int64)  # radius 0, 1, 2
+
+
+def probes_per_table(max_distance: int) -> np.ndarray:
+    """How many of PROBE_MASKS each table needs to be exact for max_distance (<= 32).
+
+    Generalised pigeonhole: if table t is probed within radius r_t and the sum of (r_t + 1) over
+    the tables exceeds max_distance, a code within max_distance is within r_t of the query in some
+    table t. So (max_distance + 1) is spread over the tables: at 31, ten tables of radius 2 and one
+    of radius 1; at 10, radius 0 everywhere; at 0, one table at radius 0 and the rest unprobed.
+    """
+    if not 0 <= max_distance <= MAX_TABLE_DISTANCE:
+        raise ValueError(f"table search covers distances 0-{MAX_TABLE_DISTANCE}, not {max_distance}")
+    base, extra = divmod(max_distance + 1, TABLES)
+    radius = np.array([base if t < extra else base - 1 for t in range(TABLES)])
+    radius = np.minimum(radius, 2)
+    return np.where(radius < 0, 0, PROBES_WITHIN[np.clip(radius, 0, 2)])
 
 
 @njit(cache=True, nogil=True)
-def search(codes, queries, offsets, rows, indexed, total, dead, max_d, radius, out_q, out_rows, out_d):
-    """(query, row, distance) for rows within max_d: table probes within `radius` bits of each
-    query's keys over rows [0, indexed), then a scan of rows [indexed, total). Tables are the outer
-    loop so that one table's offsets stay in cache for the whole batch. A row found through several
-    tables appears several times (the caller removes repeats). Returns the count found (out_* may
-    be too small: then call again with room for that many)."""
-    count = 0
+def search_tables(codes, queries, offsets, rows, live, max_d, masks, probes, out_q, out_rows, out_d, count):
+    """(query, row, distance) for live rows within max_d found through the tables.
+
+    Per table and query: the probed keys' offsets are prefetched, then their buckets' rows, then
+    the candidates' codes, and the candidates verified. Liveness is checked only for the few
+    within max_d. A row found through several tables appears several times (the caller removes
+    repeats). Returns the count found; out_* may be too small: then call again with room for it.
+    """
+    flat = codes.reshape(-1)
+    n_masks = masks.shape[0]
+    keys = np.empty(n_masks, np.uint32)
+    starts = np.empty(n_masks, np.uint32)
+    ends = np.empty(n_masks, np.uint32)
+    cand = np.empty(4096, np.uint32)
     for t in range(TABLES):
+        n_probes = probes[t]
+        if n_probes == 0:
+            continue
         offsets_t = offsets[t]
         rows_t = rows[t]
         for qi in range(queries.shape[0]):
             q = queries[qi]
             key = substring(q, t)
-            count = _probe(codes, q, qi, offsets_t, rows_t, key, dead, max_d, out_q, out_rows, out_d, count)
-            if radius >= 1:
-                for a in range(KEY_BITS):
-                    k1 = key ^ np.uint32(1 << a)
-                    count = _probe(codes, q, qi, offsets_t, rows_t, k1, dead, max_d, out_q, out_rows, out_d, count)
-                    if radius >= 2:
-                        for b in range(a + 1, KEY_BITS):
-                            k2 = k1 ^ np.uint32(1 << b)
-                            count = _probe(codes, q, qi, offsets_t, rows_t, k2, dead, max_d,
-                                           out_q, out_rows, out_d, count)
-    return scan(codes, queries, indexed, total, dead, max_d, out_q, out_rows, out_d, count)
+            for p in range(n_probes):
+                k = key ^ masks[p]
+                keys[p] = k
+                prefetch(offsets_t, k)
+            for p in range(n_probes):
+                k = keys[p]
+                s = offsets_t[k]
+                e = offsets_t[k + 1]
+                starts[p] = s
+                ends[p] = e
+                if e > s:
+                    prefetch(rows_t, s)
+            n_cand = 0
+            for p in range(n_probes):
+                for j in range(starts[p], ends[p]):
+                    r = rows_t[j]
+                    if n_cand == cand.shape[0]:
+                        cand = np.concatenate((cand, np.empty(n_cand, np.uint32)))
+                    cand[n_cand] = r
+                    n_cand += 1
+                    prefetch(flat, np.int64(r) * 4)
+            for c in range(n_cand):
+                r = cand[c]
+                d = distance(codes[r], q)
+                if d <= max_d and live[r]:
+                    count = _record(out_q, out_rows, out_d, count, qi, r, d)
+    return count
 
 
 @njit(cache=True, nogil=True)
-def scan(codes, queries, start, end, dead, max_d, out_q, out_rows, out_d, count):
-    """(query, row, distance) for rows [start, end) within max_d, by scanning them: the delta, and
-    the whole index for distances past 31."""
-    for qi in range(queries.shape[0]):
-        q = queries[qi]
-        for r in range(start, end):
-            if not dead[r]:
-                d = distance(codes[r], q)
+def scan(codes, queries, row_list, start, end, live, max_d, out_q, out_rows, out_d, count):
+    """(query, row, distance) for the live rows within max_d among row_list[start:end] (or the
+    rows start..end when row_list is empty), by scanning them.
+
+    Blocks of rows are copied together and scanned against every query while in L1. Used for
+    the delta (rows not in every table yet), for all rows past distance 32, and by the ring.
+    """
+    listed = row_list.shape[0] > 0
+    block = np.empty((SCAN_BLOCK, 4), np.uint64)
+    for b0 in range(start, end, SCAN_BLOCK):
+        b1 = min(end, b0 + SCAN_BLOCK)
+        for i in range(b0, b1):
+            block[i - b0] = codes[row_list[i] if listed else i]
+        for qi in range(queries.shape[0]):
+            q = queries[qi]
+            for i in range(b1 - b0):
+                d = distance(block[i], q)
                 if d <= max_d:
-                    if count < out_rows.shape[0]:
-                        out_q[count] = qi
-                        out_rows[count] = r
-                        out_d[count] = d
-                    count += 1
+                    r = row_list[b0 + i] if listed else b0 + i
+                    if live[r]:
+                        count = _record(out_q, out_rows, out_d, count, qi, r, d)
     return count
+
+
+NO_ROW_LIST = np.zeros(0, dtype=np.int64)
+
+
+@njit(cache=True, nogil=True)
+def build_table(codes, live, table, offsets, rows):
+    """Counting sort of the rows marked in `live` (a snapshot: both passes must see the same rows)
+    by their key in `table` into offsets (BUCKETS + 1) and rows; returns how many rows it holds."""
+    offsets[:] = 0
+    for r in range(live.shape[0]):
+        if live[r]:
+            offsets[substring(codes[r], table) + 1] += 1
+    for k in range(BUCKETS):
+        offsets[k + 1] += offsets[k]
+    fill = offsets[:-1].copy()
+    for r in range(live.shape[0]):
+        if live[r]:
+            k = substring(codes[r], table)
+            rows[fill[k]] = r
+            fill[k] += 1
+    return offsets[BUCKETS]
+
+
+@njit(cache=True, nogil=True)
+def keys_of(codes, row_list, table):
+    out = np.empty(row_list.shape[0], np.uint32)
+    for i in range(row_list.shape[0]):
+        out[i] = substring(codes[row_list[i]], table)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def merge_table(live, old_offsets, old_rows, new_rows_sorted, new_keys_sorted, offsets, rows):
+    """One pass over a table: its live rows, with new rows (sorted by key) merged in at their keys.
+
+    Reads the old table sequentially and no codes, so it costs a fraction of build_table's
+    counting sort over every code. Returns the rows written."""
+    out = 0
+    i = 0
+    n_new = new_rows_sorted.shape[0]
+    for k in range(BUCKETS):
+        offsets[k] = out
+        for j in range(old_offsets[k], old_offsets[k + 1]):
+            r = old_rows[j]
+            if live[r]:
+                rows[out] = r
+                out += 1
+        while i < n_new and new_keys_sorted[i] == k:
+            r = new_rows_sorted[i]
+            if live[r]:
+                rows[out] = r
+                out += 1
+            i += 1
+    offsets[BUCKETS] = out
+    return out
 
 
 # Many queries against many rows (a batch of newly banked signals against the ring of recent
@@ -166,9 +290,5 @@ def reverse_scan(codes, size, queries, offsets, members, max_d, out_q, out_rows,
                     seen[qi] = r
                     d = distance(code, queries[qi])
                     if d <= max_d:
-                        if count < out_rows.shape[0]:
-                            out_q[count] = qi
-                            out_rows[count] = r
-                            out_d[count] = d
-                        count += 1
+                        count = _record(out_q, out_rows, out_d, count, qi, r, d)
     return count

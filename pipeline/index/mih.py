@@ -1,16 +1,19 @@
-"""Exact PDQ search at 10M codes: multi-index hashing over an append-only row store.
+"""Exact PDQ search at 10M codes: multi-index hashing over a row store that reuses its rows.
 
-- Rows (codes, ids, tombstones) are appended; a removal or replacement marks the old row dead.
+- Rows hold a code, its id and a live flag. A removal (or a replacement) marks the row dead; once
+  no table refers to it any more, the row is free and the next add takes it, so memory follows
+  the number of live codes under churn instead of growing with every change.
 - 11 tables key each row by 23 of its bits (CSR: offsets per key, rows sorted by key). Two codes
-  within distance d differ in at most floor(d / 11) bits of some table's key (pigeonhole), so
-  probing every key within that radius of the query's keys finds every hit: exact for d <= 31 with
-  at most 2 flipped bits per key. Candidates are verified on all 256 bits.
-- Rows appended since the tables were built form the delta, scanned flat; they are visible at once.
-  An index that never grows past MIN_DELTA rows is all delta: it allocates no tables.
-- When the delta outgrows its share, a background thread rebuilds the tables one at a time from
-  the append-only rows and swaps each in: searches go on, and the extra memory is one table
-  (never a second copy of the index). Dead rows are dropped by a compaction when they pile up.
-- Distances past 31 take the slower exact path: a scan of every row.
+  within distance d differ in at most r_t bits of table t's key for some t, when the radii r_t
+  add up (plus one each) to more than d (pigeonhole): exact up to distance 32 with radius <= 2.
+  Candidates are verified on all 256 bits (kernels.search_tables, with prefetching).
+- Rows added since the tables were last merged form the delta, scanned flat: visible at once.
+- When the delta outgrows its share, a background thread merges it into the tables one table at
+  a time, each in one sequential pass over the old table (kernels.merge_table), swapping each in:
+  searches go on, and the extra memory is one table (never a second copy of the index). An
+  index built from scratch, or a delta as large as a quarter of the index, is counting-sorted
+  instead (kernels.build_table). Rows that died before a merge began are free once it ends.
+- Distances past 32 take the slower exact path: a scan of every row.
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ import numpy as np
 
 from pipeline.index import kernels as K
 from pipeline.index.codes import check_codes, check_max_distance
+from pipeline.index.row_stack import RowStack
 
 log = logging.getLogger(__name__)
 SearchResult = tuple[np.ndarray, np.ndarray, np.ndarray]
-MIN_DELTA = 20_000
+MIN_DELTA = 20_000  # an index that never grows past this is all delta: it allocates no tables
+DELTA_SHARE = 0.002  # merge once the delta is this share of the index (20,000 rows at 10M)
+FULL_BUILD_SHARE = 0.25  # a delta this large is counting-sorted with the tables, not merged in
 PROGRESS_FROM = 1_000_000  # large builds log each table as it is done
-DELTA_SHARE = 0.01
-MAX_PROBE_DISTANCE = 2 * K.TABLES + (K.TABLES - 1)  # radius 2 covers every d <= 32; 31 is the PDQ range
 
 
 class MihPdqIndex:
@@ -37,36 +41,25 @@ class MihPdqIndex:
         self._lock = threading.RLock()
         self._background = background_merge
         self._merging: threading.Thread | None = None
-        self._reset(0)
+        capacity = 1024 if ids is None else len(ids)
+        self._codes = np.zeros((max(capacity, 1024), 4), dtype=np.uint64)
+        self._ids = np.zeros(len(self._codes), dtype=np.int64)
+        self._alive = np.zeros(len(self._codes), dtype=np.bool_)
+        self._high = 0  # rows ever used; rows below it are live, dead or free
+        self._live = 0
+        self._free = RowStack()  # dead rows no table refers to: taken by the next adds
+        self._dying: list[np.ndarray] = []  # rows dead since the newest merge began
+        self._delta = RowStack()  # rows not in every table yet (scanned flat)
+        self._offsets: np.ndarray | None = None  # (TABLES, BUCKETS + 1), allocated by the first merge
+        self._rows = np.zeros((K.TABLES, 0), dtype=np.uint32)
+        self._table_rows = np.zeros(K.TABLES, dtype=np.int64)
+        self._row_of_id = np.full(1024, -1, dtype=np.int64)
         if codes is not None and ids is not None and len(ids):
-            self.add(codes, ids)
+            self.add(codes, ids, merge=False)
             if len(ids) > MIN_DELTA:
                 self.merge()
 
-    # -- storage --------------------------------------------------------------------------------
-    def _reset(self, capacity: int) -> None:
-        capacity = max(capacity, 1024)
-        self._codes = np.zeros((capacity, 4), dtype=np.uint64)
-        self._ids = np.zeros(capacity, dtype=np.int64)
-        self._dead = np.zeros(capacity, dtype=np.bool_)
-        self._total = 0
-        self._live = 0
-        self._offsets: np.ndarray | None = None  # allocated by the first merge: small indices are only scanned
-        self._rows = np.zeros((K.TABLES, 0), dtype=np.uint32)
-        self._table_rows = np.zeros(K.TABLES, dtype=np.int64)  # rows [0, n) each table holds
-        self._row_of_id = np.full(1024, -1, dtype=np.int64)
-
-    def _grow(self, needed: int) -> None:
-        cap = len(self._ids)
-        if needed <= cap:
-            return
-        new_cap = max(needed, cap * 2)
-        for name in ("_codes", "_ids", "_dead"):
-            old = getattr(self, name)
-            new = np.zeros((new_cap,) + old.shape[1:], dtype=old.dtype)
-            new[: self._total] = old[: self._total]
-            setattr(self, name, new)
-
+    # -- rows -----------------------------------------------------------------------------------
     def _rows_for_id(self, ids: np.ndarray) -> np.ndarray:
         if len(ids) and ids.max() >= len(self._row_of_id):
             grown = np.full(max(int(ids.max()) + 1, 2 * len(self._row_of_id)), -1, dtype=np.int64)
@@ -74,11 +67,36 @@ class MihPdqIndex:
             self._row_of_id = grown
         return self._row_of_id[ids]
 
+    def _take_rows(self, n: int) -> np.ndarray:
+        """n rows for new codes: free ones first, then new ones past the high-water mark."""
+        reused = self._free.pop(n)
+        extra = n - len(reused)
+        if extra == 0:
+            return reused
+        needed = self._high + extra
+        if needed > len(self._ids):
+            capacity = max(needed, len(self._ids) * 2)
+            for name in ("_codes", "_ids", "_alive"):
+                old = getattr(self, name)
+                new = np.zeros((capacity,) + old.shape[1:], dtype=old.dtype)
+                new[: self._high] = old[: self._high]
+                setattr(self, name, new)
+        fresh = np.arange(self._high, needed, dtype=np.int64)
+        self._high = needed
+        return np.concatenate([reused, fresh])
+
+    def _kill(self, rows: np.ndarray) -> None:
+        """Rows are dead at once; they become free after the next merge (tables may refer to them)."""
+        if len(rows):
+            self._alive[rows] = False
+            self._live -= len(rows)
+            self._dying.append(rows)
+
     def __len__(self) -> int:
         return self._live
 
     # -- changes --------------------------------------------------------------------------------
-    def add(self, codes: np.ndarray, ids: np.ndarray) -> None:
+    def add(self, codes: np.ndarray, ids: np.ndarray, merge: bool = True) -> None:
         """Add codes under non-negative ids (dense ids keep the id map small); an existing id is replaced."""
         codes = check_codes(codes)
         ids = np.asarray(ids, dtype=np.int64)
@@ -91,17 +109,16 @@ class MihPdqIndex:
         codes, ids = codes[keep], ids[keep]
         with self._lock:
             old = self._rows_for_id(ids)
-            replaced = old[old >= 0]
-            self._dead[replaced] = True
-            self._live -= len(replaced)
-            start = self._total
-            self._grow(start + len(ids))
-            self._codes[start : start + len(ids)] = codes.view(np.uint64).reshape(-1, 4)
-            self._ids[start : start + len(ids)] = ids
-            self._row_of_id[ids] = np.arange(start, start + len(ids))
-            self._total += len(ids)
+            self._kill(old[old >= 0])
+            rows = self._take_rows(len(ids))
+            self._codes[rows] = codes.view(np.uint64).reshape(-1, 4)
+            self._ids[rows] = ids
+            self._alive[rows] = True
+            self._row_of_id[ids] = rows
             self._live += len(ids)
-        self._maybe_merge()
+            self._delta.push(rows)
+        if merge:
+            self._maybe_merge()
 
     def remove(self, ids: np.ndarray) -> None:
         """Remove ids; unknown ids are ignored."""
@@ -110,84 +127,96 @@ class MihPdqIndex:
         with self._lock:
             rows = self._row_of_id[ids]
             rows = np.unique(rows[rows >= 0])
-            self._dead[rows] = True
             self._row_of_id[self._ids[rows]] = -1
-            self._live -= len(rows)
+            self._kill(rows)
         self._maybe_merge()
 
     # -- table maintenance ----------------------------------------------------------------------
-    def _delta(self) -> int:
-        return self._total - int(self._table_rows.min())
+    def _delta_limit(self) -> int:
+        return max(MIN_DELTA, int(self._live * DELTA_SHARE))
+
+    def _dead_waiting(self) -> int:
+        return sum(len(rows) for rows in self._dying)
 
     def _maybe_merge(self) -> None:
-        dead = self._total - self._live
-        if dead > max(MIN_DELTA, self._total // 4):
-            self.compact()
-        elif self._delta() > max(MIN_DELTA, int(self._total * DELTA_SHARE)):
-            if self._background:
-                if self._merging is None or not self._merging.is_alive():
-                    self._merging = threading.Thread(target=self.merge, name="pdq-index-merge", daemon=True)
-                    self._merging.start()
-            else:
-                self.merge()
+        if len(self._delta) <= self._delta_limit() and self._dead_waiting() <= self._delta_limit():
+            return
+        if not self._background:
+            self.merge()
+        elif self._merging is None or not self._merging.is_alive():
+            self._merging = threading.Thread(target=self._merge_while_needed, name="pdq-index-merge", daemon=True)
+            self._merging.start()
+
+    def _merge_while_needed(self) -> None:
+        while len(self._delta) > self._delta_limit() or self._dead_waiting() > self._delta_limit():
+            self.merge()
 
     def merge(self) -> None:
-        """Rebuild the tables over every row so far, one table at a time, swapping each in."""
+        """Bring the delta into every table and drop dead rows from them, one table at a time."""
         with self._lock:
-            n, codes = self._total, self._codes
             if self._offsets is None:
                 self._offsets = np.zeros((K.TABLES, K.BUCKETS + 1), dtype=np.uint32)
-            if self._rows.shape[1] < n:
-                rows = np.zeros((K.TABLES, max(n, int(len(self._ids)))), dtype=np.uint32)
-                rows[:, : self._rows.shape[1]] = self._rows
-                self._rows = rows
+            batch = self._delta.view().copy()
+            dying, self._dying = self._dying, []
+            full = self._table_rows.max() == 0 or len(batch) > FULL_BUILD_SHARE * self._live
+            live = self._alive[: self._high].copy() if full else self._alive
+            size = int(live.sum()) if full else int(self._table_rows.max()) + len(batch)
         offsets = np.zeros(K.BUCKETS + 1, dtype=np.uint32)
-        rows_t = np.zeros(n, dtype=np.uint32)
+        rows = np.zeros(size, dtype=np.uint32)
         for t in range(K.TABLES):
-            K.build_table(codes, n, t, offsets, rows_t)  # no lock: rows below n never change
-            if n >= PROGRESS_FROM:
-                log.info("index table built", extra={"table": f"{t + 1}/{K.TABLES}", "rows": n})
+            if full:  # no lock: the live snapshot's rows cannot be reused while they are in it
+                n = K.build_table(self._codes, live, t, offsets, rows)
+            else:  # no lock: only this thread writes tables; dead rows are dropped on the way
+                keys = K.keys_of(self._codes, batch, t)
+                order = np.argsort(keys, kind="stable")
+                n = K.merge_table(self._alive, self._offsets[t], self._rows[t], batch[order], keys[order],
+                                  offsets, rows)
             with self._lock:
-                self._offsets[t] = offsets
-                self._rows[t, :n] = rows_t
-                self._table_rows[t] = n
-
-    def compact(self) -> None:
-        """Drop dead rows and rebuild: row numbers change, so searches wait for it."""
+                self._install(t, offsets, rows[:n])
+            if size >= PROGRESS_FROM:
+                log.info("index table merged", extra={"table": f"{t + 1}/{K.TABLES}", "rows": n, "full": full})
         with self._lock:
-            if self._merging is not None and self._merging.is_alive():
-                self._merging.join()
-            live = np.flatnonzero(~self._dead[: self._total])
-            codes = self._codes[live].copy()
-            ids = self._ids[live].copy()
-            self._reset(int(len(live) * 1.25))
-            self._grow(len(live))
-            self._codes[: len(live)] = codes
-            self._ids[: len(live)] = ids
-            self._rows_for_id(ids)
-            self._row_of_id[ids] = np.arange(len(live))
-            self._total = self._live = len(live)
-            del codes
-            self.merge()
+            self._delta.drop_first(len(batch), self._alive)
+            for gone in dying:
+                self._free.push(gone)
+
+    def _install(self, t: int, offsets: np.ndarray, rows: np.ndarray) -> None:
+        if len(rows) > self._rows.shape[1]:
+            grown = np.zeros((K.TABLES, int(len(rows) * 1.1) + 1024), dtype=np.uint32)
+            grown[:, : self._rows.shape[1]] = self._rows
+            self._rows = grown
+        self._offsets[t] = offsets
+        self._rows[t, : len(rows)] = rows
+        self._table_rows[t] = len(rows)
+
+    def wait_for_merges(self) -> None:
+        """Block until no background merge runs (tests and benchmarks)."""
+        merging = self._merging
+        if merging is not None:
+            merging.join()
 
     # -- search ---------------------------------------------------------------------------------
     def search(self, queries: np.ndarray, max_distance: int = 31) -> SearchResult:
         """Every live code within max_distance (inclusive) of each query."""
         queries = check_codes(queries).view(np.uint64).reshape(-1, 4)
         max_distance = check_max_distance(max_distance)
+        tables = max_distance <= K.MAX_TABLE_DISTANCE
+        probes = K.probes_per_table(max_distance) if tables else None
         capacity = max(64, 8 * len(queries))
         while True:
             out_q = np.empty(capacity, dtype=np.int64)
             out_rows = np.empty(capacity, dtype=np.int64)
             out_d = np.empty(capacity, dtype=np.int32)
             with self._lock:
-                if max_distance > 31 or self._offsets is None:
-                    count = K.scan(self._codes, queries, 0, self._total, self._dead, max_distance,
+                if not tables or self._offsets is None:
+                    count = K.scan(self._codes, queries, K.NO_ROW_LIST, 0, self._high, self._alive, max_distance,
                                    out_q, out_rows, out_d, 0)
                 else:
-                    count = K.search(self._codes, queries, self._offsets, self._rows, int(self._table_rows.min()),
-                                     self._total, self._dead, max_distance, max_distance // K.TABLES,
-                                     out_q, out_rows, out_d)
+                    count = K.search_tables(self._codes, queries, self._offsets, self._rows, self._alive,
+                                            max_distance, K.PROBE_MASKS, probes, out_q, out_rows, out_d, 0)
+                    delta = self._delta.view()
+                    count = K.scan(self._codes, queries, delta, 0, len(delta), self._alive, max_distance,
+                                   out_q, out_rows, out_d, count)
                 if count <= capacity:
                     return _per_query(len(queries), out_q[:count], self._ids[out_rows[:count]], out_d[:count])
             capacity = count
@@ -206,11 +235,18 @@ class MihPdqIndex:
     def live(self) -> tuple[np.ndarray, np.ndarray]:
         """(codes, ids) of every live row: what a snapshot keeps to rebuild the index."""
         with self._lock:
-            rows = np.flatnonzero(~self._dead[: self._total])
+            rows = np.flatnonzero(self._alive[: self._high])
             return self._codes[rows].view(np.uint8).reshape(-1, 32).copy(), self._ids[rows].copy()
 
+    def stats(self) -> dict[str, int]:
+        """Row counts for metrics and tests: live, delta, free, dying, rows ever used."""
+        with self._lock:
+            return {"live": self._live, "delta": len(self._delta), "free": len(self._free),
+                    "dying": self._dead_waiting(), "high": self._high}
+
     def memory_bytes(self) -> int:
-        arrays = (self._codes, self._ids, self._dead, self._rows, self._row_of_id)
+        arrays = (self._codes, self._ids, self._alive, self._rows, self._row_of_id, self._free.array,
+                  self._delta.array)
         return sum(a.nbytes for a in arrays) + (0 if self._offsets is None else self._offsets.nbytes)
 
 

@@ -133,7 +133,7 @@ class RecentRing:
                 if tables is not None:
                     count = K.reverse_scan(b.codes, b.size, queries, tables[0], tables[1], max_distance, out_q, out_r, out_d)
                 else:
-                    count = K.scan(b.codes, queries, 0, b.size, np.zeros(b.size, np.bool_), max_distance,
+                    count = K.scan(b.codes, queries, K.NO_ROW_LIST, 0, b.size, np.ones(b.size, np.bool_), max_distance,
                                    out_q, out_r, out_d, 0)
                 if count <= capacity:
                     break

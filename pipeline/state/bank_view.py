@@ -8,7 +8,9 @@ of columns (pipeline/state/signal_rows.py); a BankEntry is made only for what a 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
@@ -75,6 +77,31 @@ class BankView:
         self.settings: dict[str, float] = {}  # hma.config: name -> number
         self.newest_signal_ms = 0  # added_at of the newest bank signal applied
         self.on_new_signals: Callable[[list[BankEntry]], None] | None = None  # newly banked or re-enabled
+        self._pin_lock = threading.Lock()
+        self._pin_ticket = 0
+        self._pins: set[int] = set()
+
+    @contextlib.contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Hold row numbers steady: rows found by a search inside keep their meaning until it exits.
+
+        Rows of removed signals are reused for new ones (pipeline/state/signal_rows.py), but not
+        while a search that started before the removal is pinned: a row it found cannot turn
+        into another signal before its candidates are read.
+        """
+        with self._pin_lock:
+            self._pin_ticket += 1
+            ticket = self._pin_ticket
+            self._pins.add(ticket)
+        try:
+            yield
+        finally:
+            with self._pin_lock:
+                self._pins.discard(ticket)
+
+    def _oldest_pin(self) -> int | None:
+        with self._pin_lock:
+            return min(self._pins) if self._pins else None
 
     # -- applying changes --------------------------------------------------------------------
     def apply_bank(self, name: str, record: dict[str, Any] | None) -> None:
@@ -123,6 +150,7 @@ class BankView:
         if not changes:
             return
         rows, cols = self.rows, self.rows.cols
+        rows.recycle(self._oldest_pin())
         rows.reserve(len(changes))
         keys = [key for key, _ in changes]
         hashes = np.fromiter((key_hash(key) for key in keys), dtype=np.uint64, count=len(keys))
@@ -169,6 +197,9 @@ class BankView:
                 fresh.append(row)
         for kind, gone in removes.items():
             self._index(kind).remove(sorted(gone))
+        with self._pin_lock:
+            ticket = self._pin_ticket
+        rows.release([row for gone in removes.values() for row in gone], ticket)
         for kind, added in adds.items():
             if added:
                 self._index(kind).add(list(added), list(added.values()))
@@ -249,13 +280,15 @@ class BankView:
 
     def search(self, kind: str, values: list[str], max_distance: int) -> list[list[Candidate]]:
         """Bank entries within max_distance of each value (all banks, enabled or not)."""
-        return self.candidates(self.search_rows(kind, values, max_distance))
+        with self.pinned():
+            return self.candidates(self.search_rows(kind, values, max_distance))
 
     def search_rows(self, kind: str, values: list[str], max_distance: int) -> list[list[tuple[int, int]]]:
         """(row, distance) of the live signals within max_distance of each value.
 
         May run on a thread while the event loop applies changes: the indices lock themselves,
-        and a row removed meanwhile is left out here or by `candidates`.
+        and a row removed meanwhile is left out here or by `candidates`. Call it and `candidates`
+        inside one `pinned()`, so that no row found is reused for another signal in between.
         """
         kind_idx = self.rows.known_kind(kind)
         index = self._indices.get(kind_idx) if kind_idx is not None else None

@@ -3,7 +3,9 @@
 At 10M signals a Python object per signal costs gigabytes and minutes to rebuild; here a signal
 is a row across a few numpy columns (about 40 bytes with its key map slot), its value lives in its
 signal type's index, and the whole thing saves and loads as arrays (pipeline/state/snapshot.py).
-Row numbers are the ids the indices know signals by; a removed key's row stays dead.
+Row numbers are the ids the indices know signals by. A removed key's row is dead, and is reused
+for a new key once no search that may still return it is running (BankView.pinned), so under
+churn the rows, and the indices keyed by them, stay as many as the live signals.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from pipeline.index.row_stack import RowStack
 from pipeline.state.u64_map import U64Map
 
 SIGNAL_ID = re.compile(r"[0-9a-f]{16}")
@@ -43,6 +46,8 @@ class SignalRows:
         self.metadata: dict[int, dict[str, str]] = {}  # only rows that have any
         self._map = U64Map()
         self._overflow: dict[str, int] = {}  # keys whose hash another live key already has
+        self._free = RowStack()  # dead rows that no search can still return: taken by new keys
+        self._released: list[tuple[int, np.ndarray]] = []  # (pin ticket at release, dead rows)
 
     # -- names ----------------------------------------------------------------------------------
     @staticmethod
@@ -95,12 +100,30 @@ class SignalRows:
 
     def new_row(self, h: int, bank: int, kind: int, sid: int) -> int:
         """A row for a key seen for the first time (or again after its removal); not yet mapped."""
-        row = self.n
+        if len(self._free):
+            row = int(self._free.pop(1)[0])
+        else:
+            row = self.n
+            self.n += 1
         c = self.cols
         c["bank"][row], c["kind"][row], c["sid"][row], c["key_hash"][row] = bank, kind, sid, h
         c["alive"][row] = True
-        self.n += 1
         return row
+
+    def release(self, rows: Sequence[int], ticket: int) -> None:
+        """Dead rows, reusable once every search pinned at or before `ticket` has finished."""
+        if len(rows):
+            self._released.append((ticket, np.asarray(rows, dtype=np.int64)))
+
+    def recycle(self, oldest_pin: int | None) -> None:
+        """Make released rows free whose searches are over (oldest_pin: the oldest running one's ticket)."""
+        keep = []
+        for ticket, rows in self._released:
+            if oldest_pin is None or ticket < oldest_pin:
+                self._free.push(rows)
+            else:
+                keep.append((ticket, rows))
+        self._released = keep
 
     def map_keys(self, placed: dict[str, int], removed: Sequence[tuple[str, int]]) -> None:
         """Bring the key map up to date after a batch: keys removed, keys now at a new row."""
@@ -167,6 +190,7 @@ class SignalRows:
             rows.kind_index(name)
         rows.metadata = {int(row): md for row, md in meta["metadata"].items()}
         rows._overflow = dict(meta["overflow"])
+        rows._free.push(np.flatnonzero(~rows.cols["alive"][:n]))
         live = rows.live_rows()
         overflow_rows = set(rows._overflow.values())
         mapped = live if not overflow_rows else live[~np.isin(live, list(overflow_rows))]
