@@ -10,31 +10,19 @@ that names the field.
 from __future__ import annotations
 
 import io
-import json
-
-import orjson
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import orjson
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
+
+from schemas.conform import Mismatch, compile_schema
 
 SCHEMA_DIR = Path(__file__).resolve().parent
 AVRO_MAGIC = b"\xc3\x01"
 ENCODINGS = ("json", "avro")
-
-_PRIMITIVE_CHECKS: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "boolean": (bool,),
-    "int": (int,),
-    "long": (int,),
-    "float": (int, float),
-    "double": (int, float),
-    "bytes": (bytes,),
-    "null": (type(None),),
-}
-_INT_RANGES = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 
 
 class DecodeError(ValueError):
@@ -49,8 +37,9 @@ class RecordCodec:
         self.schema = load_schema(str(SCHEMA_DIR / f"{full_name}.avsc"))
         self.fingerprint = bytes.fromhex(fingerprint(to_parsing_canonical_form(self.schema), "CRC-64-AVRO"))
         self.header = AVRO_MAGIC + self.fingerprint
-        self._named: dict[str, Any] = {}
-        _collect_named(self.schema, self._named)
+        named: dict[str, Any] = {}
+        _collect_named(self.schema, named)
+        self._conform = compile_schema(self.schema, named)
 
     # -- decoding -------------------------------------------------------------------------------
     def decode(self, raw: bytes | None) -> dict[str, Any]:
@@ -78,7 +67,10 @@ class RecordCodec:
 
     def conform(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Check a dict against the schema and fill defaults; raises DecodeError naming the field."""
-        return _conform(obj, self.schema, self._named, path="")
+        try:
+            return self._conform(obj)
+        except Mismatch as exc:
+            raise DecodeError(str(exc)) from None
 
     # -- encoding -------------------------------------------------------------------------------
     def encode(self, record: dict[str, Any], encoding: str = "json") -> bytes:
@@ -110,67 +102,3 @@ def _collect_named(schema: Any, named: dict[str, Any]) -> None:
         for key in ("items", "values"):
             if key in schema:
                 _collect_named(schema[key], named)
-
-
-def _type_label(schema: Any) -> str:
-    if isinstance(schema, str):
-        return schema
-    if isinstance(schema, list):
-        return " or ".join(_type_label(s) for s in schema)
-    return schema.get("name") or schema["type"]
-
-
-def _conform(value: Any, schema: Any, named: dict[str, Any], path: str) -> Any:
-    where = path or "value"
-    if isinstance(schema, str) and schema in named:
-        schema = named[schema]
-    if isinstance(schema, list):  # union: first branch that fits
-        for branch in schema:
-            try:
-                return _conform(value, branch, named, path)
-            except DecodeError:
-                continue
-        raise DecodeError(f"{where}: {_describe(value)} is not {_type_label(schema)}")
-    if isinstance(schema, str):
-        kinds = _PRIMITIVE_CHECKS[schema]
-        if not isinstance(value, kinds) or isinstance(value, bool) != (schema == "boolean"):
-            raise DecodeError(f"{where}: {_describe(value)} is not {schema}")
-        if schema in _INT_RANGES:
-            lo, hi = _INT_RANGES[schema]
-            if not lo <= value <= hi:
-                raise DecodeError(f"{where}: {value} is out of range for {schema}")
-        return value
-    kind = schema["type"]
-    if kind == "record":
-        if not isinstance(value, dict):
-            raise DecodeError(f"{where}: {_describe(value)} is not an object")
-        out = {}
-        for f in schema["fields"]:
-            name = f["name"]
-            sub = f"{path}.{name}" if path else name
-            if name in value:
-                out[name] = _conform(value[name], f["type"], named, sub)
-            elif "default" in f:
-                default = f["default"]
-                out[name] = orjson.loads(orjson.dumps(default)) if isinstance(default, (dict, list)) else default
-            else:
-                raise DecodeError(f"{sub}: missing")
-        return out
-    if kind == "enum":
-        if value not in schema["symbols"]:
-            raise DecodeError(f"{where}: {_describe(value)} is not one of {', '.join(schema['symbols'])}")
-        return value
-    if kind == "array":
-        if not isinstance(value, list):
-            raise DecodeError(f"{where}: {_describe(value)} is not an array")
-        return [_conform(v, schema["items"], named, f"{where}[{i}]") for i, v in enumerate(value)]
-    if kind == "map":
-        if not isinstance(value, dict):
-            raise DecodeError(f"{where}: {_describe(value)} is not an object")
-        return {str(k): _conform(v, schema["values"], named, f"{where}.{k}") for k, v in value.items()}
-    return _conform(value, kind, named, path)  # {"type": "string"} and the like
-
-
-def _describe(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, bytes) else f"{len(value)} bytes"
-    return text if len(text) <= 60 else text[:57] + "..."

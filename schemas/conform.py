@@ -1,0 +1,201 @@
+"""Checking decoded JSON against an Avro schema, compiled once per schema into nested closures.
+
+Every record in and out of the pipeline passes through here, so the happy path builds nothing
+but the output dict: no path strings, no error text. A mismatch raises `Mismatch`, which
+collects the path to the bad value while it unwinds; the codec turns it into a DecodeError that
+names the field ("metadata.a: 1 is not string").
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any, Callable
+
+Conformer = Callable[[Any], Any]
+_INT_RANGES = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+
+
+class Mismatch(Exception):
+    """A value that does not fit its schema: what is wrong, and where (filled in on the way up)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.path: list[str] = []  # innermost first
+
+    def where(self) -> str:
+        out = ""
+        for part in reversed(self.path):
+            out += part if part.startswith("[") or not out else f".{part}"
+        return out or "value"
+
+    def __str__(self) -> str:
+        return f"{self.where()}: {self.problem}"
+
+
+def describe(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, bytes) else f"{len(value)} bytes"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def compile_schema(schema: Any, named: dict[str, Any]) -> Conformer:
+    """A function that checks a value against `schema`, fills record defaults and returns the result."""
+    compiled: dict[str, Conformer] = {}
+
+    def build(node: Any) -> Conformer:
+        if isinstance(node, str) and node in named:
+            if node not in compiled:
+                compiled[node] = lambda v: target(v)  # placeholder for recursive schemas
+                target = build(named[node])
+                compiled[node] = target
+            return compiled[node]
+        if isinstance(node, list):
+            return _union([build(branch) for branch in node], node)
+        if isinstance(node, str):
+            return _primitive(node)
+        kind = node["type"]
+        if kind == "record":
+            return _record(node, build)
+        if kind == "enum":
+            return _enum(node["symbols"])
+        if kind == "array":
+            return _array(build(node["items"]))
+        if kind == "map":
+            return _map(build(node["values"]))
+        return build(kind)  # {"type": "string"} and the like
+
+    return build(schema)
+
+
+def _label(node: Any) -> str:
+    if isinstance(node, str):
+        return node
+    if isinstance(node, list):
+        return " or ".join(_label(n) for n in node)
+    return node.get("name") or node["type"]
+
+
+def _primitive(name: str) -> Conformer:
+    if name == "string":
+        kinds: tuple[type, ...] = (str,)
+    elif name == "bytes":
+        kinds = (bytes,)
+    elif name == "null":
+        kinds = (type(None),)
+    elif name == "boolean":
+        kinds = (bool,)
+    elif name in ("int", "long", "float", "double"):
+        kinds = (int,) if name in _INT_RANGES else (int, float)
+    else:
+        raise ValueError(f"unknown Avro type {name!r}")
+    lo, hi = _INT_RANGES.get(name, (None, None))
+    boolean = name == "boolean"
+
+    def conform(value: Any) -> Any:
+        if not isinstance(value, kinds) or (isinstance(value, bool) and not boolean):
+            raise Mismatch(f"{describe(value)} is not {name}")
+        if lo is not None and not lo <= value <= hi:
+            raise Mismatch(f"{value} is out of range for {name}")
+        return value
+
+    return conform
+
+
+def _union(branches: list[Conformer], node: list[Any]) -> Conformer:
+    label = _label(node)
+    if len(node) == 2 and "null" in node:  # the common optional field: no try/except when None
+        other = branches[1] if node[0] == "null" else branches[0]
+
+        def optional(value: Any) -> Any:
+            if value is None:
+                return None
+            try:
+                return other(value)
+            except Mismatch:
+                raise Mismatch(f"{describe(value)} is not {label}") from None
+
+        return optional
+
+    def union(value: Any) -> Any:
+        for branch in branches:
+            try:
+                return branch(value)
+            except Mismatch:
+                continue
+        raise Mismatch(f"{describe(value)} is not {label}")
+
+    return union
+
+
+def _record(node: dict[str, Any], build: Callable[[Any], Conformer]) -> Conformer:
+    fields = []
+    for f in node["fields"]:
+        has_default = "default" in f
+        default = f.get("default")
+        fields.append((f["name"], build(f["type"]), has_default, default, isinstance(default, (dict, list))))
+
+    def record(value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise Mismatch(f"{describe(value)} is not an object")
+        out = {}
+        for name, conform, has_default, default, mutable in fields:
+            if name in value:
+                try:
+                    out[name] = conform(value[name])
+                except Mismatch as exc:
+                    exc.path.append(name)
+                    raise
+            elif has_default:
+                out[name] = copy.deepcopy(default) if mutable else default
+            else:
+                exc = Mismatch("missing")
+                exc.path.append(name)
+                raise exc
+        return out
+
+    return record
+
+
+def _enum(symbols: list[str]) -> Conformer:
+    allowed = frozenset(symbols)
+    listed = ", ".join(symbols)
+
+    def enum(value: Any) -> Any:
+        if not isinstance(value, str) or value not in allowed:
+            raise Mismatch(f"{describe(value)} is not one of {listed}")
+        return value
+
+    return enum
+
+
+def _array(items: Conformer) -> Conformer:
+    def array(value: Any) -> Any:
+        if not isinstance(value, list):
+            raise Mismatch(f"{describe(value)} is not an array")
+        out = []
+        for i, v in enumerate(value):
+            try:
+                out.append(items(v))
+            except Mismatch as exc:
+                exc.path.append(f"[{i}]")
+                raise
+        return out
+
+    return array
+
+
+def _map(values: Conformer) -> Conformer:
+    def mapping(value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise Mismatch(f"{describe(value)} is not an object")
+        out = {}
+        for k, v in value.items():
+            try:
+                out[str(k)] = values(v)
+            except Mismatch as exc:
+                exc.path.append(str(k))
+                raise
+        return out
+
+    return mapping
