@@ -21,6 +21,6 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
         view = await ctx.bank_view()
         async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
             good, records = await ctx.decode_events(events, T.MATCHES, STAGE)
-            for event, record in zip(good, records):
-                for action in actions_for(record, view):
-                    await ctx.send(T.ACTIONS, event.message.key, action, STAGE)
+            actions = [(event.message.key, action) for event, record in zip(good, records)
+                       for action in actions_for(record, view)]
+            await ctx.send_many(T.ACTIONS, actions, STAGE)

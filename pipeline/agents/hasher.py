@@ -110,5 +110,5 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
             for event, result in zip(events, results):
                 if isinstance(result, str):
                     await ctx.send_dead_letter(event, result, STAGE)
-                else:
-                    await ctx.send(T.HASHES, event.message.key, result, STAGE)
+            await ctx.send_many(T.HASHES, [(event.message.key, result) for event, result in zip(events, results)
+                                           if not isinstance(result, str)], STAGE)

@@ -51,18 +51,22 @@ async def lookup(ctx: PipelineContext, hashed: list[dict[str, Any]], view: BankV
         return plan.records, collect_hits(view, plan, found)
 
 
-async def emit_match(ctx: PipelineContext, key: bytes | None, record: dict[str, Any], view: BankView, stage: str) -> None:
-    """Write a judged match record, and its effective hits re-keyed by signal for flood counting."""
-    await ctx.send(T.MATCHES, key, record, stage)
-    if record["submitted_at"]:
-        metrics.UPLOAD_TO_MATCH.observe(max(0, record["matched_at"] - record["submitted_at"]) / 1000)
-    for hit in record["matches"]:
-        metrics.HITS.labels(hit["status"]).inc()
-        if counts_toward_flood(hit, view):
-            await ctx.send(T.FLOOD_HITS, hit["signal_id"], {
-                "signal_id": hit["signal_id"], "bank": hit["bank"],
-                "content_id": record["content_id"], "matched_at": record["matched_at"],
-            }, stage)
+async def emit_matches(ctx: PipelineContext, judged: list[tuple[bytes | None, dict[str, Any]]], view: BankView,
+                       stage: str) -> None:
+    """Write judged match records, and their effective hits re-keyed by signal for flood counting."""
+    flood_hits = []
+    for _, record in judged:
+        if record["submitted_at"]:
+            metrics.UPLOAD_TO_MATCH.observe(max(0, record["matched_at"] - record["submitted_at"]) / 1000)
+        for hit in record["matches"]:
+            metrics.HITS.labels(hit["status"]).inc()
+            if counts_toward_flood(hit, view):
+                flood_hits.append((hit["signal_id"], {
+                    "signal_id": hit["signal_id"], "bank": hit["bank"],
+                    "content_id": record["content_id"], "matched_at": record["matched_at"],
+                }))
+    await ctx.send_many(T.MATCHES, judged, stage)
+    await ctx.send_many(T.FLOOD_HITS, flood_hits, stage)
 
 
 def register(app: faust.App, ctx: PipelineContext) -> None:
@@ -73,5 +77,5 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
         async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
             good, hashed = await ctx.decode_events(events, T.HASHES, STAGE)
             records, hits = await lookup(ctx, hashed, view)
-            for event, record in zip(good, judge_batch(records, hits, view, flood_guard)):
-                await emit_match(ctx, event.message.key, record, view, STAGE)
+            judged = judge_batch(records, hits, view, flood_guard)
+            await emit_matches(ctx, [(event.message.key, record) for event, record in zip(good, judged)], view, STAGE)

@@ -16,7 +16,7 @@ import logging
 import faust
 
 from pipeline import topics as T
-from pipeline.agents.matcher import emit_match, new_flood_guard
+from pipeline.agents.matcher import emit_matches, new_flood_guard
 from pipeline.app import PipelineContext
 from pipeline.matching import empty_match_record, hits_from_candidates, judge_batch
 
@@ -57,4 +57,4 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
                 record["skipped"].update(partial["skipped"])
             candidates = [c for partial in parts.values() for c in partial["candidates"]]
             judge_batch([record], [hits_from_candidates(candidates, view)], view, flood_guard)
-            await emit_match(ctx, event.message.key, record, view, STAGE)
+            await emit_matches(ctx, [(event.message.key, record)], view, STAGE)

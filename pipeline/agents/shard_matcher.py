@@ -29,11 +29,10 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
         async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
             good, hashed = await ctx.decode_events(events, T.HASHES, STAGE, dead_letters=shard.index == 0)
             records, hits = await lookup(ctx, hashed, view)
-            for event, upload, record, upload_hits in zip(good, hashed, records, hits):
-                await ctx.send(T.SHARD_HITS, event.message.key, {
-                    "shard": shard.index, "shards": shard.count,
-                    "hashes_partition": event.message.partition, "hashes_offset": event.message.offset,
-                    "upload": upload, "skipped": record["skipped"],
-                    "candidates": [candidate_record(hit) for hit in upload_hits],
-                    "looked_up_at": now_ms(),
-                }, STAGE)
+            await ctx.send_many(T.SHARD_HITS, [(event.message.key, {
+                "shard": shard.index, "shards": shard.count,
+                "hashes_partition": event.message.partition, "hashes_offset": event.message.offset,
+                "upload": upload, "skipped": record["skipped"],
+                "candidates": [candidate_record(hit) for hit in upload_hits],
+                "looked_up_at": now_ms(),
+            }) for event, upload, record, upload_hits in zip(good, hashed, records, hits)], STAGE)
