@@ -13,7 +13,7 @@ from typing import Any, AsyncIterator, Sequence
 
 import faust
 
-from pipeline import metrics
+from pipeline import metrics, transport
 from pipeline import topics as T
 from pipeline.banks import content_id_from_offset
 from pipeline.config import Settings
@@ -275,7 +275,7 @@ def create_app(settings: Settings) -> tuple[faust.App, PipelineContext]:
     data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         faust_app_id(settings),
-        broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
+        broker=[f"{transport.SCHEME}://{server}" for server in settings.bootstrap_servers.split(",")],
         store="rocksdb://",
         datadir=str(data_dir),
         topic_partitions=settings.topic_partitions,
