@@ -1,1 +1,2 @@
-"""Faust agents: hasher (uploads -> hashes), matcher (hashes -> matches), actioner (matches -> actions)."""
+"""Faust agents: hasher (uploads -> hashes), matcher (hashes -> matches and actions), actioner
+(retroactive matches -> actions), flood, feedback, recent; shard matcher and merger in shard mode."""

@@ -27,7 +27,8 @@ DEFAULT_HORIZON_MS = 3_600_000
 
 def register(app: faust.App, ctx: PipelineContext) -> None:
     s = ctx.settings
-    cells = app.Table("flood-sketch", partitions=s.topic_partitions)  # chunk key -> {column: count}
+    cells = app.Table("flood-cells", partitions=s.topic_partitions,  # chunk key -> counts (FaustTableCellStore)
+                      key_type=str, value_type=bytes)  # bytes values: Faust stores them raw
     store = FaustTableCellStore(cells)
     detector = FloodDetector(
         CountMinSketch(store, s.flood_epsilon, s.flood_delta),

@@ -1,9 +1,12 @@
-"""matcher: hma.hashes -> hma.matches, one record per hashed upload (also when nothing matched).
+"""matcher: hma.hashes -> hma.matches, one record per hashed upload (also when nothing matched),
+and hma.actions for the uploads with effective matches.
 
 Replica mode (HMAS_INDEX_SHARDS=1): this worker holds every bank signal, so it looks up and
 guards in one step. Effective hits are also written to hma.flood-hits, keyed by signal id, for
 flood counting. Micro-batches from the stream are looked up together: one index search per
-signal type.
+signal type. Actions are written with the match records that cause them, from the same judged
+records and view, rather than by another agent reading hma.matches back: that would cost every
+upload a second delivery and decode of its largest record.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pipeline import topics as T
 from pipeline.app import PipelineContext
 from pipeline.flood import LocalFloodGuard
 from pipeline.guard import MATCH, QUARANTINED, Hit
-from pipeline.matching import collect_hits, judge_batch, plan_lookups, search_plan
+from pipeline.matching import actions_for, collect_hits, judge_batch, plan_lookups, search_plan
 from pipeline.state.bank_view import BankView
 
 log = logging.getLogger(__name__)
@@ -53,9 +56,11 @@ async def lookup(ctx: PipelineContext, hashed: list[dict[str, Any]], view: BankV
 
 async def emit_matches(ctx: PipelineContext, judged: list[tuple[bytes | None, dict[str, Any]]], view: BankView,
                        stage: str) -> None:
-    """Write judged match records, and their effective hits re-keyed by signal for flood counting."""
-    flood_hits = []
-    for _, record in judged:
+    """Write judged match records, their actions, and their effective hits re-keyed by signal for
+    flood counting."""
+    flood_hits, actions = [], []
+    for key, record in judged:
+        actions += [(key, action) for action in actions_for(record, view)]
         if record["submitted_at"]:
             metrics.UPLOAD_TO_MATCH.observe(max(0, record["matched_at"] - record["submitted_at"]) / 1000)
         for hit in record["matches"]:
@@ -66,6 +71,7 @@ async def emit_matches(ctx: PipelineContext, judged: list[tuple[bytes | None, di
                     "content_id": record["content_id"], "matched_at": record["matched_at"],
                 }))
     await ctx.send_many(T.MATCHES, judged, stage)
+    await ctx.send_many(T.ACTIONS, actions, stage)
     await ctx.send_many(T.FLOOD_HITS, flood_hits, stage)
 
 

@@ -6,8 +6,9 @@ it: every hit of a signal lands in that signal's partition, which is what makes 
 
 Cells are kept in chunks of CHUNK columns, one table key per (partition, bucket, row, chunk), and
 written back once per batch of hits of one partition: a burst of hits costs a few table writes
-(and changelog records) instead of `depth` per hit. Keys carry the partition because Faust reads
-a key from whichever partition's database holds it.
+(and changelog records) instead of `depth` per hit. A chunk's value is its counts as raw int64
+bytes (4 KB), so reading and writing one costs a copy, not a JSON document of 512 numbers. Keys
+carry the partition because Faust reads a key from whichever partition's database holds it.
 """
 
 from __future__ import annotations
@@ -17,39 +18,45 @@ import weakref
 from typing import Iterator
 
 import faust
+import numpy as np
 from faust import streams as faust_streams
 
 CHUNK = 512
+Chunk = tuple[int, int, int]  # (bucket, row, column // CHUNK)
 
 
 class FaustTableCellStore:
     def __init__(self, table: faust.Table) -> None:
-        self.table = table
+        self.table = table  # raw values: a chunk's counts as CHUNK little-endian int64
         self.partition = 0  # the partition whose hits are being counted (see in_partition_of)
-        self._chunks: dict[str, dict[str, int]] = {}  # read or written in this batch
-        self._dirty: set[str] = set()
+        self._chunks: dict[Chunk, np.ndarray] = {}  # read or written in this batch
+        self._dirty: set[Chunk] = set()
 
-    def _chunk(self, cell: tuple[int, int, int]) -> tuple[dict[str, int], str]:
-        bucket, row, col = cell
-        key = f"{self.partition}:{bucket}:{row}:{col // CHUNK}"
-        chunk = self._chunks.get(key)
-        if chunk is None:
-            chunk = self._chunks[key] = dict(self.table.get(key) or {})
-        return chunk, str(col % CHUNK)
+    def _key(self, chunk: Chunk) -> str:
+        return f"{self.partition}:{chunk[0]}:{chunk[1]}:{chunk[2]}"
+
+    def _chunk(self, chunk: Chunk) -> np.ndarray:
+        counts = self._chunks.get(chunk)
+        if counts is None:
+            raw = self.table.get(self._key(chunk))
+            counts = np.frombuffer(raw, dtype="<i8").copy() if raw else np.zeros(CHUNK, dtype="<i8")
+            self._chunks[chunk] = counts
+        return counts
 
     def get(self, cell: tuple[int, int, int]) -> int:
-        chunk, col = self._chunk(cell)
-        return chunk.get(col, 0)
+        bucket, row, col = cell
+        return int(self._chunk((bucket, row, col // CHUNK))[col % CHUNK])
 
     def add(self, cell: tuple[int, int, int], amount: int) -> None:
-        chunk, col = self._chunk(cell)
-        chunk[col] = chunk.get(col, 0) + amount
-        self._dirty.add(f"{self.partition}:{cell[0]}:{cell[1]}:{cell[2] // CHUNK}")
+        bucket, row, col = cell
+        chunk = (bucket, row, col // CHUNK)
+        self._chunk(chunk)[col % CHUNK] += amount
+        self._dirty.add(chunk)
 
     def flush(self) -> None:
         """Write the chunks changed since the last flush; call inside `in_partition_of`."""
-        for key in self._dirty:
-            self.table[key] = self._chunks[key]
+        for chunk in self._dirty:
+            self.table[self._key(chunk)] = self._chunks[chunk].tobytes()
         self._dirty.clear()
         self._chunks.clear()
 
