@@ -5,9 +5,10 @@ Every second: `rate` pre-hashed uploads (half near-duplicates of banked codes) a
 the bank replaced (as many removals as additions, so the bank keeps its size). Every 10 s the
 worker's RSS is sampled; after warm-up the growth is measured against the first minute's median.
 Every 20 s a visibility probe: a new signal is banked and uploads of it are sent every 50 ms
-until one matches, then it is removed and uploads are sent until one does not: the time from
-each change to the match record of the first upload that sees it bounds the change's visibility
-from above (that upload's own trip through the pipeline is included).
+until one matches; then it is disabled (disable_until_ts 0) and uploads are sent until one is no
+longer an effective match, then re-enabled until one is again, then removed until none is: the
+time from each change to the match record of the first upload that sees it bounds the change's
+visibility from above (that upload's own trip through the pipeline is included).
 """
 
 from __future__ import annotations
@@ -40,13 +41,13 @@ class MatchWatcher(threading.Thread):
     def __init__(self, settings) -> None:
         super().__init__(daemon=True)
         self.settings = settings
-        self.results: dict[str, tuple[bool, int]] = {}  # probe content id -> (matched anything, matched_at)
+        self.results: dict[str, tuple[bool, int]] = {}  # probe content id -> (effective match, matched_at)
         self.stop = threading.Event()
 
     def run(self) -> None:
         for key, record in Client(self.settings).read(T.MATCHES, from_beginning=False, timeout_s=10**6):
             if key and key.startswith("vis-"):
-                self.results[key] = (bool(record["matches"]), record["matched_at"])
+                self.results[key] = (any(h["status"] == "match" for h in record["matches"]), record["matched_at"])
             if self.stop.is_set():
                 return
 
@@ -94,8 +95,7 @@ def run_soak_bench(n: int, minutes: float, churn_per_min: float, rate: int, warm
         watcher = MatchWatcher(p.settings)
         watcher.start()
         samples: list[tuple[float, float]] = []
-        adds_visible: list[float] = []
-        removes_visible: list[float] = []
+        visible: dict[str, list[float]] = {"add": [], "disable": [], "enable": [], "remove": []}
         progress = ProgressBar("soak", int(total_s), "seconds")
         start = time.perf_counter()
         last_sample = last_probe = -1e9
@@ -122,8 +122,9 @@ def run_soak_bench(n: int, minutes: float, churn_per_min: float, rate: int, warm
                 last_probe = elapsed
                 code = rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex()
                 key, record = bank_signal_record("VISIBLE", second + 1, "pdq", code)
-                adds_visible.append(_probe(p, watcher, code, key, record, True, f"add-{second}"))
-                removes_visible.append(_probe(p, watcher, code, key, None, False, f"rm-{second}"))
+                for change, value, effective in (("add", record, True), ("disable", {**record, "disable_until_ts": 0}, False),
+                                                 ("enable", record, True), ("remove", None, False)):
+                    visible[change].append(_probe(p, watcher, code, key, value, effective, f"{change}-{second}"))
             progress.update(second, f"worker RSS {samples[-1][1]:,.0f} MB")
             second += 1
             sleep = start + second - time.perf_counter()
@@ -143,7 +144,7 @@ def run_soak_bench(n: int, minutes: float, churn_per_min: float, rate: int, warm
         "worker_ready_s": round(ready_s, 1), "seconds_behind_schedule_at_end": round(behind_s, 1),
         "rss_mb_after_warmup": round(baseline), "rss_mb_end": round(end), "rss_mb_max": round(max(after)),
         "rss_growth_pct": round(100 * (end - baseline) / baseline, 2),
-        "add_visible_s": _summary(adds_visible), "remove_visible_s": _summary(removes_visible),
+        **{f"{change}_visible_s": _summary(times) for change, times in visible.items()},
         "plot": plot_path, "samples": [(round(t), round(mb)) for t, mb in samples],
     }
 

@@ -15,7 +15,7 @@ from typing import Any
 import faust
 
 from pipeline import topics as T
-from pipeline.app import PipelineContext
+from pipeline.app import PipelineContext, state_table
 from pipeline.banks import bank_signal_record
 from pipeline.state.bank_view import BankEntry, BankView
 
@@ -61,7 +61,7 @@ def _entry_record(entry: BankEntry, **changes: Any) -> dict[str, Any]:
 
 
 def register(app: faust.App, ctx: PipelineContext) -> None:
-    tallies = app.Table("feedback-tallies", default=dict, partitions=1)
+    tallies = state_table(app, "feedback-tallies", default=dict, partitions=1)
 
     @app.agent(ctx.topic(T.FEEDBACK), name=f"{app.conf.id}.feedback")
     async def feedback(stream: faust.StreamT) -> None:

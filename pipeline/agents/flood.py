@@ -13,7 +13,7 @@ import faust
 
 from pipeline import metrics
 from pipeline import topics as T
-from pipeline.app import PipelineContext
+from pipeline.app import PipelineContext, state_table
 from pipeline.banks import now_ms
 from pipeline.flood import FloodDetector
 from pipeline.matching import released_at
@@ -27,8 +27,8 @@ DEFAULT_HORIZON_MS = 3_600_000
 
 def register(app: faust.App, ctx: PipelineContext) -> None:
     s = ctx.settings
-    cells = app.Table("flood-cells", partitions=s.topic_partitions,  # chunk key -> counts (FaustTableCellStore)
-                      key_type=str, value_type=bytes)  # bytes values: Faust stores them raw
+    cells = state_table(app, "flood-cells", partitions=s.topic_partitions,  # chunk key -> counts (FaustTableCellStore)
+                        key_type=str, value_type=bytes)  # bytes values: Faust stores them raw
     store = FaustTableCellStore(cells)
     detector = FloodDetector(
         CountMinSketch(store, s.flood_epsilon, s.flood_delta),

@@ -17,7 +17,7 @@ import faust
 
 from pipeline import topics as T
 from pipeline.agents.matcher import emit_matches, new_flood_guard
-from pipeline.app import PipelineContext
+from pipeline.app import PipelineContext, state_table
 from pipeline.matching import empty_match_record, hits_from_candidates, judge_batch
 
 log = logging.getLogger(__name__)
@@ -26,8 +26,8 @@ STAGE = "merger"
 
 def register(app: faust.App, ctx: PipelineContext) -> None:
     s = ctx.settings
-    pending = app.Table("shard-merge", partitions=s.topic_partitions)  # "p:offset" -> {shard: partial}
-    taken = app.Table("shard-taken", default=lambda: -1, partitions=s.topic_partitions)  # "p:shard" -> offset
+    pending = state_table(app, "shard-merge", partitions=s.topic_partitions)  # "p:offset" -> {shard: partial}
+    taken = state_table(app, "shard-taken", default=lambda: -1, partitions=s.topic_partitions)  # "p:shard" -> offset
 
     @app.agent(ctx.topic(T.SHARD_HITS), name=f"{app.conf.id}.merger")
     async def merger(stream: faust.StreamT) -> None:

@@ -32,7 +32,7 @@ SearchResult = tuple[np.ndarray, np.ndarray, np.ndarray]
 MIN_DELTA = 20_000  # an index that never grows past this is all delta: it allocates no tables
 DELTA_SHARE = 0.002  # merge once the delta is this share of the index (20,000 rows at 10M)
 FULL_BUILD_SHARE = 0.25  # a delta this large is counting-sorted with the tables, not merged in
-PROGRESS_FROM = 1_000_000  # large builds log each table as it is done
+PROGRESS_FROM = 1_000_000  # large full builds log each table as it is done
 
 
 class MihPdqIndex:
@@ -173,8 +173,10 @@ class MihPdqIndex:
                                   offsets, rows)
             with self._lock:
                 self._install(t, offsets, rows[:n])
-            if size >= PROGRESS_FROM:
-                log.info("index table merged", extra={"table": f"{t + 1}/{K.TABLES}", "rows": n, "full": full})
+            if full and size >= PROGRESS_FROM:
+                log.info("index table built", extra={"table": f"{t + 1}/{K.TABLES}", "rows": n})
+        if not full:
+            log.debug("index delta merged", extra={"rows": len(batch), "freed": sum(len(gone) for gone in dying)})
         with self._lock:
             self._delta.drop_first(len(batch), self._alive)
             for gone in dying:

@@ -7,7 +7,7 @@ it: every hit of a signal lands in that signal's partition, which is what makes 
 Cells are kept in chunks of CHUNK columns, one table key per (partition, bucket, row, chunk), and
 written back once per batch of hits of one partition: a burst of hits costs a few table writes
 (and changelog records) instead of `depth` per hit. A chunk's value is its counts as raw int64
-bytes (4 KB), so reading and writing one costs a copy, not a JSON document of 512 numbers. Keys
+bytes (512 B), so reading and writing one costs a copy, not a JSON document of numbers. Keys
 carry the partition because Faust reads a key from whichever partition's database holds it.
 """
 
@@ -21,7 +21,7 @@ import faust
 import numpy as np
 from faust import streams as faust_streams
 
-CHUNK = 512
+CHUNK = 64  # columns per table value: a hit rewrites depth chunks of 512 bytes
 Chunk = tuple[int, int, int]  # (bucket, row, column // CHUNK)
 
 
@@ -39,7 +39,10 @@ class FaustTableCellStore:
         counts = self._chunks.get(chunk)
         if counts is None:
             raw = self.table.get(self._key(chunk))
-            counts = np.frombuffer(raw, dtype="<i8").copy() if raw else np.zeros(CHUNK, dtype="<i8")
+            if raw is not None and len(raw) == CHUNK * 8:
+                counts = np.frombuffer(raw, dtype="<i8").copy()
+            else:  # absent (or of another layout): counting starts from zero
+                counts = np.zeros(CHUNK, dtype="<i8")
             self._chunks[chunk] = counts
         return counts
 
