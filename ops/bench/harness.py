@@ -4,6 +4,7 @@ worker processes they start and stop, and waits on the output topics."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,8 @@ class BenchPipeline:
         self.log_names: dict[int, str] = {}
 
     def __enter__(self) -> "BenchPipeline":
+        # a bench stopped with SIGTERM still stops its broker and workers (__exit__ runs)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
         self.broker.start()
         self.env = {"KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap, "HMAS_TOPIC_PREFIX": f"b{uuid.uuid4().hex[:6]}.",
                     "HMAS_DATA_DIR": str(self.dir), "HMAS_RECENT_ENABLED": "0", **self.extra_env}
