@@ -35,6 +35,9 @@ class Consumer(faust_aiokafka.Consumer):
         except StopIteration as done:  # delivered without waiting: the common case
             flow_suspended.close()
             return WaitResults([delivery], [done.value], False)
+        except BaseException:  # it failed at once: as from Faust's wait_first, the error propagates
+            flow_suspended.close()
+            raise
         return await super().wait_first(_finish(delivery, step), flow_suspended)
 
     def _is_delivery(self, coros: tuple[Any, ...], timeout: float | None) -> bool:

@@ -44,6 +44,17 @@ def test_a_delivery_that_does_not_wait_runs_in_place(consumer):
     assert ran[0] is not None  # it ran inside the caller's task
 
 
+def test_a_delivery_that_fails_at_once_raises(consumer):
+    async def deliver():
+        raise KeyError("no callback for this partition")
+
+    async def main():
+        await consumer.wait_first(deliver(), consumer.suspend_flow.wait())
+
+    with pytest.raises(KeyError):
+        run(consumer, main())
+
+
 def test_a_delivery_that_waits_finishes_as_a_task(consumer):
     async def main():
         room = asyncio.get_running_loop().create_future()
