@@ -25,6 +25,7 @@ from pipeline.state.snapshot import export_snapshot, read_snapshot, snapshot_pat
 from schemas.codec import DecodeError
 
 log = logging.getLogger(__name__)
+VIEW_STATS_EVERY_S = 60
 PRODUCER_BATCH_BYTES = 1 << 20  # send_many hands over one batch per partition of an agent's batch
 
 
@@ -39,6 +40,7 @@ class PipelineContext:
     _follower: CompactedTopicFollower | None = None
     _view_lock: asyncio.Lock | None = None
     _snapshot_task: asyncio.Task | None = None
+    _stats_task: asyncio.Task | None = None
     _snapshot_positions: dict[str, int] = field(default_factory=dict)  # of the newest snapshot
     _hash_pool: ProcessPoolExecutor | None = None
     _fetch_pool: ThreadPoolExecutor | None = None
@@ -154,6 +156,7 @@ class PipelineContext:
                 self._follower = await self._start_follower()
                 if self.settings.view_snapshot_interval_s > 0:
                     self._snapshot_task = asyncio.create_task(self._keep_snapshots(), name="view-snapshots")
+                self._stats_task = asyncio.create_task(self._log_view_stats(), name="view-stats")
         await self._follower.ready.wait()
         return self.view
 
@@ -199,6 +202,14 @@ class PipelineContext:
             await self.save_view_snapshot()
             await asyncio.sleep(self.settings.view_snapshot_interval_s)
 
+    async def _log_view_stats(self) -> None:
+        """Once a minute, the view's sizes: rows that should follow the signals, under churn too."""
+        assert self._follower is not None
+        await self._follower.ready.wait()
+        while True:
+            log.info("bank view", extra=self.view.stats())
+            await asyncio.sleep(VIEW_STATS_EVERY_S)
+
     async def save_view_snapshot(self) -> None:
         """Write a snapshot if the view moved since the last one (a copy here, the writing on a thread)."""
         follower = self._follower
@@ -236,8 +247,9 @@ class PipelineContext:
         return self._fetch_pool
 
     async def close(self) -> None:
-        if self._snapshot_task is not None:
-            self._snapshot_task.cancel()
+        for task in (self._snapshot_task, self._stats_task):
+            if task is not None:
+                task.cancel()
         if self._follower is not None:
             try:
                 await self.save_view_snapshot()

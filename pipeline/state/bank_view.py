@@ -313,6 +313,17 @@ class BankView:
         for start in range(0, len(rows), 10_000):
             yield from self._entries_at(rows[start:start + 10_000].tolist())
 
+    def stats(self) -> dict[str, Any]:
+        """Sizes for the logs: signals, rows, running searches, and each index's own counts."""
+        with self._pin_lock:
+            pins = len(self._pins)
+        out: dict[str, Any] = {"signals": self._live, **self.rows.stats(), "pinned_searches": pins}
+        for kind, index in self._indices.items():
+            stats = getattr(index, "stats", None)
+            if stats is not None:
+                out[f"index_{self.rows.kind_names[kind]}"] = stats()
+        return out
+
     def signal_count(self, kind: str | None = None) -> int:
         if kind is None:
             return self._live

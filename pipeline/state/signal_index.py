@@ -58,6 +58,9 @@ class PdqSignalIndex:
     def values(self, ids: Sequence[int]) -> list[str]:
         return [code_to_hex(code) for code in self._index.codes_of(np.asarray(ids, dtype=np.int64))]
 
+    def stats(self) -> dict[str, int]:
+        return self._index.stats()
+
     def export(self) -> dict[str, np.ndarray]:
         codes, ids = self._index.live()
         return {"codes": codes, "ids": ids}

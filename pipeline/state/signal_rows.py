@@ -198,5 +198,9 @@ class SignalRows:
         rows._map.put_many(rows.cols["key_hash"][mapped], mapped)
         return rows
 
+    def stats(self) -> dict[str, int]:
+        """Row counts: used (dead included), free, waiting for searches to finish."""
+        return {"rows": self.n, "free": len(self._free), "released": sum(len(rows) for _, rows in self._released)}
+
     def nbytes(self) -> int:
         return sum(col.nbytes for col in self.cols.values()) + self._map.nbytes()
