@@ -6,6 +6,7 @@ import re
 import time
 from typing import Any
 
+from pipeline.clock import now_ms
 from pipeline.signal_types import signal_id, signal_type
 
 BANK_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
@@ -19,10 +20,6 @@ def check_bank_name(name: str) -> str:
     if not isinstance(name, str) or not BANK_NAME.fullmatch(name):
         raise InvalidBank(f"bank name {name!r} must be upper case letters, digits and underscores, not starting with a digit")
     return name
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def bank_record(name: str, **config: Any) -> dict[str, Any]:

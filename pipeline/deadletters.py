@@ -6,7 +6,7 @@ import base64
 import logging
 from typing import Any
 
-from pipeline.banks import now_ms
+from pipeline.clock import now_ms
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from pipeline.banks import now_ms
+from pipeline.clock import now_ms
 from pipeline.config import Settings
 from pipeline.flood import LocalFloodGuard
 from pipeline.guard import MATCH, NO_ACTION, QUARANTINED, Hit, decide

@@ -14,7 +14,7 @@ import faust
 from pipeline import metrics
 from pipeline import topics as T
 from pipeline.app import PipelineContext, state_table
-from pipeline.banks import now_ms
+from pipeline.clock import now_ms
 from pipeline.flood import FloodDetector
 from pipeline.matching import released_at
 from pipeline.state.count_min import CountMinSketch

@@ -16,7 +16,7 @@ from connectors.fetch import FetchError, fetch_url
 from pipeline import metrics
 from pipeline import topics as T
 from pipeline.app import PipelineContext
-from pipeline.banks import now_ms
+from pipeline.clock import now_ms
 from pipeline.hashing import HashingError, hash_content
 from pipeline.uploads import InvalidUpload, decode_content_b64, parse_upload
 

@@ -13,7 +13,7 @@ import faust
 from pipeline import topics as T
 from pipeline.agents.matcher import BATCH, BATCH_WITHIN_S, lookup
 from pipeline.app import PipelineContext
-from pipeline.banks import now_ms
+from pipeline.clock import now_ms
 from pipeline.matching import candidate_record
 
 STAGE = "shard-matcher"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 
-from pipeline.banks import now_ms
+from pipeline.clock import now_ms
 from pipeline.config import Settings
 from pipeline.index.codes import codes_from_hex
 from pipeline.matching import bank_distance, match_batch
