@@ -6,13 +6,13 @@ import pytest
 import requests
 
 from ops.kafka.broker import free_port
-from tests.pipeline_env import TESTDATA, ApiProcess, hmas, pipeline_env
+from tests.pipeline_env import BRIDGE, ApiProcess, checked, hmas, pipeline_env
 from tests.upstream_api_client import UpstreamClient, check_every_upstream_route
 
 pytestmark = pytest.mark.kafka
 TOKEN = "test-token-123"
-PHOTO = TESTDATA / "pdq/data/bridge-mods/aaa-orig.jpg"
-EDIT = TESTDATA / "pdq/data/bridge-mods/blur-a-lot.jpg"
+PHOTO = BRIDGE / "aaa-orig.jpg"
+EDIT = BRIDGE / "blur-a-lot.jpg"
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +36,8 @@ def test_every_upstream_route_answers_in_upstreams_shapes(api):
 def test_reads_follow_writes_immediately(api):
     for i in range(3):
         bank = f"RYW_{i}"
-        assert requests.post(f"{api.base}/c/banks", json={"name": bank}, headers=auth()).status_code == 201
-        added = requests.post(f"{api.base}/c/bank/{bank}/signal", json={"pdq": f"{i:02x}" * 32}, headers=auth()).json()
+        checked(requests.post(f"{api.base}/c/banks", json={"name": bank}, headers=auth()), 201)
+        added = checked(requests.post(f"{api.base}/c/bank/{bank}/signal", json={"pdq": f"{i:02x}" * 32}, headers=auth()))
         found = requests.get(f"{api.base}/m/lookup", params={"signal_type": "pdq", "signal": f"{i:02x}" * 32}).json()
         assert found[bank] == [{"bank_content_id": added["id"], "distance": 0}]
 
@@ -62,7 +62,7 @@ def test_bad_requests_get_4xx_with_a_message(api, method, path, kwargs, status, 
 
 
 def test_bad_distances_are_refused(api):
-    requests.post(f"{api.base}/c/banks", json={"name": "DISTANCES"}, headers=auth())
+    checked(requests.post(f"{api.base}/c/banks", json={"name": "DISTANCES"}, headers=auth()), 201)
     for bad in (-1, 257, "ten", 3.5):
         r = requests.put(f"{api.base}/c/bank/DISTANCES", json={"distances": {"pdq": bad}}, headers=auth())
         assert r.status_code == 400 and "distance" in r.json()["message"]

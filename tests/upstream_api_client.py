@@ -85,7 +85,7 @@ def check_every_upstream_route(c: UpstreamClient, photo: Path, edit: Path) -> No
 
 
 if __name__ == "__main__":
-    here = Path(__file__).resolve().parents[2] / "shared/testdata/threatexchange/pdq/data/bridge-mods"
+    bridge = Path(__file__).resolve().parent / "media/pdq/data/bridge-mods"  # see tests/media/README.md
     check_every_upstream_route(UpstreamClient(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else ""),
-                               here / "aaa-orig.jpg", here / "blur-a-lot.jpg")
+                               bridge / "aaa-orig.jpg", bridge / "blur-a-lot.jpg")
     print("every upstream route answered in upstream's shapes")
