@@ -128,8 +128,6 @@ def checked(response: requests.Response, status: int = 200) -> Any:
 
 
 # -- the pipeline in subprocesses ----------------------------------------------------------------
-
-
 def pipeline_env(bootstrap: str, data_dir: Path, **extra: str) -> dict[str, str]:
     """Environment for hmas processes of one test: its own topic prefix and state folder."""
     return {

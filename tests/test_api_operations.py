@@ -40,9 +40,7 @@ def api(env):
 
 
 def get(api, path, **params):
-    r = requests.get(api.base + path, params=params, timeout=30)
-    assert r.status_code == 200, r.text
-    return r.json()
+    return checked(requests.get(api.base + path, params=params, timeout=30))
 
 
 def test_status_site_map_and_types(api):

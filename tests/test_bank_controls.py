@@ -15,7 +15,7 @@ from pipeline import topics as T
 from pipeline.client import Client
 from pipeline.uploads import new_upload
 from tests.pipeline_env import (
-    BRIDGE, ApiProcess, WorkerProcess, collect_until, hmas, pipeline_env, settings_from, wait_until,
+    BRIDGE, ApiProcess, WorkerProcess, checked, collect_until, hmas, pipeline_env, settings_from, wait_until,
 )
 
 pytestmark = pytest.mark.kafka
@@ -42,9 +42,8 @@ class Stack:
         self.worker.stop()
 
     def call(self, method, path, expect=200, **kwargs):
-        r = requests.request(method, self.api.base + path, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30, **kwargs)
-        assert r.status_code == expect, f"{method} {path}: {r.status_code} {r.text}"
-        return r.json()
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        return checked(requests.request(method, self.api.base + path, headers=headers, timeout=30, **kwargs), expect)
 
     def bank(self, name, **config):
         self.call("POST", "/c/banks", 201, json={"name": name, **config})
