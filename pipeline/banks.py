@@ -58,8 +58,3 @@ def signal_enabled(disable_until_ts: int, now_s: float | None = None) -> bool:
     if disable_until_ts == 0:
         return False
     return (time.time() if now_s is None else now_s) >= disable_until_ts
-
-
-def content_id_from_offset(offset: int, base: int) -> int:
-    """The bank content id that a claim at this hma.content-ids offset stands for."""
-    return offset - base + 1

@@ -54,26 +54,6 @@ class Client:
         if errors:
             raise KafkaException(errors[0])
 
-    def claim_content_id(self, bank: str) -> int:
-        """A new bank content id from hma.content-ids (one counter for every writer)."""
-        from pipeline.banks import content_id_from_offset
-        from pipeline.state.log_reader import read_to_end
-        from pipeline.topics import CONFIG, CONTENT_IDS
-
-        base = 0
-        for key, record in read_to_end(self.settings, CONFIG):
-            if key == "content_ids/base":
-                base = int(record["number"]) if record else 0
-
-        offsets: list[int] = []
-        value = CONTENT_IDS.codec.encode({"bank": bank, "claimed_at": int(time.time() * 1000)})
-        self.producer.produce(CONTENT_IDS.name(self.settings), key=bank, value=value,
-                              on_delivery=lambda err, msg: offsets.append(-1 if err else msg.offset()))
-        self.flush()
-        if not offsets or offsets[0] < 0:
-            raise KafkaException("could not claim a bank content id")
-        return content_id_from_offset(offsets[0], base)
-
     def flush(self, timeout_s: float = 30.0) -> None:
         if self._producer is not None and self._producer.flush(timeout_s) > 0:
             raise TimeoutError(f"records still unsent after {timeout_s}s")

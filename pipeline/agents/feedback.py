@@ -15,9 +15,10 @@ from typing import Any
 import faust
 
 from pipeline import topics as T
-from pipeline.app import PipelineContext, state_table
 from pipeline.banks import bank_signal_record
+from pipeline.services.worker import WorkerServices
 from pipeline.state.bank_view import BankEntry, BankView
+from pipeline.state.tables import state_table
 
 log = logging.getLogger(__name__)
 STAGE = "feedback"
@@ -60,20 +61,20 @@ def _entry_record(entry: BankEntry, **changes: Any) -> dict[str, Any]:
     return {**record, **changes}
 
 
-def register(app: faust.App, ctx: PipelineContext) -> None:
+def register(app: faust.App, services: WorkerServices) -> None:
     tallies = state_table(app, "feedback-tallies", default=dict, partitions=1)
 
-    @app.agent(ctx.topic(T.FEEDBACK), name=f"{app.conf.id}.feedback")
+    @app.agent(services.topic(T.FEEDBACK), name=f"{app.conf.id}.feedback")
     async def feedback(stream: faust.StreamT) -> None:
-        view = await ctx.bank_view()
-        async for _event, decision in ctx.records(stream, T.FEEDBACK, STAGE):
+        view = await services.bank_view.ready()
+        async for _event, decision in services.events.records(stream, T.FEEDBACK, STAGE):
             for sid in decision["signals"]:
                 tally = dict(tallies[sid])
                 tally[decision["verdict"]] = tally.get(decision["verdict"], 0) + 1
                 tallies[sid] = tally
             for key, record in signal_changes(view, decision):
                 if record["bank_content_id"] is None:
-                    record["bank_content_id"] = await ctx.claim_content_id(record["bank"])
-                await ctx.send(T.BANK_SIGNALS, key, record, STAGE)
+                    record["bank_content_id"] = await services.content_ids.claim_one(record["bank"])
+                await services.output.send(T.BANK_SIGNALS, key, record, STAGE)
             log.info("feedback applied", extra={"content_id": decision["content_id"], "verdict": decision["verdict"],
                                                 "signals": len(decision["signals"])})

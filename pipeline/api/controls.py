@@ -41,13 +41,14 @@ def routes(state: ApiState) -> list[Route]:
         return reply(record, 201)
 
     async def feedback_get(request: web.Request) -> web.Response:
-        return reply(state.feedback.get(request.match_info["content_id"], []))
+        return reply(state.feedback.decisions(request.match_info["content_id"]))
 
     async def tallies(request: web.Request) -> web.Response:
         sid = request.match_info["signal_id"]
-        if sid not in state.tallies and not view.entries_with_signal(sid):
+        counts = state.feedback.of_signal(sid)
+        if counts is None and not view.entries_with_signal(sid):
             raise ApiError(404, f"signal '{sid}' not found")
-        return reply({"signal_id": sid, **state.tallies.get(sid, {"harmful": 0, "benign": 0})})
+        return reply({"signal_id": sid, **(counts or {"harmful": 0, "benign": 0})})
 
     async def quarantine_list(request: web.Request) -> web.Response:
         wanted = request.query.get("state", "quarantined")

@@ -53,9 +53,9 @@ def routes(state: ApiState, table: list[Route]) -> list[Route]:
         })
 
     async def signal_type_index(request: web.Request) -> web.Response:
-        ends = await state.follower.end_offsets()
+        ends = await state.bank_view.end_offsets()
         topic = T.BANK_SIGNALS.name(state.settings)
-        consumed, end = state.follower.positions.get(topic, 0), ends.get(topic, 0)
+        consumed, end = state.bank_view.positions.get(topic, 0), ends.get(topic, 0)
         banked: dict[str, int] = {}
         for entry in view.entries():
             banked[entry.signal_type] = banked.get(entry.signal_type, 0) + 1
