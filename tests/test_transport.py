@@ -1,5 +1,6 @@
 """The worker's Faust transport: fetched messages delivered in place, and the rest of a delivery
-that waits run as a task that a rebalance can still interrupt."""
+that waits run as a task that a rebalance can still interrupt; only on the versions it was written
+for; and a producer whose flush fails once a delivery failed."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import asyncio
 
 import faust
 import pytest
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from pipeline import topics as T
 from pipeline import transport
+from pipeline.services.output import DeliveryFailed
+from pipeline.state.tables import raw_topic
 
 
 @pytest.fixture
@@ -115,3 +120,71 @@ def test_other_waits_go_to_faust(consumer):
         return await consumer.wait_first(slow(), timeout=1.0)
 
     assert run(consumer, main()).results == ["slow"]
+
+
+# -- the producer: no offset commit past a lost delivery -------------------------------------------
+
+def test_the_producer_flush_raises_once_a_delivery_failed(consumer):
+    producer = consumer.app.producer
+    assert isinstance(producer, transport.Producer)
+    run(consumer, producer.flush())  # nothing failed: flushes quietly
+    producer.fail(DeliveryFailed("1 record(s) to matches not delivered"))
+    with pytest.raises(DeliveryFailed):
+        run(consumer, producer.flush())  # Faust flushes before each offset commit: the commit fails
+
+
+# -- the versions the in-place delivery was written for --------------------------------------------
+
+def test_the_pinned_versions_are_the_installed_ones():
+    assert transport.installed_versions() == transport.WRITTEN_FOR
+    assert transport.in_place_delivery_supported()
+
+
+@pytest.mark.parametrize("other", [{"faust-streaming": "0.16.0"}, {"aiokafka": "0.15.1"},
+                                   {"aiokafka": "not installed"}])
+def test_other_versions_fall_back_to_faust_stock_consumer(monkeypatch, caplog, other):
+    installed = {**transport.WRITTEN_FOR, **other}
+    assert not transport.in_place_delivery_supported(installed)
+    assert "stock consumer" in caplog.text
+
+    monkeypatch.setattr(transport, "installed_versions", lambda: installed)
+    app = faust.App("transport-fallback-test", broker=f"{transport.SCHEME}://127.0.0.1:1", autodiscover=False)
+    assert type(app.consumer) is faust_aiokafka.Consumer
+    assert isinstance(app.producer, transport.Producer)  # the checked flush stays: it uses Faust's public API
+
+
+# -- Faust's real fetch loop -----------------------------------------------------------------------
+
+def test_faust_fetch_loop_delivers_in_place(settings):
+    """A Faust app on the test broker: the messages its agent reads came through the in-place path.
+    Fails when a Faust or mode change makes the fetch loop call differently (the path not taken)."""
+    topic_name = T.UPLOADS.name(settings)
+    count = 50
+    broker = f"{transport.SCHEME}://{settings.bootstrap_servers}"
+    app = faust.App(f"{settings.topic_prefix}transport-test", broker=broker, store="memory://", web_enabled=False,
+                    autodiscover=False, consumer_auto_offset_reset="earliest",
+                    topic_partitions=settings.topic_partitions)
+    received: list[bytes] = []
+    all_received = asyncio.Event()
+
+    @app.agent(raw_topic(app, topic_name))
+    async def read(stream):
+        async for value in stream:
+            received.append(value)
+            if len(received) == count:
+                all_received.set()
+
+    async def main():
+        await app.start()
+        try:
+            for i in range(count):
+                await app.producer.send(topic_name, f"k{i}".encode(), f"v{i}".encode(), None, None, None)
+            await app.producer.flush()
+            await asyncio.wait_for(all_received.wait(), timeout=120)
+        finally:
+            await app.stop()
+
+    app.loop.run_until_complete(main())
+    assert sorted(received) == sorted(f"v{i}".encode() for i in range(count))
+    assert isinstance(app.consumer, transport.Consumer)
+    assert app.consumer.in_place_deliveries >= count
