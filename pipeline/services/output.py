@@ -84,7 +84,8 @@ class Output:
         batches: dict[int, Any] = {}
         counts: dict[int, int] = {}
         for key, record in records:
-            key = _key_bytes(key)
+            if isinstance(key, str):
+                key = key.encode("utf-8")
             value = spec.codec.encode(record, encoding)
             partition = PARTITIONER(key, partitions, partitions)
             batch = batches.get(partition)
