@@ -13,6 +13,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from pipeline import topics as T
 from pipeline import transport
 from pipeline.services.output import DeliveryFailed
+from pipeline.state.faust_cells import FaustTableCellStore, in_partition_of
 from pipeline.state.tables import raw_topic
 
 
@@ -155,15 +156,34 @@ def test_other_versions_fall_back_to_faust_stock_consumer(monkeypatch, caplog, o
 
 # -- Faust's real fetch loop -----------------------------------------------------------------------
 
+def faust_app(settings, name: str) -> faust.App:
+    broker = f"{transport.SCHEME}://{settings.bootstrap_servers}"
+    return faust.App(f"{settings.topic_prefix}{name}", broker=broker, store="memory://", web_enabled=False,
+                     autodiscover=False, consumer_auto_offset_reset="earliest",
+                     topic_partitions=settings.topic_partitions)
+
+
+def run_app_until(app: faust.App, topic_name: str, count: int, done: asyncio.Event) -> None:
+    """Start the app, produce `count` records to the topic, wait until its agent sets `done`, stop."""
+    async def main():
+        await app.start()
+        try:
+            for i in range(count):
+                await app.producer.send(topic_name, f"k{i}".encode(), f"v{i}".encode(), None, None, None)
+            await app.producer.flush()
+            await asyncio.wait_for(done.wait(), timeout=120)
+        finally:
+            await app.stop()
+
+    app.loop.run_until_complete(main())
+
+
 def test_faust_fetch_loop_delivers_in_place(settings):
     """A Faust app on the test broker: the messages its agent reads came through the in-place path.
     Fails when a Faust or mode change makes the fetch loop call differently (the path not taken)."""
     topic_name = T.UPLOADS.name(settings)
     count = 50
-    broker = f"{transport.SCHEME}://{settings.bootstrap_servers}"
-    app = faust.App(f"{settings.topic_prefix}transport-test", broker=broker, store="memory://", web_enabled=False,
-                    autodiscover=False, consumer_auto_offset_reset="earliest",
-                    topic_partitions=settings.topic_partitions)
+    app = faust_app(settings, "transport-test")
     received: list[bytes] = []
     all_received = asyncio.Event()
 
@@ -174,17 +194,56 @@ def test_faust_fetch_loop_delivers_in_place(settings):
             if len(received) == count:
                 all_received.set()
 
-    async def main():
-        await app.start()
-        try:
-            for i in range(count):
-                await app.producer.send(topic_name, f"k{i}".encode(), f"v{i}".encode(), None, None, None)
-            await app.producer.flush()
-            await asyncio.wait_for(all_received.wait(), timeout=120)
-        finally:
-            await app.stop()
-
-    app.loop.run_until_complete(main())
+    run_app_until(app, topic_name, count, all_received)
     assert sorted(received) == sorted(f"v{i}".encode() for i in range(count))
     assert isinstance(app.consumer, transport.Consumer)
     assert app.consumer.in_place_deliveries >= count
+
+
+def test_table_writes_of_a_batch_go_to_the_partition_of_its_events(settings):
+    """pipeline/state/faust_cells.py sets Faust's current event (an internal) so that a batch's table
+    writes go to the changelog partition of its events; without it Faust refuses writes outside
+    a single event's processing. Fails when Faust stops reading that hook."""
+    topic_name = T.FLOOD_HITS.name(settings)
+    count = 40
+    app = faust_app(settings, "current-event-test")
+    table = app.Table("cells", partitions=settings.topic_partitions, key_type=str, value_type=bytes)
+    store = FaustTableCellStore(table)
+    written: list[str] = []
+    all_written = asyncio.Event()
+
+    @app.agent(raw_topic(app, topic_name))
+    async def count_hits(stream):
+        async for events in stream.take_events(16, within=0.2):
+            for event in events:
+                with in_partition_of(event, store):
+                    key = f"{event.message.partition}:{event.message.key.decode()}"
+                    table[key] = b"1"
+                    written.append(key)
+            if len(written) == count:
+                all_written.set()
+
+    run_app_until(app, topic_name, count, all_written)
+    landed = asyncio.run(changelog_partitions(settings, table.changelog_topic.get_topic_name(), count))
+    assert sorted(landed) == sorted(written)
+    assert {partition for partition in landed.values()} == {0, 1}
+    assert all(int(key.split(":")[0]) == partition for key, partition in landed.items())
+
+
+async def changelog_partitions(settings, topic: str, count: int) -> dict[str, int]:
+    """The partition of each of the first `count` records of a changelog topic, by key."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in range(settings.topic_partitions)])
+        landed: dict[str, int] = {}
+        while len(landed) < count:
+            for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
+                for record in records:
+                    landed[record.key.decode().strip('"')] = tp.partition
+        return landed
+    finally:
+        await consumer.stop()
