@@ -54,6 +54,13 @@ class Client:
         if errors:
             raise KafkaException(errors[0])
 
+    def claim_content_id(self, bank: str) -> int:
+        """A new bank content id (pipeline/services/content_ids.py: one counter for every writer)."""
+        from pipeline.services.content_ids import claim_content_ids
+
+        [content_id] = claim_content_ids(self.settings, bank)
+        return content_id
+
     def flush(self, timeout_s: float = 30.0) -> None:
         if self._producer is not None and self._producer.flush(timeout_s) > 0:
             raise TimeoutError(f"records still unsent after {timeout_s}s")
