@@ -6,7 +6,6 @@ answers only after that view has read the write back, so a client reads its own 
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Sequence
 
 from aiokafka import AIOKafkaProducer
@@ -18,15 +17,13 @@ from pipeline.services.bank_view import BankViewService
 from pipeline.services.content_ids import ContentIds
 from pipeline.services.feedback_tallies import FeedbackTallies
 from pipeline.services.output import Output, Write, new_producer
-from pipeline.services.read_back import NotCaughtUp, ReadBackWriter
+from pipeline.services.read_back import ReadBackWriter
 from pipeline.state.bank_view import BankView
-
-log = logging.getLogger(__name__)
-
-__all__ = ["ApiState", "NotCaughtUp"]
 
 
 class ApiState:
+    """The services the API's routes use, composed for one API process."""
+
     def __init__(self, settings: Settings, write_timeout_s: float = 15.0) -> None:
         self.settings = settings
         self.view = BankView()
