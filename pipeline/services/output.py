@@ -121,10 +121,7 @@ class Output:
         try:
             return list(await asyncio.gather(*pending))
         except Exception as exc:
-            metrics.DELIVERY_FAILURES.labels(writes[0][0].suffix).inc()
-            log.error("delivery failed", extra={"topic": writes[0][0].suffix, "records": len(writes),
-                                                "error": type(exc).__name__, "reason": str(exc)})
-            raise DeliveryFailed(f"a write was not delivered: {type(exc).__name__}: {exc}") from exc
+            raise self._lost(writes[0][0].suffix, len(writes), exc) from exc
 
     async def send_dead_letter(self, message: Any, reason: str, stage: str) -> None:
         """A hma.dead-letters record for a consumed message (a Faust Message) that could not be processed."""
@@ -147,14 +144,20 @@ class Output:
         return check
 
     def delivery_failed(self, topic: str, records: int, exc: BaseException) -> None:
-        """Count, log (no payload) and report a lost delivery of `records` to a topic (its suffix);
-        the first one is kept in `failure`."""
+        """Report a lost delivery of `records` to a topic (its suffix) that nothing waits for; the
+        first one is kept in `failure`."""
+        failure = self._lost(topic, records, exc)
+        if self.failure is None:
+            self.failure = failure
+        if self._on_failure is not None:
+            self._on_failure(failure)
+
+    @staticmethod
+    def _lost(topic: str, records: int, exc: BaseException) -> DeliveryFailed:
+        """Count and log (no payload) a lost delivery; the error to raise or report."""
         metrics.DELIVERY_FAILURES.labels(topic).inc(records)
         log.error("delivery failed", extra={"topic": topic, "records": records, "error": type(exc).__name__,
                                             "reason": str(exc)})
         failure = DeliveryFailed(f"{records} record(s) to {topic} not delivered: {type(exc).__name__}: {exc}")
         failure.__cause__ = exc
-        if self.failure is None:
-            self.failure = failure
-        if self._on_failure is not None:
-            self._on_failure(failure)
+        return failure
