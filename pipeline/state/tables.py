@@ -8,7 +8,7 @@ import faust
 
 # RocksDB options of every table partition. Faust's defaults (a 2 GB block cache and three 64 MB
 # memtables per partition) let a worker's memory grow for hours towards gigabytes; these tables
-# hold little (sketch chunks, pending shard partials).
+# hold little (sketch chunks, pending shard partials, tallies).
 ROCKSDB_OPTIONS = {"write_buffer_size": 8 << 20, "max_write_buffer_number": 2, "block_cache_size": 16 << 20}
 
 
