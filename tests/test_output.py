@@ -109,3 +109,23 @@ def test_content_ids_count_up_for_every_writer(settings):
     first = asyncio.run(with_output(settings, use))
     assert first == [1, 2, 3]
     assert claim_content_ids(settings, "BANK_B") == [4]  # a tool's claim continues the same counter
+
+
+def test_a_lost_delivery_stops_the_worker_and_its_offset_commits(tmp_path):
+    """The worker's output reports to its Faust app: the app crashes, and the producer's flush
+    (which Faust runs before committing offsets) raises from then on."""
+    from pipeline.app import create_app
+    from tests.pipeline_env import pipeline_env, settings_from
+
+    settings = settings_from(pipeline_env("127.0.0.1:1", tmp_path / "state"))
+    app, services = create_app(settings)
+
+    async def lose_a_delivery():
+        services.output.delivery_failed(T.MATCHES.suffix, 3, RuntimeError("broker said no"))
+        await asyncio.sleep(0)  # the crash runs as a task
+        with pytest.raises(DeliveryFailed, match="3 record"):
+            await app.producer.flush()
+
+    app.loop.run_until_complete(lose_a_delivery())
+    assert app.crashed and isinstance(app.crash_reason, DeliveryFailed)
+    assert isinstance(services.output.failure, DeliveryFailed)
