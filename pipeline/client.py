@@ -10,6 +10,7 @@ from typing import Any, Iterator
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka import TopicPartition
 
+from pipeline.clock import now_ms
 from pipeline.config import Settings
 from pipeline.topics import TopicSpec
 
@@ -66,7 +67,7 @@ class Client:
                 base = int(record["number"]) if record else 0
 
         offsets: list[int] = []
-        value = CONTENT_IDS.codec.encode({"bank": bank, "claimed_at": int(time.time() * 1000)})
+        value = CONTENT_IDS.codec.encode({"bank": bank, "claimed_at": now_ms()})
         self.producer.produce(CONTENT_IDS.name(self.settings), key=bank, value=value,
                               on_delivery=lambda err, msg: offsets.append(-1 if err else msg.offset()))
         self.flush()

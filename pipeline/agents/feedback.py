@@ -17,6 +17,7 @@ import faust
 from pipeline import topics as T
 from pipeline.app import PipelineContext, state_table
 from pipeline.banks import bank_signal_record
+from pipeline.clock import now_ms
 from pipeline.state.bank_view import BankEntry, BankView
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def _entry_record(entry: BankEntry, **changes: Any) -> dict[str, Any]:
     record = {
         "bank": entry.bank, "bank_content_id": entry.bank_content_id, "signal_type": entry.signal_type,
         "signal_id": entry.signal_id, "value": entry.value, "metadata": entry.metadata,
-        "disable_until_ts": entry.disable_until_ts, "added_at": int(time.time() * 1000),
+        "disable_until_ts": entry.disable_until_ts, "added_at": now_ms(),
     }
     return {**record, **changes}
 

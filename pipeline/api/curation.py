@@ -17,6 +17,7 @@ from pipeline.api.content import checked_signal, signals_of_bytes, signals_of_ur
 from pipeline.api.http import ApiError, Route, flag, json_object, reply, uploaded_file
 from pipeline.api.state import ApiState
 from pipeline.banks import InvalidBank, bank_record, bank_signal_record, check_bank_name
+from pipeline.clock import now_ms
 from pipeline.signal_types import SIGNAL_TYPES
 from pipeline.state.bank_view import BankEntry
 
@@ -72,7 +73,7 @@ def routes(state: ApiState) -> list[Route]:
         for other in list(bank.get("suppressed_by") or []) + ([bank["confirmed_bank"]] if bank.get("confirmed_bank") else []):
             if other not in view.banks and other != bank["name"]:
                 raise ApiError(400, f"bank '{other}' named in the configuration does not exist")
-        bank["updated_at"] = int(time.time() * 1000)
+        bank["updated_at"] = now_ms()
         try:
             return T.BANKS.codec.conform(bank)
         except ValueError as exc:
@@ -176,7 +177,7 @@ def routes(state: ApiState) -> list[Route]:
             record = {"bank": e.bank, "bank_content_id": e.bank_content_id, "signal_type": e.signal_type,
                       "signal_id": e.signal_id, "value": e.value, "metadata": metadata,
                       "disable_until_ts": changes.get("disable_until_ts", e.disable_until_ts),
-                      "added_at": int(time.time() * 1000)}
+                      "added_at": now_ms()}
             writes.append((T.BANK_SIGNALS, e.key, record))
         await state.write(writes)
         return reply(content_json(bank, content_entries(bank["name"], request.match_info["content_id"]), False, True))

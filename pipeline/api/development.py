@@ -4,7 +4,6 @@ reset through Kafka tombstones, random seed banks, and python-threatexchange's s
 
 from __future__ import annotations
 
-import time
 
 from aiohttp import web
 
@@ -12,6 +11,7 @@ from pipeline import topics as T
 from pipeline.api.http import Route, reply
 from pipeline.api.state import ApiState
 from pipeline.banks import bank_record, bank_signal_record
+from pipeline.clock import now_ms
 
 SEED_BANKS = 2
 SEED_SIGNALS = 10_000
@@ -24,7 +24,7 @@ def routes(state: ApiState) -> list[Route]:
     async def factory_reset(request: web.Request) -> web.Response:
         """Tombstones for every bank, signal, quarantine record and setting; feedback from before
         the reset is ignored by every view; content ids start again at 1."""
-        now = int(time.time() * 1000)
+        now = now_ms()
         writes = [(T.BANK_SIGNALS, e.key, None) for e in list(view.entries())]
         writes += [(T.BANKS, name, None) for name in list(view.banks)]
         writes += [(T.QUARANTINE, sid, None) for sid in list(view.quarantine)]

@@ -6,13 +6,13 @@ hma.bank-signals is what "built to" means.
 from __future__ import annotations
 
 import re
-import time
 
 from aiohttp import web
 
 from pipeline import topics as T
 from pipeline.api.http import ApiError, Route, json_object, reply
 from pipeline.api.state import ApiState
+from pipeline.clock import now_ms
 from pipeline.signal_types import SIGNAL_TYPES
 
 CONTENT_TYPES = ("photo", "video")
@@ -87,7 +87,7 @@ def routes(state: ApiState, table: list[Route]) -> list[Route]:
                 raise ApiError(400, "enabled_ratio must be a number from 0 to 1") from None
         if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 <= ratio <= 1:
             raise ApiError(400, "enabled_ratio must be a number from 0 to 1")
-        record = {"name": f"signal_type/{name}", "number": float(ratio), "changed_at": int(time.time() * 1000)}
+        record = {"name": f"signal_type/{name}", "number": float(ratio), "changed_at": now_ms()}
         await state.write([(T.CONFIG, record["name"], record)])
         return web.Response(status=204)
 
