@@ -20,10 +20,13 @@ UPLOADS = 40
 
 def test_time_forms():
     assert parse_time("-2h", now=10_000) == (10_000 - 7200) * 1000
+    assert parse_time("-1.5m", now=10_000) == (10_000 - 90) * 1000
     assert parse_time("1764000000") == 1764000000000
     assert parse_time("2026-11-24T00:00:00Z") == 1795478400000
     with pytest.raises(ValueError, match="cannot read time"):
         parse_time("yesterday")
+    with pytest.raises(ValueError, match="cannot read time"):
+        parse_time("-2weeks")
 
 
 @pytest.mark.kafka
