@@ -58,12 +58,13 @@ class Client:
     def claim_content_id(self, bank: str) -> int:
         """A new bank content id from hma.content-ids (one counter for every writer)."""
         from pipeline.banks import content_id_from_offset
+        from pipeline.config_keys import CONTENT_ID_BASE
         from pipeline.state.log_reader import read_to_end
         from pipeline.topics import CONFIG, CONTENT_IDS
 
         base = 0
         for key, record in read_to_end(self.settings, CONFIG):
-            if key == "content_ids/base":
+            if key == CONTENT_ID_BASE:
                 base = int(record["number"]) if record else 0
 
         offsets: list[int] = []

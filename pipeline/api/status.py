@@ -12,7 +12,7 @@ from aiohttp import web
 from pipeline import topics as T
 from pipeline.api.http import ApiError, Route, json_object, reply
 from pipeline.api.state import ApiState
-from pipeline.clock import now_ms
+from pipeline.config_keys import setting_record, signal_type_ratio_key
 from pipeline.signal_types import SIGNAL_TYPES
 
 CONTENT_TYPES = ("photo", "video")
@@ -87,8 +87,8 @@ def routes(state: ApiState, table: list[Route]) -> list[Route]:
                 raise ApiError(400, "enabled_ratio must be a number from 0 to 1") from None
         if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 <= ratio <= 1:
             raise ApiError(400, "enabled_ratio must be a number from 0 to 1")
-        record = {"name": f"signal_type/{name}", "number": float(ratio), "changed_at": now_ms()}
-        await state.write([(T.CONFIG, record["name"], record)])
+        key = signal_type_ratio_key(name)
+        await state.write([(T.CONFIG, key, setting_record(key, ratio))])
         return web.Response(status=204)
 
     async def content_types(request: web.Request) -> web.Response:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 import numpy as np
 
 from pipeline.banks import bank_signal_key, signal_enabled
+from pipeline.config_keys import CONTENT_ID_BASE, RESET_AT, signal_type_ratio_key
 from pipeline.signal_types import InvalidSignal, signal_type
 from pipeline.state.signal_index import SignalIndex, new_index
 from pipeline.state.signal_rows import SIGNAL_ID, SignalRows, key_hash
@@ -134,15 +135,15 @@ class BankView:
             self.settings[name] = record["number"]
 
     def signal_type_ratio(self, kind: str) -> float:
-        return self.settings.get(f"signal_type/{kind}", 1.0)
+        return self.settings.get(signal_type_ratio_key(kind), 1.0)
 
     @property
     def reset_at_ms(self) -> int:
-        return int(self.settings.get("reset/at", 0))
+        return int(self.settings.get(RESET_AT, 0))
 
     @property
     def content_id_base(self) -> int:
-        return int(self.settings.get("content_ids/base", 0))
+        return int(self.settings.get(CONTENT_ID_BASE, 0))
 
     def apply_signals(self, changes: Iterable[tuple[str, dict[str, Any] | None]]) -> None:
         """Apply hma.bank-signals records (None = tombstone) in order, batching index updates."""
