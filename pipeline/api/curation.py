@@ -174,11 +174,7 @@ def routes(state: ApiState) -> list[Route]:
             metadata = dict(e.metadata)
             if "note" in body:
                 metadata.update(_metadata(None, body["note"]) or {"note": ""})
-            record = {"bank": e.bank, "bank_content_id": e.bank_content_id, "signal_type": e.signal_type,
-                      "signal_id": e.signal_id, "value": e.value, "metadata": metadata,
-                      "disable_until_ts": changes.get("disable_until_ts", e.disable_until_ts),
-                      "added_at": now_ms()}
-            writes.append((T.BANK_SIGNALS, e.key, record))
+            writes.append((T.BANK_SIGNALS, e.key, e.to_record(metadata=metadata, **changes)))
         await state.write(writes)
         return reply(content_json(bank, content_entries(bank["name"], request.match_info["content_id"]), False, True))
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 import numpy as np
 
 from pipeline.banks import bank_signal_key, signal_enabled
+from pipeline.clock import now_ms
 from pipeline.config_keys import CONTENT_ID_BASE, RESET_AT, signal_type_ratio_key
 from pipeline.signal_types import InvalidSignal, signal_type
 from pipeline.state.signal_index import SignalIndex, new_index
@@ -54,6 +55,15 @@ class BankEntry:
             disable_until_ts=record["disable_until_ts"],
             metadata=record["metadata"],
         )
+
+    def to_record(self, **changes: Any) -> dict[str, Any]:
+        """The hma.bank-signals value that rewrites this entry with `changes` applied, stamped now."""
+        record = {
+            "bank": self.bank, "bank_content_id": self.bank_content_id, "signal_type": self.signal_type,
+            "signal_id": self.signal_id, "value": self.value, "metadata": dict(self.metadata),
+            "disable_until_ts": self.disable_until_ts, "added_at": now_ms(),
+        }
+        return {**record, **changes}
 
 
 @dataclass(frozen=True, slots=True)
