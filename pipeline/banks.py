@@ -28,6 +28,17 @@ def bank_record(name: str, **config: Any) -> dict[str, Any]:
     return {"name": check_bank_name(name), "created_at": stamp, "updated_at": stamp, **config}
 
 
+def matching_enabled_ratio(bank: dict[str, Any]) -> float:
+    """Upstream HMA's matching_enabled_ratio: the bank's enabled_ratio, 0 while it is disabled."""
+    return bank["enabled_ratio"] if bank["enabled"] else 0.0
+
+
+def enabled_fields(ratio: float) -> dict[str, Any]:
+    """The hma.banks fields that give a bank this matching_enabled_ratio (upstream's PUT: a ratio,
+    or `enabled` true / false for 1 / 0)."""
+    return {"enabled_ratio": float(ratio), "enabled": ratio > 0}
+
+
 def bank_signal_key(bank: str, signal_type_name: str, sid: str) -> str:
     return f"{bank}/{signal_type_name}/{sid}"
 

@@ -16,7 +16,9 @@ from pipeline import topics as T
 from pipeline.api.content import checked_signal, signals_of_bytes, signals_of_url
 from pipeline.api.http import ApiError, Route, flag, json_object, reply, uploaded_file
 from pipeline.api.state import ApiState
-from pipeline.banks import InvalidBank, bank_record, bank_signal_record, check_bank_name
+from pipeline.banks import (
+    InvalidBank, bank_record, bank_signal_record, check_bank_name, enabled_fields, matching_enabled_ratio,
+)
 from pipeline.clock import now_ms
 from pipeline.signal_types import SIGNAL_TYPES
 from pipeline.state.bank_view import BankEntry
@@ -27,8 +29,8 @@ METADATA_KEYS = ("content_id", "content_uri", "json")
 
 
 def bank_json(bank: dict[str, Any]) -> dict[str, Any]:
-    ratio = bank["enabled_ratio"] if bank["enabled"] else 0.0
-    return {"name": bank["name"], "matching_enabled_ratio": ratio, **{f: bank[f] for f in CONTROL_FIELDS}}
+    return {"name": bank["name"], "matching_enabled_ratio": matching_enabled_ratio(bank),
+            **{f: bank[f] for f in CONTROL_FIELDS}}
 
 
 def routes(state: ApiState) -> list[Route]:
@@ -57,10 +59,9 @@ def routes(state: ApiState) -> list[Route]:
             ratio = body["enabled_ratio"]
             if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 <= ratio <= 1:
                 raise ApiError(400, "enabled_ratio must be a number from 0 to 1")
-            bank["enabled_ratio"], bank["enabled"] = float(ratio), ratio > 0
+            bank.update(enabled_fields(ratio))
         elif "enabled" in body:
-            bank["enabled"] = bool(body["enabled"])
-            bank["enabled_ratio"] = 1.0 if bank["enabled"] else 0.0
+            bank.update(enabled_fields(1.0 if body["enabled"] else 0.0))
         for f in CONTROL_FIELDS:
             if f in body:
                 bank[f] = body[f]
@@ -238,7 +239,7 @@ def content_json(bank: dict[str, Any], entries: list[BankEntry], signals: bool, 
         "id": first.bank_content_id,
         "disable_until_ts": first.disable_until_ts,
         "original_media_uri": first.metadata.get("content_uri"),
-        "bank": {"name": bank["name"], "matching_enabled_ratio": bank_json(bank)["matching_enabled_ratio"]},
+        "bank": {"name": bank["name"], "matching_enabled_ratio": matching_enabled_ratio(bank)},
     }
     if signals:
         out["signals"] = {e.signal_type: e.value for e in entries}

@@ -7,7 +7,7 @@ import json
 from collections import defaultdict
 
 from pipeline import topics as T
-from pipeline.banks import InvalidBank, bank_record, bank_signal_record, check_bank_name
+from pipeline.banks import InvalidBank, bank_record, bank_signal_record, check_bank_name, enabled_fields
 from pipeline.cli import CommandError
 from pipeline.client import Client, json_line
 from pipeline.config import Settings
@@ -83,7 +83,8 @@ def create(args: argparse.Namespace, settings: Settings) -> int:
         for other in args.suppressed_by + ([args.confirmed_bank] if args.confirmed_bank else []):
             check_bank_name(other)
         record = T.BANKS.codec.conform(bank_record(
-            args.name, action=args.action, distances=_parse_distances(args.distance), enabled=not args.disabled,
+            args.name, action=args.action, distances=_parse_distances(args.distance),
+            **enabled_fields(0.0 if args.disabled else 1.0),
             suppressed_by=args.suppressed_by, flood=flood, confirmed_bank=args.confirmed_bank,
             deconfirm_disable_s=args.deconfirm_disable,
         ))
