@@ -17,10 +17,10 @@ from pipeline.api.content import checked_signal, signals_of_bytes, signals_of_ur
 from pipeline.api.http import ApiError, Route, flag, json_object, reply, uploaded_file
 from pipeline.api.state import ApiState
 from pipeline.banks import (
-    InvalidBank, bank_record, bank_signal_record, check_bank_name, enabled_fields, matching_enabled_ratio,
+    InvalidBank, bank_record, bank_signal_record, check_enabled_ratio, checked_bank, enabled_fields,
+    matching_enabled_ratio,
 )
 from pipeline.clock import now_ms
-from pipeline.signal_types import SIGNAL_TYPES
 from pipeline.state.bank_view import BankEntry
 
 FIVE_YEARS_S = 5 * 365 * 24 * 3600
@@ -53,32 +53,18 @@ def routes(state: ApiState) -> list[Route]:
         return entries
 
     def configured(bank: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
-        """The bank record with the request's fields applied, checked."""
+        """The bank record with the request's fields applied, checked (pipeline.banks.checked_bank)."""
         bank = dict(bank)
-        if "enabled_ratio" in body:
-            ratio = body["enabled_ratio"]
-            if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 <= ratio <= 1:
-                raise ApiError(400, "enabled_ratio must be a number from 0 to 1")
-            bank.update(enabled_fields(ratio))
-        elif "enabled" in body:
-            bank.update(enabled_fields(1.0 if body["enabled"] else 0.0))
-        for f in CONTROL_FIELDS:
-            if f in body:
-                bank[f] = body[f]
-        for kind, distance in (bank.get("distances") or {}).items():
-            if kind not in SIGNAL_TYPES:
-                raise ApiError(400, f"No such SignalType '{kind}'")
-            top = SIGNAL_TYPES[kind].max_distance
-            if not isinstance(distance, int) or isinstance(distance, bool) or not 0 <= distance <= top:
-                raise ApiError(400, f"distance for {kind} must be an integer from 0 to {top}, got {distance!r}")
-        for other in list(bank.get("suppressed_by") or []) + ([bank["confirmed_bank"]] if bank.get("confirmed_bank") else []):
-            if other not in view.banks and other != bank["name"]:
-                raise ApiError(400, f"bank '{other}' named in the configuration does not exist")
-        bank["updated_at"] = now_ms()
         try:
-            return T.BANKS.codec.conform(bank)
-        except ValueError as exc:
-            raise ApiError(400, f"invalid bank configuration: {exc}") from None
+            if "enabled_ratio" in body:
+                bank.update(enabled_fields(check_enabled_ratio(body["enabled_ratio"])))
+            elif "enabled" in body:
+                bank.update(enabled_fields(1.0 if body["enabled"] else 0.0))
+            bank.update({f: body[f] for f in CONTROL_FIELDS if f in body})
+            bank["updated_at"] = now_ms()
+            return checked_bank(bank, view.banks)
+        except InvalidBank as exc:
+            raise ApiError(400, str(exc)) from None
 
     async def banks_index(request: web.Request) -> web.Response:
         return reply([bank_json(b) for _, b in sorted(view.banks.items())])
@@ -89,12 +75,12 @@ def routes(state: ApiState) -> list[Route]:
         if not name:
             raise ApiError(400, "missing required field 'name'")
         try:
-            check_bank_name(name)
+            fresh = T.BANKS.codec.conform(bank_record(name))
         except InvalidBank as exc:
             raise ApiError(400, str(exc)) from None
         if name in view.banks:
             raise ApiError(403, "Bank already exists")
-        record = configured(T.BANKS.codec.conform(bank_record(name)), body)
+        record = configured(fresh, body)
         await state.write([(T.BANKS, name, record)])
         return reply(bank_json(record), 201)
 

@@ -12,6 +12,7 @@ from aiohttp import web
 from pipeline import topics as T
 from pipeline.api.http import ApiError, Route, json_object, reply
 from pipeline.api.state import ApiState
+from pipeline.banks import InvalidBank, check_enabled_ratio
 from pipeline.config_keys import setting_record, signal_type_ratio_key
 from pipeline.signal_types import SIGNAL_TYPES
 
@@ -85,8 +86,10 @@ def routes(state: ApiState, table: list[Route]) -> list[Route]:
                 ratio = float(ratio)
             except ValueError:
                 raise ApiError(400, "enabled_ratio must be a number from 0 to 1") from None
-        if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 <= ratio <= 1:
-            raise ApiError(400, "enabled_ratio must be a number from 0 to 1")
+        try:
+            ratio = check_enabled_ratio(ratio)
+        except InvalidBank as exc:
+            raise ApiError(400, str(exc)) from None
         key = signal_type_ratio_key(name)
         await state.write([(T.CONFIG, key, setting_record(key, ratio))])
         return web.Response(status=204)
