@@ -56,7 +56,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
 
 # Compacted topics hold state every process rebuilds its view from; they get one partition so
 # that a reader sees one total order of changes. Feedback (human decisions, low volume) too, so
-# that its per-signal tallies can live in one table partition.
+# that decisions apply in the order reviewers made them.
 SINGLE_PARTITION_TOPICS = (BANKS, BANK_SIGNALS, QUARANTINE, FEEDBACK, CONFIG, CONTENT_IDS)
 
 

@@ -3,7 +3,7 @@
 Harmful (confirm): each named signal is copied into its bank's confirmed bank, or tagged
 `confirmed` in place when the bank names none. Benign (deconfirm): each named signal is disabled
 in every bank holding it, for the bank's `deconfirm_disable_s` or for good. Per-signal tallies
-are kept in a Faust table (RocksDB, changelog-backed).
+are the API's (pipeline/api/state.py rebuilds them from hma.feedback); the worker keeps none.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import faust
 
 from pipeline import topics as T
-from pipeline.app import PipelineContext, state_table
+from pipeline.app import PipelineContext
 from pipeline.banks import bank_signal_record
 from pipeline.state.bank_view import BankView
 
@@ -52,16 +52,10 @@ def signal_changes(view: BankView, feedback: dict[str, Any]) -> list[tuple[str, 
 
 
 def register(app: faust.App, ctx: PipelineContext) -> None:
-    tallies = state_table(app, "feedback-tallies", default=dict, partitions=1)
-
     @app.agent(ctx.topic(T.FEEDBACK), name=f"{app.conf.id}.feedback")
     async def feedback(stream: faust.StreamT) -> None:
         view = await ctx.bank_view()
         async for _event, decision in ctx.records(stream, T.FEEDBACK, STAGE):
-            for sid in decision["signals"]:
-                tally = dict(tallies[sid])
-                tally[decision["verdict"]] = tally.get(decision["verdict"], 0) + 1
-                tallies[sid] = tally
             for key, record in signal_changes(view, decision):
                 if record["bank_content_id"] is None:
                     record["bank_content_id"] = await ctx.claim_content_id(record["bank"])
