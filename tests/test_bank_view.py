@@ -200,11 +200,13 @@ def test_a_pinned_search_keeps_its_rows_from_being_reused():
 
 def test_an_entry_rewritten_as_a_record_reads_back_as_itself_with_its_changes():
     key, record = bank_signal_record("ALPHA", 7, "pdq", POOL[0], {"note": "n"})
-    entry = BankEntry.from_record(key, T.BANK_SIGNALS.codec.conform(record))
-    assert BankEntry.from_record(key, T.BANK_SIGNALS.codec.conform(entry.to_record())) == entry
-    disabled = entry.to_record(disable_until_ts=0, metadata={"note": "m"})
-    assert BankEntry.from_record(key, disabled) == BankEntry(
-        key, "ALPHA", 7, "pdq", entry.signal_id, POOL[0], 0, {"note": "m"})
-    assert disabled["added_at"] >= record["added_at"]
+    view = BankView()
+    view.apply_signals([(key, T.BANK_SIGNALS.codec.conform(record))])
+    [entry] = view.entries()
+    rewritten = T.BANK_SIGNALS.codec.conform(entry.to_record())
+    assert rewritten["added_at"] >= record["added_at"]
+    assert {**rewritten, "added_at": 0} == {**T.BANK_SIGNALS.codec.conform(record), "added_at": 0}
     entry.to_record()["metadata"]["note"] = "changed"
     assert entry.metadata == {"note": "n"}  # the record's metadata is a copy
+    view.apply_signals([(key, entry.to_record(disable_until_ts=0, metadata={"note": "m"}))])
+    assert list(view.entries()) == [BankEntry(key, "ALPHA", 7, "pdq", entry.signal_id, POOL[0], 0, {"note": "m"})]

@@ -43,19 +43,6 @@ class BankEntry:
     disable_until_ts: int
     metadata: dict[str, str]
 
-    @classmethod
-    def from_record(cls, key: str, record: dict[str, Any]) -> "BankEntry":
-        return cls(
-            key=key,
-            bank=record["bank"],
-            bank_content_id=record["bank_content_id"],
-            signal_type=record["signal_type"],
-            signal_id=record["signal_id"],
-            value=record["value"],
-            disable_until_ts=record["disable_until_ts"],
-            metadata=record["metadata"],
-        )
-
     def to_record(self, **changes: Any) -> dict[str, Any]:
         """The hma.bank-signals value that rewrites this entry with `changes` applied, stamped now."""
         record = {
