@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TextIO
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
@@ -83,7 +82,8 @@ def group_id(settings: Settings, start_ms: int, end_ms: int | None, banks: list[
 
 
 def replay(settings: Settings, start_ms: int, end_ms: int | None = None, banks: list[str] | None = None,
-           stop_after: int | None = None, out=sys.stderr) -> ReplayStats:
+           stop_after: int | None = None, out: TextIO | None = None) -> ReplayStats:
+    """Retroactive matches of hma.hashes from start_ms; progress on `out` (stderr) when a terminal, else logged."""
     banks = banks or []
     view = current_view(settings)
     unknown = [b for b in banks if b not in view.banks]

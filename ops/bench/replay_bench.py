@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import tempfile
 import time
 import uuid
@@ -48,7 +47,7 @@ def run_replay_bench(n: int) -> dict[str, Any]:
                 client.produce(T.BANK_SIGNALS, key, record)
             client.flush()
             t = time.perf_counter()
-            stats = replay(settings, start_ms, out=io.StringIO())
+            stats = replay(settings, start_ms)
             elapsed = time.perf_counter() - t
         finally:
             broker.stop()
