@@ -26,7 +26,7 @@ def check_bank_name(name: str) -> str:
 def check_enabled_ratio(value: Any) -> float:
     """An enabled_ratio (a bank's or a signal type's) as upstream HMA allows it: a number from 0 to 1."""
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
-        raise InvalidBank("enabled_ratio must be a number from 0 to 1")
+        raise ValueError("enabled_ratio must be a number from 0 to 1")
     return float(value)
 
 
@@ -38,8 +38,10 @@ def checked_bank(bank: dict[str, Any], known_banks: Collection[str]) -> dict[str
     names (negative banks, the confirmed bank) among `known_banks` or itself.
     """
     check_bank_name(bank.get("name"))
-    if "enabled_ratio" in bank:
-        check_enabled_ratio(bank["enabled_ratio"])
+    try:
+        check_enabled_ratio(bank.get("enabled_ratio", 1.0))
+    except ValueError as exc:
+        raise InvalidBank(str(exc)) from None
     distances = bank.get("distances") or {}
     if not isinstance(distances, dict):
         raise InvalidBank("distances must map signal types to distances, e.g. {\"pdq\": 16}")

@@ -7,7 +7,9 @@ import pytest
 
 from pipeline import topics as T
 from pipeline.admin import ensure_topics
-from pipeline.banks import InvalidBank, bank_record, checked_bank, enabled_fields, matching_enabled_ratio
+from pipeline.banks import (
+    InvalidBank, bank_record, check_enabled_ratio, checked_bank, enabled_fields, matching_enabled_ratio,
+)
 from pipeline.state.log_reader import read_to_end
 from tests.pipeline_env import hmas, pipeline_env, settings_from
 
@@ -31,6 +33,13 @@ def test_matching_enabled_ratio(config, ratio):
 def test_enabled_fields_give_the_ratio_back(ratio):
     fields = enabled_fields(ratio)
     assert matching_enabled_ratio(bank(**fields)) == ratio and fields["enabled"] == (ratio > 0)
+
+
+def test_an_enabled_ratio_is_a_number_from_0_to_1():
+    assert [check_enabled_ratio(v) for v in (0, 0.5, 1)] == [0.0, 0.5, 1.0]
+    for bad in (-0.1, 1.5, True, "0.5", None):
+        with pytest.raises(ValueError, match="enabled_ratio must be a number from 0 to 1"):
+            check_enabled_ratio(bad)
 
 
 @pytest.mark.parametrize("config, known, problem", [

@@ -63,7 +63,7 @@ def routes(state: ApiState) -> list[Route]:
             bank.update({f: body[f] for f in CONTROL_FIELDS if f in body})
             bank["updated_at"] = now_ms()
             return checked_bank(bank, view.banks)
-        except InvalidBank as exc:
+        except ValueError as exc:  # InvalidBank, or a bad enabled_ratio
             raise ApiError(400, str(exc)) from None
 
     async def banks_index(request: web.Request) -> web.Response:
