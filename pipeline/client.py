@@ -10,6 +10,7 @@ from typing import Any, Iterator
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka import TopicPartition
 
+from pipeline.clock import now_ms
 from pipeline.config import Settings
 from pipeline.topics import TopicSpec
 
@@ -57,16 +58,17 @@ class Client:
     def claim_content_id(self, bank: str) -> int:
         """A new bank content id from hma.content-ids (one counter for every writer)."""
         from pipeline.banks import content_id_from_offset
+        from pipeline.config_keys import CONTENT_ID_BASE
         from pipeline.state.log_reader import read_to_end
         from pipeline.topics import CONFIG, CONTENT_IDS
 
         base = 0
         for key, record in read_to_end(self.settings, CONFIG):
-            if key == "content_ids/base":
+            if key == CONTENT_ID_BASE:
                 base = int(record["number"]) if record else 0
 
         offsets: list[int] = []
-        value = CONTENT_IDS.codec.encode({"bank": bank, "claimed_at": int(time.time() * 1000)})
+        value = CONTENT_IDS.codec.encode({"bank": bank, "claimed_at": now_ms()})
         self.producer.produce(CONTENT_IDS.name(self.settings), key=bank, value=value,
                               on_delivery=lambda err, msg: offsets.append(-1 if err else msg.offset()))
         self.flush()

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 from pipeline import topics as T
 from pipeline.config import Settings
 from pipeline.banks import content_id_from_offset
+from pipeline.config_keys import RESET_AT
 from pipeline.recent.feed import RecentFeed
 from pipeline.recent.ring import RecentRing
 from pipeline.state.bank_view import BankView
@@ -76,7 +77,7 @@ class ApiState:
     async def _apply(self, spec: T.TopicSpec, changes: list[Change]) -> None:
         if spec is not T.FEEDBACK:
             self.view.apply(spec, changes)
-            if spec is T.CONFIG and any(key == "reset/at" for key, _ in changes):
+            if spec is T.CONFIG and any(key == RESET_AT for key, _ in changes):
                 self._forget_feedback_before(self.view.reset_at_ms)
             return
         for _key, record in changes:
