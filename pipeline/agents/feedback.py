@@ -3,7 +3,7 @@
 Harmful (confirm): each named signal is copied into its bank's confirmed bank, or tagged
 `confirmed` in place when the bank names none. Benign (deconfirm): each named signal is disabled
 in every bank holding it, for the bank's `deconfirm_disable_s` or for good. Per-signal tallies
-are kept in a Faust table (RocksDB, changelog-backed).
+are the API's (pipeline/api/state.py rebuilds them from hma.feedback); the worker keeps none.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ import faust
 from pipeline import topics as T
 from pipeline.banks import bank_signal_record
 from pipeline.services.worker import WorkerServices
-from pipeline.state.bank_view import BankEntry, BankView
-from pipeline.state.tables import state_table
+from pipeline.state.bank_view import BankView
 
 log = logging.getLogger(__name__)
 STAGE = "feedback"
@@ -38,7 +37,7 @@ def signal_changes(view: BankView, feedback: dict[str, Any]) -> list[tuple[str, 
             if feedback["verdict"] == "benign":
                 period = bank["deconfirm_disable_s"]
                 until = 0 if period <= 0 else int(time.time()) + period
-                changes.append((entry.key, _entry_record(entry, disable_until_ts=until)))
+                changes.append((entry.key, entry.to_record(disable_until_ts=until)))
             elif bank["confirmed_bank"] and bank["confirmed_bank"] in view.banks:
                 target = bank["confirmed_bank"]
                 if any(e.bank == target for e in view.entries_with_signal(sid)):
@@ -48,30 +47,15 @@ def signal_changes(view: BankView, feedback: dict[str, Any]) -> list[tuple[str, 
                 key, record = bank_signal_record(target, 0, entry.signal_type, entry.value, meta)
                 changes.append((key, {**record, "bank_content_id": None}))
             else:
-                changes.append((entry.key, _entry_record(entry, metadata={**entry.metadata, "confirmed": "true"})))
+                changes.append((entry.key, entry.to_record(metadata={**entry.metadata, "confirmed": "true"})))
     return changes
 
 
-def _entry_record(entry: BankEntry, **changes: Any) -> dict[str, Any]:
-    record = {
-        "bank": entry.bank, "bank_content_id": entry.bank_content_id, "signal_type": entry.signal_type,
-        "signal_id": entry.signal_id, "value": entry.value, "metadata": entry.metadata,
-        "disable_until_ts": entry.disable_until_ts, "added_at": int(time.time() * 1000),
-    }
-    return {**record, **changes}
-
-
 def register(app: faust.App, services: WorkerServices) -> None:
-    tallies = state_table(app, "feedback-tallies", default=dict, partitions=1)
-
     @app.agent(services.topic(T.FEEDBACK), name=f"{app.conf.id}.feedback")
     async def feedback(stream: faust.StreamT) -> None:
         view = await services.bank_view.ready()
         async for _event, decision in services.events.records(stream, T.FEEDBACK, STAGE):
-            for sid in decision["signals"]:
-                tally = dict(tallies[sid])
-                tally[decision["verdict"]] = tally.get(decision["verdict"], 0) + 1
-                tallies[sid] = tally
             for key, record in signal_changes(view, decision):
                 if record["bank_content_id"] is None:
                     record["bank_content_id"] = await services.content_ids.claim_one(record["bank"])

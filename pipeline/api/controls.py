@@ -4,7 +4,6 @@ of signals quarantined for flooding.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aiohttp import web
@@ -12,6 +11,7 @@ from aiohttp import web
 from pipeline import topics as T
 from pipeline.api.http import ApiError, Route, json_object, reply
 from pipeline.api.state import ApiState
+from pipeline.clock import now_ms
 
 VERDICTS = ("harmful", "benign")
 
@@ -36,7 +36,7 @@ def routes(state: ApiState) -> list[Route]:
         if not isinstance(note, str):
             raise ApiError(400, "note should be a string")
         record = {"content_id": content_id, "verdict": verdict, "signals": signals, "note": note,
-                  "decided_at": int(time.time() * 1000)}
+                  "decided_at": now_ms()}
         await state.write([(T.FEEDBACK, content_id, record)])
         return reply(record, 201)
 
@@ -63,7 +63,7 @@ def routes(state: ApiState) -> list[Route]:
             current = view.quarantine.get(sid)
             if current is None:
                 raise ApiError(404, f"signal '{sid}' is not in quarantine review")
-            record: dict[str, Any] = {**current, "state": new_state, "changed_at": int(time.time() * 1000)}
+            record: dict[str, Any] = {**current, "state": new_state, "changed_at": now_ms()}
             await state.write([(T.QUARANTINE, sid, record)])
             return reply(record)
         return handler

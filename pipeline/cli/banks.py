@@ -7,7 +7,7 @@ import json
 from collections import defaultdict
 
 from pipeline import topics as T
-from pipeline.banks import InvalidBank, bank_record, bank_signal_record, check_bank_name
+from pipeline.banks import InvalidBank, bank_record, bank_signal_record, check_bank_name, checked_bank, enabled_fields
 from pipeline.cli import CommandError
 from pipeline.client import Client, json_line
 from pipeline.config import Settings
@@ -20,7 +20,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     bank = sub.add_parser("bank", help="create banks and add or remove their content")
     bsub = bank.add_subparsers(dest="bank_command", required=True, metavar="ACTION")
 
-    p = bsub.add_parser("create", help="create a bank (or update its configuration)")
+    p = bsub.add_parser(
+        "create", help="create a bank (or update its configuration); checked as the API checks it: the banks it "
+                       "names must exist, distances must be within their signal type's range")
     p.add_argument("name")
     p.add_argument("--action", default="review", help="action name written on hma.actions (default review)")
     p.add_argument("--distance", action="append", default=[], metavar="TYPE:N",
@@ -70,13 +72,13 @@ def create(args: argparse.Namespace, settings: Settings) -> int:
         flood = {"max_matches": args.flood_max, "window_ms": int(args.flood_window * 1000),
                  "baseline_multiple": args.flood_baseline_multiple}
     try:
-        for other in args.suppressed_by + ([args.confirmed_bank] if args.confirmed_bank else []):
-            check_bank_name(other)
-        record = T.BANKS.codec.conform(bank_record(
-            args.name, action=args.action, distances=_parse_distances(args.distance), enabled=not args.disabled,
+        record = bank_record(
+            args.name, action=args.action, distances=_parse_distances(args.distance),
+            **enabled_fields(0.0 if args.disabled else 1.0),
             suppressed_by=args.suppressed_by, flood=flood, confirmed_bank=args.confirmed_bank,
             deconfirm_disable_s=args.deconfirm_disable,
-        ))
+        )
+        record = checked_bank(record, read_latest(settings, T.BANKS))
     except InvalidBank as exc:
         raise CommandError(str(exc)) from None
     client = Client(settings)

@@ -1,7 +1,7 @@
 """Bank content ids: integers handed out in order (1, 2, 3...), as upstream HMA does.
 
 Each id is the offset of a claim record on the one-partition hma.content-ids topic, counted from
-the base that a factory reset sets (hma.config `content_ids/base`): unique across API replicas,
+the base that a factory reset sets (hma.config CONTENT_ID_BASE, pipeline/config_keys.py): unique across API replicas,
 workers and tools, stable across restarts. Every writer claims through `ContentIds`.
 """
 

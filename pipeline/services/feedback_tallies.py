@@ -7,6 +7,7 @@ from collections import defaultdict
 from typing import Any
 
 from pipeline import topics as T
+from pipeline.config_keys import RESET_AT
 from pipeline.state.bank_view import BankView
 from pipeline.state.log_reader import Change
 
@@ -25,7 +26,7 @@ class FeedbackTallies:
 
     def apply(self, spec: T.TopicSpec, changes: list[Change]) -> None:
         if spec is T.CONFIG:
-            if any(key == "reset/at" for key, _ in changes):
+            if any(key == RESET_AT for key, _ in changes):
                 self._forget_before(self.view.reset_at_ms)
             return
         for _key, record in changes:
