@@ -102,6 +102,20 @@ def test_a_refused_write_that_is_waited_for_raises(settings):
     asyncio.run(with_output(settings, use))
 
 
+def test_the_blocking_client_reports_a_refused_delivery(settings):
+    """Tools (hmas bank, replay) produce through Client: a record the broker refuses raises at flush."""
+    from confluent_kafka import KafkaException
+
+    from pipeline.client import Client
+
+    client = Client(settings)
+    client.produce(T.UPLOADS, "big", oversized_upload(settings, "big"))
+    with pytest.raises(KafkaException, match="not delivered"):
+        client.flush()
+    client.produce(T.UPLOADS, "small", new_upload("small", "photo", content=b"x"))
+    client.flush()  # reported once: later deliveries are judged on their own
+
+
 def test_content_ids_count_up_for_every_writer(settings):
     async def use(output, producer, reported):
         return await ContentIds(output, lambda: 0).claim("BANK_A", 3)
