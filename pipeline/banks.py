@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import Any, Collection
 
 from pipeline.clock import now_ms
-from pipeline.signal_types import signal_id, signal_type
+from pipeline.signal_types import SIGNAL_TYPES, signal_id, signal_type
+from pipeline.topics import BANKS
 
 BANK_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 
@@ -22,10 +23,59 @@ def check_bank_name(name: str) -> str:
     return name
 
 
+def check_enabled_ratio(value: Any) -> float:
+    """An enabled_ratio (a bank's or a signal type's) as upstream HMA allows it: a number from 0 to 1."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+        raise ValueError("enabled_ratio must be a number from 0 to 1")
+    return float(value)
+
+
+def checked_bank(bank: dict[str, Any], known_banks: Collection[str]) -> dict[str, Any]:
+    """The hma.banks value, checked and conformed to hma.Bank, or InvalidBank saying what is wrong.
+
+    The one validation of a bank configuration, for the API and the CLI alike: its name, its
+    enabled_ratio, a distance per known signal type within that type's range, and every bank it
+    names (negative banks, the confirmed bank) among `known_banks` or itself.
+    """
+    check_bank_name(bank.get("name"))
+    try:
+        check_enabled_ratio(bank.get("enabled_ratio", 1.0))
+    except ValueError as exc:
+        raise InvalidBank(str(exc)) from None
+    distances = bank.get("distances") or {}
+    if not isinstance(distances, dict):
+        raise InvalidBank("distances must map signal types to distances, e.g. {\"pdq\": 16}")
+    for kind, distance in distances.items():
+        if kind not in SIGNAL_TYPES:
+            raise InvalidBank(f"No such SignalType '{kind}'")
+        top = SIGNAL_TYPES[kind].max_distance
+        if not isinstance(distance, int) or isinstance(distance, bool) or not 0 <= distance <= top:
+            raise InvalidBank(f"distance for {kind} must be an integer from 0 to {top}, got {distance!r}")
+    named = list(bank.get("suppressed_by") or []) + ([bank["confirmed_bank"]] if bank.get("confirmed_bank") else [])
+    for other in named:
+        if other not in known_banks and other != bank["name"]:
+            raise InvalidBank(f"bank '{other}' named in the configuration does not exist")
+    try:
+        return BANKS.codec.conform(bank)
+    except ValueError as exc:
+        raise InvalidBank(f"invalid bank configuration: {exc}") from None
+
+
 def bank_record(name: str, **config: Any) -> dict[str, Any]:
     """A hma.banks value: the bank's configuration, defaults filled by the schema."""
     stamp = now_ms()
     return {"name": check_bank_name(name), "created_at": stamp, "updated_at": stamp, **config}
+
+
+def matching_enabled_ratio(bank: dict[str, Any]) -> float:
+    """Upstream HMA's matching_enabled_ratio: the bank's enabled_ratio, 0 while it is disabled."""
+    return bank["enabled_ratio"] if bank["enabled"] else 0.0
+
+
+def enabled_fields(ratio: float) -> dict[str, Any]:
+    """The hma.banks fields that give a bank this matching_enabled_ratio (upstream's PUT: a ratio,
+    or `enabled` true / false for 1 / 0)."""
+    return {"enabled_ratio": float(ratio), "enabled": ratio > 0}
 
 
 def bank_signal_key(bank: str, signal_type_name: str, sid: str) -> str:
@@ -58,8 +108,3 @@ def signal_enabled(disable_until_ts: int, now_s: float | None = None) -> bool:
     if disable_until_ts == 0:
         return False
     return (time.time() if now_s is None else now_s) >= disable_until_ts
-
-
-def content_id_from_offset(offset: int, base: int) -> int:
-    """The bank content id that a claim at this hma.content-ids offset stands for."""
-    return offset - base + 1

@@ -19,6 +19,7 @@ class Client:
         self.settings = settings
         self.encoding = encoding
         self._producer: Producer | None = None
+        self._delivery_errors: list[str] = []  # filled by delivery callbacks, raised by produce/flush
 
     @property
     def producer(self) -> Producer:
@@ -38,45 +39,38 @@ class Client:
         self.produce_raw(spec, key, value)
 
     def produce_raw(self, spec: TopicSpec, key: str | bytes | None, value: bytes | None) -> None:
-        errors: list[str] = []
-
-        def on_delivery(err: KafkaError | None, _msg: Any) -> None:
-            if err is not None:
-                errors.append(str(err))
-
+        """Hand one record to the producer; a delivery that failed since the last check raises."""
         while True:
             try:
-                self.producer.produce(spec.name(self.settings), key=key, value=value, on_delivery=on_delivery)
+                self.producer.produce(spec.name(self.settings), key=key, value=value, on_delivery=self._delivered)
                 break
             except BufferError:
                 self.producer.poll(0.1)
         self.producer.poll(0)
-        if errors:
-            raise KafkaException(errors[0])
+        self._raise_failed_delivery()
+
+    def _delivered(self, err: KafkaError | None, msg: Any) -> None:
+        if err is not None:
+            self._delivery_errors.append(f"{msg.topic()}: {err}")
+
+    def _raise_failed_delivery(self) -> None:
+        """Every delivery's result is looked at: the first failure reported so far raises, once."""
+        if self._delivery_errors:
+            errors, self._delivery_errors = self._delivery_errors, []
+            raise KafkaException(f"{len(errors)} record(s) not delivered; first: {errors[0]}")
 
     def claim_content_id(self, bank: str) -> int:
-        """A new bank content id from hma.content-ids (one counter for every writer)."""
-        from pipeline.banks import content_id_from_offset
-        from pipeline.state.log_reader import read_to_end
-        from pipeline.topics import CONFIG, CONTENT_IDS
+        """A new bank content id (pipeline/services/content_ids.py: one counter for every writer)."""
+        from pipeline.services.content_ids import claim_content_ids
 
-        base = 0
-        for key, record in read_to_end(self.settings, CONFIG):
-            if key == "content_ids/base":
-                base = int(record["number"]) if record else 0
-
-        offsets: list[int] = []
-        value = CONTENT_IDS.codec.encode({"bank": bank, "claimed_at": int(time.time() * 1000)})
-        self.producer.produce(CONTENT_IDS.name(self.settings), key=bank, value=value,
-                              on_delivery=lambda err, msg: offsets.append(-1 if err else msg.offset()))
-        self.flush()
-        if not offsets or offsets[0] < 0:
-            raise KafkaException("could not claim a bank content id")
-        return content_id_from_offset(offsets[0], base)
+        [content_id] = claim_content_ids(self.settings, bank)
+        return content_id
 
     def flush(self, timeout_s: float = 30.0) -> None:
+        """Wait until every record is delivered; raises if one was not (or the time ran out)."""
         if self._producer is not None and self._producer.flush(timeout_s) > 0:
             raise TimeoutError(f"records still unsent after {timeout_s}s")
+        self._raise_failed_delivery()
 
     def read(
         self,

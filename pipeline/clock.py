@@ -1,10 +1,23 @@
-"""Wall-clock time as the records carry it: milliseconds since the epoch, one definition for all."""
+"""Wall-clock time as the records carry it: milliseconds since the epoch, one definition for all,
+and the one reading of durations a user writes ("30s", "5m", "1.5h", "7d")."""
 
 from __future__ import annotations
 
+import re
 import time
+
+DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def now_ms() -> int:
     """Now, in the unit of every timestamp field of our schemas (epoch milliseconds)."""
     return int(time.time() * 1000)
+
+
+def parse_duration_ms(text: str) -> int:
+    """Milliseconds in a duration: a non-negative number and a unit, s, m, h or d ("30s", "1.5h")."""
+    match = DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"cannot read duration {text!r}: use a number and s, m, h or d, e.g. 30s, 5m, 2h, 7d")
+    return round(float(match.group(1)) * UNIT_SECONDS[match.group(2)] * 1000)

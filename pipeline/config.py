@@ -39,7 +39,9 @@ class Settings:
     uploads_retention_ms: int = 7 * 24 * 3600 * 1000
     hashes_retention_ms: int = 7 * 24 * 3600 * 1000
     feedback_retention_ms: int = -1  # reviewers' decisions are kept: tallies are rebuilt from them
-    max_message_bytes: int = 8 * 1024 * 1024  # largest record (an inline upload); dead letters get twice this
+    # Largest record (an inline upload): the one setting behind every size limit, the topics'
+    # max.message.bytes, the producers' request size and the local broker's message.max.bytes.
+    max_message_bytes: int = 8 * 1024 * 1024
 
     # Local state: the managed broker's data, Faust's RocksDB tables.
     data_dir: Path = PROJECT_ROOT / ".hmas"
@@ -99,9 +101,15 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
     @property
+    def dead_letter_max_bytes(self) -> int:
+        """Largest dead letter: it carries the largest record that failed, base64, and why."""
+        return 2 * self.max_message_bytes
+
+    @property
     def max_request_bytes(self) -> int:
-        """What producers may send in one request: a dead letter of the largest upload, base64, and headers."""
-        return 2 * self.max_message_bytes + 64 * 1024
+        """What producers may send in one request, and so what a broker must accept: the largest
+        dead letter and its headers."""
+        return self.dead_letter_max_bytes + 64 * 1024
 
     @property
     def shard(self) -> "ShardSpec | None":

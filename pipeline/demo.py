@@ -14,7 +14,8 @@ from pipeline.banks import bank_record, bank_signal_record
 from pipeline.client import Client
 from pipeline.config import Settings
 from pipeline.hashing import hash_content
-from pipeline.state.log_reader import read_to_end
+from pipeline.services.content_ids import claim_content_ids
+from pipeline.state.log_reader import read_latest
 from pipeline.uploads import new_upload
 
 log = logging.getLogger(__name__)
@@ -24,10 +25,9 @@ DEMO_BANK = "SAMPLE_BANK"
 def seed_bank(settings: Settings, originals: list[Path]) -> None:
     """Create the sample bank and bank the original photos, unless an earlier run did."""
     client = Client(settings)
-    if not any(key.startswith(f"{DEMO_BANK}/") for key, rec in read_to_end(settings, T.BANK_SIGNALS) if rec):
+    if not any(key.startswith(f"{DEMO_BANK}/") for key in read_latest(settings, T.BANK_SIGNALS)):
         client.produce(T.BANKS, DEMO_BANK, bank_record(DEMO_BANK, action="remove"))
-        for path in originals:
-            content_id = client.claim_content_id(DEMO_BANK)
+        for path, content_id in zip(originals, claim_content_ids(settings, DEMO_BANK, len(originals))):
             signals = hash_content("photo", path.read_bytes())
             for kind, sv in signals.items():
                 key, record = bank_signal_record(DEMO_BANK, content_id, kind, sv.value, {"file": path.name})

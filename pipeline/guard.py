@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.banks import signal_enabled
+from pipeline.banks import matching_enabled_ratio, signal_enabled
 from pipeline.state.bank_view import BankEntry, BankView
 
 MATCH, SUPPRESSED, QUARANTINED, DISABLED = "match", "suppressed", "quarantined", "disabled"
@@ -35,10 +35,8 @@ class Hit:
 
 def _disabled_reason(hit: Hit, view: BankView, now_s: float) -> str:
     entry = hit.entry
-    if not hit.bank["enabled"]:
-        return f"bank {entry.bank} is disabled"
-    if hit.bank["enabled_ratio"] <= 0:
-        return f"bank {entry.bank} has enabled_ratio 0"
+    if matching_enabled_ratio(hit.bank) <= 0:
+        return f"bank {entry.bank} is disabled" if not hit.bank["enabled"] else f"bank {entry.bank} has enabled_ratio 0"
     if not signal_enabled(entry.disable_until_ts, now_s):
         until = "" if entry.disable_until_ts == 0 else f" until {entry.disable_until_ts}"
         return f"bank content {entry.bank_content_id} is disabled{until}"

@@ -8,6 +8,7 @@ from prometheus_client import Counter, Histogram, start_http_server
 
 RECORDS_IN = Counter("hmas_records_in_total", "Records read by an agent", ["agent"])
 RECORDS_OUT = Counter("hmas_records_out_total", "Records written by an agent, per topic", ["agent", "topic"])
+DELIVERY_FAILURES = Counter("hmas_delivery_failures_total", "Records the broker did not take, per topic", ["topic"])
 DEAD_LETTERS = Counter("hmas_dead_letters_total", "Inputs sent to the dead letters", ["agent"])
 HITS = Counter("hmas_hits_total", "Hits by status", ["status"])
 QUARANTINES = Counter("hmas_quarantines_total", "Signals quarantined for flooding")

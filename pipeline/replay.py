@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TextIO
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from pipeline import topics as T
 from pipeline.client import Client
+from pipeline.clock import parse_duration_ms
 from pipeline.config import Settings
 from pipeline.guard import MATCH
 from pipeline.matching import match_batch
@@ -28,21 +28,22 @@ from pipeline.state.bank_view import BankView
 from pipeline.state.log_reader import read_to_end, topic_partitions
 from schemas.codec import DecodeError
 
-RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhd])$")
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
 
 def parse_time(text: str, now: float | None = None) -> int:
     """Unix ms from ISO 8601 ("2026-11-24T10:00:00Z"), unix seconds, or relative ("-2h", "-30m")."""
     now = time.time() if now is None else now
-    if m := RELATIVE.match(text):
-        return int((now - float(m.group(1)) * UNITS[m.group(2)]) * 1000)
+    readable = "use ISO 8601, unix seconds or -2h / -30m / -7d"
+    if text.startswith("-"):
+        try:
+            return round(now * 1000) - parse_duration_ms(text[1:])
+        except ValueError:
+            raise ValueError(f"cannot read time {text!r}: {readable}") from None
     if re.fullmatch(r"\d+(\.\d+)?", text):
         return int(float(text) * 1000)
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"cannot read time {text!r}: use ISO 8601, unix seconds or -2h / -30m / -7d") from None
+        raise ValueError(f"cannot read time {text!r}: {readable}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     return int(parsed.timestamp() * 1000)
@@ -81,7 +82,8 @@ def group_id(settings: Settings, start_ms: int, end_ms: int | None, banks: list[
 
 
 def replay(settings: Settings, start_ms: int, end_ms: int | None = None, banks: list[str] | None = None,
-           stop_after: int | None = None, out=sys.stderr) -> ReplayStats:
+           stop_after: int | None = None, out: TextIO | None = None) -> ReplayStats:
+    """Retroactive matches of hma.hashes from start_ms; progress on `out` (stderr) when a terminal, else logged."""
     banks = banks or []
     view = current_view(settings)
     unknown = [b for b in banks if b not in view.banks]

@@ -14,6 +14,7 @@ class TopicSpec:
     schema: str  # full Avro record name, schemas/<schema>.avsc
     compact: bool = False
     retention_setting: str | None = None  # Settings attribute holding retention.ms
+    max_bytes_setting: str = "max_message_bytes"  # Settings attribute holding max.message.bytes
 
     def name(self, settings: Settings) -> str:
         return settings.topic_prefix + self.suffix
@@ -23,7 +24,7 @@ class TopicSpec:
         return codec(self.schema)
 
     def config(self, settings: Settings) -> dict[str, str]:
-        max_bytes = settings.max_message_bytes * (2 if self.suffix == "dead-letters" else 1)
+        max_bytes = getattr(settings, self.max_bytes_setting)
         if self.compact:
             return {"cleanup.policy": "compact", "max.message.bytes": str(max_bytes)}
         conf = {"cleanup.policy": "delete", "max.message.bytes": str(max_bytes)}
@@ -41,7 +42,7 @@ BANKS = TopicSpec("banks", "hma.Bank", compact=True)
 BANK_SIGNALS = TopicSpec("bank-signals", "hma.BankSignal", compact=True)
 FEEDBACK = TopicSpec("feedback", "hma.Feedback", retention_setting="feedback_retention_ms")
 QUARANTINE = TopicSpec("quarantine", "hma.Quarantine", compact=True)
-DEAD_LETTERS = TopicSpec("dead-letters", "hma.DeadLetter")
+DEAD_LETTERS = TopicSpec("dead-letters", "hma.DeadLetter", max_bytes_setting="dead_letter_max_bytes")
 FLOOD_HITS = TopicSpec("flood-hits", "hma.SignalHit")  # repartition topic: matches re-keyed by signal id
 CONFIG = TopicSpec("config", "hma.Setting", compact=True)
 CONTENT_IDS = TopicSpec("content-ids", "hma.ContentIdClaim")  # offsets hand out bank content ids
@@ -55,7 +56,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
 
 # Compacted topics hold state every process rebuilds its view from; they get one partition so
 # that a reader sees one total order of changes. Feedback (human decisions, low volume) too, so
-# that its per-signal tallies can live in one table partition.
+# that decisions apply in the order reviewers made them.
 SINGLE_PARTITION_TOPICS = (BANKS, BANK_SIGNALS, QUARANTINE, FEEDBACK, CONFIG, CONTENT_IDS)
 
 

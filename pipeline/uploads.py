@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import time
 from typing import Any
 
+from pipeline.clock import now_ms
 from pipeline.signal_types import InvalidSignal, signal_type
 from pipeline.topics import UPLOADS
 from schemas.codec import DecodeError
@@ -45,7 +45,7 @@ def new_upload(
         "content_b64": None if content is None else base64.b64encode(content).decode("ascii"),
         "signals": signals,
         "metadata": dict(metadata or {}),
-        "submitted_at": int(time.time() * 1000),
+        "submitted_at": now_ms(),
     })
     check_upload(upload)
     return upload

@@ -9,10 +9,11 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings as hsettings, strategies as st
 
+from pipeline import topics as T
 from pipeline.banks import bank_signal_record
 from pipeline.index.codes import code_to_hex
 from pipeline.state import bank_view as bank_view_module
-from pipeline.state.bank_view import BankView
+from pipeline.state.bank_view import BankEntry, BankView
 from pipeline.state.u64_map import U64Map
 from tests.pipeline_env import VIEW_MODEL_BANKS, VIEW_MODEL_MD5S, VIEW_MODEL_POOL, conformed_bank, run_ops
 
@@ -133,3 +134,17 @@ def test_a_pinned_search_keeps_its_rows_from_being_reused():
     view.apply_signals([bank_signal_record("ALPHA", 3, "pdq", VIEW_MODEL_POOL[6])])
     assert view.rows.n == 2  # once the pin is gone, row 0 is taken again
     assert sorted(e.key for e in view.entries()) == sorted([new_key, bank_signal_record("ALPHA", 3, "pdq", VIEW_MODEL_POOL[6])[0]])
+
+
+def test_an_entry_rewritten_as_a_record_reads_back_as_itself_with_its_changes():
+    key, record = bank_signal_record("ALPHA", 7, "pdq", VIEW_MODEL_POOL[0], {"note": "n"})
+    view = BankView()
+    view.apply_signals([(key, T.BANK_SIGNALS.codec.conform(record))])
+    [entry] = view.entries()
+    rewritten = T.BANK_SIGNALS.codec.conform(entry.to_record())
+    assert rewritten["added_at"] >= record["added_at"]
+    assert {**rewritten, "added_at": 0} == {**T.BANK_SIGNALS.codec.conform(record), "added_at": 0}
+    entry.to_record()["metadata"]["note"] = "changed"
+    assert entry.metadata == {"note": "n"}  # the record's metadata is a copy
+    view.apply_signals([(key, entry.to_record(disable_until_ts=0, metadata={"note": "m"}))])
+    assert list(view.entries()) == [BankEntry(key, "ALPHA", 7, "pdq", entry.signal_id, VIEW_MODEL_POOL[0], 0, {"note": "m"})]

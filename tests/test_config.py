@@ -1,8 +1,12 @@
 """Settings: defaults run locally; a file overrides defaults; the environment overrides the file."""
 
+import re
+
 import pytest
 
-from pipeline.config import load_settings
+from ops.kafka.broker import LocalBroker
+from pipeline import topics as T
+from pipeline.config import PROJECT_ROOT, Settings, load_settings
 
 
 def test_defaults_use_the_local_broker(tmp_path):
@@ -24,3 +28,24 @@ def test_unknown_keys_in_the_file_are_an_error(tmp_path):
     cfg.write_text("topic_prefx = 'typo.'\n")
     with pytest.raises(ValueError, match="topic_prefx"):
         load_settings(env={}, config_file=cfg)
+
+
+def test_every_size_limit_follows_max_message_bytes(tmp_path):
+    s = load_settings(env={"HMAS_MAX_MESSAGE_BYTES": "1000"}, config_file=tmp_path / "none.toml")
+    sizes = {spec.suffix: int(spec.config(s)["max.message.bytes"]) for spec in T.ALL_TOPICS}
+    assert sizes.pop("dead-letters") == s.dead_letter_max_bytes == 2000
+    assert set(sizes.values()) == {1000}
+    assert s.max_request_bytes > s.dead_letter_max_bytes  # a producer can send the largest dead letter
+
+    broker = LocalBroker(tmp_path / "kafka", message_max_bytes=s.max_request_bytes)
+    broker.data_dir.mkdir()
+    broker._write_config()
+    written = dict(line.split("=", 1) for line in broker.config_file.read_text().splitlines()
+                   if "=" in line and not line.startswith("#"))
+    assert written["message.max.bytes"] == written["replica.fetch.max.bytes"] == str(s.max_request_bytes)
+
+
+def test_the_compose_broker_accepts_what_the_default_producers_send():
+    compose = (PROJECT_ROOT / "docker-compose.yml").read_text()
+    [limit] = re.findall(r"KAFKA_MESSAGE_MAX_BYTES: (\d+)", compose)
+    assert int(limit) == Settings().max_request_bytes

@@ -17,6 +17,7 @@ from ops.kafka import cli as kafka_cli
 from ops.kafka.broker import LocalBroker, free_ports
 from pipeline.admin import ensure_topics
 from pipeline.client import Client
+from pipeline.config import Settings
 from pipeline.topics import ALL_TOPICS, MATCHES, UPLOADS, partitions_for
 
 pytestmark = pytest.mark.kafka
@@ -141,3 +142,10 @@ def test_a_second_broker_starts_once_keeps_its_data_over_a_restart_and_stops(tmp
     finally:
         broker.stop()
     assert broker.status() == "stopped" and not broker.answers(timeout_s=1)
+
+
+def test_the_local_broker_accepts_what_our_producers_send(kafka_broker):
+    broker = local_broker_only(kafka_broker)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    [config] = [f.result() for f in admin.describe_configs([ConfigResource("broker", "1")]).values()]
+    assert int(config["message.max.bytes"].value) == Settings().max_request_bytes == broker.message_max_bytes

@@ -1,5 +1,6 @@
 """The worker's Faust transport: fetched messages delivered in place, and the rest of a delivery
-that waits run as a task that a rebalance can still interrupt."""
+that waits run as a task that a rebalance can still interrupt; only on the versions it was written
+for; and a producer whose flush fails once a delivery failed."""
 
 from __future__ import annotations
 
@@ -7,8 +8,13 @@ import asyncio
 
 import faust
 import pytest
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from pipeline import topics as T
 from pipeline import transport
+from pipeline.services.output import DeliveryFailed
+from pipeline.state.faust_cells import FaustTableCellStore, in_partition_of
+from pipeline.state.tables import raw_topic
 
 
 @pytest.fixture
@@ -120,3 +126,129 @@ def test_other_waits_go_to_faust(consumer):
         return await consumer.wait_first(slow(), timeout=1.0)
 
     assert run(consumer, main()).results == ["slow"]
+
+
+# -- the producer: no offset commit past a lost delivery -------------------------------------------
+
+def test_the_producer_flush_raises_once_a_delivery_failed(consumer):
+    producer = consumer.app.producer
+    assert isinstance(producer, transport.Producer)
+    run(consumer, producer.flush())  # nothing failed: flushes quietly
+    producer.fail(DeliveryFailed("1 record(s) to matches not delivered"))
+    with pytest.raises(DeliveryFailed):
+        run(consumer, producer.flush())  # Faust flushes before each offset commit: the commit fails
+
+
+# -- the versions the in-place delivery was written for --------------------------------------------
+
+def test_the_pinned_versions_are_the_installed_ones():
+    assert transport.installed_versions() == transport.WRITTEN_FOR
+    assert transport.in_place_delivery_supported()
+
+
+@pytest.mark.parametrize("other", [{"faust-streaming": "0.16.0"}, {"aiokafka": "0.15.1"},
+                                   {"aiokafka": "not installed"}])
+def test_other_versions_fall_back_to_faust_stock_consumer(monkeypatch, caplog, other):
+    installed = {**transport.WRITTEN_FOR, **other}
+    assert not transport.in_place_delivery_supported(installed)
+    assert "stock consumer" in caplog.text
+
+    monkeypatch.setattr(transport, "installed_versions", lambda: installed)
+    app = faust.App("transport-fallback-test", broker=f"{transport.SCHEME}://127.0.0.1:1", autodiscover=False)
+    assert type(app.consumer) is faust_aiokafka.Consumer
+    assert isinstance(app.producer, transport.Producer)  # the checked flush stays: it uses Faust's public API
+
+
+# -- Faust's real fetch loop -----------------------------------------------------------------------
+
+def faust_app(settings, name: str) -> faust.App:
+    broker = f"{transport.SCHEME}://{settings.bootstrap_servers}"
+    return faust.App(f"{settings.topic_prefix}{name}", broker=broker, store="memory://", web_enabled=False,
+                     autodiscover=False, consumer_auto_offset_reset="earliest",
+                     topic_partitions=settings.topic_partitions)
+
+
+def run_app_until(app: faust.App, topic_name: str, count: int, done: asyncio.Event) -> None:
+    """Start the app, produce `count` records to the topic, wait until its agent sets `done`, stop."""
+    async def main():
+        await app.start()
+        try:
+            for i in range(count):
+                await app.producer.send(topic_name, f"k{i}".encode(), f"v{i}".encode(), None, None, None)
+            await app.producer.flush()
+            await asyncio.wait_for(done.wait(), timeout=120)
+        finally:
+            await app.stop()
+
+    app.loop.run_until_complete(main())
+
+
+def test_faust_fetch_loop_delivers_in_place(settings):
+    """A Faust app on the test broker: the messages its agent reads came through the in-place path.
+    Fails when a Faust or mode change makes the fetch loop call differently (the path not taken)."""
+    topic_name = T.UPLOADS.name(settings)
+    count = 50
+    app = faust_app(settings, "transport-test")
+    received: list[bytes] = []
+    all_received = asyncio.Event()
+
+    @app.agent(raw_topic(app, topic_name))
+    async def read(stream):
+        async for value in stream:
+            received.append(value)
+            if len(received) == count:
+                all_received.set()
+
+    run_app_until(app, topic_name, count, all_received)
+    assert sorted(received) == sorted(f"v{i}".encode() for i in range(count))
+    assert isinstance(app.consumer, transport.Consumer)
+    assert app.consumer.in_place_deliveries >= count
+
+
+def test_table_writes_of_a_batch_go_to_the_partition_of_its_events(settings):
+    """pipeline/state/faust_cells.py sets Faust's current event (an internal) so that a batch's table
+    writes go to the changelog partition of its events; without it Faust refuses writes outside
+    a single event's processing. Fails when Faust stops reading that hook."""
+    topic_name = T.FLOOD_HITS.name(settings)
+    count = 40
+    app = faust_app(settings, "current-event-test")
+    table = app.Table("cells", partitions=settings.topic_partitions, key_type=str, value_type=bytes)
+    store = FaustTableCellStore(table)
+    written: list[str] = []
+    all_written = asyncio.Event()
+
+    @app.agent(raw_topic(app, topic_name))
+    async def count_hits(stream):
+        async for events in stream.take_events(16, within=0.2):
+            for event in events:
+                with in_partition_of(event, store):
+                    key = f"{event.message.partition}:{event.message.key.decode()}"
+                    table[key] = b"1"
+                    written.append(key)
+            if len(written) == count:
+                all_written.set()
+
+    run_app_until(app, topic_name, count, all_written)
+    landed = asyncio.run(changelog_partitions(settings, table.changelog_topic.get_topic_name(), count))
+    assert sorted(landed) == sorted(written)
+    assert {partition for partition in landed.values()} == {0, 1}
+    assert all(int(key.split(":")[0]) == partition for key, partition in landed.items())
+
+
+async def changelog_partitions(settings, topic: str, count: int) -> dict[str, int]:
+    """The partition of each of the first `count` records of a changelog topic, by key."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in range(settings.topic_partitions)])
+        landed: dict[str, int] = {}
+        while len(landed) < count:
+            for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
+                for record in records:
+                    landed[record.key.decode().strip('"')] = tp.partition
+        return landed
+    finally:
+        await consumer.stop()

@@ -8,7 +8,6 @@ the bank as it is now.
 from __future__ import annotations
 
 import asyncio
-import time
 
 import numpy as np
 import pytest

@@ -7,7 +7,7 @@ answers against upstream's response shapes. Usable against any HMA-compatible se
 from __future__ import annotations
 
 import sys
-import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ def _is_bank_config(obj: Any) -> bool:
 
 
 def check_every_upstream_route(c: UpstreamClient, photo: Path, edit: Path) -> None:
-    bank = f"UPSTREAM_{int(time.time() * 1000) % 10**8}"
+    bank = f"UPSTREAM_{uuid.uuid4().hex[:8].upper()}"
     assert c.call("GET", "/status") == "I-AM-ALIVE"
     assert c.call("GET", "/status/live") == "I-AM-ALIVE"
 

@@ -13,6 +13,7 @@ from ops.bench.index_bench import machine
 from pipeline import topics as T
 from pipeline.banks import bank_record, bank_signal_record
 from pipeline.client import Client
+from pipeline.clock import now_ms
 from pipeline.config import Settings
 from pipeline.progress import ProgressBar
 from pipeline.uploads import new_upload
@@ -94,7 +95,7 @@ def run_e2e_bench(n: int, uploads: int, rate: int, seconds: int, workers: int = 
             delay = start + i / rate - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            u["submitted_at"] = int(time.time() * 1000)
+            u["submitted_at"] = now_ms()
             client.produce(T.UPLOADS, u["content_id"], u)
         client.flush()
         progress.update(len(paced), final=True)

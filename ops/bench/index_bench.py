@@ -22,7 +22,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-PEERS = ("hma-streams", "faiss-flat", "faiss-multihash", "threatexchange")
 BATCH = 1000
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import tempfile
 import time
 import uuid
@@ -17,6 +16,7 @@ from pipeline import topics as T
 from pipeline.admin import ensure_topics
 from pipeline.banks import bank_record, bank_signal_record
 from pipeline.client import Client
+from pipeline.clock import now_ms
 from pipeline.config import load_settings
 from pipeline.replay import replay
 
@@ -31,7 +31,7 @@ def run_replay_bench(n: int) -> dict[str, Any]:
             ensure_topics(broker.bootstrap, settings)
             client = Client(settings)
             rng = np.random.default_rng(5)
-            start_ms = int(time.time() * 1000) - 1000
+            start_ms = now_ms() - 1000
             codes = rng.integers(0, 256, (n, 32), dtype=np.uint8)
             t = time.perf_counter()
             for i, code in enumerate(codes):
@@ -47,7 +47,7 @@ def run_replay_bench(n: int) -> dict[str, Any]:
                 client.produce(T.BANK_SIGNALS, key, record)
             client.flush()
             t = time.perf_counter()
-            stats = replay(settings, start_ms, out=io.StringIO())
+            stats = replay(settings, start_ms)
             elapsed = time.perf_counter() - t
         finally:
             broker.stop()

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ops.bench.index_bench import machine, rss_mb
+from pipeline.clock import now_ms
 from pipeline.recent.ring import RecentRing
 
 
@@ -21,7 +22,7 @@ def run_ring_bench(n: int, signals: int = 1000) -> dict[str, Any]:
     before = rss_mb()
     ring = RecentRing(horizon_ms=10**12, cap=n, bucket_ms=3_600_000)
     start = time.perf_counter()
-    now = int(time.time() * 1000)
+    now = now_ms()
     for i, code in enumerate(rng.integers(0, 256, (n, 32), dtype=np.uint8)):
         ring.add({"content_id": f"upload-{i:09d}", "content_type": "photo",
                   "signals": {"pdq": {"value": code.tobytes().hex(), "quality": 100}},

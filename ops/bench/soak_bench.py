@@ -27,6 +27,7 @@ from ops.bench.index_bench import machine, rss_mb
 from pipeline import topics as T
 from pipeline.banks import bank_record, bank_signal_record
 from pipeline.client import Client
+from pipeline.clock import now_ms
 from pipeline.progress import ProgressBar
 from pipeline.uploads import new_upload
 
@@ -59,7 +60,7 @@ def _probe(p: BenchPipeline, watcher: MatchWatcher, code_hex: str, key: str, rec
     An upper bound of the change's visibility: it includes that upload's own trip through the
     pipeline. Uploads of the code are sent every 50 ms from the change on.
     """
-    changed_ms = time.time() * 1000
+    changed_ms = now_ms()
     p.client.produce(T.BANK_SIGNALS, key, record)
     p.client.flush()
     sent: list[str] = []

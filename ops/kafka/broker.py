@@ -18,6 +18,8 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
+from pipeline.config import Settings
+
 log = logging.getLogger(__name__)
 
 KAFKA_DIR = Path(__file__).resolve().parent
@@ -97,13 +99,15 @@ class LocalBroker:
 
     def __init__(
         self, data_dir: Path, port: int = 9092, controller_port: int = 9093,
-        lib_dir: Path = LIB_DIR, kafka_version: str | None = None,
+        lib_dir: Path = LIB_DIR, kafka_version: str | None = None, message_max_bytes: int | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()  # the pid check matches the config path in the command line
         self.port = port
         self.controller_port = controller_port
         self.lib_dir = lib_dir
         self.kafka_version = kafka_version  # None: the version pom.xml names
+        # None: what the default settings' producers may send (Settings.max_request_bytes)
+        self.message_max_bytes = Settings().max_request_bytes if message_max_bytes is None else message_max_bytes
         self.log_file = self.data_dir / "broker.log"
         self.pid_file = self.data_dir / "broker.pid"
         self.config_file = self.data_dir / "server.properties"
@@ -159,7 +163,8 @@ class LocalBroker:
         """server.properties from the template, rewritten on every start so that changed ports apply."""
         template = (KAFKA_DIR / "server.properties.template").read_text()
         self.config_file.write_text(template.format(
-            port=self.port, controller_port=self.controller_port, log_dir=self.storage_dir
+            port=self.port, controller_port=self.controller_port, log_dir=self.storage_dir,
+            message_max_bytes=self.message_max_bytes,
         ))
 
     def _format_storage(self) -> None:

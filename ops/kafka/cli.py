@@ -19,7 +19,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 def local_broker(settings: Settings) -> LocalBroker:
     """The broker `hmas kafka` manages: data in <data_dir>/kafka, on the configured loopback ports."""
-    return LocalBroker(settings.data_dir / "kafka", settings.kafka_port, settings.kafka_controller_port)
+    return LocalBroker(settings.data_dir / "kafka", settings.kafka_port, settings.kafka_controller_port,
+                       message_max_bytes=settings.max_request_bytes)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

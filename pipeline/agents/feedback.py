@@ -3,7 +3,7 @@
 Harmful (confirm): each named signal is copied into its bank's confirmed bank, or tagged
 `confirmed` in place when the bank names none. Benign (deconfirm): each named signal is disabled
 in every bank holding it, for the bank's `deconfirm_disable_s` or for good. Per-signal tallies
-are kept in a Faust table (RocksDB, changelog-backed).
+are the API's (pipeline/api/state.py rebuilds them from hma.feedback); the worker keeps none.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 import faust
 
 from pipeline import topics as T
-from pipeline.app import PipelineContext, state_table
 from pipeline.banks import bank_signal_record
-from pipeline.state.bank_view import BankEntry, BankView
+from pipeline.services.worker import WorkerServices
+from pipeline.state.bank_view import BankView
 
 log = logging.getLogger(__name__)
 STAGE = "feedback"
@@ -37,7 +37,7 @@ def signal_changes(view: BankView, feedback: dict[str, Any]) -> list[tuple[str, 
             if feedback["verdict"] == "benign":
                 period = bank["deconfirm_disable_s"]
                 until = 0 if period <= 0 else int(time.time()) + period
-                changes.append((entry.key, _entry_record(entry, disable_until_ts=until)))
+                changes.append((entry.key, entry.to_record(disable_until_ts=until)))
             elif bank["confirmed_bank"] and bank["confirmed_bank"] in view.banks:
                 target = bank["confirmed_bank"]
                 if any(e.bank == target for e in view.entries_with_signal(sid)):
@@ -47,33 +47,18 @@ def signal_changes(view: BankView, feedback: dict[str, Any]) -> list[tuple[str, 
                 key, record = bank_signal_record(target, 0, entry.signal_type, entry.value, meta)
                 changes.append((key, {**record, "bank_content_id": None}))
             else:
-                changes.append((entry.key, _entry_record(entry, metadata={**entry.metadata, "confirmed": "true"})))
+                changes.append((entry.key, entry.to_record(metadata={**entry.metadata, "confirmed": "true"})))
     return changes
 
 
-def _entry_record(entry: BankEntry, **changes: Any) -> dict[str, Any]:
-    record = {
-        "bank": entry.bank, "bank_content_id": entry.bank_content_id, "signal_type": entry.signal_type,
-        "signal_id": entry.signal_id, "value": entry.value, "metadata": entry.metadata,
-        "disable_until_ts": entry.disable_until_ts, "added_at": int(time.time() * 1000),
-    }
-    return {**record, **changes}
-
-
-def register(app: faust.App, ctx: PipelineContext) -> None:
-    tallies = state_table(app, "feedback-tallies", default=dict, partitions=1)
-
-    @app.agent(ctx.topic(T.FEEDBACK), name=f"{app.conf.id}.feedback")
+def register(app: faust.App, services: WorkerServices) -> None:
+    @app.agent(services.topic(T.FEEDBACK), name=f"{app.conf.id}.feedback")
     async def feedback(stream: faust.StreamT) -> None:
-        view = await ctx.bank_view()
-        async for _event, decision in ctx.records(stream, T.FEEDBACK, STAGE):
-            for sid in decision["signals"]:
-                tally = dict(tallies[sid])
-                tally[decision["verdict"]] = tally.get(decision["verdict"], 0) + 1
-                tallies[sid] = tally
+        view = await services.bank_view.ready()
+        async for _event, decision in services.events.records(stream, T.FEEDBACK, STAGE):
             for key, record in signal_changes(view, decision):
                 if record["bank_content_id"] is None:
-                    record["bank_content_id"] = await ctx.claim_content_id(record["bank"])
-                await ctx.send(T.BANK_SIGNALS, key, record, STAGE)
+                    record["bank_content_id"] = await services.content_ids.claim_one(record["bank"])
+                await services.output.send(T.BANK_SIGNALS, key, record, STAGE)
             log.info("feedback applied", extra={"content_id": decision["content_id"], "verdict": decision["verdict"],
                                                 "signals": len(decision["signals"])})

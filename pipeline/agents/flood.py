@@ -13,20 +13,21 @@ import faust
 
 from pipeline import metrics
 from pipeline import topics as T
-from pipeline.app import PipelineContext, state_table
 from pipeline.clock import now_ms
 from pipeline.flood import FloodDetector
 from pipeline.matching import released_at
+from pipeline.services.worker import WorkerServices
 from pipeline.state.count_min import CountMinSketch
 from pipeline.state.faust_cells import FaustTableCellStore, in_partition_of
+from pipeline.state.tables import state_table
 
 log = logging.getLogger(__name__)
 STAGE = "flood"
 DEFAULT_HORIZON_MS = 3_600_000
 
 
-def register(app: faust.App, ctx: PipelineContext) -> None:
-    s = ctx.settings
+def register(app: faust.App, services: WorkerServices) -> None:
+    s = services.settings
     cells = state_table(app, "flood-cells", partitions=s.topic_partitions,  # chunk key -> counts (FaustTableCellStore)
                         key_type=str, value_type=bytes)  # bytes values: Faust stores them raw
     store = FaustTableCellStore(cells)
@@ -38,14 +39,14 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
     last_cleanup: dict[int, int] = {}  # partition -> bucket when old buckets were last dropped
 
     def already_handled(sid: str) -> bool:
-        q = ctx.view.quarantine.get(sid)
+        q = services.view.quarantine.get(sid)
         if q is not None and q["state"] in ("quarantined", "disabled"):
             return True
         ours = quarantined_at.get(sid)
         return ours is not None and (q is None or q["changed_at"] <= ours)
 
     async def count(event: faust.EventT, hit: dict) -> None:
-        view = ctx.view
+        view = services.view
         sid = hit["signal_id"]
         bank = view.banks.get(hit["bank"])
         limit = bank["flood"] if bank is not None else None
@@ -59,22 +60,22 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
             quarantined_at[sid] = stamp
             log.warning("signal quarantined", extra={"signal_id": sid, "count": verdict.count, "bank": hit["bank"]})
             metrics.QUARANTINES.inc()
-            await ctx.send(T.QUARANTINE, sid, {
+            await services.output.send(T.QUARANTINE, sid, {
                 "signal_id": sid, "state": "quarantined", "count": verdict.count,
                 "window_ms": verdict.window_ms, "sample_content_ids": verdict.sample_content_ids,
                 "changed_at": stamp,
             }, STAGE)
 
-    @app.agent(ctx.topic(T.FLOOD_HITS), name=f"{app.conf.id}.flood")
+    @app.agent(services.topic(T.FLOOD_HITS), name=f"{app.conf.id}.flood")
     async def flood(stream: faust.StreamT) -> None:
-        view = await ctx.bank_view()
+        view = await services.bank_view.ready()
         async for events in stream.take_events(512, within=0.1):
             by_partition: dict[int, list[faust.EventT]] = {}
             for event in events:
                 by_partition.setdefault(event.message.partition, []).append(event)
             for group in by_partition.values():
                 with in_partition_of(group[-1], store):
-                    good, hits = await ctx.decode_events(group, T.FLOOD_HITS, STAGE)
+                    good, hits = await services.events.decode_batch(group, T.FLOOD_HITS, STAGE)
                     for event, hit in zip(good, hits):
                         await count(event, hit)
                     store.flush()

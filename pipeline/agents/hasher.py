@@ -15,9 +15,9 @@ import faust
 from connectors.fetch import FetchError, fetch_url
 from pipeline import metrics
 from pipeline import topics as T
-from pipeline.app import PipelineContext
 from pipeline.clock import now_ms
 from pipeline.hashing import HashingError, hash_content
+from pipeline.services.worker import WorkerServices
 from pipeline.uploads import InvalidUpload, decode_content_b64, parse_upload
 
 log = logging.getLogger(__name__)
@@ -42,27 +42,29 @@ def prehashed_record(upload: dict[str, Any]) -> dict[str, Any]:
                          "signals")
 
 
-async def hash_upload(ctx: PipelineContext, upload: dict[str, Any]) -> dict[str, Any]:
+async def hash_upload(services: WorkerServices, upload: dict[str, Any]) -> dict[str, Any]:
     """The hma.hashes record of one checked upload; raises InvalidUpload, FetchError or HashingError."""
     if upload["signals"] is not None:
         return prehashed_record(upload)
     loop = asyncio.get_running_loop()
     if upload["url"] is not None:
-        data = await loop.run_in_executor(ctx.fetch_pool, fetch_url, upload["url"], ctx.settings)
+        data = await loop.run_in_executor(services.pools.fetch, fetch_url, upload["url"], services.settings)
         source = "url"
     else:
         data = decode_content_b64(upload["content_b64"])
         source = "inline"
-        if len(data) > ctx.settings.fetch_max_bytes:
-            raise InvalidUpload(f"content of {len(data)} bytes is over the size cap of {ctx.settings.fetch_max_bytes} bytes")
-    hashed = await loop.run_in_executor(ctx.hash_pool, hash_content, upload["content_type"], data)
+        cap = services.settings.fetch_max_bytes
+        if len(data) > cap:
+            raise InvalidUpload(f"content of {len(data)} bytes is over the size cap of {cap} bytes")
+    hashed = await loop.run_in_executor(services.pools.hash, hash_content, upload["content_type"], data)
     return hashes_record(upload, {name: {"value": sv.value, "quality": sv.quality} for name, sv in hashed.items()}, source)
 
 
-async def _hash_or_reason(ctx: PipelineContext, event: faust.EventT, upload: dict[str, Any]) -> dict[str, Any] | str:
+async def _hash_or_reason(services: WorkerServices, event: faust.EventT,
+                          upload: dict[str, Any]) -> dict[str, Any] | str:
     """The hashes record of an upload with content, or the reason the upload is a dead letter."""
     try:
-        return await hash_upload(ctx, upload)
+        return await hash_upload(services, upload)
     except (InvalidUpload, FetchError, HashingError) as exc:
         return str(exc)
     except Exception as exc:  # an upload must never stop the agent
@@ -74,7 +76,7 @@ def _unexpected(event: faust.EventT, exc: Exception) -> str:
     return f"unexpected error: {type(exc).__name__}: {exc}"
 
 
-async def hash_batch(ctx: PipelineContext, events: list[faust.EventT]) -> list[dict[str, Any] | str]:
+async def hash_batch(services: WorkerServices, events: list[faust.EventT]) -> list[dict[str, Any] | str]:
     """Hashes records, or dead-letter reasons, in input order. Pre-hashed uploads are done at once;
     only uploads with content to fetch or hash wait on the pools (together)."""
     results: list[dict[str, Any] | str] = []
@@ -94,21 +96,23 @@ async def hash_batch(ctx: PipelineContext, events: list[faust.EventT]) -> list[d
             results.append("")
             slow.append((i, event, upload))
     if slow:
-        for (i, _, _), result in zip(slow, await asyncio.gather(*(_hash_or_reason(ctx, e, u) for _, e, u in slow))):
+        done = await asyncio.gather(*(_hash_or_reason(services, e, u) for _, e, u in slow))
+        for (i, _, _), result in zip(slow, done):
             results[i] = result
     return results
 
 
-def register(app: faust.App, ctx: PipelineContext) -> None:
+def register(app: faust.App, services: WorkerServices) -> None:
     batch = 64  # precomputed signals need no hashing; content waits for the pool's processes
 
-    @app.agent(ctx.topic(T.UPLOADS), name=f"{app.conf.id}.hasher")
+    @app.agent(services.topic(T.UPLOADS), name=f"{app.conf.id}.hasher")
     async def hasher(stream: faust.StreamT) -> None:
         async for events in stream.take_events(batch, within=0.2):
             metrics.RECORDS_IN.labels(STAGE).inc(len(events))
-            results = await hash_batch(ctx, events)
+            results = await hash_batch(services, events)
             for event, result in zip(events, results):
                 if isinstance(result, str):
-                    await ctx.send_dead_letter(event, result, STAGE)
-            await ctx.send_many(T.HASHES, [(event.message.key, result) for event, result in zip(events, results)
-                                           if not isinstance(result, str)], STAGE)
+                    await services.output.send_dead_letter(event.message, result, STAGE)
+            await services.output.send_many(T.HASHES, [(event.message.key, result)
+                                                       for event, result in zip(events, results)
+                                                       if not isinstance(result, str)], STAGE)

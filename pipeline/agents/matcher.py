@@ -19,10 +19,10 @@ import faust
 
 from pipeline import metrics
 from pipeline import topics as T
-from pipeline.app import PipelineContext
 from pipeline.flood import LocalFloodGuard
 from pipeline.guard import MATCH, QUARANTINED, Hit
 from pipeline.matching import actions_for, collect_hits, judge_batch, plan_lookups, search_plan
+from pipeline.services.worker import WorkerServices
 from pipeline.state.bank_view import BankView
 
 log = logging.getLogger(__name__)
@@ -38,23 +38,24 @@ def counts_toward_flood(hit: dict, view: BankView) -> bool:
     return hit["status"] == QUARANTINED and (q is None or q["state"] == "released")
 
 
-def new_flood_guard(ctx: PipelineContext) -> LocalFloodGuard:
-    s = ctx.settings
+def new_flood_guard(services: WorkerServices) -> LocalFloodGuard:
+    s = services.settings
     return LocalFloodGuard(s.flood_epsilon, s.flood_delta, s.flood_bucket_ms)
 
 
-async def lookup(ctx: PipelineContext, hashed: list[dict[str, Any]], view: BankView) -> tuple[list[dict], list[list[Hit]]]:
+async def lookup(services: WorkerServices, hashed: list[dict[str, Any]],
+                 view: BankView) -> tuple[list[dict], list[list[Hit]]]:
     """lookup_batch, with the index searches on the index thread: the event loop keeps consuming
     and producing while the compiled kernels (which release the GIL) search on the other core."""
-    plan = plan_lookups(hashed, view, ctx.settings)
+    plan = plan_lookups(hashed, view, services.settings)
     if not plan.queries:
         return plan.records, [[] for _ in plan.records]
     with view.pinned():
-        found = await asyncio.get_running_loop().run_in_executor(ctx.index_pool, search_plan, view, plan)
+        found = await asyncio.get_running_loop().run_in_executor(services.pools.index, search_plan, view, plan)
         return plan.records, collect_hits(view, plan, found)
 
 
-async def emit_matches(ctx: PipelineContext, judged: list[tuple[bytes | None, dict[str, Any]]], view: BankView,
+async def emit_matches(services: WorkerServices, judged: list[tuple[bytes | None, dict[str, Any]]], view: BankView,
                        stage: str) -> None:
     """Write judged match records, their actions, and their effective hits re-keyed by signal for
     flood counting."""
@@ -70,18 +71,19 @@ async def emit_matches(ctx: PipelineContext, judged: list[tuple[bytes | None, di
                     "signal_id": hit["signal_id"], "bank": hit["bank"],
                     "content_id": record["content_id"], "matched_at": record["matched_at"],
                 }))
-    await ctx.send_many(T.MATCHES, judged, stage)
-    await ctx.send_many(T.ACTIONS, actions, stage)
-    await ctx.send_many(T.FLOOD_HITS, flood_hits, stage)
+    await services.output.send_many(T.MATCHES, judged, stage)
+    await services.output.send_many(T.ACTIONS, actions, stage)
+    await services.output.send_many(T.FLOOD_HITS, flood_hits, stage)
 
 
-def register(app: faust.App, ctx: PipelineContext) -> None:
-    @app.agent(ctx.topic(T.HASHES), name=f"{app.conf.id}.matcher")
+def register(app: faust.App, services: WorkerServices) -> None:
+    @app.agent(services.topic(T.HASHES), name=f"{app.conf.id}.matcher")
     async def matcher(stream: faust.StreamT) -> None:
-        view = await ctx.bank_view()
-        flood_guard = new_flood_guard(ctx)
+        view = await services.bank_view.ready()
+        flood_guard = new_flood_guard(services)
         async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
-            good, hashed = await ctx.decode_events(events, T.HASHES, STAGE)
-            records, hits = await lookup(ctx, hashed, view)
+            good, hashed = await services.events.decode_batch(events, T.HASHES, STAGE)
+            records, hits = await lookup(services, hashed, view)
             judged = judge_batch(records, hits, view, flood_guard)
-            await emit_matches(ctx, [(event.message.key, record) for event, record in zip(good, judged)], view, STAGE)
+            keyed = [(event.message.key, record) for event, record in zip(good, judged)]
+            await emit_matches(services, keyed, view, STAGE)

@@ -17,25 +17,26 @@ import faust
 
 from pipeline import topics as T
 from pipeline.agents.matcher import emit_matches, new_flood_guard
-from pipeline.app import PipelineContext, state_table
 from pipeline.matching import empty_match_record, hits_from_candidates, judge_batch
+from pipeline.services.worker import WorkerServices
+from pipeline.state.tables import state_table
 
 log = logging.getLogger(__name__)
 STAGE = "merger"
 
 
-def register(app: faust.App, ctx: PipelineContext) -> None:
-    s = ctx.settings
+def register(app: faust.App, services: WorkerServices) -> None:
+    s = services.settings
     pending = state_table(app, "shard-merge", partitions=s.topic_partitions)  # "p:offset" -> {shard: partial}
     taken = state_table(app, "shard-taken", default=lambda: -1, partitions=s.topic_partitions)  # "p:shard" -> offset
 
-    @app.agent(ctx.topic(T.SHARD_HITS), name=f"{app.conf.id}.merger")
+    @app.agent(services.topic(T.SHARD_HITS), name=f"{app.conf.id}.merger")
     async def merger(stream: faust.StreamT) -> None:
-        view = await ctx.bank_view()
-        flood_guard = new_flood_guard(ctx)
-        async for event, part in ctx.records(stream, T.SHARD_HITS, STAGE):
+        view = await services.bank_view.ready()
+        flood_guard = new_flood_guard(services)
+        async for event, part in services.events.records(stream, T.SHARD_HITS, STAGE):
             if part["shards"] != s.index_shards or not 0 <= part["shard"] < s.index_shards:
-                await ctx.send_dead_letter(event, (
+                await services.output.send_dead_letter(event.message, (
                     f"partial of shard {part['shard']} of {part['shards']}, but this merger joins "
                     f"{s.index_shards} shards (HMAS_INDEX_SHARDS)"), STAGE)
                 continue
@@ -57,4 +58,4 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
                 record["skipped"].update(partial["skipped"])
             candidates = [c for partial in parts.values() for c in partial["candidates"]]
             judge_batch([record], [hits_from_candidates(candidates, view)], view, flood_guard)
-            await emit_matches(ctx, [(event.message.key, record)], view, STAGE)
+            await emit_matches(services, [(event.message.key, record)], view, STAGE)

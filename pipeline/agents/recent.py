@@ -15,18 +15,18 @@ import logging
 import faust
 
 from pipeline import topics as T
-from pipeline.app import PipelineContext
 from pipeline.recent.feed import RecentFeed
 from pipeline.recent.retro import retro_matches
 from pipeline.recent.ring import RecentRing
+from pipeline.services.worker import WorkerServices
 from pipeline.state.bank_view import BankEntry
 
 log = logging.getLogger(__name__)
 STAGE = "recent"
 
 
-def register(app: faust.App, ctx: PipelineContext) -> None:
-    s = ctx.settings
+def register(app: faust.App, services: WorkerServices) -> None:
+    s = services.settings
     if not s.recent_enabled:
         return
     ring = RecentRing(s.recent_horizon_ms, s.recent_cap, s.recent_bucket_ms)
@@ -34,7 +34,7 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
 
     @app.task
     async def recent() -> None:
-        view = await ctx.bank_view()
+        view = await services.bank_view.ready()
         view.on_new_signals = pending.put_nowait
         feed = RecentFeed(s, ring)
         await feed.start()
@@ -47,7 +47,7 @@ def register(app: faust.App, ctx: PipelineContext) -> None:
                 if new:
                     found = await asyncio.to_thread(retro_matches, ring, new, view, s)
                     for record in found:
-                        await ctx.send(T.RETRO_MATCHES, record["content_id"], record, STAGE)
+                        await services.output.send(T.RETRO_MATCHES, record["content_id"], record, STAGE)
                     log.info("retroactive search", extra={"signals": len(new), "matches": len(found), "ring": ring.size})
         finally:
             await feed.stop()

@@ -12,24 +12,24 @@ import faust
 
 from pipeline import topics as T
 from pipeline.agents.matcher import BATCH, BATCH_WITHIN_S, lookup
-from pipeline.app import PipelineContext
 from pipeline.clock import now_ms
 from pipeline.matching import candidate_record
+from pipeline.services.worker import WorkerServices
 
 STAGE = "shard-matcher"
 
 
-def register(app: faust.App, ctx: PipelineContext) -> None:
-    shard = ctx.settings.shard
+def register(app: faust.App, services: WorkerServices) -> None:
+    shard = services.settings.shard
     assert shard is not None, "the shard matcher runs in shard workers only"
 
-    @app.agent(ctx.topic(T.HASHES), name=f"{app.conf.id}.shard-matcher")
+    @app.agent(services.topic(T.HASHES), name=f"{app.conf.id}.shard-matcher")
     async def shard_matcher(stream: faust.StreamT) -> None:
-        view = await ctx.bank_view()
+        view = await services.bank_view.ready()
         async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
-            good, hashed = await ctx.decode_events(events, T.HASHES, STAGE, dead_letters=shard.index == 0)
-            records, hits = await lookup(ctx, hashed, view)
-            await ctx.send_many(T.SHARD_HITS, [(event.message.key, {
+            good, hashed = await services.events.decode_batch(events, T.HASHES, STAGE, dead_letters=shard.index == 0)
+            records, hits = await lookup(services, hashed, view)
+            await services.output.send_many(T.SHARD_HITS, [(event.message.key, {
                 "shard": shard.index, "shards": shard.count,
                 "hashes_partition": event.message.partition, "hashes_offset": event.message.offset,
                 "upload": upload, "skipped": record["skipped"],

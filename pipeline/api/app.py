@@ -12,7 +12,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 from pipeline.api import controls, curation, development, matching, recent, status
 from pipeline.api.http import ApiError, Route, reply
 from pipeline.api.openapi import openapi_document
-from pipeline.api.state import ApiState, NotCaughtUp
+from pipeline.api.state import ApiState
+from pipeline.services.output import DeliveryFailed
+from pipeline.services.read_back import NotCaughtUp
 from pipeline.config import Settings
 from pipeline.signal_types import SIGNAL_TYPES
 
@@ -64,7 +66,7 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
         return await handler(request)
     except ApiError as exc:
         return reply({"message": exc.message}, exc.status)
-    except NotCaughtUp as exc:
+    except (NotCaughtUp, DeliveryFailed) as exc:
         return reply({"message": str(exc)}, 503)
     except web.HTTPRequestEntityTooLarge:
         return reply({"message": "Content too large"}, 413)

@@ -4,7 +4,6 @@ of signals quarantined for flooding.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aiohttp import web
@@ -12,6 +11,7 @@ from aiohttp import web
 from pipeline import topics as T
 from pipeline.api.http import ApiError, Route, json_object, reply
 from pipeline.api.state import ApiState
+from pipeline.clock import now_ms
 
 VERDICTS = ("harmful", "benign")
 
@@ -36,18 +36,19 @@ def routes(state: ApiState) -> list[Route]:
         if not isinstance(note, str):
             raise ApiError(400, "note should be a string")
         record = {"content_id": content_id, "verdict": verdict, "signals": signals, "note": note,
-                  "decided_at": int(time.time() * 1000)}
+                  "decided_at": now_ms()}
         await state.write([(T.FEEDBACK, content_id, record)])
         return reply(record, 201)
 
     async def feedback_get(request: web.Request) -> web.Response:
-        return reply(state.feedback.get(request.match_info["content_id"], []))
+        return reply(state.feedback.decisions(request.match_info["content_id"]))
 
     async def tallies(request: web.Request) -> web.Response:
         sid = request.match_info["signal_id"]
-        if sid not in state.tallies and not view.entries_with_signal(sid):
+        counts = state.feedback.of_signal(sid)
+        if counts is None and not view.entries_with_signal(sid):
             raise ApiError(404, f"signal '{sid}' not found")
-        return reply({"signal_id": sid, **state.tallies.get(sid, {"harmful": 0, "benign": 0})})
+        return reply({"signal_id": sid, **(counts or {"harmful": 0, "benign": 0})})
 
     async def quarantine_list(request: web.Request) -> web.Response:
         wanted = request.query.get("state", "quarantined")
@@ -62,7 +63,7 @@ def routes(state: ApiState) -> list[Route]:
             current = view.quarantine.get(sid)
             if current is None:
                 raise ApiError(404, f"signal '{sid}' is not in quarantine review")
-            record: dict[str, Any] = {**current, "state": new_state, "changed_at": int(time.time() * 1000)}
+            record: dict[str, Any] = {**current, "state": new_state, "changed_at": now_ms()}
             await state.write([(T.QUARANTINE, sid, record)])
             return reply(record)
         return handler

@@ -16,8 +16,11 @@ from pipeline import topics as T
 from pipeline.api.content import checked_signal, signals_of_bytes, signals_of_url
 from pipeline.api.http import ApiError, Route, flag, json_object, reply, uploaded_file
 from pipeline.api.state import ApiState
-from pipeline.banks import InvalidBank, bank_record, bank_signal_record, check_bank_name
-from pipeline.signal_types import SIGNAL_TYPES
+from pipeline.banks import (
+    InvalidBank, bank_record, bank_signal_record, check_enabled_ratio, checked_bank, enabled_fields,
+    matching_enabled_ratio,
+)
+from pipeline.clock import now_ms
 from pipeline.state.bank_view import BankEntry
 
 FIVE_YEARS_S = 5 * 365 * 24 * 3600
@@ -26,8 +29,8 @@ METADATA_KEYS = ("content_id", "content_uri", "json")
 
 
 def bank_json(bank: dict[str, Any]) -> dict[str, Any]:
-    ratio = bank["enabled_ratio"] if bank["enabled"] else 0.0
-    return {"name": bank["name"], "matching_enabled_ratio": ratio, **{f: bank[f] for f in CONTROL_FIELDS}}
+    return {"name": bank["name"], "matching_enabled_ratio": matching_enabled_ratio(bank),
+            **{f: bank[f] for f in CONTROL_FIELDS}}
 
 
 def routes(state: ApiState) -> list[Route]:
@@ -50,33 +53,18 @@ def routes(state: ApiState) -> list[Route]:
         return entries
 
     def configured(bank: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
-        """The bank record with the request's fields applied, checked."""
+        """The bank record with the request's fields applied, checked (pipeline.banks.checked_bank)."""
         bank = dict(bank)
-        if "enabled_ratio" in body:
-            ratio = body["enabled_ratio"]
-            if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 <= ratio <= 1:
-                raise ApiError(400, "enabled_ratio must be a number from 0 to 1")
-            bank["enabled_ratio"], bank["enabled"] = float(ratio), ratio > 0
-        elif "enabled" in body:
-            bank["enabled"] = bool(body["enabled"])
-            bank["enabled_ratio"] = 1.0 if bank["enabled"] else 0.0
-        for f in CONTROL_FIELDS:
-            if f in body:
-                bank[f] = body[f]
-        for kind, distance in (bank.get("distances") or {}).items():
-            if kind not in SIGNAL_TYPES:
-                raise ApiError(400, f"No such SignalType '{kind}'")
-            top = SIGNAL_TYPES[kind].max_distance
-            if not isinstance(distance, int) or isinstance(distance, bool) or not 0 <= distance <= top:
-                raise ApiError(400, f"distance for {kind} must be an integer from 0 to {top}, got {distance!r}")
-        for other in list(bank.get("suppressed_by") or []) + ([bank["confirmed_bank"]] if bank.get("confirmed_bank") else []):
-            if other not in view.banks and other != bank["name"]:
-                raise ApiError(400, f"bank '{other}' named in the configuration does not exist")
-        bank["updated_at"] = int(time.time() * 1000)
         try:
-            return T.BANKS.codec.conform(bank)
-        except ValueError as exc:
-            raise ApiError(400, f"invalid bank configuration: {exc}") from None
+            if "enabled_ratio" in body:
+                bank.update(enabled_fields(check_enabled_ratio(body["enabled_ratio"])))
+            elif "enabled" in body:
+                bank.update(enabled_fields(1.0 if body["enabled"] else 0.0))
+            bank.update({f: body[f] for f in CONTROL_FIELDS if f in body})
+            bank["updated_at"] = now_ms()
+            return checked_bank(bank, view.banks)
+        except ValueError as exc:  # InvalidBank, or a bad enabled_ratio
+            raise ApiError(400, str(exc)) from None
 
     async def banks_index(request: web.Request) -> web.Response:
         return reply([bank_json(b) for _, b in sorted(view.banks.items())])
@@ -87,12 +75,12 @@ def routes(state: ApiState) -> list[Route]:
         if not name:
             raise ApiError(400, "missing required field 'name'")
         try:
-            check_bank_name(name)
+            fresh = T.BANKS.codec.conform(bank_record(name))
         except InvalidBank as exc:
             raise ApiError(400, str(exc)) from None
         if name in view.banks:
             raise ApiError(403, "Bank already exists")
-        record = configured(T.BANKS.codec.conform(bank_record(name)), body)
+        record = configured(fresh, body)
         await state.write([(T.BANKS, name, record)])
         return reply(bank_json(record), 201)
 
@@ -173,11 +161,7 @@ def routes(state: ApiState) -> list[Route]:
             metadata = dict(e.metadata)
             if "note" in body:
                 metadata.update(_metadata(None, body["note"]) or {"note": ""})
-            record = {"bank": e.bank, "bank_content_id": e.bank_content_id, "signal_type": e.signal_type,
-                      "signal_id": e.signal_id, "value": e.value, "metadata": metadata,
-                      "disable_until_ts": changes.get("disable_until_ts", e.disable_until_ts),
-                      "added_at": int(time.time() * 1000)}
-            writes.append((T.BANK_SIGNALS, e.key, record))
+            writes.append((T.BANK_SIGNALS, e.key, e.to_record(metadata=metadata, **changes)))
         await state.write(writes)
         return reply(content_json(bank, content_entries(bank["name"], request.match_info["content_id"]), False, True))
 
@@ -241,7 +225,7 @@ def content_json(bank: dict[str, Any], entries: list[BankEntry], signals: bool, 
         "id": first.bank_content_id,
         "disable_until_ts": first.disable_until_ts,
         "original_media_uri": first.metadata.get("content_uri"),
-        "bank": {"name": bank["name"], "matching_enabled_ratio": bank_json(bank)["matching_enabled_ratio"]},
+        "bank": {"name": bank["name"], "matching_enabled_ratio": matching_enabled_ratio(bank)},
     }
     if signals:
         out["signals"] = {e.signal_type: e.value for e in entries}

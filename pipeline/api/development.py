@@ -4,7 +4,6 @@ reset through Kafka tombstones, random seed banks, and python-threatexchange's s
 
 from __future__ import annotations
 
-import time
 
 from aiohttp import web
 
@@ -12,6 +11,8 @@ from pipeline import topics as T
 from pipeline.api.http import Route, reply
 from pipeline.api.state import ApiState
 from pipeline.banks import bank_record, bank_signal_record
+from pipeline.clock import now_ms
+from pipeline.config_keys import CONTENT_ID_BASE, RESET_AT, is_signal_type_ratio_key, setting_record
 
 SEED_BANKS = 2
 SEED_SIGNALS = 10_000
@@ -24,15 +25,15 @@ def routes(state: ApiState) -> list[Route]:
     async def factory_reset(request: web.Request) -> web.Response:
         """Tombstones for every bank, signal, quarantine record and setting; feedback from before
         the reset is ignored by every view; content ids start again at 1."""
-        now = int(time.time() * 1000)
+        now = now_ms()
         writes = [(T.BANK_SIGNALS, e.key, None) for e in list(view.entries())]
         writes += [(T.BANKS, name, None) for name in list(view.banks)]
         writes += [(T.QUARANTINE, sid, None) for sid in list(view.quarantine)]
-        writes += [(T.CONFIG, name, None) for name in list(view.settings) if name.startswith("signal_type/")]
+        writes += [(T.CONFIG, name, None) for name in list(view.settings) if is_signal_type_ratio_key(name)]
         [last_id] = await state.next_content_ids("RESET", 1)
         base = view.content_id_base + last_id  # the next claim's offset
-        writes.append((T.CONFIG, "content_ids/base", {"name": "content_ids/base", "number": base, "changed_at": now}))
-        writes.append((T.CONFIG, "reset/at", {"name": "reset/at", "number": now, "changed_at": now}))
+        writes.append((T.CONFIG, CONTENT_ID_BASE, setting_record(CONTENT_ID_BASE, base, now)))
+        writes.append((T.CONFIG, RESET_AT, setting_record(RESET_AT, now, now)))
         await state.write(writes)
         return reply({"message": "Factory reset done"})
 

@@ -6,7 +6,6 @@ guard lets through (as upstream lists enabled content only), `raw_lookup` every 
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aiohttp import web
@@ -14,6 +13,7 @@ from aiohttp import web
 from pipeline.api.content import checked_signal, signals_of_bytes, signals_of_url
 from pipeline.api.http import ApiError, Route, flag, json_object, query, reply, uploaded_file
 from pipeline.api.state import ApiState
+from pipeline.clock import now_ms
 from pipeline.guard import MATCH
 from pipeline.matching import match_batch
 from pipeline.signal_types import SIGNAL_TYPES
@@ -26,7 +26,7 @@ def lookup_hits(state: ApiState, signals: dict[str, str], banks: set[str] | None
     hashed = {
         "content_id": "lookup", "content_type": "photo", "metadata": {}, "submitted_at": None,
         "signals": {kind: {"value": value, "quality": None} for kind, value in signals.items()},
-        "hashed_at": int(time.time() * 1000),
+        "hashed_at": now_ms(),
     }
     [record] = match_batch([hashed], state.view, state.settings)
     out: dict[str, list[dict]] = {kind: [] for kind in signals}

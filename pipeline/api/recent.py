@@ -4,8 +4,6 @@ from this process's own ring of recent hashes."""
 from __future__ import annotations
 
 import asyncio
-import re
-import time
 
 from aiohttp import web
 
@@ -13,12 +11,10 @@ from pipeline.api.content import checked_signal
 from pipeline.api.http import ApiError, Route, query, reply
 from pipeline import topics as T
 from pipeline.api.state import ApiState
+from pipeline.clock import now_ms, parse_duration_ms
 from pipeline.index.codes import codes_from_hex
 from pipeline.recent.clusters import clusters
 from pipeline.state.log_reader import read_at
-
-WINDOW = re.compile(r"^(\d+)([smhd])$")
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -51,11 +47,10 @@ def routes(state: ApiState) -> list[Route]:
         return reply(out)
 
     async def recent_clusters(request: web.Request) -> web.Response:
-        window = request.query.get("window", "1h")
-        m = WINDOW.match(window)
-        if not m:
-            raise ApiError(400, "window must look like 30m, 1h or 2d")
-        since = int((time.time() - int(m.group(1)) * UNITS[m.group(2)]) * 1000)
+        try:
+            since = now_ms() - parse_duration_ms(request.query.get("window", "1h"))
+        except ValueError:
+            raise ApiError(400, "window must look like 30m, 1h or 2d") from None
         distance = _int(request, "distance", 16, 0, 31)
         min_size = _int(request, "min_size", 2, 1, 10**9)
         ids, times, codes = state.ring.since(since)

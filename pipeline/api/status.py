@@ -5,14 +5,16 @@ hma.bank-signals is what "built to" means.
 
 from __future__ import annotations
 
+import contextlib
 import re
-import time
 
 from aiohttp import web
 
 from pipeline import topics as T
 from pipeline.api.http import ApiError, Route, json_object, reply
 from pipeline.api.state import ApiState
+from pipeline.banks import check_enabled_ratio
+from pipeline.config_keys import setting_record, signal_type_ratio_key
 from pipeline.signal_types import SIGNAL_TYPES
 
 CONTENT_TYPES = ("photo", "video")
@@ -53,9 +55,9 @@ def routes(state: ApiState, table: list[Route]) -> list[Route]:
         })
 
     async def signal_type_index(request: web.Request) -> web.Response:
-        ends = await state.follower.end_offsets()
+        ends = await state.bank_view.end_offsets()
         topic = T.BANK_SIGNALS.name(state.settings)
-        consumed, end = state.follower.positions.get(topic, 0), ends.get(topic, 0)
+        consumed, end = state.bank_view.positions.get(topic, 0), ends.get(topic, 0)
         banked: dict[str, int] = {}
         for entry in view.entries():
             banked[entry.signal_type] = banked.get(entry.signal_type, 0) + 1
@@ -81,14 +83,14 @@ def routes(state: ApiState, table: list[Route]) -> list[Route]:
         body = await json_object(request)
         ratio = body.get("enabled_ratio")
         if isinstance(ratio, str):
-            try:
+            with contextlib.suppress(ValueError):  # upstream takes "0.5" too; other text fails the check
                 ratio = float(ratio)
-            except ValueError:
-                raise ApiError(400, "enabled_ratio must be a number from 0 to 1") from None
-        if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 <= ratio <= 1:
-            raise ApiError(400, "enabled_ratio must be a number from 0 to 1")
-        record = {"name": f"signal_type/{name}", "number": float(ratio), "changed_at": int(time.time() * 1000)}
-        await state.write([(T.CONFIG, record["name"], record)])
+        try:
+            ratio = check_enabled_ratio(ratio)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        key = signal_type_ratio_key(name)
+        await state.write([(T.CONFIG, key, setting_record(key, ratio))])
         return web.Response(status=204)
 
     async def content_types(request: web.Request) -> web.Response:

@@ -7,19 +7,22 @@ import json
 from collections import defaultdict
 
 from pipeline import topics as T
-from pipeline.banks import InvalidBank, bank_record, bank_signal_record, check_bank_name
+from pipeline.banks import InvalidBank, bank_record, bank_signal_record, check_bank_name, checked_bank, enabled_fields
 from pipeline.cli import CommandError
 from pipeline.client import Client, json_line
 from pipeline.config import Settings
+from pipeline.services.content_ids import claim_content_ids
 from pipeline.signal_types import InvalidSignal
-from pipeline.state.log_reader import read_to_end
+from pipeline.state.log_reader import read_latest
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     bank = sub.add_parser("bank", help="create banks and add or remove their content")
     bsub = bank.add_subparsers(dest="bank_command", required=True, metavar="ACTION")
 
-    p = bsub.add_parser("create", help="create a bank (or update its configuration)")
+    p = bsub.add_parser(
+        "create", help="create a bank (or update its configuration); checked as the API checks it: the banks it "
+                       "names must exist, distances must be within their signal type's range")
     p.add_argument("name")
     p.add_argument("--action", default="review", help="action name written on hma.actions (default review)")
     p.add_argument("--distance", action="append", default=[], metavar="TYPE:N",
@@ -63,30 +66,19 @@ def _parse_distances(items: list[str]) -> dict[str, int]:
     return out
 
 
-def _latest(settings: Settings, spec: T.TopicSpec) -> dict[str, dict]:
-    """The current value of every key of a compacted topic."""
-    latest: dict[str, dict] = {}
-    for key, record in read_to_end(settings, spec):
-        if record is None:
-            latest.pop(key, None)
-        else:
-            latest[key] = record
-    return latest
-
-
 def create(args: argparse.Namespace, settings: Settings) -> int:
     flood = None
     if args.flood_max is not None:
         flood = {"max_matches": args.flood_max, "window_ms": int(args.flood_window * 1000),
                  "baseline_multiple": args.flood_baseline_multiple}
     try:
-        for other in args.suppressed_by + ([args.confirmed_bank] if args.confirmed_bank else []):
-            check_bank_name(other)
-        record = T.BANKS.codec.conform(bank_record(
-            args.name, action=args.action, distances=_parse_distances(args.distance), enabled=not args.disabled,
+        record = bank_record(
+            args.name, action=args.action, distances=_parse_distances(args.distance),
+            **enabled_fields(0.0 if args.disabled else 1.0),
             suppressed_by=args.suppressed_by, flood=flood, confirmed_bank=args.confirmed_bank,
             deconfirm_disable_s=args.deconfirm_disable,
-        ))
+        )
+        record = checked_bank(record, read_latest(settings, T.BANKS))
     except InvalidBank as exc:
         raise CommandError(str(exc)) from None
     client = Client(settings)
@@ -108,7 +100,7 @@ def add(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(str(exc)) from None
     if (args.file is None) == (args.signal is None):
         raise CommandError("give a FILE or --signal TYPE:VALUE (one of them)")
-    if args.name not in _latest(settings, T.BANKS):
+    if args.name not in read_latest(settings, T.BANKS):
         raise CommandError(f"no bank {args.name}; create it with `hmas bank create {args.name}`")
     if args.signal:
         kind, _, value = args.signal.partition(":")
@@ -122,7 +114,7 @@ def add(args: argparse.Namespace, settings: Settings) -> int:
         except (HashingError, OSError) as exc:
             raise CommandError(f"{args.file}: {exc}") from None
     client = Client(settings)
-    content_id = client.claim_content_id(args.name)
+    [content_id] = claim_content_ids(settings, args.name)
     try:
         records = [bank_signal_record(args.name, content_id, kind, value, metadata) for kind, value in signals.items()]
     except InvalidSignal as exc:
@@ -135,8 +127,8 @@ def add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def list_banks(args: argparse.Namespace, settings: Settings) -> int:
-    banks = _latest(settings, T.BANKS)
-    signals = _latest(settings, T.BANK_SIGNALS)
+    banks = read_latest(settings, T.BANKS)
+    signals = read_latest(settings, T.BANK_SIGNALS)
     if args.name is None:
         counts: dict[str, int] = defaultdict(int)
         for record in signals.values():
@@ -153,7 +145,7 @@ def list_banks(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def remove(args: argparse.Namespace, settings: Settings) -> int:
-    keys = [key for key, r in _latest(settings, T.BANK_SIGNALS).items()
+    keys = [key for key, r in read_latest(settings, T.BANK_SIGNALS).items()
             if r["bank"] == args.name and r["bank_content_id"] == args.content_id]
     if not keys:
         raise CommandError(f"bank {args.name} has no content {args.content_id}")

@@ -42,7 +42,7 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.with_overrides(index_shard=args.shard)
     ensure_topics(settings.bootstrap_servers, settings)
     serve(settings.metrics_port)
-    app, _ctx = create_app(settings)
+    app, _services = create_app(settings)
     Worker(
         app,
         loglevel=args.log_level,

@@ -1,4 +1,4 @@
-"""The PDQ index (faiss-like API, see DESIGN.md):
+"""The PDQ index (faiss-like API, see docs/architecture.md):
 
     index = build_pdq_index(codes, ids)        # codes uint8 (N, 32), ids int64 (N,)
     lims, ids, distances = index.search(queries, max_distance=31)

@@ -246,11 +246,6 @@ class MihPdqIndex:
             return {"live": self._live, "delta": len(self._delta), "free": len(self._free),
                     "dying": self._dead_waiting(), "high": self._high}
 
-    def memory_bytes(self) -> int:
-        arrays = (self._codes, self._ids, self._alive, self._rows, self._row_of_id, self._free.array,
-                  self._delta.array)
-        return sum(a.nbytes for a in arrays) + (0 if self._offsets is None else self._offsets.nbytes)
-
 
 def _per_query(n_queries: int, q: np.ndarray, ids: np.ndarray, d: np.ndarray) -> SearchResult:
     """Hits grouped by query, each (query, id) once."""

@@ -4,11 +4,11 @@ so that a restarted process refills its ring from the log alone."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline import topics as T
+from pipeline.clock import now_ms
 from pipeline.config import Settings
 from pipeline.recent.ring import RecentRing
 from pipeline.state.log_reader import topic_partitions
@@ -28,7 +28,7 @@ class RecentFeed:
         parts = sorted(await asyncio.to_thread(topic_partitions, self.settings, topic))
         partitions = [TopicPartition(topic, p) for p in parts]
         consumer.assign(partitions)
-        since = int(time.time() * 1000) - self.ring.horizon_ms
+        since = now_ms() - self.ring.horizon_ms
         offsets = await consumer.offsets_for_times({tp: since for tp in partitions})
         ends = await consumer.end_offsets(partitions)  # explicit: a lazy seek-to-end could skip records
         for tp in partitions:
@@ -47,7 +47,7 @@ class RecentFeed:
                     self.ring.add(T.HASHES.codec.decode(r.value), r.partition, r.offset)
                 except DecodeError:
                     continue  # the matcher dead-letters it
-        self.ring.evict(int(time.time() * 1000))
+        self.ring.evict(now_ms())
         return count
 
     async def stop(self) -> None:

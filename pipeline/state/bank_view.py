@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 import numpy as np
 
 from pipeline.banks import bank_signal_key, signal_enabled
+from pipeline.clock import now_ms
+from pipeline.config_keys import CONTENT_ID_BASE, RESET_AT, signal_type_ratio_key
 from pipeline.signal_types import InvalidSignal, signal_type
 from pipeline.state.signal_index import SignalIndex, new_index
 from pipeline.state.signal_rows import SIGNAL_ID, SignalRows, key_hash
@@ -41,18 +43,14 @@ class BankEntry:
     disable_until_ts: int
     metadata: dict[str, str]
 
-    @classmethod
-    def from_record(cls, key: str, record: dict[str, Any]) -> "BankEntry":
-        return cls(
-            key=key,
-            bank=record["bank"],
-            bank_content_id=record["bank_content_id"],
-            signal_type=record["signal_type"],
-            signal_id=record["signal_id"],
-            value=record["value"],
-            disable_until_ts=record["disable_until_ts"],
-            metadata=record["metadata"],
-        )
+    def to_record(self, **changes: Any) -> dict[str, Any]:
+        """The hma.bank-signals value that rewrites this entry with `changes` applied, stamped now."""
+        record = {
+            "bank": self.bank, "bank_content_id": self.bank_content_id, "signal_type": self.signal_type,
+            "signal_id": self.signal_id, "value": self.value, "metadata": dict(self.metadata),
+            "disable_until_ts": self.disable_until_ts, "added_at": now_ms(),
+        }
+        return {**record, **changes}
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,15 +132,15 @@ class BankView:
             self.settings[name] = record["number"]
 
     def signal_type_ratio(self, kind: str) -> float:
-        return self.settings.get(f"signal_type/{kind}", 1.0)
+        return self.settings.get(signal_type_ratio_key(kind), 1.0)
 
     @property
     def reset_at_ms(self) -> int:
-        return int(self.settings.get("reset/at", 0))
+        return int(self.settings.get(RESET_AT, 0))
 
     @property
     def content_id_base(self) -> int:
-        return int(self.settings.get("content_ids/base", 0))
+        return int(self.settings.get(CONTENT_ID_BASE, 0))
 
     def apply_signals(self, changes: Iterable[tuple[str, dict[str, Any] | None]]) -> None:
         """Apply hma.bank-signals records (None = tombstone) in order, batching index updates."""

@@ -2,7 +2,8 @@
 
 `CompactedTopicFollower` reads from the start of each topic without a consumer group (every
 process needs every partition) and keeps following; `ready` is set once it has read up to the end
-offsets it saw when it started. `read_to_end` is the blocking form for command-line tools.
+offsets it saw when it started. `read_to_end` (every record) and `read_latest` (the current value
+of each key) are the blocking forms for command-line tools.
 """
 
 from __future__ import annotations
@@ -213,6 +214,17 @@ def read_to_end(settings: Settings, spec: TopicSpec, timeout_s: float = 30.0) ->
         return changes
     finally:
         consumer.close()
+
+
+def read_latest(settings: Settings, spec: TopicSpec, timeout_s: float = 30.0) -> dict[str, dict]:
+    """The current value of every key of a compacted topic (blocking): what compaction keeps."""
+    latest: dict[str, dict] = {}
+    for key, record in read_to_end(settings, spec, timeout_s):
+        if record is None:
+            latest.pop(key, None)
+        else:
+            latest[key] = record
+    return latest
 
 
 def read_at(settings: Settings, spec: TopicSpec, positions: list[tuple[int, int]], timeout_s: float = 30.0) -> dict:

@@ -64,9 +64,6 @@ class SignalRows:
     def kind_index(self, name: str) -> int:
         return self._intern(self.kind_names, self._kind_idx, name)
 
-    def known_bank(self, name: str) -> int | None:
-        return self._bank_idx.get(name)
-
     def known_kind(self, name: str) -> int | None:
         return self._kind_idx.get(name)
 

@@ -1,0 +1,60 @@
+"""Bank content ids: integers handed out in order (1, 2, 3...), as upstream HMA does.
+
+Each id is the offset of a claim record on the one-partition hma.content-ids topic, counted from
+the base that a factory reset sets (hma.config CONTENT_ID_BASE, pipeline/config_keys.py): unique across API replicas,
+workers and tools, stable across restarts. Every writer claims through `ContentIds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+from pipeline import topics as T
+from pipeline.clock import now_ms
+from pipeline.config import Settings
+from pipeline.services.output import Output, new_producer
+
+def content_id_from_offset(offset: int, base: int) -> int:
+    """The bank content id that a claim at this hma.content-ids offset stands for."""
+    return offset - base + 1
+
+
+class ContentIds:
+    """Claims bank content ids through an output; `base` reads the current base (from a bank view)."""
+
+    def __init__(self, output: Output, base: Callable[[], int]) -> None:
+        self.output = output
+        self.base = base
+
+    async def claim(self, bank: str, count: int = 1) -> list[int]:
+        """`count` new ids for a bank, in order."""
+        claim = {"bank": bank, "claimed_at": now_ms()}
+        landed = await self.output.deliver([(T.CONTENT_IDS, bank, claim)] * count)
+        base = self.base()
+        return [content_id_from_offset(meta.offset, base) for meta in landed]
+
+    async def claim_one(self, bank: str) -> int:
+        [content_id] = await self.claim(bank, 1)
+        return content_id
+
+
+def claim_content_ids(settings: Settings, bank: str, count: int = 1) -> list[int]:
+    """Blocking, for command-line tools: ids claimed with a producer of their own, the base read
+    from hma.config."""
+    from pipeline.state.bank_view import BankView
+    from pipeline.state.log_reader import read_to_end
+
+    config = BankView()
+    config.apply(T.CONFIG, read_to_end(settings, T.CONFIG))
+    base = config.content_id_base
+
+    async def claim() -> list[int]:
+        producer = new_producer(settings)
+        await producer.start()
+        try:
+            return await ContentIds(Output(settings, lambda: producer), lambda: base).claim(bank, count)
+        finally:
+            await producer.stop()
+
+    return asyncio.run(claim())
