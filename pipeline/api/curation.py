@@ -1,11 +1,13 @@
 """Upstream HMA's curation routes (/c/banks, /c/bank/...) over hma.banks and hma.bank-signals.
 
-Bank JSON keeps upstream's fields (`name`, `matching_enabled_ratio`) and adds this project's bank
-controls (distances, negative banks, flood limit, confirmed bank, action).
+Bank JSON is upstream's exactly (`name`, `matching_enabled_ratio`). This project's bank controls
+(distances, negative banks, flood limit, confirmed bank, action) have routes of their own,
+/c/bank/<bank>/controls, and are accepted as extra fields when a bank is created or updated.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -15,6 +17,7 @@ from aiohttp import web
 from pipeline import topics as T
 from pipeline.api.content import checked_signal, signals_of_bytes, signals_of_url
 from pipeline.api.http import ApiError, Route, flag, json_object, reply, uploaded_file
+from pipeline.api.renaming import rename_bank
 from pipeline.api.state import ApiState
 from pipeline.banks import InvalidBank, bank_record, bank_signal_record, check_bank_name
 from pipeline.signal_types import SIGNAL_TYPES
@@ -26,18 +29,34 @@ METADATA_KEYS = ("content_id", "content_uri", "json")
 
 
 def bank_json(bank: dict[str, Any]) -> dict[str, Any]:
+    """Upstream's BankConfig: the name and the matching ratio, nothing else."""
     ratio = bank["enabled_ratio"] if bank["enabled"] else 0.0
-    return {"name": bank["name"], "matching_enabled_ratio": ratio, **{f: bank[f] for f in CONTROL_FIELDS}}
+    return {"name": bank["name"], "matching_enabled_ratio": ratio}
+
+
+def controls_json(bank: dict[str, Any]) -> dict[str, Any]:
+    """The bank controls upstream HMA lacks, as GET|PUT /c/bank/<bank>/controls answer them."""
+    return {f: bank[f] for f in CONTROL_FIELDS}
 
 
 def routes(state: ApiState) -> list[Route]:
     view = state.view
+    renames = asyncio.Lock()  # one rename at a time in this process
 
     def existing_bank(name: str) -> dict[str, Any]:
         bank = view.banks.get(name)
         if bank is None:
             raise ApiError(404, f"bank '{name}' not found")
         return bank
+
+    def unused_name(name: Any, taken: str) -> None:
+        """A name a new bank may take: 400 when HMA's naming rule refuses it, 403 when taken."""
+        try:
+            check_bank_name(name)
+        except InvalidBank as exc:
+            raise ApiError(400, str(exc)) from None
+        if name in view.banks:
+            raise ApiError(403, taken)
 
     def content_entries(bank: str, content_id: str) -> list[BankEntry]:
         try:
@@ -73,6 +92,7 @@ def routes(state: ApiState) -> list[Route]:
             if other not in view.banks and other != bank["name"]:
                 raise ApiError(400, f"bank '{other}' named in the configuration does not exist")
         bank["updated_at"] = int(time.time() * 1000)
+        bank["renamed_from"] = None  # only the record of a rename carries it (pipeline/bank_rename.py)
         try:
             return T.BANKS.codec.conform(bank)
         except ValueError as exc:
@@ -86,12 +106,7 @@ def routes(state: ApiState) -> list[Route]:
         name = body.get("name")
         if not name:
             raise ApiError(400, "missing required field 'name'")
-        try:
-            check_bank_name(name)
-        except InvalidBank as exc:
-            raise ApiError(400, str(exc)) from None
-        if name in view.banks:
-            raise ApiError(403, "Bank already exists")
+        unused_name(name, "Bank already exists")
         record = configured(T.BANKS.codec.conform(bank_record(name)), body)
         await state.write([(T.BANKS, name, record)])
         return reply(bank_json(record), 201)
@@ -102,11 +117,31 @@ def routes(state: ApiState) -> list[Route]:
     async def bank_update(request: web.Request) -> web.Response:
         bank = existing_bank(request.match_info["bank"])
         body = await json_object(request)
-        if body.get("name", bank["name"]) != bank["name"]:
-            raise ApiError(400, "renaming a bank is not supported; create a new bank and add its content")
+        new_name = body.pop("name", None) or bank["name"]
+        if new_name != bank["name"]:
+            return reply(bank_json(await bank_renamed(bank, new_name, body)))
         record = configured(bank, body)
         await state.write([(T.BANKS, bank["name"], record)])
         return reply(bank_json(record))
+
+    async def bank_renamed(bank: dict[str, Any], new_name: Any, body: dict[str, Any]) -> dict[str, Any]:
+        """Upstream's rename: 400 for a bad name, 403 when a bank has it; content ids kept."""
+        unused_name(new_name, "Bank name already exists")
+        async with renames:
+            return await rename_bank(state, configured(existing_bank(bank["name"]), body), new_name)
+
+    async def controls_get(request: web.Request) -> web.Response:
+        return reply(controls_json(existing_bank(request.match_info["bank"])))
+
+    async def controls_update(request: web.Request) -> web.Response:
+        bank = existing_bank(request.match_info["bank"])
+        body = await json_object(request)
+        unknown = sorted(set(body) - set(CONTROL_FIELDS))
+        if unknown:
+            raise ApiError(400, f"not a bank control: {', '.join(unknown)} (controls: {', '.join(CONTROL_FIELDS)})")
+        record = configured(bank, body)
+        await state.write([(T.BANKS, bank["name"], record)])
+        return reply(controls_json(record))
 
     async def bank_delete(request: web.Request) -> web.Response:
         name = request.match_info["bank"]
@@ -179,7 +214,7 @@ def routes(state: ApiState) -> list[Route]:
                       "added_at": int(time.time() * 1000)}
             writes.append((T.BANK_SIGNALS, e.key, record))
         await state.write(writes)
-        return reply(content_json(bank, content_entries(bank["name"], request.match_info["content_id"]), False, True))
+        return reply(content_config_json(bank, content_entries(bank["name"], request.match_info["content_id"])))
 
     async def content_delete(request: web.Request) -> web.Response:
         bank = existing_bank(request.match_info["bank"])
@@ -194,7 +229,11 @@ def routes(state: ApiState) -> list[Route]:
         Route("GET", "/c/banks", banks_index, "List banks", "Banks"),
         Route("POST", "/c/banks", bank_create, "Create a bank", "Banks", writes=True),
         Route("GET", "/c/bank/{bank}", bank_get, "Get a bank's configuration", "Banks"),
-        Route("PUT", "/c/bank/{bank}", bank_update, "Change a bank's configuration and controls", "Banks", writes=True),
+        Route("PUT", "/c/bank/{bank}", bank_update, "Change a bank's configuration or rename it", "Banks", writes=True),
+        Route("GET", "/c/bank/{bank}/controls", controls_get, "Get a bank's controls (not in upstream HMA)", "Bank Controls"),
+        Route("PUT", "/c/bank/{bank}/controls", controls_update,
+              "Change a bank's controls: distances, negative banks, flood limit, confirmed bank, action",
+              "Bank Controls", writes=True),
         Route("DELETE", "/c/bank/{bank}", bank_delete, "Delete a bank and its content", "Banks", writes=True),
         Route("POST", "/c/bank/{bank}/content", content_add, "Add content by URL or file upload", "Bank Content",
               writes=True, params=("url", "content_type")),
@@ -234,20 +273,43 @@ def _metadata(raw: Any, note: Any) -> dict[str, str]:
     return out
 
 
+ORIGINAL_MEDIA_URI = "original_media_uri"  # metadata key of content imported with its source's URI
+
+
+def _user_metadata(entry: BankEntry) -> dict[str, Any]:
+    """The metadata a client gave when banking (content_id, content_uri, json), as it gave it."""
+    return {k: (json.loads(v) if k == "json" else v) for k, v in entry.metadata.items() if k in METADATA_KEYS}
+
+
 def content_json(bank: dict[str, Any], entries: list[BankEntry], signals: bool, metadata: bool) -> dict[str, Any]:
-    """Upstream's BankContentResponse."""
+    """Upstream's BankContentResponse (GET): `signals`, `metadata` and `note` only when present,
+    `metadata` with every field of upstream's BankedContentMetadata (null when not given)."""
     first = entries[0]
     out: dict[str, Any] = {
         "id": first.bank_content_id,
         "disable_until_ts": first.disable_until_ts,
-        "original_media_uri": first.metadata.get("content_uri"),
-        "bank": {"name": bank["name"], "matching_enabled_ratio": bank_json(bank)["matching_enabled_ratio"]},
+        "original_media_uri": first.metadata.get(ORIGINAL_MEDIA_URI),
+        "bank": bank_json(bank),
     }
     if signals:
         out["signals"] = {e.signal_type: e.value for e in entries}
-    user = {k: (json.loads(v) if k == "json" else v) for k, v in first.metadata.items() if k in METADATA_KEYS}
+    user = _user_metadata(first)
     if metadata and user:
-        out["metadata"] = user
+        out["metadata"] = {**{k: None for k in METADATA_KEYS}, **user, "collab": None}
     if first.metadata.get("note"):
         out["note"] = first.metadata["note"]
     return out
+
+
+def content_config_json(bank: dict[str, Any], entries: list[BankEntry]) -> dict[str, Any]:
+    """What upstream's PUT /c/bank/<bank>/content/<id> answers: its stored BankContentConfig."""
+    first = entries[0]
+    return {
+        "id": first.bank_content_id,
+        "disable_until_ts": first.disable_until_ts,
+        "collab_metadata": {},
+        "original_media_uri": first.metadata.get(ORIGINAL_MEDIA_URI),
+        "bank": bank_json(bank),
+        "user_metadata": _user_metadata(first) or None,
+        "note": first.metadata.get("note") or None,
+    }

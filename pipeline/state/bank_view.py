@@ -69,6 +69,7 @@ class BankView:
     def __init__(self, shard: "ShardSpec | None" = None) -> None:
         self.shard = shard  # a shard worker holds only its shard's signals
         self.banks: dict[str, dict[str, Any]] = {}
+        self.renamed: dict[str, str] = {}  # a renamed bank's old name -> its new name (see apply_bank)
         self.rows = SignalRows()
         self._indices: dict[int, SignalIndex] = {}  # kind index -> index of that signal type
         self._live = 0
@@ -105,10 +106,33 @@ class BankView:
 
     # -- applying changes --------------------------------------------------------------------
     def apply_bank(self, name: str, record: dict[str, Any] | None) -> None:
+        """A bank record, or its tombstone.
+
+        A record renaming a bank (`renamed_from`) takes the old bank's place in one step: from
+        then on the old name's signals count as the new bank's until their tombstones arrive, and
+        the new name's signals (written before the record) count as its own. A signal whose bank
+        has no record matches nothing, so neither name ever matches twice or not at all.
+        """
         if record is None:
             self.banks.pop(name, None)
-        else:
-            self.banks[name] = record
+            return
+        self.banks[name] = record
+        self.renamed.pop(name, None)  # a bank of this name again: signals under it are its own
+        old = record.get("renamed_from")
+        if old and old != name:
+            self.banks.pop(old, None)
+            self.renamed[old] = name
+
+    def bank_named(self, name: str) -> tuple[str, dict[str, Any]] | None:
+        """The current name and record of the bank a signal's bank name stands for (renames followed)."""
+        for _ in range(len(self.renamed) + 1):
+            bank = self.banks.get(name)
+            if bank is not None:
+                return name, bank
+            if name not in self.renamed:
+                return None
+            name = self.renamed[name]
+        return None
 
     def apply_quarantine(self, signal_id: str, record: dict[str, Any] | None) -> None:
         if record is None:
@@ -253,6 +277,8 @@ class BankView:
             indices[int(kind)] = new_index(rows.kind_names[int(kind)], exported)
         self.rows, self._indices, self._live = rows, indices, int(meta["live"])
         self.banks, self.quarantine, self.settings = meta["banks"], meta["quarantine"], meta["settings"]
+        self.renamed = {b["renamed_from"]: name for name, b in self.banks.items()
+                        if b.get("renamed_from") and b["renamed_from"] not in self.banks}
         self.newest_signal_ms = int(meta["newest_signal_ms"])
 
     # -- reading ------------------------------------------------------------------------------
@@ -307,6 +333,14 @@ class BankView:
     def entries_with_signal(self, sid: str) -> list[BankEntry]:
         """Every bank entry holding this signal (one signal id can be in several banks)."""
         return self._entries_at(self.rows.rows_with_sid(sid).tolist())
+
+    def entries_confirmed_from(self, bank: str) -> list[BankEntry]:
+        """Copies that feedback made from this bank's content into confirmed banks (their
+        `confirmed_from` metadata names it)."""
+        prefix = f"{bank}/"
+        metadata = self.rows.metadata
+        rows = [row for row, meta in list(metadata.items()) if meta.get("confirmed_from", "").startswith(prefix)]
+        return self._entries_at(sorted(rows))
 
     def entries(self, bank: str | None = None) -> Iterator[BankEntry]:
         rows = self.rows.rows_of_bank(bank)

@@ -1,0 +1,84 @@
+"""Renaming a bank as upstream HMA does (PUT /c/bank/<bank> with another name): the bank and its
+content move as a unit, content ids kept, its signals moved to the new name in Kafka.
+
+The writes come in three steps, each read back before the next, so that a matcher reading the
+topics at any point matches an upload under exactly one of the two names:
+
+1. `moved`: the bank's signals under the new name. A signal whose bank has no record matches
+   nothing (pipeline/matching.py), so these stay silent while the old name still matches.
+2. `swap`: the new bank record with `renamed_from`, which takes the old bank's place in every view
+   in one step (hma.banks has one partition; pipeline/state/bank_view.py): from then on the old
+   name's signals count as the new bank's, one hit per signal. Other banks that name the old bank
+   (negative banks, confirmed bank) are pointed at the new name in the same step, and the old
+   record gets its tombstone.
+3. `retired`: tombstones for the old name's signals, after moving any that were added to the old
+   name while steps 1 and 2 ran; feedback's confirmed copies have their provenance
+   (`confirmed_from`) pointed at the new name.
+
+Quarantine records are keyed by signal id and feedback names signal ids, neither names a bank:
+both follow the renamed signals without a write.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline import topics as T
+from pipeline.banks import bank_signal_key, check_bank_name
+from pipeline.clock import now_ms
+from pipeline.state.bank_view import BankEntry, BankView
+
+Write = tuple[T.TopicSpec, str, dict[str, Any] | None]
+
+
+def entry_record(entry: BankEntry, **changes: Any) -> dict[str, Any]:
+    """The hma.bank-signals value of a bank entry, with changes."""
+    record = {
+        "bank": entry.bank, "bank_content_id": entry.bank_content_id, "signal_type": entry.signal_type,
+        "signal_id": entry.signal_id, "value": entry.value, "metadata": dict(entry.metadata),
+        "disable_until_ts": entry.disable_until_ts, "added_at": now_ms(),
+    }
+    return {**record, **changes}
+
+
+def _moved(entries: list[BankEntry], new: str) -> list[Write]:
+    return [(T.BANK_SIGNALS, bank_signal_key(new, e.signal_type, e.signal_id), entry_record(e, bank=new))
+            for e in entries]
+
+
+def moved_signals(view: BankView, old: str, new: str) -> tuple[list[Write], set[str]]:
+    """Step 1: the old bank's signals under the new name, and the old keys they came from."""
+    entries = list(view.entries(old))
+    return _moved(entries, check_bank_name(new)), {e.key for e in entries}
+
+
+def bank_swap(view: BankView, record: dict[str, Any], new: str) -> list[Write]:
+    """Step 2: the bank's record under its new name (with `renamed_from`), other banks' references
+    to the old name changed, the old record's tombstone."""
+    old = record["name"]
+    stamp = now_ms()
+    writes: list[Write] = [(T.BANKS, new, {**record, "name": new, "renamed_from": old, "updated_at": stamp})]
+    for name, other in sorted(view.banks.items()):
+        if name == old or (old not in other["suppressed_by"] and other["confirmed_bank"] != old):
+            continue
+        writes.append((T.BANKS, name, {
+            **other,
+            "suppressed_by": [new if b == old else b for b in other["suppressed_by"]],
+            "confirmed_bank": new if other["confirmed_bank"] == old else other["confirmed_bank"],
+            "renamed_from": None, "updated_at": stamp,
+        }))
+    writes.append((T.BANKS, old, None))
+    return writes
+
+
+def retired_signals(view: BankView, old: str, new: str, moved_keys: set[str]) -> list[Write]:
+    """Step 3: signals added to the old name since step 1 moved too, then every old key's tombstone;
+    confirmed copies' provenance pointed at the new name."""
+    remaining = list(view.entries(old))
+    writes = _moved([e for e in remaining if e.key not in moved_keys], new)
+    writes += [(T.BANK_SIGNALS, e.key, None) for e in remaining]
+    for copy in view.entries_confirmed_from(old):
+        source = copy.metadata["confirmed_from"]
+        metadata = {**copy.metadata, "confirmed_from": new + source[len(old):]}
+        writes.append((T.BANK_SIGNALS, copy.key, entry_record(copy, metadata=metadata)))
+    return writes

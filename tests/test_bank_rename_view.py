@@ -1,0 +1,118 @@
+"""A bank rename's writes (pipeline/bank_rename.py) as a lagging matcher's view reads them: after
+every record, in every order the two topics can interleave up to the rename's bank record, each
+banked signal matches under exactly one name, with its content id.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline import topics as T
+from pipeline.bank_rename import bank_swap, moved_signals, retired_signals
+from pipeline.banks import bank_signal_record
+from pipeline.config import Settings
+from pipeline.matching import match_batch
+from pipeline.state.bank_view import BankView
+from tests.test_matching import conformed_bank, hashed, random_pdq
+
+CODES = [random_pdq() for _ in range(4)]
+CONFIRMED_COPY = random_pdq()
+
+
+def initial_writes() -> list[tuple[T.TopicSpec, str, dict | None]]:
+    writes = [(T.BANKS, "OLD", conformed_bank("OLD", distances={"pdq": 20}, action="remove")),
+              (T.BANKS, "CONFIRMED", conformed_bank("CONFIRMED")),
+              (T.BANKS, "FEED", conformed_bank("FEED", suppressed_by=["OLD"])),
+              (T.BANKS, "THIRD", conformed_bank("THIRD", confirmed_bank="OLD"))]
+    for i, code in enumerate(CODES):
+        key, record = bank_signal_record("OLD", 100 + i, "pdq", code, {"note": f"n{i}"})
+        writes.append((T.BANK_SIGNALS, key, record))
+    key, record = bank_signal_record("CONFIRMED", 7, "pdq", CONFIRMED_COPY, {"confirmed_from": "OLD/101"})
+    writes.append((T.BANK_SIGNALS, key, record))
+    return writes
+
+
+def apply(view: BankView, writes) -> None:
+    for spec, key, record in writes:
+        view.apply(spec, [(key, record)])
+
+
+def rename_steps() -> tuple[BankView, list, list, list]:
+    """The three steps as the API computes them, each applied to its view before the next."""
+    api = BankView()
+    apply(api, initial_writes())
+    moved, moved_keys = moved_signals(api, "OLD", "NEW")
+    apply(api, moved)
+    swap = bank_swap(api, api.banks["OLD"], "NEW")
+    apply(api, swap)
+    retired = retired_signals(api, "OLD", "NEW", moved_keys)
+    apply(api, retired)
+    return api, moved, swap, retired
+
+
+def banks_matched(view: BankView) -> list[tuple[str, int]]:
+    records = match_batch([hashed(f"u{i}", code) for i, code in enumerate(CODES)], view, Settings())
+    out = []
+    for i, record in enumerate(records):
+        hits = [(h["bank"], h["bank_content_id"]) for h in record["matches"] if h["bank"] in ("OLD", "NEW")]
+        assert len(hits) == 1, f"upload {i}: {hits}"
+        assert hits[0][1] == 100 + i
+        out.append(hits[0])
+    return out
+
+
+@pytest.mark.parametrize("swap_after", range(len(CODES) + 1))
+def test_every_signal_matches_once_under_one_name_throughout(swap_after):
+    """The matcher may read the bank record before, among or after the moved signals (two
+    topics); the tombstones follow the record (pipeline/state/log_reader.py applies bank records
+    first)."""
+    _, moved, swap, retired = rename_steps()
+    worker = BankView()
+    apply(worker, initial_writes())
+    order = moved[:swap_after] + swap + moved[swap_after:] + retired
+    assert {b for b, _ in banks_matched(worker)} == {"OLD"}
+    swapped = False
+    for write in order:
+        apply(worker, [write])
+        swapped = swapped or write[1] == "NEW" and write[0] is T.BANKS
+        assert {b for b, _ in banks_matched(worker)} == {"NEW" if swapped else "OLD"}
+
+
+def test_the_bank_its_content_and_references_move_as_a_unit():
+    api, moved, swap, retired = rename_steps()
+    assert "OLD" not in api.banks and list(api.entries("OLD")) == []
+    new = api.banks["NEW"]
+    assert (new["distances"], new["action"], new["renamed_from"]) == ({"pdq": 20}, "remove", "OLD")
+    entries = sorted(api.entries("NEW"), key=lambda e: e.bank_content_id)
+    assert [(e.bank_content_id, e.value, e.metadata) for e in entries] == [
+        (100 + i, code, {"note": f"n{i}"}) for i, code in enumerate(CODES)]
+    assert api.banks["FEED"]["suppressed_by"] == ["NEW"] and api.banks["THIRD"]["confirmed_bank"] == "NEW"
+    [copy] = [e for e in api.entries("CONFIRMED")]
+    assert copy.metadata == {"confirmed_from": "NEW/101"} and copy.bank_content_id == 7
+    assert sum(1 for _, _, r in retired if r is None) == len(CODES)
+
+
+def test_signals_added_to_the_old_name_during_the_rename_move_too():
+    api = BankView()
+    apply(api, initial_writes())
+    moved, moved_keys = moved_signals(api, "OLD", "NEW")
+    apply(api, moved)
+    late_key, late = bank_signal_record("OLD", 200, "pdq", random_pdq())
+    apply(api, [(T.BANK_SIGNALS, late_key, late)])
+    apply(api, bank_swap(api, api.banks["OLD"], "NEW"))
+    apply(api, retired_signals(api, "OLD", "NEW", moved_keys))
+    assert sorted(e.bank_content_id for e in api.entries("NEW")) == [100, 101, 102, 103, 200]
+    assert list(api.entries("OLD")) == []
+
+
+def test_a_bank_created_later_under_the_old_name_is_a_bank_of_its_own():
+    api, *_ = rename_steps()
+    api.apply_bank("OLD", conformed_bank("OLD"))
+    key, record = bank_signal_record("OLD", 300, "pdq", CODES[0])
+    api.apply_signals([(key, record)])
+    [first, *_] = match_batch([hashed("u", CODES[0])], api, Settings())
+    assert sorted((h["bank"], h["bank_content_id"]) for h in first["matches"] if h["bank"] in ("OLD", "NEW")) == [
+        ("NEW", 100), ("OLD", 300)]
+    # the renamed bank's next configuration change no longer carries the rename
+    api.apply_bank("NEW", {**api.banks["NEW"], "renamed_from": None})
+    assert "OLD" in api.banks
