@@ -24,21 +24,11 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline import topics as T
-from pipeline.banks import bank_signal_key, check_bank_name
+from pipeline.banks import bank_signal_key, check_bank_name, entry_record
 from pipeline.clock import now_ms
 from pipeline.state.bank_view import BankEntry, BankView
 
 Write = tuple[T.TopicSpec, str, dict[str, Any] | None]
-
-
-def entry_record(entry: BankEntry, **changes: Any) -> dict[str, Any]:
-    """The hma.bank-signals value of a bank entry, with changes."""
-    record = {
-        "bank": entry.bank, "bank_content_id": entry.bank_content_id, "signal_type": entry.signal_type,
-        "signal_id": entry.signal_id, "value": entry.value, "metadata": dict(entry.metadata),
-        "disable_until_ts": entry.disable_until_ts, "added_at": now_ms(),
-    }
-    return {**record, **changes}
 
 
 def _moved(entries: list[BankEntry], new: str) -> list[Write]:

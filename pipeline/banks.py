@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.clock import now_ms
 from pipeline.signal_types import signal_id, signal_type
 
+if TYPE_CHECKING:
+    from pipeline.state.bank_view import BankEntry
+
 BANK_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+# This project's bank controls, beside upstream's name and matching ratio (schemas/hma.Bank.avsc).
+CONTROL_FIELDS = ("action", "distances", "suppressed_by", "flood", "confirmed_bank", "deconfirm_disable_s")
 
 
 class InvalidBank(ValueError):
@@ -49,6 +54,21 @@ def bank_signal_record(
         "added_at": now_ms(),
     }
     return bank_signal_key(bank, signal_type_name, sid), record
+
+
+def bank_controls(bank: dict[str, Any]) -> dict[str, Any]:
+    """A bank record's controls, as GET /c/bank/<bank>/controls and `hmas bank controls` show them."""
+    return {f: bank[f] for f in CONTROL_FIELDS}
+
+
+def entry_record(entry: "BankEntry", **changes: Any) -> dict[str, Any]:
+    """The hma.bank-signals value of a bank entry, with changes."""
+    record = {
+        "bank": entry.bank, "bank_content_id": entry.bank_content_id, "signal_type": entry.signal_type,
+        "signal_id": entry.signal_id, "value": entry.value, "metadata": dict(entry.metadata),
+        "disable_until_ts": entry.disable_until_ts, "added_at": now_ms(),
+    }
+    return {**record, **changes}
 
 
 def signal_enabled(disable_until_ts: int, now_s: float | None = None) -> bool:

@@ -6,6 +6,7 @@ rename runs matching exactly once.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -34,7 +35,7 @@ def stack(kafka_broker, tmp_path_factory):
     hmas(env, "topics", "create")
     worker = WorkerProcess(env, tmp / "worker.log").start()
     api = ApiProcess(env, tmp / "api.log", free_port()).start()
-    yield settings_from(env), api
+    yield settings_from(env), api, env
     api.stop()
     worker.stop()
 
@@ -54,7 +55,7 @@ def hits_in(record, banks):
 
 
 def test_rename_keeps_content_and_moves_matching_to_the_new_name(stack):
-    settings, api = stack
+    settings, api, _ = stack
     call(api, "POST", "/c/banks", 201, json={"name": "OLD", "action": "remove", "distances": {"pdq": 16}})
     call(api, "POST", "/c/banks", 201, json={"name": "FEED", "suppressed_by": ["OLD"], "action": "none"})
     photo = call(api, "POST", "/c/bank/OLD/content", files={"file": (PHOTO.name, PHOTO.read_bytes())},
@@ -108,7 +109,7 @@ def test_rename_keeps_content_and_moves_matching_to_the_new_name(stack):
 def test_uploads_matched_during_a_rename_match_once(stack):
     """While a large bank is renamed, every upload of one of its signals matches exactly once,
     under the old name or the new one, with its content id."""
-    settings, api = stack
+    settings, api, _ = stack
     call(api, "POST", "/c/banks", 201, json={"name": "LARGE_OLD"})
     codes = [c.tobytes().hex() for c in np.random.default_rng(17).integers(0, 256, (LARGE, 32), dtype=np.uint8)]
     client = Client(settings)
@@ -156,3 +157,27 @@ def test_uploads_matched_during_a_rename_match_once(stack):
                                                               "banks": "LARGE_NEW"})["matches"])) == 1
     assert call(api, "GET", "/c/bank/LARGE_NEW/content/%d" % FIRST_ID)["id"] == FIRST_ID
     assert "bank renamed" in (api.log_path.read_text())
+
+
+def test_hmas_bank_controls_and_rename(stack):
+    settings, api, env = stack
+    hmas(env, "bank", "create", "CLI_OLD", "--distance", "pdq:20", "--action", "remove")
+    added = json.loads(hmas(env, "bank", "add", "CLI_OLD", "--signal", "pdq:" + "cd" * 32).stdout)
+    shown = json.loads(hmas(env, "bank", "controls", "CLI_OLD").stdout)
+    assert shown == {"name": "CLI_OLD", "action": "remove", "distances": {"pdq": 20}, "suppressed_by": [],
+                     "flood": None, "confirmed_bank": None, "deconfirm_disable_s": 0}
+    changed = json.loads(hmas(env, "bank", "controls", "CLI_OLD", "--flood-max", "9", "--flood-window", "60").stdout)
+    assert changed == {**shown, "flood": {"max_matches": 9, "window_ms": 60_000, "baseline_multiple": None}}
+
+    renamed = json.loads(hmas(env, "bank", "rename", "CLI_OLD", "CLI_NEW").stdout)
+    assert renamed == {"name": "CLI_NEW", "renamed_from": "CLI_OLD", "signals": 1}
+    assert hmas(env, "bank", "rename", "CLI_OLD", "CLI_OTHER", check=False).returncode == 2
+    assert hmas(env, "bank", "list", "CLI_OLD", check=False).returncode == 2
+    listed = [json.loads(line) for line in hmas(env, "bank", "list", "CLI_NEW").stdout.splitlines()]
+    assert [(r["bank"], r["bank_content_id"], r["value"]) for r in listed] == [
+        ("CLI_NEW", added["bank_content_id"], "cd" * 32)]
+    while requests.get(f"{api.base}/c/bank/CLI_NEW").status_code == 404:
+        time.sleep(0.2)  # until the API's view has read the rename
+    assert call(api, "GET", "/c/bank/CLI_NEW/controls") == {k: v for k, v in changed.items() if k != "name"}
+    assert call(api, "GET", "/m/lookup", params={"signal_type": "pdq", "signal": "cd" * 32}) == {
+        "CLI_NEW": [{"bank_content_id": added["bank_content_id"], "distance": "0"}]}

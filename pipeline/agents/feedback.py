@@ -16,8 +16,8 @@ import faust
 
 from pipeline import topics as T
 from pipeline.app import PipelineContext, state_table
-from pipeline.banks import bank_signal_record
-from pipeline.state.bank_view import BankEntry, BankView
+from pipeline.banks import bank_signal_record, entry_record
+from pipeline.state.bank_view import BankView
 
 log = logging.getLogger(__name__)
 STAGE = "feedback"
@@ -37,7 +37,7 @@ def signal_changes(view: BankView, feedback: dict[str, Any]) -> list[tuple[str, 
             if feedback["verdict"] == "benign":
                 period = bank["deconfirm_disable_s"]
                 until = 0 if period <= 0 else int(time.time()) + period
-                changes.append((entry.key, _entry_record(entry, disable_until_ts=until)))
+                changes.append((entry.key, entry_record(entry, disable_until_ts=until)))
             elif bank["confirmed_bank"] and bank["confirmed_bank"] in view.banks:
                 target = bank["confirmed_bank"]
                 if any(e.bank == target for e in view.entries_with_signal(sid)):
@@ -47,17 +47,8 @@ def signal_changes(view: BankView, feedback: dict[str, Any]) -> list[tuple[str, 
                 key, record = bank_signal_record(target, 0, entry.signal_type, entry.value, meta)
                 changes.append((key, {**record, "bank_content_id": None}))
             else:
-                changes.append((entry.key, _entry_record(entry, metadata={**entry.metadata, "confirmed": "true"})))
+                changes.append((entry.key, entry_record(entry, metadata={**entry.metadata, "confirmed": "true"})))
     return changes
-
-
-def _entry_record(entry: BankEntry, **changes: Any) -> dict[str, Any]:
-    record = {
-        "bank": entry.bank, "bank_content_id": entry.bank_content_id, "signal_type": entry.signal_type,
-        "signal_id": entry.signal_id, "value": entry.value, "metadata": entry.metadata,
-        "disable_until_ts": entry.disable_until_ts, "added_at": int(time.time() * 1000),
-    }
-    return {**record, **changes}
 
 
 def register(app: faust.App, ctx: PipelineContext) -> None:

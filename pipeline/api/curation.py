@@ -19,12 +19,13 @@ from pipeline.api.content import checked_signal, signals_of_bytes, signals_of_ur
 from pipeline.api.http import ApiError, Route, flag, json_object, reply, uploaded_file
 from pipeline.api.renaming import rename_bank
 from pipeline.api.state import ApiState
-from pipeline.banks import InvalidBank, bank_record, bank_signal_record, check_bank_name
+from pipeline.banks import (
+    CONTROL_FIELDS, InvalidBank, bank_controls, bank_record, bank_signal_record, check_bank_name,
+)
 from pipeline.signal_types import SIGNAL_TYPES
 from pipeline.state.bank_view import BankEntry
 
 FIVE_YEARS_S = 5 * 365 * 24 * 3600
-CONTROL_FIELDS = ("action", "distances", "suppressed_by", "flood", "confirmed_bank", "deconfirm_disable_s")
 METADATA_KEYS = ("content_id", "content_uri", "json")
 
 
@@ -32,11 +33,6 @@ def bank_json(bank: dict[str, Any]) -> dict[str, Any]:
     """Upstream's BankConfig: the name and the matching ratio, nothing else."""
     ratio = bank["enabled_ratio"] if bank["enabled"] else 0.0
     return {"name": bank["name"], "matching_enabled_ratio": ratio}
-
-
-def controls_json(bank: dict[str, Any]) -> dict[str, Any]:
-    """The bank controls upstream HMA lacks, as GET|PUT /c/bank/<bank>/controls answer them."""
-    return {f: bank[f] for f in CONTROL_FIELDS}
 
 
 def routes(state: ApiState) -> list[Route]:
@@ -131,7 +127,7 @@ def routes(state: ApiState) -> list[Route]:
             return await rename_bank(state, configured(existing_bank(bank["name"]), body), new_name)
 
     async def controls_get(request: web.Request) -> web.Response:
-        return reply(controls_json(existing_bank(request.match_info["bank"])))
+        return reply(bank_controls(existing_bank(request.match_info["bank"])))
 
     async def controls_update(request: web.Request) -> web.Response:
         bank = existing_bank(request.match_info["bank"])
@@ -141,7 +137,7 @@ def routes(state: ApiState) -> list[Route]:
             raise ApiError(400, f"not a bank control: {', '.join(unknown)} (controls: {', '.join(CONTROL_FIELDS)})")
         record = configured(bank, body)
         await state.write([(T.BANKS, bank["name"], record)])
-        return reply(controls_json(record))
+        return reply(bank_controls(record))
 
     async def bank_delete(request: web.Request) -> web.Response:
         name = request.match_info["bank"]

@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 from collections import defaultdict
+from typing import Any
 
 from pipeline import topics as T
-from pipeline.banks import InvalidBank, bank_record, bank_signal_record, check_bank_name
+from pipeline.bank_rename import Write, bank_swap, moved_signals, retired_signals
+from pipeline.banks import InvalidBank, bank_controls, bank_record, bank_signal_record, check_bank_name
 from pipeline.cli import CommandError
 from pipeline.client import Client, json_line
+from pipeline.clock import now_ms
 from pipeline.config import Settings
+from pipeline.progress import ProgressBar
 from pipeline.signal_types import InvalidSignal
+from pipeline.state.bank_view import BankView
 from pipeline.state.log_reader import read_to_end
 
 
@@ -21,20 +26,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = bsub.add_parser("create", help="create a bank (or update its configuration)")
     p.add_argument("name")
-    p.add_argument("--action", default="review", help="action name written on hma.actions (default review)")
-    p.add_argument("--distance", action="append", default=[], metavar="TYPE:N",
-                   help="match distance for a signal type, e.g. pdq:16 (repeatable)")
-    p.add_argument("--suppressed-by", action="append", default=[], metavar="BANK",
-                   help="a negative bank: hits are suppressed when the upload also matches it (repeatable)")
-    p.add_argument("--flood-max", type=int, metavar="N", help="quarantine a signal past N matches in the window")
-    p.add_argument("--flood-window", type=float, default=3600, metavar="SECONDS", help="flood window (default 3600)")
-    p.add_argument("--flood-baseline-multiple", type=float, metavar="X",
-                   help="also require more than X times the signal's trailing baseline")
-    p.add_argument("--confirmed-bank", metavar="BANK", help="where feedback-confirmed signals are copied")
-    p.add_argument("--deconfirm-disable", type=int, default=0, metavar="SECONDS",
-                   help="how long deconfirmed signals stay disabled (default 0: for good)")
+    _control_options(p, CREATE_DEFAULTS)
     p.add_argument("--disabled", action="store_true", help="create the bank disabled")
     p.set_defaults(handler=create)
+
+    p = bsub.add_parser("controls", help="show a bank's controls, or change the ones given")
+    p.add_argument("name")
+    _control_options(p, {})
+    p.set_defaults(handler=controls)
+
+    p = bsub.add_parser("rename", help="rename a bank: its content and ids move to the new name")
+    p.add_argument("name")
+    p.add_argument("new_name")
+    p.set_defaults(handler=rename)
 
     p = bsub.add_parser("add", help="add content to a bank: a file to hash, or a signal")
     p.add_argument("name")
@@ -51,6 +55,44 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name")
     p.add_argument("content_id", type=int)
     p.set_defaults(handler=remove)
+
+
+CREATE_DEFAULTS = {"action": "review", "distance": [], "suppressed_by": [], "flood_window": 3600, "deconfirm_disable": 0}
+
+
+def _control_options(p: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
+    """The bank control options; without defaults (`controls`), an option not given is unchanged."""
+    p.add_argument("--action", default=defaults.get("action"), help="action name written on hma.actions (default review)")
+    p.add_argument("--distance", action="append", default=defaults.get("distance"), metavar="TYPE:N",
+                   help="match distance for a signal type, e.g. pdq:16 (repeatable)")
+    p.add_argument("--suppressed-by", action="append", default=defaults.get("suppressed_by"), metavar="BANK",
+                   help="a negative bank: hits are suppressed when the upload also matches it (repeatable)")
+    p.add_argument("--flood-max", type=int, metavar="N", help="quarantine a signal past N matches in the window")
+    p.add_argument("--flood-window", type=float, default=defaults.get("flood_window", 3600), metavar="SECONDS",
+                   help="flood window (default 3600)")
+    p.add_argument("--flood-baseline-multiple", type=float, metavar="X",
+                   help="also require more than X times the signal's trailing baseline")
+    p.add_argument("--confirmed-bank", metavar="BANK", help="where feedback-confirmed signals are copied")
+    p.add_argument("--deconfirm-disable", type=int, default=defaults.get("deconfirm_disable"), metavar="SECONDS",
+                   help="how long deconfirmed signals stay disabled (default 0: for good)")
+
+
+def _control_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The controls the options give (all of them for `create`, those given for `controls`)."""
+    changes: dict[str, Any] = {
+        "action": args.action, "suppressed_by": args.suppressed_by, "confirmed_bank": args.confirmed_bank,
+        "deconfirm_disable_s": args.deconfirm_disable,
+        "distances": None if args.distance is None else _parse_distances(args.distance),
+        "flood": None if args.flood_max is None else {
+            "max_matches": args.flood_max, "window_ms": int(args.flood_window * 1000),
+            "baseline_multiple": args.flood_baseline_multiple},
+    }
+    try:
+        for other in (changes["suppressed_by"] or []) + ([args.confirmed_bank] if args.confirmed_bank else []):
+            check_bank_name(other)
+    except InvalidBank as exc:
+        raise CommandError(str(exc)) from None
+    return {k: v for k, v in changes.items() if v is not None}
 
 
 def _parse_distances(items: list[str]) -> dict[str, int]:
@@ -75,24 +117,67 @@ def _latest(settings: Settings, spec: T.TopicSpec) -> dict[str, dict]:
 
 
 def create(args: argparse.Namespace, settings: Settings) -> int:
-    flood = None
-    if args.flood_max is not None:
-        flood = {"max_matches": args.flood_max, "window_ms": int(args.flood_window * 1000),
-                 "baseline_multiple": args.flood_baseline_multiple}
     try:
-        for other in args.suppressed_by + ([args.confirmed_bank] if args.confirmed_bank else []):
-            check_bank_name(other)
-        record = T.BANKS.codec.conform(bank_record(
-            args.name, action=args.action, distances=_parse_distances(args.distance), enabled=not args.disabled,
-            suppressed_by=args.suppressed_by, flood=flood, confirmed_bank=args.confirmed_bank,
-            deconfirm_disable_s=args.deconfirm_disable,
-        ))
+        record = T.BANKS.codec.conform(bank_record(args.name, enabled=not args.disabled, **_control_changes(args)))
     except InvalidBank as exc:
         raise CommandError(str(exc)) from None
     client = Client(settings)
     client.produce(T.BANKS, args.name, record)
     client.flush()
     print(json_line(record))
+    return 0
+
+
+def controls(args: argparse.Namespace, settings: Settings) -> int:
+    """A bank's controls (as GET /c/bank/<bank>/controls answers them); changed where options say."""
+    bank = _latest(settings, T.BANKS).get(args.name)
+    if bank is None:
+        raise CommandError(f"no bank {args.name}")
+    changes = _control_changes(args)
+    if changes:
+        try:
+            bank = T.BANKS.codec.conform({**bank, **changes, "renamed_from": None, "updated_at": now_ms()})
+        except ValueError as exc:
+            raise CommandError(f"invalid bank controls: {exc}") from None
+        client = Client(settings)
+        client.produce(T.BANKS, args.name, bank)
+        client.flush()
+    print(json_line({"name": args.name, **bank_controls(bank)}))
+    return 0
+
+
+def rename(args: argparse.Namespace, settings: Settings) -> int:
+    """pipeline/bank_rename.py's three steps, each produced and acknowledged before the next."""
+    old, new = args.name, args.new_name
+    view = BankView()
+    view.apply(T.BANKS, read_to_end(settings, T.BANKS))
+    if old not in view.banks:
+        raise CommandError(f"no bank {old}")
+    try:
+        check_bank_name(new)
+    except InvalidBank as exc:
+        raise CommandError(str(exc)) from None
+    if new in view.banks:
+        raise CommandError(f"bank {new} already exists")
+    view.apply(T.BANK_SIGNALS, read_to_end(settings, T.BANK_SIGNALS))
+    moved, moved_keys = moved_signals(view, old, new)
+    client = Client(settings)
+    progress = ProgressBar(f"renaming {old} to {new}", 2 * len(moved), unit="records")
+
+    def produce(writes: list[Write]) -> None:
+        """Produced in chunks, each acknowledged before the next (flush), the progress shown."""
+        for start in range(0, len(writes), 10_000):
+            chunk = writes[start:start + 10_000]
+            for spec, key, record in chunk:
+                client.produce(spec, key, record)
+            client.flush()
+            progress.update(progress.done + sum(1 for spec, _, _ in chunk if spec is T.BANK_SIGNALS))
+
+    produce(moved)  # the local view stays as read: the steps below read only what it held before
+    produce(bank_swap(view, view.banks[old], new))
+    produce(retired_signals(view, old, new, moved_keys))
+    progress.finish()
+    print(json_line({"name": new, "renamed_from": old, "signals": len(moved)}))
     return 0
 
 
