@@ -9,9 +9,10 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import requests
+from threatexchange.signal_type.pdq.signal import PdqSignal
 
 
 class UpstreamClient:
@@ -187,6 +188,36 @@ def check_rename_and_delete(c: UpstreamClient, bank: str, added: dict[str, int],
         assert c.call("DELETE", f"/c/bank/{name}") == {"message": "Done"}
         c.call("GET", f"/c/bank/{name}", 404)
     assert c.call("DELETE", f"/c/bank/{renamed}") == {"message": "Done"}  # deleting again succeeds
+
+
+def check_upstream_flows_on_an_empty_server(c: UpstreamClient, reset: Callable[[], None]) -> None:
+    """The flows of upstream's test_api_banks.py and test_e2e_workflow.py, each from an empty
+    server (`reset` empties it, as upstream's fixtures give each test a new database): ids from 1,
+    whole lists compared."""
+    reset()
+    assert c.call("GET", "/c/banks") == []
+    created = c.call("POST", "/c/banks", 201, json={"name": "MY_TEST_BANK_01"})
+    assert created == {"matching_enabled_ratio": 1.0, "name": "MY_TEST_BANK_01"}
+    assert c.call("GET", "/c/banks") == [created]
+
+    reset()
+    c.call("POST", "/c/banks", 201, json={"name": "MY_TEST_BANK"})
+    c.call("PUT", "/c/bank/MY_TEST_BANK", 400, json={"name": "1_invalid_name"})
+    assert c.call("PUT", "/c/bank/MY_TEST_BANK", json={"name": "MY_TEST_BANK_RENAMED"})["name"] == "MY_TEST_BANK_RENAMED"
+    assert c.call("PUT", "/c/bank/MY_TEST_BANK_RENAMED", json={"enabled": False})["matching_enabled_ratio"] == 0
+    assert c.call("PUT", "/c/bank/MY_TEST_BANK_RENAMED", json={"enabled_ratio": 0.5})["matching_enabled_ratio"] == 0.5
+    assert c.call("GET", "/c/banks") == [{"name": "MY_TEST_BANK_RENAMED", "matching_enabled_ratio": 0.5}]
+
+    reset()
+    c.call("POST", "/c/banks", 201, json={"name": "TEST_BANK"})
+    examples = PdqSignal.get_examples()
+    for pdq in examples:
+        c.call("POST", "/c/bank/TEST_BANK/signal", json={"pdq": pdq})
+    build_info = c.call("GET", "/m/index/status", params={"signal_type": "pdq"})["pdq"]
+    assert build_info["present"] is True and build_info["size"] == len(examples)
+    assert c.call("GET", "/m/lookup", params={"signal_type": "pdq", "signal": examples[-1]}) == {
+        "TEST_BANK": [{"bank_content_id": 16, "distance": "0"}]}
+    assert c.call("GET", "/m/lookup", params={"signal_type": "pdq", "signal": "5" * 64}) == {}
 
 
 if __name__ == "__main__":
