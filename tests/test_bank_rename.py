@@ -16,9 +16,13 @@ import requests
 
 from ops.kafka.broker import free_port
 from pipeline import topics as T
+from pipeline.bank_rename import bank_swap, moved_signals
 from pipeline.banks import bank_signal_record
 from pipeline.client import Client
 from pipeline.clock import now_ms
+from pipeline.signal_types import signal_id
+from pipeline.state.bank_view import BankView
+from pipeline.state.log_reader import read_to_end
 from pipeline.uploads import new_upload
 from tests.pipeline_env import TESTDATA, ApiProcess, WorkerProcess, collect_until, hmas, pipeline_env, settings_from
 
@@ -176,6 +180,24 @@ def test_hmas_bank_controls_and_rename(stack):
     listed = [json.loads(line) for line in hmas(env, "bank", "list", "CLI_NEW").stdout.splitlines()]
     assert [(r["bank"], r["bank_content_id"], r["value"]) for r in listed] == [
         ("CLI_NEW", added["bank_content_id"], "cd" * 32)]
+    # a rename interrupted after its bank record is finished by running it again
+    hmas(env, "bank", "create", "CUT_OLD")
+    cut = json.loads(hmas(env, "bank", "add", "CUT_OLD", "--signal", "pdq:" + "ce" * 32).stdout)
+    view = BankView()
+    view.apply(T.BANKS, read_to_end(settings, T.BANKS))
+    view.apply(T.BANK_SIGNALS, read_to_end(settings, T.BANK_SIGNALS))
+    client = Client(settings)
+    for spec, key, record in moved_signals(view, "CUT_OLD", "CUT_NEW")[0] + bank_swap(view, view.banks["CUT_OLD"], "CUT_NEW"):
+        client.produce(spec, key, record)
+    client.flush()
+    finished = json.loads(hmas(env, "bank", "rename", "CUT_OLD", "CUT_NEW").stdout)
+    assert finished == {"name": "CUT_NEW", "renamed_from": "CUT_OLD", "signals_left": 1}
+    latest = dict(read_to_end(settings, T.BANK_SIGNALS))
+    sid = signal_id("pdq", "ce" * 32)
+    assert latest[f"CUT_OLD/pdq/{sid}"] is None and latest[f"CUT_NEW/pdq/{sid}"]["bank"] == "CUT_NEW"
+    listed = [json.loads(line) for line in hmas(env, "bank", "list", "CUT_NEW").stdout.splitlines()]
+    assert [r["bank_content_id"] for r in listed] == [cut["bank_content_id"]]
+
     while requests.get(f"{api.base}/c/bank/CLI_NEW").status_code == 404:
         time.sleep(0.2)  # until the API's view has read the rename
     assert call(api, "GET", "/c/bank/CLI_NEW/controls") == {k: v for k, v in changed.items() if k != "name"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections import defaultdict
-from typing import Any
+from typing import Any, Callable
 
 from pipeline import topics as T
 from pipeline.bank_rename import Write, bank_swap, moved_signals, retired_signals
@@ -151,6 +151,8 @@ def rename(args: argparse.Namespace, settings: Settings) -> int:
     old, new = args.name, args.new_name
     view = BankView()
     view.apply(T.BANKS, read_to_end(settings, T.BANKS))
+    if old not in view.banks and (view.banks.get(new) or {}).get("renamed_from") == old:
+        return _finish_rename(settings, view, old, new)
     if old not in view.banks:
         raise CommandError(f"no bank {old}")
     try:
@@ -161,8 +163,30 @@ def rename(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(f"bank {new} already exists")
     view.apply(T.BANK_SIGNALS, read_to_end(settings, T.BANK_SIGNALS))
     moved, moved_keys = moved_signals(view, old, new)
-    client = Client(settings)
     progress = ProgressBar(f"renaming {old} to {new}", 2 * len(moved), unit="records")
+    produce = _producer_of(settings, progress)
+    produce(moved)  # the local view stays as read: the steps below read only what it held before
+    produce(bank_swap(view, view.banks[old], new))
+    produce(retired_signals(view, old, new, moved_keys))
+    progress.finish()
+    print(json_line({"name": new, "renamed_from": old, "signals": len(moved)}))
+    return 0
+
+
+def _finish_rename(settings: Settings, view: BankView, old: str, new: str) -> int:
+    """A rename interrupted after its bank record: the old name's signals still there are moved
+    and removed (step 3 again)."""
+    view.apply(T.BANK_SIGNALS, read_to_end(settings, T.BANK_SIGNALS))
+    left = retired_signals(view, old, new, set())
+    progress = ProgressBar(f"finishing the rename of {old} to {new}", len(left), unit="records")
+    _producer_of(settings, progress)(left)
+    progress.finish()
+    print(json_line({"name": new, "renamed_from": old, "signals_left": sum(1 for _, _, r in left if r is None)}))
+    return 0
+
+
+def _producer_of(settings: Settings, progress: ProgressBar) -> Callable[[list[Write]], None]:
+    client = Client(settings)
 
     def produce(writes: list[Write]) -> None:
         """Produced in chunks, each acknowledged before the next (flush), the progress shown."""
@@ -172,13 +196,7 @@ def rename(args: argparse.Namespace, settings: Settings) -> int:
                 client.produce(spec, key, record)
             client.flush()
             progress.update(progress.done + sum(1 for spec, _, _ in chunk if spec is T.BANK_SIGNALS))
-
-    produce(moved)  # the local view stays as read: the steps below read only what it held before
-    produce(bank_swap(view, view.banks[old], new))
-    produce(retired_signals(view, old, new, moved_keys))
-    progress.finish()
-    print(json_line({"name": new, "renamed_from": old, "signals": len(moved)}))
-    return 0
+    return produce
 
 
 def add(args: argparse.Namespace, settings: Settings) -> int:
