@@ -164,6 +164,7 @@ def check_signal_and_content_types(c: UpstreamClient) -> None:
     assert c.call("GET", "/c/content_type") == [{"name": "photo", "enabled": True}, {"name": "video", "enabled": True}]
     index = c.call("GET", "/c/signal_type/index", params={"signal_type": "pdq"})
     assert set(index) == {"pdq"} and index["pdq"]["index_size"] >= 1
+    assert set(index["pdq"]) == {"db_size", "index_size", "index_out_of_date", "newest_db_item", "index_built_to"}
 
 
 def check_rename_and_delete(c: UpstreamClient, bank: str, added: dict[str, int], pdq: str) -> None:
