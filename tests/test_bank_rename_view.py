@@ -116,3 +116,19 @@ def test_a_bank_created_later_under_the_old_name_is_a_bank_of_its_own():
     # the renamed bank's next configuration change no longer carries the rename
     api.apply_bank("NEW", {**api.banks["NEW"], "renamed_from": None})
     assert "OLD" in api.banks
+
+
+@pytest.mark.parametrize("swap_first", [False, True])
+def test_moved_signals_are_not_newly_banked(swap_first):
+    """The worker searches recent uploads for newly banked signals (retroactive matches): a
+    renamed bank's signals under the new name matched already, and are not searched again."""
+    _, moved, swap, retired = rename_steps()
+    worker = BankView()
+    apply(worker, initial_writes())
+    notified: list = []
+    worker.on_new_signals = notified.extend
+    apply(worker, swap + moved + retired if swap_first else moved + swap + retired)
+    assert notified == []
+    key, record = bank_signal_record("NEW", 400, "pdq", random_pdq())
+    apply(worker, [(T.BANK_SIGNALS, key, record)])
+    assert [(e.bank, e.bank_content_id) for e in notified] == [("NEW", 400)]

@@ -122,8 +122,8 @@ def routes(state: ApiState) -> list[Route]:
 
     async def bank_renamed(bank: dict[str, Any], new_name: Any, body: dict[str, Any]) -> dict[str, Any]:
         """Upstream's rename: 400 for a bad name, 403 when a bank has it; content ids kept."""
-        unused_name(new_name, "Bank name already exists")
         async with renames:
+            unused_name(new_name, "Bank name already exists")
             return await rename_bank(state, configured(existing_bank(bank["name"]), body), new_name)
 
     async def controls_get(request: web.Request) -> web.Response:

@@ -233,7 +233,28 @@ class BankView:
         )
         if fresh and self.on_new_signals is not None:
             live = [row for row in fresh if cols["alive"][row]]
-            self.on_new_signals(self._entries_at(live))
+            newly = self._newly_banked(self._entries_at(live))
+            if newly:
+                self.on_new_signals(newly)
+
+    def _newly_banked(self, entries: list[BankEntry]) -> list[BankEntry]:
+        """Entries that bank their signal for the first time. Not those of a bank without a record
+        (they match nothing), nor a renamed bank's signals arriving under its new name while the
+        old name still holds them (pipeline/bank_rename.py): those matched already."""
+        if not entries:
+            return entries
+        olds: dict[str, list[str]] = {}
+        for old, new in self.renamed.items():
+            olds.setdefault(new, []).append(old)
+        out = []
+        for entry in entries:
+            if self.bank_named(entry.bank) is None:
+                continue
+            twins = [bank_signal_key(old, entry.signal_type, entry.signal_id) for old in olds.get(entry.bank, ())]
+            if twins and (self.rows.find(twins, np.fromiter((key_hash(k) for k in twins), dtype=np.uint64)) >= 0).any():
+                continue
+            out.append(entry)
+        return out
 
     @staticmethod
     def _invalid(key: str, record: dict[str, Any]) -> str:
