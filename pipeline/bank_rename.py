@@ -11,9 +11,10 @@ topics at any point matches an upload under exactly one of the two names:
    name's signals count as the new bank's, one hit per signal. Other banks that name the old bank
    (negative banks, confirmed bank) are pointed at the new name in the same step, and the old
    record gets its tombstone.
-3. `retired`: tombstones for the old name's signals, after moving any that were added to the old
-   name while steps 1 and 2 ran; feedback's confirmed copies have their provenance
-   (`confirmed_from`) pointed at the new name.
+3. `retired`: tombstones for the old name's signals, after moving again any that were added to
+   the old name or changed there (disabled, annotated, confirmed by feedback) while steps 1 and 2
+   ran; feedback's confirmed copies have their provenance (`confirmed_from`) pointed at the new
+   name.
 
 Quarantine records are keyed by signal id and feedback names signal ids, neither names a bank:
 both follow the renamed signals without a write.
@@ -29,6 +30,11 @@ from pipeline.clock import now_ms
 from pipeline.state.bank_view import BankEntry, BankView
 
 Write = tuple[T.TopicSpec, str, dict[str, Any] | None]
+Moved = dict[str, tuple[int, int, dict[str, str]]]  # old key -> what was moved (content id, disable_until_ts, metadata)
+
+
+def _state(entry: BankEntry) -> tuple[int, int, dict[str, str]]:
+    return entry.bank_content_id, entry.disable_until_ts, dict(entry.metadata)
 
 
 def _moved(entries: list[BankEntry], new: str) -> list[Write]:
@@ -36,10 +42,10 @@ def _moved(entries: list[BankEntry], new: str) -> list[Write]:
             for e in entries]
 
 
-def moved_signals(view: BankView, old: str, new: str) -> tuple[list[Write], set[str]]:
-    """Step 1: the old bank's signals under the new name, and the old keys they came from."""
+def moved_signals(view: BankView, old: str, new: str) -> tuple[list[Write], Moved]:
+    """Step 1: the old bank's signals under the new name, and what was moved from each old key."""
     entries = list(view.entries(old))
-    return _moved(entries, check_bank_name(new)), {e.key for e in entries}
+    return _moved(entries, check_bank_name(new)), {e.key: _state(e) for e in entries}
 
 
 def bank_swap(view: BankView, record: dict[str, Any], new: str) -> list[Write]:
@@ -61,11 +67,11 @@ def bank_swap(view: BankView, record: dict[str, Any], new: str) -> list[Write]:
     return writes
 
 
-def retired_signals(view: BankView, old: str, new: str, moved_keys: set[str]) -> list[Write]:
-    """Step 3: signals added to the old name since step 1 moved too, then every old key's tombstone;
-    confirmed copies' provenance pointed at the new name."""
+def retired_signals(view: BankView, old: str, new: str, moved: Moved) -> list[Write]:
+    """Step 3: signals added to the old name or changed there since step 1 moved (again), then
+    every old key's tombstone; confirmed copies' provenance pointed at the new name."""
     remaining = list(view.entries(old))
-    writes = _moved([e for e in remaining if e.key not in moved_keys], new)
+    writes = _moved([e for e in remaining if moved.get(e.key) != _state(e)], new)
     writes += [(T.BANK_SIGNALS, e.key, None) for e in remaining]
     for copy in view.entries_confirmed_from(old):
         source = copy.metadata["confirmed_from"]

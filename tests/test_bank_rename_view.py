@@ -41,11 +41,11 @@ def rename_steps() -> tuple[BankView, list, list, list]:
     """The three steps as the API computes them, each applied to its view before the next."""
     api = BankView()
     apply(api, initial_writes())
-    moved, moved_keys = moved_signals(api, "OLD", "NEW")
+    moved, moved_from = moved_signals(api, "OLD", "NEW")
     apply(api, moved)
     swap = bank_swap(api, api.banks["OLD"], "NEW")
     apply(api, swap)
-    retired = retired_signals(api, "OLD", "NEW", moved_keys)
+    retired = retired_signals(api, "OLD", "NEW", moved_from)
     apply(api, retired)
     return api, moved, swap, retired
 
@@ -92,16 +92,19 @@ def test_the_bank_its_content_and_references_move_as_a_unit():
     assert sum(1 for _, _, r in retired if r is None) == len(CODES)
 
 
-def test_signals_added_to_the_old_name_during_the_rename_move_too():
+def test_signals_added_or_changed_under_the_old_name_during_the_rename_move_too():
     api = BankView()
     apply(api, initial_writes())
-    moved, moved_keys = moved_signals(api, "OLD", "NEW")
+    moved, moved_from = moved_signals(api, "OLD", "NEW")
     apply(api, moved)
     late_key, late = bank_signal_record("OLD", 200, "pdq", random_pdq())
-    apply(api, [(T.BANK_SIGNALS, late_key, late)])
+    changed_key, changed = bank_signal_record("OLD", 102, "pdq", CODES[2], {"note": "n2", "confirmed": "true"})
+    apply(api, [(T.BANK_SIGNALS, late_key, late), (T.BANK_SIGNALS, changed_key, {**changed, "disable_until_ts": 0})])
     apply(api, bank_swap(api, api.banks["OLD"], "NEW"))
-    apply(api, retired_signals(api, "OLD", "NEW", moved_keys))
-    assert sorted(e.bank_content_id for e in api.entries("NEW")) == [100, 101, 102, 103, 200]
+    apply(api, retired_signals(api, "OLD", "NEW", moved_from))
+    entries = {e.bank_content_id: e for e in api.entries("NEW")}
+    assert sorted(entries) == [100, 101, 102, 103, 200]
+    assert (entries[102].disable_until_ts, entries[102].metadata) == (0, {"note": "n2", "confirmed": "true"})
     assert list(api.entries("OLD")) == []
 
 

@@ -46,13 +46,13 @@ async def rename_bank(state: ApiState, record: dict[str, Any], new: str) -> dict
     """Move the bank of `record` (its configuration as it should end up) to the name `new`; the
     new bank record once every view that has read the writes matches under the new name only."""
     view, old = state.view, record["name"]
-    moved, moved_keys = moved_signals(view, old, new)
+    moved, moved_from = moved_signals(view, old, new)
     progress = RenameProgress(old, new, len(moved))
     log.info("renaming bank", extra={**progress.fields, "step": "start"})
     await _write_in_chunks(state, moved, "signals under the new name", progress)
     swap = bank_swap(view, record, new)
     await state.write(swap)
     progress.advance("bank record", len(swap))
-    await _write_in_chunks(state, retired_signals(view, old, new, moved_keys), "old signals removed", progress)
+    await _write_in_chunks(state, retired_signals(view, old, new, moved_from), "old signals removed", progress)
     progress.finish()
     return view.banks[new]

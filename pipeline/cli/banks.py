@@ -162,12 +162,12 @@ def rename(args: argparse.Namespace, settings: Settings) -> int:
     if new in view.banks:
         raise CommandError(f"bank {new} already exists")
     view.apply(T.BANK_SIGNALS, read_to_end(settings, T.BANK_SIGNALS))
-    moved, moved_keys = moved_signals(view, old, new)
+    moved, moved_from = moved_signals(view, old, new)
     progress = ProgressBar(f"renaming {old} to {new}", 2 * len(moved), unit="records")
     produce = _producer_of(settings, progress)
     produce(moved)  # the local view stays as read: the steps below read only what it held before
     produce(bank_swap(view, view.banks[old], new))
-    produce(retired_signals(view, old, new, moved_keys))
+    produce(retired_signals(view, old, new, moved_from))
     progress.finish()
     print(json_line({"name": new, "renamed_from": old, "signals": len(moved)}))
     return 0
@@ -177,7 +177,7 @@ def _finish_rename(settings: Settings, view: BankView, old: str, new: str) -> in
     """A rename interrupted after its bank record: the old name's signals still there are moved
     and removed (step 3 again)."""
     view.apply(T.BANK_SIGNALS, read_to_end(settings, T.BANK_SIGNALS))
-    left = retired_signals(view, old, new, set())
+    left = retired_signals(view, old, new, {})
     progress = ProgressBar(f"finishing the rename of {old} to {new}", len(left), unit="records")
     _producer_of(settings, progress)(left)
     progress.finish()
