@@ -53,18 +53,22 @@ def bank_swap(view: BankView, record: dict[str, Any], new: str) -> list[Write]:
     to the old name changed, the old record's tombstone."""
     old = record["name"]
     stamp = now_ms()
-    writes: list[Write] = [(T.BANKS, new, {**record, "name": new, "renamed_from": old, "updated_at": stamp})]
+    writes: list[Write] = [(T.BANKS, new, {**_pointed_at(record, old, new), "name": new, "renamed_from": old,
+                                           "updated_at": stamp})]
     for name, other in sorted(view.banks.items()):
-        if name == old or (old not in other["suppressed_by"] and other["confirmed_bank"] != old):
-            continue
-        writes.append((T.BANKS, name, {
-            **other,
-            "suppressed_by": [new if b == old else b for b in other["suppressed_by"]],
-            "confirmed_bank": new if other["confirmed_bank"] == old else other["confirmed_bank"],
-            "renamed_from": None, "updated_at": stamp,
-        }))
+        if name != old and (old in other["suppressed_by"] or other["confirmed_bank"] == old):
+            writes.append((T.BANKS, name, {**_pointed_at(other, old, new), "renamed_from": None, "updated_at": stamp}))
     writes.append((T.BANKS, old, None))
     return writes
+
+
+def _pointed_at(bank: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+    """A bank record whose negative banks and confirmed bank name `new` where they named `old`."""
+    return {
+        **bank,
+        "suppressed_by": [new if b == old else b for b in bank["suppressed_by"]],
+        "confirmed_bank": new if bank["confirmed_bank"] == old else bank["confirmed_bank"],
+    }
 
 
 def retired_signals(view: BankView, old: str, new: str, moved: Moved) -> list[Write]:
