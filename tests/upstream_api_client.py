@@ -53,7 +53,7 @@ def check_status_and_documents(c: UpstreamClient) -> None:
     assert c.call("GET", "/status/live") == "I-AM-ALIVE"
     assert c.call("GET", "/openapi/openapi.json")["info"]["title"] == "Open Media Match API"
     site = c.call("GET", "/site-map")
-    assert {"/c/banks", "/c/bank/<bank>", "/m/lookup", "/m/raw_lookup", "/h/hash"} <= set(site)
+    assert site == sorted(site) and {"/c/banks", "/m/lookup", "/m/raw_lookup", "/m/compare", "/h/hash"} <= set(site)
 
 
 def check_banks(c: UpstreamClient, bank: str) -> None:
