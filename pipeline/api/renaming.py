@@ -12,7 +12,7 @@ from pipeline.bank_rename import Write, bank_swap, moved_signals, retired_signal
 
 log = logging.getLogger(__name__)
 
-CHUNK = 20_000  # records per write; each chunk is read back before the next
+CHUNK = 5_000  # records per write, each read back (within ApiState.write_timeout_s) before the next
 PROGRESS_EVERY_S = 5.0
 
 
