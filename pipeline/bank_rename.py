@@ -2,13 +2,14 @@
 content move as a unit, content ids kept, its signals moved to the new name in Kafka.
 
 The writes come in three steps, each read back before the next, so that a matcher reading the
-topics at any point matches an upload under exactly one of the two names:
+two topics at any point, in either order, matches an upload under exactly one of the two names:
 
-1. `moved`: the bank's signals under the new name. A signal whose bank has no record matches
-   nothing (pipeline/matching.py), so these stay silent while the old name still matches.
+1. `moved`: the bank's signals under the new name, each naming the old bank in its metadata
+   (`renamed_from`): while the new name has no bank record, views count them as the old bank's,
+   one hit per signal (pipeline/state/bank_view.py `BankView.bank_of`).
 2. `swap`: the new bank record with `renamed_from`, which takes the old bank's place in every view
    in one step (hma.banks has one partition; pipeline/state/bank_view.py): from then on the old
-   name's signals count as the new bank's, one hit per signal. Other banks that name the old bank
+   name's signals count as the new bank's. Other banks that name the old bank
    (negative banks, confirmed bank) are pointed at the new name in the same step, and the old
    record gets its tombstone.
 3. `retired`: tombstones for the old name's signals, after moving again any that were added to
@@ -25,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline import topics as T
-from pipeline.banks import bank_signal_key, check_bank_name, entry_record
+from pipeline.banks import RENAMED_FROM, bank_signal_key, check_bank_name, entry_record
 from pipeline.clock import now_ms
 from pipeline.state.bank_view import BankEntry, BankView
 
@@ -38,8 +39,10 @@ def _state(entry: BankEntry) -> tuple[int, int, dict[str, str]]:
 
 
 def _moved(entries: list[BankEntry], new: str) -> list[Write]:
-    return [(T.BANK_SIGNALS, bank_signal_key(new, e.signal_type, e.signal_id), entry_record(e, bank=new))
-            for e in entries]
+    """Entries under the new name; each names the bank it came from (RENAMED_FROM), so that a view
+    reading it before the bank record counts it as the old bank's."""
+    return [(T.BANK_SIGNALS, bank_signal_key(new, e.signal_type, e.signal_id),
+             entry_record(e, bank=new, metadata={**e.metadata, RENAMED_FROM: e.bank})) for e in entries]
 
 
 def moved_signals(view: BankView, old: str, new: str) -> tuple[list[Write], Moved]:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 BANK_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 # This project's bank controls, beside upstream's name and matching ratio (schemas/hma.Bank.avsc).
 CONTROL_FIELDS = ("action", "distances", "suppressed_by", "flood", "confirmed_bank", "deconfirm_disable_s")
+RENAMED_FROM = "renamed_from"  # metadata of a signal moved by a bank rename: the bank it came from
 
 
 class InvalidBank(ValueError):

@@ -68,7 +68,7 @@ def collect_hits(view: BankView, plan: LookupPlan, found: dict[str, list[list[tu
                 hit = _hit_within_threshold(view, cand.entry, cand.distance, value)
                 if hit is not None:
                     hits[i].append(hit)
-    return [_one_per_bank_signal(h) if view.renamed else h for h in hits]
+    return [_one_per_bank_signal(h) for h in hits]
 
 
 def lookup_batch(
@@ -106,7 +106,7 @@ def judge_batch(
 def _hit_within_threshold(view: BankView, entry: BankEntry, distance: int, query: str) -> Hit | None:
     """A hit when the entry's bank exists and the distance is within it; a renamed bank's entries
     are reported under its new name."""
-    named = view.bank_named(entry.bank)
+    named = view.bank_of(entry)
     if named is None:
         return None
     name, bank = named
@@ -117,7 +117,8 @@ def _hit_within_threshold(view: BankView, entry: BankEntry, distance: int, query
 
 
 def _one_per_bank_signal(hits: list[Hit]) -> list[Hit]:
-    """While a bank is renamed, its signal exists under both names: one hit for it, not two."""
+    """While a bank is renamed, its signal exists under both names: one hit for it, not two
+    (hits are few per upload: a set costs little)."""
     seen: set[tuple[str, str, str]] = set()
     out = []
     for hit in hits:
@@ -149,7 +150,7 @@ def hits_from_candidates(candidates: Sequence[dict[str, Any]], view: BankView) -
         hit = _hit_within_threshold(view, entry, c["distance"], c["query_signal"])
         if hit is not None:
             hits.append(hit)
-    return _one_per_bank_signal(hits) if view.renamed else hits
+    return _one_per_bank_signal(hits)
 
 
 def _check_floods(hits: list[Hit], view: BankView, flood_guard: LocalFloodGuard, record: dict[str, Any]) -> None:

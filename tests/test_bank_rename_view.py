@@ -1,6 +1,6 @@
 """A bank rename's writes (pipeline/bank_rename.py) as a lagging matcher's view reads them: after
-every record, in every order the two topics can interleave up to the rename's bank record, each
-banked signal matches under exactly one name, with its content id.
+every record, in every order the two topics can interleave, each banked signal matches under
+exactly one name, with its content id.
 """
 
 from __future__ import annotations
@@ -61,18 +61,18 @@ def banks_matched(view: BankView) -> list[tuple[str, int]]:
     return out
 
 
-@pytest.mark.parametrize("swap_after", range(len(CODES) + 1))
+@pytest.mark.parametrize("swap_after", range(2 * len(CODES) + 2))
 def test_every_signal_matches_once_under_one_name_throughout(swap_after):
-    """The matcher may read the bank record before, among or after the moved signals (two
-    topics); the tombstones follow the record (pipeline/state/log_reader.py applies bank records
-    first)."""
+    """The matcher reads the two topics independently: the bank records may come before, among or
+    after the moved signals and the tombstones."""
     _, moved, swap, retired = rename_steps()
+    signals = moved + retired
+    assert len(signals) == 2 * len(CODES) + 1  # and the confirmed copy's provenance
     worker = BankView()
     apply(worker, initial_writes())
-    order = moved[:swap_after] + swap + moved[swap_after:] + retired
     assert {b for b, _ in banks_matched(worker)} == {"OLD"}
     swapped = False
-    for write in order:
+    for write in signals[:swap_after] + swap + signals[swap_after:]:
         apply(worker, [write])
         swapped = swapped or write[1] == "NEW" and write[0] is T.BANKS
         assert {b for b, _ in banks_matched(worker)} == {"NEW" if swapped else "OLD"}
@@ -85,7 +85,7 @@ def test_the_bank_its_content_and_references_move_as_a_unit():
     assert (new["distances"], new["action"], new["renamed_from"]) == ({"pdq": 20}, "remove", "OLD")
     entries = sorted(api.entries("NEW"), key=lambda e: e.bank_content_id)
     assert [(e.bank_content_id, e.value, e.metadata) for e in entries] == [
-        (100 + i, code, {"note": f"n{i}"}) for i, code in enumerate(CODES)]
+        (100 + i, code, {"note": f"n{i}", "renamed_from": "OLD"}) for i, code in enumerate(CODES)]
     assert api.banks["FEED"]["suppressed_by"] == ["NEW"] and api.banks["THIRD"]["confirmed_bank"] == "NEW"
     [copy] = [e for e in api.entries("CONFIRMED")]
     assert copy.metadata == {"confirmed_from": "NEW/101"} and copy.bank_content_id == 7
@@ -104,7 +104,8 @@ def test_signals_added_or_changed_under_the_old_name_during_the_rename_move_too(
     apply(api, retired_signals(api, "OLD", "NEW", moved_from))
     entries = {e.bank_content_id: e for e in api.entries("NEW")}
     assert sorted(entries) == [100, 101, 102, 103, 200]
-    assert (entries[102].disable_until_ts, entries[102].metadata) == (0, {"note": "n2", "confirmed": "true"})
+    assert (entries[102].disable_until_ts, entries[102].metadata) == (
+        0, {"note": "n2", "confirmed": "true", "renamed_from": "OLD"})
     assert list(api.entries("OLD")) == []
 
 

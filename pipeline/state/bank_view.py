@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from pipeline.banks import bank_signal_key, signal_enabled
+from pipeline.banks import RENAMED_FROM, bank_signal_key, signal_enabled
 from pipeline.signal_types import InvalidSignal, signal_type
 from pipeline.state.signal_index import SignalIndex, new_index
 from pipeline.state.signal_rows import SIGNAL_ID, SignalRows, key_hash
@@ -122,6 +122,14 @@ class BankView:
         if old and old != name:
             self.banks.pop(old, None)
             self.renamed[old] = name
+
+    def bank_of(self, entry: BankEntry) -> tuple[str, dict[str, Any]] | None:
+        """The current name and record of the entry's bank: its own, or while a rename has only
+        written the signals under the new name, the bank they came from."""
+        named = self.bank_named(entry.bank)
+        if named is None and RENAMED_FROM in entry.metadata:
+            return self.bank_named(entry.metadata[RENAMED_FROM])
+        return named
 
     def bank_named(self, name: str) -> tuple[str, dict[str, Any]] | None:
         """The current name and record of the bank a signal's bank name stands for (renames followed)."""

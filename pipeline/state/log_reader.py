@@ -52,10 +52,6 @@ class CompactedTopicFollower:
     ) -> None:
         self.settings = settings
         self.specs = {spec.name(settings): spec for spec in specs}
-        # Records fetched together are applied in the order the topics are given (bank records
-        # before bank signals): a bank rename's record then takes effect no later than the
-        # tombstones written after it (pipeline/bank_rename.py).
-        self._order = {topic: i for i, topic in enumerate(self.specs)}
         self.apply = apply
         self.name = name
         self.ready = asyncio.Event()
@@ -110,7 +106,7 @@ class CompactedTopicFollower:
                 last_report = time.monotonic()
                 self._report_progress(first, last_report - started)
             batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
-            for tp, records in sorted(batches.items(), key=lambda item: self._order[item[0].topic]):
+            for tp, records in batches.items():
                 spec = self.specs[tp.topic]
                 changes = [c for c in (decode_change(spec, r.key, r.value) for r in records) if c is not None]
                 if changes:
