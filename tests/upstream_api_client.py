@@ -161,6 +161,7 @@ def check_content_by_url(c: UpstreamClient, bank: str, media: Path, media_pdq: s
 
 def check_signal_and_content_types(c: UpstreamClient) -> None:
     assert {"name": "pdq", "enabled_ratio": 1.0} in c.call("GET", "/c/signal_type")
+    c.call("PUT", "/c/signal_type/pdq", 204, json={"enabled_ratio": 1.0})  # as it was
     assert c.call("GET", "/c/content_type") == [{"name": "photo", "enabled": True}, {"name": "video", "enabled": True}]
     index = c.call("GET", "/c/signal_type/index", params={"signal_type": "pdq"})
     assert set(index) == {"pdq"} and index["pdq"]["index_size"] >= 1
