@@ -109,9 +109,9 @@ class BankView:
         """A bank record, or its tombstone.
 
         A record renaming a bank (`renamed_from`) takes the old bank's place in one step: from
-        then on the old name's signals count as the new bank's until their tombstones arrive, and
-        the new name's signals (written before the record) count as its own. A signal whose bank
-        has no record matches nothing, so neither name ever matches twice or not at all.
+        then on the old name's signals count as the new bank's until their tombstones arrive.
+        The new name's signals, written before the record, counted as the old bank's until it
+        came (`bank_of`); matching keeps one hit per signal (pipeline/bank_rename.py).
         """
         if record is None:
             self.banks.pop(name, None)
