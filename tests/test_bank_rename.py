@@ -190,6 +190,10 @@ def test_hmas_bank_controls_and_rename(stack):
     for spec, key, record in moved_signals(view, "CUT_OLD", "CUT_NEW")[0] + bank_swap(view, view.banks["CUT_OLD"], "CUT_NEW"):
         client.produce(spec, key, record)
     client.flush()
+    while requests.get(f"{api.base}/c/bank/CUT_NEW").status_code == 404:
+        time.sleep(0.2)  # until the API's view has read the interrupted rename
+    refused = requests.post(f"{api.base}/c/banks", json={"name": "CUT_OLD"})
+    assert refused.status_code == 403 and "finish its rename" in refused.json()["message"]
     finished = json.loads(hmas(env, "bank", "rename", "CUT_OLD", "CUT_NEW").stdout)
     assert finished == {"name": "CUT_NEW", "renamed_from": "CUT_OLD", "signals_left": 1}
     latest = dict(read_to_end(settings, T.BANK_SIGNALS))

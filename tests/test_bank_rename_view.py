@@ -136,3 +136,11 @@ def test_moved_signals_are_not_newly_banked(swap_first):
     key, record = bank_signal_record("NEW", 400, "pdq", random_pdq())
     apply(worker, [(T.BANK_SIGNALS, key, record)])
     assert [(e.bank, e.bank_content_id) for e in notified] == [("NEW", 400)]
+
+
+def test_a_name_still_holding_signals_is_not_free():
+    api = BankView()
+    apply(api, initial_writes())
+    moved, _ = moved_signals(api, "OLD", "NEW")
+    apply(api, moved + bank_swap(api, api.banks["OLD"], "NEW"))  # interrupted before step 3
+    assert "OLD" not in api.banks and api.holds_signals("OLD") and not api.holds_signals("UNUSED")

@@ -53,6 +53,9 @@ def routes(state: ApiState) -> list[Route]:
             raise ApiError(400, str(exc)) from None
         if name in view.banks:
             raise ApiError(403, taken)
+        if view.holds_signals(name):
+            raise ApiError(403, f"signals of a renamed bank are still banked under '{name}': finish its rename first "
+                                f"(`hmas bank rename {name} <its new name>`)")
 
     def content_entries(bank: str, content_id: str) -> list[BankEntry]:
         try:

@@ -371,6 +371,10 @@ class BankView:
         rows = [row for row, meta in list(metadata.items()) if meta.get("confirmed_from", "").startswith(prefix)]
         return self._entries_at(sorted(rows))
 
+    def holds_signals(self, bank: str) -> bool:
+        """Whether signals are banked under this name (a bank's, or an unfinished rename's leftovers)."""
+        return len(self.rows.rows_of_bank(bank)) > 0
+
     def entries(self, bank: str | None = None) -> Iterator[BankEntry]:
         rows = self.rows.rows_of_bank(bank)
         for start in range(0, len(rows), 10_000):
