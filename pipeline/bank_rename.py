@@ -74,6 +74,13 @@ def _pointed_at(bank: dict[str, Any], old: str, new: str) -> dict[str, Any]:
     }
 
 
+def unfinished_rename(view: BankView, old: str, new: str) -> bool:
+    """Whether `old` was renamed to `new` by a rename interrupted after its bank record (step 2),
+    signals left under the old name."""
+    return (old not in view.banks and (view.banks.get(new) or {}).get("renamed_from") == old
+            and view.holds_signals(old))
+
+
 def retired_signals(view: BankView, old: str, new: str, moved: Moved) -> list[Write]:
     """Step 3: signals added to the old name or changed there since step 1 moved (again), then
     every old key's tombstone; confirmed copies' provenance pointed at the new name."""

@@ -181,17 +181,7 @@ def test_hmas_bank_controls_and_rename(stack):
     assert [(r["bank"], r["bank_content_id"], r["value"]) for r in listed] == [
         ("CLI_NEW", added["bank_content_id"], "cd" * 32)]
     # a rename interrupted after its bank record is finished by running it again
-    hmas(env, "bank", "create", "CUT_OLD")
-    cut = json.loads(hmas(env, "bank", "add", "CUT_OLD", "--signal", "pdq:" + "ce" * 32).stdout)
-    view = BankView()
-    view.apply(T.BANKS, read_to_end(settings, T.BANKS))
-    view.apply(T.BANK_SIGNALS, read_to_end(settings, T.BANK_SIGNALS))
-    client = Client(settings)
-    for spec, key, record in moved_signals(view, "CUT_OLD", "CUT_NEW")[0] + bank_swap(view, view.banks["CUT_OLD"], "CUT_NEW"):
-        client.produce(spec, key, record)
-    client.flush()
-    while requests.get(f"{api.base}/c/bank/CUT_NEW").status_code == 404:
-        time.sleep(0.2)  # until the API's view has read the interrupted rename
+    cut = interrupted_rename(settings, env, api, "CUT_OLD", "CUT_NEW", "ce" * 32)
     refused = requests.post(f"{api.base}/c/banks", json={"name": "CUT_OLD"})
     assert refused.status_code == 403 and "finish its rename" in refused.json()["message"]
     finished = json.loads(hmas(env, "bank", "rename", "CUT_OLD", "CUT_NEW").stdout)
@@ -202,8 +192,33 @@ def test_hmas_bank_controls_and_rename(stack):
     listed = [json.loads(line) for line in hmas(env, "bank", "list", "CUT_NEW").stdout.splitlines()]
     assert [r["bank_content_id"] for r in listed] == [cut["bank_content_id"]]
 
+    # the same through the API: the client asks for the rename again
+    cut = interrupted_rename(settings, env, api, "API_CUT_OLD", "API_CUT_NEW", "cf" * 32)
+    assert call(api, "PUT", "/c/bank/API_CUT_OLD", json={"name": "API_CUT_NEW"}) == {
+        "name": "API_CUT_NEW", "matching_enabled_ratio": 1.0}
+    assert call(api, "GET", f"/c/bank/API_CUT_NEW/content/{cut['bank_content_id']}")["id"] == cut["bank_content_id"]
+    latest = dict(read_to_end(settings, T.BANK_SIGNALS))
+    assert [k for k, r in latest.items() if k.startswith("API_CUT_OLD/") and r is not None] == []
+    call(api, "PUT", "/c/bank/API_CUT_OLD", 404, json={"name": "API_CUT_NEW"})  # nothing left to finish
+
     while requests.get(f"{api.base}/c/bank/CLI_NEW").status_code == 404:
         time.sleep(0.2)  # until the API's view has read the rename
     assert call(api, "GET", "/c/bank/CLI_NEW/controls") == {k: v for k, v in changed.items() if k != "name"}
     assert call(api, "GET", "/m/lookup", params={"signal_type": "pdq", "signal": "cd" * 32}) == {
         "CLI_NEW": [{"bank_content_id": added["bank_content_id"], "distance": "0"}]}
+
+
+def interrupted_rename(settings, env, api, old, new, pdq):
+    """A bank with one signal whose rename stopped after its bank record (steps 1 and 2 only)."""
+    hmas(env, "bank", "create", old)
+    added = json.loads(hmas(env, "bank", "add", old, "--signal", "pdq:" + pdq).stdout)
+    view = BankView()
+    view.apply(T.BANKS, read_to_end(settings, T.BANKS))
+    view.apply(T.BANK_SIGNALS, read_to_end(settings, T.BANK_SIGNALS))
+    client = Client(settings)
+    for spec, key, record in moved_signals(view, old, new)[0] + bank_swap(view, view.banks[old], new):
+        client.produce(spec, key, record)
+    client.flush()
+    while requests.get(f"{api.base}/c/bank/{new}").status_code == 404:
+        time.sleep(0.2)  # until the API's view has read the interrupted rename
+    return added

@@ -17,7 +17,7 @@ from aiohttp import web
 from pipeline import topics as T
 from pipeline.api.content import checked_signal, signals_of_bytes, signals_of_url
 from pipeline.api.http import ApiError, Route, flag, json_object, reply, uploaded_file
-from pipeline.api.renaming import rename_bank
+from pipeline.api.renaming import finish_rename, rename_bank
 from pipeline.api.state import ApiState
 from pipeline.banks import (
     CONTROL_FIELDS, InvalidBank, bank_controls, bank_record, bank_signal_record, check_bank_name,
@@ -114,8 +114,13 @@ def routes(state: ApiState) -> list[Route]:
         return reply(bank_json(existing_bank(request.match_info["bank"])))
 
     async def bank_update(request: web.Request) -> web.Response:
-        bank = existing_bank(request.match_info["bank"])
         body = await json_object(request)
+        if request.match_info["bank"] not in view.banks and isinstance(body.get("name"), str):
+            async with renames:
+                finished = await finish_rename(state, request.match_info["bank"], body["name"])
+            if finished is not None:
+                return reply(bank_json(finished))
+        bank = existing_bank(request.match_info["bank"])
         new_name = body.pop("name", None) or bank["name"]
         if new_name != bank["name"]:
             return reply(bank_json(await bank_renamed(bank, new_name, body)))

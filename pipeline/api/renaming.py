@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from pipeline.api.state import ApiState
-from pipeline.bank_rename import Write, bank_swap, moved_signals, retired_signals
+from pipeline.bank_rename import Write, bank_swap, moved_signals, retired_signals, unfinished_rename
 
 log = logging.getLogger(__name__)
 
@@ -56,3 +56,15 @@ async def rename_bank(state: ApiState, record: dict[str, Any], new: str) -> dict
     await _write_in_chunks(state, retired_signals(view, old, new, moved_from), "old signals removed", progress)
     progress.finish()
     return view.banks[new]
+
+
+async def finish_rename(state: ApiState, old: str, new: str) -> dict[str, Any] | None:
+    """The same rename asked again after it was interrupted past its bank record (a client
+    retrying): the old name's remaining signals moved and removed; None if there is no such rename."""
+    if not unfinished_rename(state.view, old, new):
+        return None
+    left = retired_signals(state.view, old, new, {})
+    progress = RenameProgress(old, new, sum(1 for _, _, record in left if record is None))
+    await _write_in_chunks(state, left, "old signals removed", progress)
+    progress.finish()
+    return state.view.banks[new]

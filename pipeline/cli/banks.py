@@ -8,7 +8,7 @@ from collections import defaultdict
 from typing import Any, Callable
 
 from pipeline import topics as T
-from pipeline.bank_rename import Write, bank_swap, moved_signals, retired_signals
+from pipeline.bank_rename import Write, bank_swap, moved_signals, retired_signals, unfinished_rename
 from pipeline.banks import InvalidBank, bank_controls, bank_record, bank_signal_record, check_bank_name
 from pipeline.cli import CommandError
 from pipeline.client import Client, json_line
@@ -151,7 +151,10 @@ def rename(args: argparse.Namespace, settings: Settings) -> int:
     old, new = args.name, args.new_name
     view = BankView()
     view.apply(T.BANKS, read_to_end(settings, T.BANKS))
-    if old not in view.banks and (view.banks.get(new) or {}).get("renamed_from") == old:
+    if old not in view.banks and new not in view.banks:
+        raise CommandError(f"no bank {old}")
+    view.apply(T.BANK_SIGNALS, read_to_end(settings, T.BANK_SIGNALS))
+    if unfinished_rename(view, old, new):
         return _finish_rename(settings, view, old, new)
     if old not in view.banks:
         raise CommandError(f"no bank {old}")
@@ -161,7 +164,6 @@ def rename(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(str(exc)) from None
     if new in view.banks:
         raise CommandError(f"bank {new} already exists")
-    view.apply(T.BANK_SIGNALS, read_to_end(settings, T.BANK_SIGNALS))
     moved, moved_from = moved_signals(view, old, new)
     progress = ProgressBar(f"renaming {old} to {new}", 2 * len(moved), unit="records")
     produce = _producer_of(settings, progress)
@@ -176,7 +178,6 @@ def rename(args: argparse.Namespace, settings: Settings) -> int:
 def _finish_rename(settings: Settings, view: BankView, old: str, new: str) -> int:
     """A rename interrupted after its bank record: the old name's signals still there are moved
     and removed (step 3 again)."""
-    view.apply(T.BANK_SIGNALS, read_to_end(settings, T.BANK_SIGNALS))
     left = retired_signals(view, old, new, {})
     progress = ProgressBar(f"finishing the rename of {old} to {new}", len(left), unit="records")
     _producer_of(settings, progress)(left)
