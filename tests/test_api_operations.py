@@ -18,6 +18,7 @@ from pipeline.uploads import new_upload
 from tests.pipeline_env import (
     ApiProcess, WorkerProcess, checked, collect_until, hmas, pipeline_env, settings_from, wait_until,
 )
+from tests.upstream_api_client import UpstreamClient, check_upstream_flows_on_an_empty_server
 
 pytestmark = pytest.mark.kafka
 LARGE_BANK = 300_000
@@ -168,3 +169,9 @@ def test_seed_banks_fills_two_banks(api):
     banks = {b["name"] for b in get(api, "/c/banks")}
     assert {"SEED_BANK_0", "SEED_BANK_1"} <= banks
     assert get(api, "/c/signal_type/index")["pdq"]["index_size"] >= 5000
+
+
+def test_upstream_test_flows_from_an_empty_server(api):
+    """Last in this module: it empties the server between flows with the factory reset."""
+    client = UpstreamClient(api.base)
+    check_upstream_flows_on_an_empty_server(client, lambda: client.call("POST", "/dev/factory_reset"))

@@ -53,6 +53,10 @@ def test_new_and_reenabled_signals_are_announced():
     seen = []
     view.on_new_signals = lambda entries: seen.extend((e.key, e.value) for e in entries)
     key, record = bank_signal_record("ALPHA", 1, "pdq", VIEW_MODEL_POOL[1])
+    view.apply_signals([(key, record)])  # a bank without a record banks nothing
+    assert seen == []
+    view.apply_bank("ALPHA", conformed_bank("ALPHA"))
+    view.apply_signals([(key, None)])
     view.apply_signals([(key, {**record, "disable_until_ts": 0})])
     assert seen == []
     view.apply_signals([(key, record)])
