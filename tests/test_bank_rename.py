@@ -24,10 +24,13 @@ from pipeline.signal_types import signal_id
 from pipeline.state.bank_view import BankView
 from pipeline.state.log_reader import read_to_end
 from pipeline.uploads import new_upload
-from tests.pipeline_env import TESTDATA, ApiProcess, WorkerProcess, collect_until, hmas, pipeline_env, settings_from
+from tests.pipeline_env import (
+    BRIDGE_ORIGINAL, SHIPPED_MEDIA, ApiProcess, WorkerProcess, collect_until, hmas, pipeline_env, settings_from,
+    wait_until,
+)
 
 pytestmark = pytest.mark.kafka
-PHOTO = TESTDATA / "pdq/data/bridge-mods/aaa-orig.jpg"
+PHOTO = SHIPPED_MEDIA.path(BRIDGE_ORIGINAL)
 LARGE = 20_000  # signals in the bank, so that the rename spans many uploads
 FIRST_ID = 5_000_000
 
@@ -122,8 +125,8 @@ def test_uploads_matched_during_a_rename_match_once(stack):
         client.produce(T.BANK_SIGNALS, key, record)
     client.flush()
     probe = {"pdq": codes[-1]}
-    while call(api, "GET", "/m/raw_lookup", params={"signal_type": "pdq", "signal": probe["pdq"]})["matches"] == []:
-        time.sleep(0.2)  # until the API's view has read the whole bank
+    wait_until(lambda: call(api, "GET", "/m/raw_lookup", params={"signal_type": "pdq", "signal": probe["pdq"]})["matches"],
+               120, "the API's view to read the whole bank")
 
     sent: dict[str, int] = {}
     done = threading.Event()
@@ -201,8 +204,8 @@ def test_hmas_bank_controls_and_rename(stack):
     assert [k for k, r in latest.items() if k.startswith("API_CUT_OLD/") and r is not None] == []
     call(api, "PUT", "/c/bank/API_CUT_OLD", 404, json={"name": "API_CUT_NEW"})  # nothing left to finish
 
-    while requests.get(f"{api.base}/c/bank/CLI_NEW").status_code == 404:
-        time.sleep(0.2)  # until the API's view has read the rename
+    wait_until(lambda: requests.get(f"{api.base}/c/bank/CLI_NEW").status_code != 404, 60,
+               "the API's view to read the rename")
     assert call(api, "GET", "/c/bank/CLI_NEW/controls") == {k: v for k, v in changed.items() if k != "name"}
     assert call(api, "GET", "/m/lookup", params={"signal_type": "pdq", "signal": "cd" * 32}) == {
         "CLI_NEW": [{"bank_content_id": added["bank_content_id"], "distance": "0"}]}
@@ -219,6 +222,6 @@ def interrupted_rename(settings, env, api, old, new, pdq):
     for spec, key, record in moved_signals(view, old, new)[0] + bank_swap(view, view.banks[old], new):
         client.produce(spec, key, record)
     client.flush()
-    while requests.get(f"{api.base}/c/bank/{new}").status_code == 404:
-        time.sleep(0.2)  # until the API's view has read the interrupted rename
+    wait_until(lambda: requests.get(f"{api.base}/c/bank/{new}").status_code != 404, 60,
+               "the API's view to read the interrupted rename")
     return added
