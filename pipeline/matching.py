@@ -7,6 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from pipeline import event_ids
 from pipeline.clock import now_ms
 from pipeline.config import Settings
 from pipeline.flood import LocalFloodGuard
@@ -219,6 +220,7 @@ def actions_for(record: dict[str, Any], view: BankView) -> list[dict[str, Any]]:
             "submitted_at": record["submitted_at"],
             "acted_at": now_ms(),
             "retroactive": record["retroactive"],
+            "event_id": event_ids.action(record.get("event_id"), action),
         }
         for action, hits in sorted(by_action.items())
     ]
