@@ -95,6 +95,9 @@ class Settings:
     flood_delta: float = 0.01
     flood_bucket_ms: int = 60_000
     flood_baseline_windows: int = 24
+    # How long the flood agent remembers the hits it counted, so a hit written again after a crash
+    # (same event id) is not counted twice: longer than a crashed worker takes to be replaced.
+    flood_replay_horizon_ms: int = 15 * 60_000
 
     def __post_init__(self) -> None:
         if self.index_shards < 1 or not -1 <= self.index_shard < self.index_shards:
