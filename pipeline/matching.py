@@ -141,7 +141,7 @@ def _check_floods(hits: list[Hit], view: BankView, flood_guard: LocalFloodGuard,
             continue
         verdict = flood_guard.over_limit(
             hit.entry.signal_id, record["content_id"], record["matched_at"], hit.bank["flood"],
-            released_at(view, hit.entry.signal_id),
+            released_at(view, hit.entry.signal_id), event_ids.flood_hit(record.get("event_id"), hit.entry.signal_id),
         )
         if verdict is not None:
             hit.status = QUARANTINED

@@ -86,9 +86,8 @@ def register(app: faust.App, services: WorkerServices) -> None:
         async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
             good, hashed = await services.events.decode_batch(events, T.HASHES, STAGE)
             records, hits = await lookup(services, hashed, view)
-            judged = judge_batch(records, hits, view, flood_guard)
-            keyed = []
-            for event, upload, record in zip(good, hashed, judged):
+            for event, upload, record in zip(good, hashed, records):
                 record["event_id"] = event_ids.match(upload, position(event))
-                keyed.append((event.message.key, record))
+            judged = judge_batch(records, hits, view, flood_guard)
+            keyed = [(event.message.key, record) for event, record in zip(good, judged)]
             await emit_matches(services, keyed, view, STAGE)
