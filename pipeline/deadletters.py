@@ -41,5 +41,5 @@ def dead_letter(
         "reason": reason,
         "stage": stage,
         "failed_at": now_ms(),
-        "event_id": event_ids.dead_letter((topic, partition, offset), stage),
+        "event_id": event_ids.dead_letter((topic, partition, offset), key, stage),
     }

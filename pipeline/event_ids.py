@@ -4,13 +4,14 @@ Outputs are at least once by default: a worker that crashes before it commits it
 processes that input again and writes its outputs again. Every output record carries an id made
 only of what identifies its input, so the second copy has the same id as the first:
 
-- hma.hashes: the upload's position in hma.uploads (topic, partition, offset);
+- hma.hashes: the upload's position in hma.uploads (topic, partition, offset), content id and
+  submission time (so a topic deleted and made again, whose offsets start over, gives new ids);
 - hma.matches: the hashed upload's own event id (or, for a record without one, its position in
   hma.hashes), so a hash record written twice still leads to one match id;
 - hma.retro-matches: the old upload's hashed record and the new signals it matched;
 - hma.actions: the match (live or retroactive) and the action name;
 - hma.flood-hits: the match and the signal;
-- hma.dead-letters: the failed input's position and the stage that gave up on it.
+- hma.dead-letters: the failed input's position and key, and the stage that gave up on it.
 
 Two separate uploads of the same content are two events with two ids.
 """
@@ -29,19 +30,15 @@ def derive(kind: str, *parts: object) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
-def of_position(kind: str, position: Position) -> str:
-    return derive(kind, *position)
-
-
-def hashed_upload(upload_position: Position) -> str:
-    """hma.hashes: the upload, by its place in hma.uploads."""
-    return of_position("hashes", upload_position)
+def hashed_upload(upload_position: Position, hashed: dict[str, Any]) -> str:
+    """hma.hashes: the upload, by its place in hma.uploads, content id and submission time."""
+    return derive("hashes", *upload_position, hashed["content_id"], hashed["submitted_at"])
 
 
 def hashed_source(hashed: dict[str, Any], hashes_position: Position) -> str:
     """What identifies a hashed upload: its event id, or its place in hma.hashes when it has none
     (written by a producer of its own or before records carried ids)."""
-    return hashed.get("event_id") or of_position("hashes", hashes_position)
+    return hashed.get("event_id") or derive("hashes", *hashes_position, hashed.get("content_id"), hashed.get("hashed_at"))
 
 
 def match(hashed: dict[str, Any], hashes_position: Position) -> str:
@@ -65,5 +62,5 @@ def flood_hit(match_id: str | None, signal_id: str) -> str | None:
     return None if match_id is None else derive("flood-hit", match_id, signal_id)
 
 
-def dead_letter(position: Position, stage: str) -> str:
-    return derive("dead-letter", *position, stage)
+def dead_letter(position: Position, key: bytes | None, stage: str) -> str:
+    return derive("dead-letter", *position, key.hex() if key is not None else "", stage)

@@ -115,7 +115,7 @@ def register(app: faust.App, services: WorkerServices) -> None:
                 if isinstance(result, str):
                     await services.output.send_dead_letter(event.message, result, STAGE)
                 else:
-                    result["event_id"] = event_ids.hashed_upload(position(event))
+                    result["event_id"] = event_ids.hashed_upload(position(event), result)
             await services.output.send_many(T.HASHES, [(event.message.key, result)
                                                        for event, result in zip(events, results)
                                                        if not isinstance(result, str)], STAGE)
