@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -25,12 +27,24 @@ from pipeline.state.tables import raw_topic
 
 log = logging.getLogger(__name__)
 PRODUCER_BATCH_BYTES = 1 << 20  # send_many hands over one batch per partition of an agent's batch
+WORKER_ID_FILE = "worker-id"
 
 
 def faust_app_id(settings: Settings) -> str:
     """The consumer group: shared by the main workers; each index shard has its own."""
     shard = f"-shard-{settings.index_shard}" if settings.shard is not None else ""
     return f"{settings.topic_prefix}{settings.app_id}{shard}"
+
+
+def group_instance_id(settings: Settings, data_dir: Path) -> str:
+    """The worker's static member id: HMAS_WORKER_ID, else one made at its first start and kept in
+    its data folder (a folder is one worker's: RocksDB locks it), so a restart comes back as itself."""
+    if settings.worker_id:
+        return settings.worker_id
+    path = data_dir / WORKER_ID_FILE
+    if not path.is_file():
+        path.write_text(f"{faust_app_id(settings)}-{uuid.uuid4().hex}\n")
+    return path.read_text().strip()
 
 
 def worker_agents(settings: Settings) -> list[Any]:
@@ -83,6 +97,8 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerServices]:
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         consumer_auto_offset_reset="earliest",
+        consumer_group_instance_id=group_instance_id(settings, data_dir),
+        broker_session_timeout=settings.worker_session_timeout_s,
         web_enabled=settings.worker_web_port > 0,
         web_port=max(settings.worker_web_port, 1),
         web_bind="127.0.0.1",

@@ -49,6 +49,12 @@ class Settings:
     # Worker.
     app_id: str = "hma-streams"
     worker_web_port: int = 0  # Faust's own web server; 0 = off
+    # Static group membership: a worker restarted with the same id takes its partitions back at once,
+    # without a rebalance waiting for the old member's session to expire. Empty: an id made once and
+    # kept in the worker's data folder. Two live workers of one group must not share an id.
+    worker_id: str = ""
+    # How long the broker waits for a silent worker before its partitions go to the others.
+    worker_session_timeout_s: float = 30.0
     metrics_port: int = 0  # Prometheus metrics of the worker; 0 = off
     hash_workers: int = 2
     view_snapshot_interval_s: float = 300.0  # how often a worker saves its bank view (0: never)
@@ -89,6 +95,9 @@ class Settings:
     flood_delta: float = 0.01
     flood_bucket_ms: int = 60_000
     flood_baseline_windows: int = 24
+    # How long the flood agent remembers the hits it counted, so a hit written again after a crash
+    # (same event id) is not counted twice: longer than a crashed worker takes to be replaced.
+    flood_replay_horizon_ms: int = 15 * 60_000
 
     def __post_init__(self) -> None:
         if self.index_shards < 1 or not -1 <= self.index_shard < self.index_shards:

@@ -6,6 +6,7 @@ import base64
 import logging
 from typing import Any
 
+from pipeline import event_ids
 from pipeline.clock import now_ms
 
 log = logging.getLogger(__name__)
@@ -40,4 +41,5 @@ def dead_letter(
         "reason": reason,
         "stage": stage,
         "failed_at": now_ms(),
+        "event_id": event_ids.dead_letter((topic, partition, offset), key, stage),
     }

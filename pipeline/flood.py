@@ -16,6 +16,7 @@ from pipeline.state.count_min import CountMinSketch, MemoryCellStore
 
 SAMPLE_SIZE = 10
 SAMPLED_SIGNALS = 10_000
+REMEMBERED_HITS = 100_000  # a matcher's own hits whose verdict it keeps, so a replayed hit gets the same
 
 
 @dataclass(frozen=True)
@@ -111,9 +112,25 @@ class LocalFloodGuard:
         self.detector = FloodDetector(CountMinSketch(self._store, epsilon, delta), bucket_ms)
         self.horizon_ms = horizon_ms
         self._oldest_kept = 0
+        self._verdicts: OrderedDict[str, FloodVerdict | None] = OrderedDict()  # hit event id -> verdict
 
     def over_limit(
-        self, signal_id: str, content_id: str, at_ms: int, flood: dict[str, Any], released_at: int | None = None
+        self, signal_id: str, content_id: str, at_ms: int, flood: dict[str, Any], released_at: int | None = None,
+        event_id: str | None = None,
+    ) -> FloodVerdict | None:
+        """Count a hit and judge it; a hit this guard has judged before (same event id: its upload
+        processed again) is not counted again and gets the same verdict."""
+        if event_id is not None and event_id in self._verdicts:
+            return self._verdicts[event_id]
+        verdict = self._count(signal_id, content_id, at_ms, flood, released_at)
+        if event_id is not None:
+            self._verdicts[event_id] = verdict
+            if len(self._verdicts) > REMEMBERED_HITS:
+                self._verdicts.popitem(last=False)
+        return verdict
+
+    def _count(
+        self, signal_id: str, content_id: str, at_ms: int, flood: dict[str, Any], released_at: int | None
     ) -> FloodVerdict | None:
         cutoff = self.detector.bucket(at_ms - self.horizon_ms)
         if cutoff > self._oldest_kept:

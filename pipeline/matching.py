@@ -8,6 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from pipeline import event_ids
 from pipeline.clock import now_ms
 from pipeline.config import Settings
 from pipeline.flood import LocalFloodGuard
@@ -159,7 +160,7 @@ def _check_floods(hits: list[Hit], view: BankView, flood_guard: LocalFloodGuard,
             continue
         verdict = flood_guard.over_limit(
             hit.entry.signal_id, record["content_id"], record["matched_at"], hit.bank["flood"],
-            released_at(view, hit.entry.signal_id),
+            released_at(view, hit.entry.signal_id), event_ids.flood_hit(record.get("event_id"), hit.entry.signal_id),
         )
         if verdict is not None:
             hit.status = QUARANTINED
@@ -238,6 +239,7 @@ def actions_for(record: dict[str, Any], view: BankView) -> list[dict[str, Any]]:
             "submitted_at": record["submitted_at"],
             "acted_at": now_ms(),
             "retroactive": record["retroactive"],
+            "event_id": event_ids.action(record.get("event_id"), action),
         }
         for action, hits in sorted(by_action.items())
     ]

@@ -12,6 +12,7 @@ DELIVERY_FAILURES = Counter("hmas_delivery_failures_total", "Records the broker 
 DEAD_LETTERS = Counter("hmas_dead_letters_total", "Inputs sent to the dead letters", ["agent"])
 HITS = Counter("hmas_hits_total", "Hits by status", ["status"])
 QUARANTINES = Counter("hmas_quarantines_total", "Signals quarantined for flooding")
+FLOOD_REPLAYED_HITS = Counter("hmas_flood_replayed_hits_total", "Flood hits not counted: their event id was counted before")
 UPLOAD_TO_MATCH = Histogram(
     "hmas_upload_to_match_seconds", "From submitted_at to the match record",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),

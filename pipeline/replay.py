@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from pipeline import event_ids
 from pipeline import topics as T
 from pipeline.client import Client
 from pipeline.clock import parse_duration_ms
@@ -114,7 +115,7 @@ def replay(settings: Settings, start_ms: int, end_ms: int | None = None, banks: 
         while remaining and (stop_after is None or stats.records < stop_after):
             wanted = 5000 if stop_after is None else min(5000, stop_after - stats.records)
             messages = consumer.consume(wanted, timeout=1.0)
-            batch, last = [], {}
+            batch, positions, last = [], [], {}
             for msg in messages:
                 if msg.error():
                     if msg.error().code() != KafkaError._PARTITION_EOF:
@@ -128,7 +129,8 @@ def replay(settings: Settings, start_ms: int, end_ms: int | None = None, banks: 
                     continue
                 if end_ms is None or record["hashed_at"] <= end_ms:
                     batch.append(record)
-            for record in _retro_records(batch, view, settings, banks, done, stats):
+                    positions.append((topic, msg.partition(), msg.offset()))
+            for record in _retro_records(batch, positions, view, settings, banks, done, stats):
                 client.produce(T.RETRO_MATCHES, record["content_id"], record)
             client.flush()
             if last:
@@ -147,10 +149,11 @@ def _replay_note(stats: ReplayStats) -> str:
     return f"{stats.written:,} retroactive matches, {stats.skipped_already_acted:,} hits already acted on"
 
 
-def _retro_records(batch: list[dict[str, Any]], view: BankView, settings: Settings, banks: list[str],
-                   done: set[tuple[str, str, str]], stats: ReplayStats) -> list[dict[str, Any]]:
+def _retro_records(batch: list[dict[str, Any]], positions: list[event_ids.Position], view: BankView,
+                   settings: Settings, banks: list[str], done: set[tuple[str, str, str]],
+                   stats: ReplayStats) -> list[dict[str, Any]]:
     out = []
-    for upload, record in zip(batch, match_batch(batch, view, settings)):
+    for upload, position, record in zip(batch, positions, match_batch(batch, view, settings)):
         keep = []
         for hit in record["matches"]:
             if banks and hit["bank"] not in banks:
@@ -164,7 +167,8 @@ def _retro_records(batch: list[dict[str, Any]], view: BankView, settings: Settin
             keep.append(hit)
         if keep:
             stats.matched += 1
-            record.update(matches=keep, retroactive=True, uploaded_at=upload["hashed_at"])
+            record.update(matches=keep, retroactive=True, uploaded_at=upload["hashed_at"],
+                          event_id=event_ids.retro_match(upload, position, keep))
             out.append(record)
             stats.written += 1
     return out

@@ -5,6 +5,10 @@ the schema's 8-byte CRC-64-AVRO fingerprint little-endian, then the Avro binary 
 JSON unless Avro is configured. JSON input is checked against the same Avro schema (missing
 fields take their defaults), so both forms yield the same dict and a bad record gets a reason
 that names the field.
+
+Avro input written with an earlier version of a schema still decodes: each earlier version is kept,
+in parsing canonical form, as schemas/previous/<name>.<fingerprint>.avsc, and a body written with it
+is resolved to the current schema (fields added since take their defaults).
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ from typing import Any
 
 import orjson
 from fastavro import schemaless_reader, schemaless_writer
-from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
+from fastavro.schema import fingerprint, load_schema, parse_schema, to_parsing_canonical_form
 
 from schemas.conform import Mismatch, compile_schema
 
 SCHEMA_DIR = Path(__file__).resolve().parent
+PREVIOUS_DIR = SCHEMA_DIR / "previous"
 AVRO_MAGIC = b"\xc3\x01"
 ENCODINGS = ("json", "avro")
 
@@ -37,6 +42,7 @@ class RecordCodec:
         self.schema = load_schema(str(SCHEMA_DIR / f"{full_name}.avsc"))
         self.fingerprint = bytes.fromhex(fingerprint(to_parsing_canonical_form(self.schema), "CRC-64-AVRO"))
         self.header = AVRO_MAGIC + self.fingerprint
+        self.previous = _previous_versions(full_name)  # fingerprint -> an earlier writer schema
         named: dict[str, Any] = {}
         _collect_named(self.schema, named)
         self._conform = compile_schema(self.schema, named)
@@ -56,12 +62,13 @@ class RecordCodec:
         return self.conform(obj)
 
     def _decode_avro(self, raw: bytes) -> dict[str, Any]:
-        if raw[2:10] != self.fingerprint:
+        writer = self.schema if raw[2:10] == self.fingerprint else self.previous.get(raw[2:10])
+        if writer is None:
             raise DecodeError(
                 f"Avro schema fingerprint {raw[2:10].hex()} is not that of {self.full_name} ({self.fingerprint.hex()})"
             )
         try:
-            return schemaless_reader(io.BytesIO(raw[10:]), self.schema, self.schema)
+            return schemaless_reader(io.BytesIO(raw[10:]), writer, self.schema)
         except Exception as exc:  # fastavro raises several types for corrupt bodies
             raise DecodeError(f"Avro body does not decode as {self.full_name}: {exc}") from None
 
@@ -88,6 +95,14 @@ class RecordCodec:
 @lru_cache(maxsize=None)
 def codec(full_name: str) -> RecordCodec:
     return RecordCodec(full_name)
+
+
+def _previous_versions(full_name: str) -> dict[bytes, Any]:
+    versions = {}
+    for path in PREVIOUS_DIR.glob(f"{full_name}.*.avsc"):
+        canonical = path.read_text().strip()
+        versions[bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))] = parse_schema(orjson.loads(canonical))
+    return versions
 
 
 def _collect_named(schema: Any, named: dict[str, Any]) -> None:

@@ -180,6 +180,13 @@ class HmasProcess:
             self.proc.wait()
         self._log.close()
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no shutdown, no offsets committed, no goodbye to the consumer group."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 

@@ -55,3 +55,20 @@ def test_booleans_are_not_numbers():
     with pytest.raises(DecodeError):
         codec("hma.Hit").conform({"signal_type": "pdq", "query_signal": "", "bank": "B", "bank_content_id": True,
                                    "signal_id": "s", "distance": 1, "threshold": 2, "status": "match"})
+
+
+def test_avro_written_with_an_earlier_schema_decodes_with_new_fields_defaulted():
+    """hma.HashedUpload before it carried event_id: a body written then still decodes."""
+    import io
+
+    from fastavro import schemaless_writer
+
+    c = codec("hma.HashedUpload")
+    assert c.previous, "the earlier versions of hma.HashedUpload are kept in schemas/previous"
+    old_fingerprint, old_schema = next(iter(c.previous.items()))
+    record = {"content_id": "c1", "content_type": "photo", "signals": {"pdq": {"value": "ab", "quality": 90}},
+              "source": "signals", "metadata": {}, "submitted_at": None, "hashed_at": 5}
+    body = io.BytesIO()
+    schemaless_writer(body, old_schema, record)
+    decoded = c.decode(AVRO_MAGIC + old_fingerprint + body.getvalue())
+    assert decoded == {**record, "event_id": None}

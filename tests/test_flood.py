@@ -54,3 +54,16 @@ def test_release_allowance_resets_the_limit():
     fired, _ = burst(det, "sig", 101, 1000, LIMIT, allowance=allowance)
     assert fired == [100]
     assert det.allowance("sig", None, 2000, 60_000) == 0
+
+
+def test_a_matcher_judges_a_replayed_hit_as_before_without_counting_it_again():
+    from pipeline.flood import LocalFloodGuard
+
+    guard = LocalFloodGuard(0.001, 0.01, bucket_ms=10_000)
+    limit = {**LIMIT, "max_matches": 2}
+    first = [guard.over_limit("sig", f"c{i}", 1_000_000 + i, limit, event_id=f"hit-{i}") for i in range(3)]
+    assert [v is not None for v in first] == [False, False, True]
+    replayed = [guard.over_limit("sig", f"c{i}", 1_000_100 + i, limit, event_id=f"hit-{i}") for i in range(3)]
+    assert replayed == first
+    assert guard.detector.window_count("sig", 1_000_200, limit["window_ms"]) == 3
+    assert guard.over_limit("sig", "c-new", 1_000_300, limit, event_id="hit-new") is not None

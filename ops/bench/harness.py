@@ -64,9 +64,13 @@ class BenchPipeline:
         self.log_names[worker.pid] = log_name
         return worker
 
-    def stop_worker(self, worker: subprocess.Popen, timeout_s: float = 120) -> None:
+    def stop_worker(self, worker: subprocess.Popen, timeout_s: float = 120, crash: bool = False) -> None:
+        """SIGTERM, as a deployment stops a worker; with `crash`, SIGKILL: no shutdown at all."""
         if worker.poll() is None:
-            worker.terminate()
+            if crash:
+                worker.kill()
+            else:
+                worker.terminate()
             try:
                 worker.wait(timeout_s)
             except subprocess.TimeoutExpired:

@@ -15,7 +15,9 @@ from pipeline import topics as T
 from pipeline.banks import bank_signal_record
 
 
-def run_restart_bench(n: int, tail_share: float = 0.01) -> dict[str, Any]:
+def run_restart_bench(n: int, tail_share: float = 0.01, kill: bool = False) -> dict[str, Any]:
+    """With `kill`, the first worker is killed with SIGKILL rather than stopped: the restarted one
+    then also rejoins its consumer group as the member that crashed (static membership)."""
     with BenchPipeline() as p:
         codes = load_bank(p.settings, n)
         worker = p.start_worker()
@@ -25,7 +27,7 @@ def run_restart_bench(n: int, tail_share: float = 0.01) -> dict[str, Any]:
         while "bank view snapshot saved" not in p.worker_log():
             time.sleep(1)
         log(f"restart: first snapshot saved {time.perf_counter() - snapshot_wait:,.1f}s later")
-        p.stop_worker(worker)
+        p.stop_worker(worker, crash=kill)
 
         tail = int(n * tail_share)
         rng = np.random.default_rng(8)
@@ -45,7 +47,7 @@ def run_restart_bench(n: int, tail_share: float = 0.01) -> dict[str, Any]:
         loaded = [line for line in p.worker_log("worker-2").splitlines() if "loaded from snapshot" in line]
         snapshot_mb = sum(f.stat().st_size for f in (p.dir / "view-snapshots").glob("*.npz")) / 2**20
     return {
-        "banked_signals": n, "machine": machine(), "cold_start_s": round(cold_s, 1),
+        "banked_signals": n, "machine": machine(), "stopped_by": "SIGKILL" if kill else "SIGTERM", "cold_start_s": round(cold_s, 1),
         "tail_changes": tail, "restart_s": round(warm_s, 1), "snapshot_mb": round(snapshot_mb),
         "snapshot_log": loaded[-1] if loaded else None, "wall_s": round(time.perf_counter() - started, 1),
     }

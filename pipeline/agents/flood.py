@@ -1,6 +1,10 @@
 """flood: counts effective matches per signal (hma.flood-hits, keyed by signal id) and writes
 hma.quarantine when a signal floods.
 
+Each hit is counted once: a hit written again (a matcher or this agent processing its input again
+after a crash) has the event id of the first copy, and the ids counted within the replay horizon
+are kept in a table next to the counts (pipeline/state/seen_events.py).
+
 Between the count crossing a limit and the guards reading the quarantine record back, hits
 already in flight still pass: that window is what the flood test measures (docs in README).
 """
@@ -19,6 +23,7 @@ from pipeline.matching import released_at
 from pipeline.services.worker import WorkerServices
 from pipeline.state.count_min import CountMinSketch
 from pipeline.state.faust_cells import FaustTableCellStore, in_partition_of
+from pipeline.state.seen_events import SeenEvents
 from pipeline.state.tables import state_table
 
 log = logging.getLogger(__name__)
@@ -31,6 +36,8 @@ def register(app: faust.App, services: WorkerServices) -> None:
     cells = state_table(app, "flood-cells", partitions=s.topic_partitions,  # chunk key -> counts (FaustTableCellStore)
                         key_type=str, value_type=bytes)  # bytes values: Faust stores them raw
     store = FaustTableCellStore(cells)
+    seen = SeenEvents(state_table(app, "flood-seen", partitions=s.topic_partitions,  # "p:event id" -> bucket
+                                  key_type=str, value_type=bytes))
     detector = FloodDetector(
         CountMinSketch(store, s.flood_epsilon, s.flood_delta),
         bucket_ms=s.flood_bucket_ms, baseline_windows=s.flood_baseline_windows,
@@ -48,6 +55,9 @@ def register(app: faust.App, services: WorkerServices) -> None:
     async def count(event: faust.EventT, hit: dict) -> None:
         view = services.view
         sid = hit["signal_id"]
+        if not seen.first_time(hit["event_id"], detector.bucket(now_ms())):
+            metrics.FLOOD_REPLAYED_HITS.inc()
+            return
         bank = view.banks.get(hit["bank"])
         limit = bank["flood"] if bank is not None else None
         handled = already_handled(sid)
@@ -75,14 +85,18 @@ def register(app: faust.App, services: WorkerServices) -> None:
                 by_partition.setdefault(event.message.partition, []).append(event)
             for group in by_partition.values():
                 with in_partition_of(group[-1], store):
+                    seen.partition = store.partition
                     good, hits = await services.events.decode_batch(group, T.FLOOD_HITS, STAGE)
                     for event, hit in zip(good, hits):
                         await count(event, hit)
                     store.flush()
-                    _drop_old_buckets(group[-1], detector, view, last_cleanup)
+                    _drop_old_buckets(group[-1], detector, seen, s.flood_replay_horizon_ms, view, last_cleanup)
 
 
-def _drop_old_buckets(event: faust.EventT, detector: FloodDetector, view, last_cleanup: dict[int, int]) -> None:
+def _drop_old_buckets(event: faust.EventT, detector: FloodDetector, seen: SeenEvents, replay_horizon_ms: int, view,
+                      last_cleanup: dict[int, int]) -> None:
+    """Once a bucket per partition: drop counts older than any window reaches, and hit ids older
+    than the replay horizon."""
     partition = event.message.partition
     current = detector.bucket(now_ms())
     if last_cleanup.get(partition) == current:
@@ -90,5 +104,6 @@ def _drop_old_buckets(event: faust.EventT, detector: FloodDetector, view, last_c
     last_cleanup[partition] = current
     longest = max((b["flood"]["window_ms"] for b in view.banks.values() if b.get("flood")), default=DEFAULT_HORIZON_MS)
     dropped = detector.sketch.store.drop_buckets_before(detector.horizon_start_bucket(now_ms(), longest))
-    if dropped:
-        log.info("dropped old flood buckets", extra={"partition": partition, "cells": dropped})
+    forgotten = seen.drop_before(detector.bucket(now_ms() - replay_horizon_ms))
+    if dropped or forgotten:
+        log.info("dropped old flood buckets", extra={"partition": partition, "cells": dropped, "hit_ids": forgotten})

@@ -13,10 +13,11 @@ from typing import Any
 import faust
 
 from connectors.fetch import FetchError, fetch_url
-from pipeline import metrics
+from pipeline import event_ids, metrics
 from pipeline import topics as T
 from pipeline.clock import now_ms
 from pipeline.hashing import HashingError, hash_content
+from pipeline.services.events import position
 from pipeline.services.worker import WorkerServices
 from pipeline.uploads import InvalidUpload, decode_content_b64, parse_upload
 
@@ -113,6 +114,8 @@ def register(app: faust.App, services: WorkerServices) -> None:
             for event, result in zip(events, results):
                 if isinstance(result, str):
                     await services.output.send_dead_letter(event.message, result, STAGE)
+                else:
+                    result["event_id"] = event_ids.hashed_upload(position(event), result)
             await services.output.send_many(T.HASHES, [(event.message.key, result)
                                                        for event, result in zip(events, results)
                                                        if not isinstance(result, str)], STAGE)

@@ -17,11 +17,12 @@ from typing import Any
 
 import faust
 
-from pipeline import metrics
+from pipeline import event_ids, metrics
 from pipeline import topics as T
 from pipeline.flood import LocalFloodGuard
 from pipeline.guard import MATCH, QUARANTINED, Hit
 from pipeline.matching import actions_for, collect_hits, judge_batch, plan_lookups, search_plan
+from pipeline.services.events import position
 from pipeline.services.worker import WorkerServices
 from pipeline.state.bank_view import BankView
 
@@ -70,6 +71,7 @@ async def emit_matches(services: WorkerServices, judged: list[tuple[bytes | None
                 flood_hits.append((hit["signal_id"], {
                     "signal_id": hit["signal_id"], "bank": hit["bank"],
                     "content_id": record["content_id"], "matched_at": record["matched_at"],
+                    "event_id": event_ids.flood_hit(record.get("event_id"), hit["signal_id"]),
                 }))
     await services.output.send_many(T.MATCHES, judged, stage)
     await services.output.send_many(T.ACTIONS, actions, stage)
@@ -84,6 +86,8 @@ def register(app: faust.App, services: WorkerServices) -> None:
         async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
             good, hashed = await services.events.decode_batch(events, T.HASHES, STAGE)
             records, hits = await lookup(services, hashed, view)
+            for event, upload, record in zip(good, hashed, records):
+                record["event_id"] = event_ids.match(upload, position(event))
             judged = judge_batch(records, hits, view, flood_guard)
             keyed = [(event.message.key, record) for event, record in zip(good, judged)]
             await emit_matches(services, keyed, view, STAGE)

@@ -15,6 +15,7 @@ import logging
 
 import faust
 
+from pipeline import event_ids
 from pipeline import topics as T
 from pipeline.agents.matcher import emit_matches, new_flood_guard
 from pipeline.matching import empty_match_record, hits_from_candidates, judge_batch
@@ -54,6 +55,8 @@ def register(app: faust.App, services: WorkerServices) -> None:
             if source in pending:
                 del pending[source]
             record = empty_match_record(part["upload"])
+            record["event_id"] = event_ids.match(
+                part["upload"], (T.HASHES.name(s), part["hashes_partition"], part["hashes_offset"]))
             for partial in parts.values():
                 record["skipped"].update(partial["skipped"])
             candidates = [c for partial in parts.values() for c in partial["candidates"]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 
+from pipeline import event_ids
 from pipeline.clock import now_ms
 from pipeline.config import Settings
 from pipeline.index.codes import codes_from_hex
@@ -29,15 +30,18 @@ def retro_matches(ring: RecentRing, new: list[BankEntry], view: BankView, settin
     positions = {(h.partition, h.offset) for h in ring.search(codes_from_hex([e.value for e in pdq]), widest)}
     if not positions:
         return []
-    uploads: dict[str, dict[str, Any]] = {}
-    for record in read_at(settings, T.HASHES, sorted(positions)).values():
-        uploads.setdefault(record["content_id"], record)
+    topic = T.HASHES.name(settings)
+    uploads: dict[str, tuple[event_ids.Position, dict[str, Any]]] = {}
+    for (partition, offset), record in sorted(read_at(settings, T.HASHES, sorted(positions)).items()):
+        uploads.setdefault(record["content_id"], ((topic, partition, offset), record))
     fresh = {(e.bank, e.bank_content_id, e.signal_id) for e in pdq}
     records = []
-    for record, upload in zip(match_batch(list(uploads.values()), view, settings), uploads.values()):
+    hashed = [upload for _, upload in uploads.values()]
+    for record, (position, upload) in zip(match_batch(hashed, view, settings), uploads.values()):
         record["matches"] = [h for h in record["matches"] if (h["bank"], h["bank_content_id"], h["signal_id"]) in fresh]
         if record["matches"]:
-            record.update(retroactive=True, uploaded_at=upload["hashed_at"], matched_at=now_ms())
+            record.update(retroactive=True, uploaded_at=upload["hashed_at"], matched_at=now_ms(),
+                          event_id=event_ids.retro_match(upload, position, record["matches"]))
             records.append(record)
     return records
 

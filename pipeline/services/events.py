@@ -6,10 +6,16 @@ from typing import Any, AsyncIterator
 
 import faust
 
-from pipeline import metrics
+from pipeline import event_ids, metrics
 from pipeline import topics as T
 from pipeline.services.output import Output
 from schemas.codec import DecodeError
+
+
+def position(event: faust.EventT) -> event_ids.Position:
+    """Where a consumed event sits in its topic: what identifies it across a replay."""
+    message = event.message
+    return message.topic, message.partition, message.offset
 
 
 class EventDecoder:
