@@ -1,0 +1,114 @@
+"""Why an upload matches a bank, or does not: the nearest entries of every bank and their verdicts.
+
+The verdicts come from the worker's own code: `plan_lookups` (signal types skipped for quality or
+by their enabled ratio and this content id's coin), `search_plan` / `collect_hits` (the entries
+within each bank's distance) and `judge_batch` (the guard: disabled, quarantined, suppressed,
+match). Entries past their bank's distance are found by one wider radius search per signal and
+are "too far". Nothing is written and no flood is counted: an explanation is a read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.clock import iso_utc
+from pipeline.config import Settings
+from pipeline.guard import Hit
+from pipeline.matching import bank_distance, collect_hits, judge_batch, plan_lookups, search_plan
+from pipeline.signal_types import SIGNAL_TYPES
+from pipeline.state.bank_view import BankEntry, BankView
+
+TOO_FAR, SKIPPED = "too_far", "skipped"
+DEFAULT_NEAREST = 5
+DEFAULT_RADIUS = 64
+MAX_RADIUS = 96  # two random PDQ hashes are ~128 apart: past ~96 nearly every banked hash is "near"
+
+
+@dataclass
+class Verdict:
+    """One bank entry near the upload, and what the worker would decide about it."""
+
+    entry: BankEntry
+    distance: int
+    threshold: int
+    status: str
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        e = self.entry
+        return {
+            "signal_type": e.signal_type, "bank_content_id": e.bank_content_id, "signal_id": e.signal_id,
+            "value": e.value, "metadata": e.metadata, "distance": self.distance, "threshold": self.threshold,
+            "verdict": self.status, "reason": self.reason, **self.details,
+        }
+
+
+def explain(hashed: dict[str, Any], view: BankView, settings: Settings, nearest: int = DEFAULT_NEAREST,
+            radius: int = DEFAULT_RADIUS) -> dict[str, Any]:
+    """The explanation of one hashed upload (an hma.hashes record) against this view's banks."""
+    plan = plan_lookups([hashed], view, settings)
+    with view.pinned():
+        hits = collect_hits(view, plan, search_plan(view, plan))
+    [record] = judge_batch(plan.records, hits, view)
+    judged = {hit.entry.key: hit for hit in hits[0]}
+    skipped: dict[str, str] = record["skipped"]
+    per_bank: dict[str, list[Verdict]] = {name: [] for name in sorted(view.banks)}
+    for kind, signal in hashed["signals"].items():
+        if not SIGNAL_TYPES.get(kind) or not SIGNAL_TYPES[kind].matchable:
+            continue
+        widest = max((bank_distance(b, kind) for b in view.banks.values()), default=0)
+        for cand in view.nearest_per_bank(kind, signal["value"], max(radius, widest), nearest):
+            bank = view.banks.get(cand.entry.bank)
+            if bank is None:
+                continue
+            threshold = bank_distance(bank, kind)
+            verdict = _verdict(view, cand.entry, cand.distance, threshold, skipped.get(kind), judged.get(cand.entry.key))
+            if verdict is not None:
+                per_bank[cand.entry.bank].append(verdict)
+    banks = {}
+    for name, verdicts in per_bank.items():
+        bank = view.banks[name]
+        banks[name] = {
+            "enabled": bank["enabled"], "enabled_ratio": bank["enabled_ratio"], "suppressed_by": bank["suppressed_by"],
+            "thresholds": {kind: bank_distance(bank, kind) for kind in hashed["signals"] if kind in SIGNAL_TYPES},
+            "nearest": [v.to_json() for v in sorted(verdicts, key=lambda v: (v.distance, v.entry.bank_content_id))],
+        }
+    return {
+        "content_id": hashed["content_id"],
+        "signals": {kind: {"value": s["value"], "quality": s.get("quality"), "skipped": skipped.get(kind, "")}
+                    for kind, s in hashed["signals"].items()},
+        "pdq_min_quality": settings.pdq_min_quality,
+        "nearest": nearest, "radius": radius,
+        "matched": sorted({h["bank"] for h in record["matches"] if h["status"] == "match"}),
+        "banks": banks,
+    }
+
+
+def _verdict(view: BankView, entry: BankEntry, distance: int, threshold: int, skip: str | None,
+             hit: Hit | None) -> Verdict | None:
+    if skip:
+        return Verdict(entry, distance, threshold, SKIPPED, skip)
+    if hit is not None:
+        reason = hit.reason or f"distance {distance} <= threshold {threshold}"
+        return Verdict(entry, distance, threshold, hit.status, reason, _details(view, hit))
+    if distance > threshold:
+        return Verdict(entry, distance, threshold, TOO_FAR, f"too far: distance {distance} > threshold {threshold}")
+    return None  # within distance yet not found by the worker's search: removed in between
+
+
+def _details(view: BankView, hit: Hit) -> dict[str, Any]:
+    """What the reason names, as fields: until when, since when and how often, by which entry."""
+    details: dict[str, Any] = {}
+    if hit.entry.disable_until_ts > 1:
+        details["disabled_until"] = iso_utc(hit.entry.disable_until_ts * 1000)
+    q = view.quarantine.get(hit.entry.signal_id)
+    if q is not None:
+        details["quarantine"] = {"state": q["state"], "since": iso_utc(q["changed_at"]), "count": q["count"],
+                                 "window_ms": q["window_ms"]}
+    if hit.suppressed_by is not None:
+        by = hit.suppressed_by
+        details["suppressed_by"] = {"bank": by.entry.bank, "bank_content_id": by.entry.bank_content_id,
+                                    "signal_id": by.entry.signal_id, "distance": by.distance}
+    return details
