@@ -33,26 +33,30 @@ def bank_json(bank: dict[str, Any]) -> dict[str, Any]:
             **{f: bank[f] for f in CONTROL_FIELDS}}
 
 
-def routes(state: ApiState) -> list[Route]:
-    view = state.view
+class Curation:
+    """The bank changes behind the /c routes and the UI's bank pages: one place for their rules."""
 
-    def existing_bank(name: str) -> dict[str, Any]:
-        bank = view.banks.get(name)
+    def __init__(self, state: ApiState) -> None:
+        self.state = state
+        self.view = state.view
+
+    def existing_bank(self, name: str) -> dict[str, Any]:
+        bank = self.view.banks.get(name)
         if bank is None:
             raise ApiError(404, f"bank '{name}' not found")
         return bank
 
-    def content_entries(bank: str, content_id: str) -> list[BankEntry]:
+    def content_entries(self, bank: str, content_id: str) -> list[BankEntry]:
         try:
             cid = int(content_id)
         except ValueError:
             raise ApiError(404, f"content '{content_id}' not found") from None
-        entries = [e for e in view.entries(bank) if e.bank_content_id == cid]
+        entries = [e for e in self.view.entries(bank) if e.bank_content_id == cid]
         if not entries:
             raise ApiError(404, f"content '{content_id}' not found")
         return entries
 
-    def configured(bank: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    def configured(self, bank: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         """The bank record with the request's fields applied, checked (pipeline.banks.checked_bank)."""
         bank = dict(bank)
         try:
@@ -62,15 +66,11 @@ def routes(state: ApiState) -> list[Route]:
                 bank.update(enabled_fields(1.0 if body["enabled"] else 0.0))
             bank.update({f: body[f] for f in CONTROL_FIELDS if f in body})
             bank["updated_at"] = now_ms()
-            return checked_bank(bank, view.banks)
+            return checked_bank(bank, self.view.banks)
         except ValueError as exc:  # InvalidBank, or a bad enabled_ratio
             raise ApiError(400, str(exc)) from None
 
-    async def banks_index(request: web.Request) -> web.Response:
-        return reply([bank_json(b) for _, b in sorted(view.banks.items())])
-
-    async def bank_create(request: web.Request) -> web.Response:
-        body = await json_object(request)
+    async def create_bank(self, body: dict[str, Any]) -> dict[str, Any]:
         name = body.get("name")
         if not name:
             raise ApiError(400, "missing required field 'name'")
@@ -78,23 +78,59 @@ def routes(state: ApiState) -> list[Route]:
             fresh = T.BANKS.codec.conform(bank_record(name))
         except InvalidBank as exc:
             raise ApiError(400, str(exc)) from None
-        if name in view.banks:
+        if name in self.view.banks:
             raise ApiError(403, "Bank already exists")
-        record = configured(fresh, body)
-        await state.write([(T.BANKS, name, record)])
-        return reply(bank_json(record), 201)
+        record = self.configured(fresh, body)
+        await self.state.write([(T.BANKS, name, record)])
+        return record
+
+    async def update_bank(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        bank = self.existing_bank(name)
+        if body.get("name", bank["name"]) != bank["name"]:
+            raise ApiError(400, "renaming a bank is not supported; create a new bank and add its content")
+        record = self.configured(bank, body)
+        await self.state.write([(T.BANKS, bank["name"], record)])
+        return record
+
+    async def add_signals(self, bank: str, signals: dict[str, str], metadata: dict[str, str]) -> dict[str, Any]:
+        """A new content item of the bank with these signals: {"id", "signals"}."""
+        if not signals:
+            raise ApiError(400, "No signals given")
+        checked = {kind: checked_signal(kind, value) for kind, value in signals.items()}
+        content_id = await self.state.next_content_id(bank)
+        writes = []
+        for kind, value in checked.items():
+            key, record = bank_signal_record(bank, content_id, kind, value, metadata)
+            writes.append((T.BANK_SIGNALS, key, record))
+        await self.state.write(writes)
+        return {"id": content_id, "signals": checked}
+
+    async def delete_content(self, bank: str, content_id: str) -> int:
+        """Remove a content item of an existing bank; the number removed (0: it was not there)."""
+        try:
+            entries = self.content_entries(bank, content_id)
+        except ApiError:
+            return 0
+        await self.state.write([(T.BANK_SIGNALS, e.key, None) for e in entries])
+        return 1
+
+
+def routes(state: ApiState) -> list[Route]:
+    view = state.view
+    curation = Curation(state)
+    existing_bank, content_entries = curation.existing_bank, curation.content_entries
+
+    async def banks_index(request: web.Request) -> web.Response:
+        return reply([bank_json(b) for _, b in sorted(view.banks.items())])
+
+    async def bank_create(request: web.Request) -> web.Response:
+        return reply(bank_json(await curation.create_bank(await json_object(request))), 201)
 
     async def bank_get(request: web.Request) -> web.Response:
         return reply(bank_json(existing_bank(request.match_info["bank"])))
 
     async def bank_update(request: web.Request) -> web.Response:
-        bank = existing_bank(request.match_info["bank"])
-        body = await json_object(request)
-        if body.get("name", bank["name"]) != bank["name"]:
-            raise ApiError(400, "renaming a bank is not supported; create a new bank and add its content")
-        record = configured(bank, body)
-        await state.write([(T.BANKS, bank["name"], record)])
-        return reply(bank_json(record))
+        return reply(bank_json(await curation.update_bank(request.match_info["bank"], await json_object(request))))
 
     async def bank_delete(request: web.Request) -> web.Response:
         name = request.match_info["bank"]
@@ -104,16 +140,7 @@ def routes(state: ApiState) -> list[Route]:
         return reply({"message": "Done"})
 
     async def add_signals(bank: str, signals: dict[str, str], metadata: dict[str, str]) -> web.Response:
-        if not signals:
-            raise ApiError(400, "No signals given")
-        checked = {kind: checked_signal(kind, value) for kind, value in signals.items()}
-        content_id = await state.next_content_id(bank)
-        writes = []
-        for kind, value in checked.items():
-            key, record = bank_signal_record(bank, content_id, kind, value, metadata)
-            writes.append((T.BANK_SIGNALS, key, record))
-        await state.write(writes)
-        return reply({"id": content_id, "signals": checked})
+        return reply(await curation.add_signals(bank, signals, metadata))
 
     async def content_add(request: web.Request) -> web.Response:
         bank = existing_bank(request.match_info["bank"])["name"]
@@ -167,12 +194,7 @@ def routes(state: ApiState) -> list[Route]:
 
     async def content_delete(request: web.Request) -> web.Response:
         bank = existing_bank(request.match_info["bank"])
-        try:
-            entries = content_entries(bank["name"], request.match_info["content_id"])
-        except ApiError:
-            return reply({"deleted": 0})
-        await state.write([(T.BANK_SIGNALS, e.key, None) for e in entries])
-        return reply({"deleted": 1})
+        return reply({"deleted": await curation.delete_content(bank["name"], request.match_info["content_id"])})
 
     return [
         Route("GET", "/c/banks", banks_index, "List banks", "Banks"),

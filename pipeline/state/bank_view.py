@@ -331,6 +331,12 @@ class BankView:
         for start in range(0, len(rows), 10_000):
             yield from self._entries_at(rows[start:start + 10_000].tolist())
 
+    def entries_page(self, bank: str, offset: int, limit: int) -> tuple[int, list[BankEntry]]:
+        """One page of a bank's entries (in row order) and how many it holds: a page costs one
+        pass over the row columns, never an object per signal of the bank."""
+        rows = self.rows.rows_of_bank(bank)
+        return len(rows), self._entries_at(rows[offset:offset + limit].tolist())
+
     def stats(self) -> dict[str, Any]:
         """Sizes for the logs: signals, rows, running searches, and each index's own counts."""
         with self._pin_lock:
