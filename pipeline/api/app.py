@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 from pipeline.api import controls, curation, development, explain, matching, recent, status
 from pipeline.api.http import ApiError, Route, reply
 from pipeline.api.openapi import openapi_document
+from pipeline.api.ui import pages as ui_pages
 from pipeline.api.state import ApiState
 from pipeline.services.output import DeliveryFailed
 from pipeline.services.read_back import NotCaughtUp
@@ -43,6 +44,7 @@ def create_api(settings: Settings) -> web.Application:
     for route in table:
         app.router.add_route(route.method, route.path, route.handler)
     app["route_table"] = {(r.method, r.path): r for r in table}
+    ui_pages.setup(app, state)
     app.on_startup.append(lambda _: state.start())
     app.on_cleanup.append(lambda _: state.stop())
     return app

@@ -153,7 +153,7 @@ def routes(state: ApiState) -> list[Route]:
             hashed = await signals_of_bytes(data, filename, hint)
         else:
             raise ApiError(400, "Neither `url` nor multipart file upload was received")
-        metadata = _metadata(fields.get("metadata"), fields.get("note"))
+        metadata = content_metadata(fields.get("metadata"), fields.get("note"))
         return await add_signals(bank, {k: sv.value for k, sv in hashed.items()}, metadata)
 
     async def signal_add(request: web.Request) -> web.Response:
@@ -162,7 +162,7 @@ def routes(state: ApiState) -> list[Route]:
         note = body.pop("note", None)
         if not all(isinstance(v, str) for v in body.values()):
             raise ApiError(400, "signals must be given as {signal_type: value} strings")
-        return await add_signals(bank, body, _metadata(None, note))
+        return await add_signals(bank, body, content_metadata(None, note))
 
     async def content_get(request: web.Request) -> web.Response:
         bank = existing_bank(request.match_info["bank"])
@@ -187,7 +187,7 @@ def routes(state: ApiState) -> list[Route]:
         for e in entries:
             metadata = dict(e.metadata)
             if "note" in body:
-                metadata.update(_metadata(None, body["note"]) or {"note": ""})
+                metadata.update(content_metadata(None, body["note"]) or {"note": ""})
             writes.append((T.BANK_SIGNALS, e.key, e.to_record(metadata=metadata, **changes)))
         await state.write(writes)
         return reply(content_json(bank, content_entries(bank["name"], request.match_info["content_id"]), False, True))
@@ -214,7 +214,7 @@ def routes(state: ApiState) -> list[Route]:
     ]
 
 
-def _metadata(raw: Any, note: Any) -> dict[str, str]:
+def content_metadata(raw: Any, note: Any) -> dict[str, str]:
     """Upstream's content metadata ({content_id, content_uri, json}) and note, as string fields."""
     out: dict[str, str] = {}
     if isinstance(raw, str) and raw:
