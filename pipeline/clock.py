@@ -27,3 +27,12 @@ def parse_duration_ms(text: str) -> int:
 def iso_utc(ms: int) -> str:
     """A timestamp in epoch milliseconds as people read it: 2026-01-31T12:00:00Z."""
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_duration_ms(ms: int) -> str:
+    """A duration as `parse_duration_ms` reads it, in the largest unit that divides it (90000 -> 90s)."""
+    for unit in ("d", "h", "m", "s"):
+        size = UNIT_SECONDS[unit] * 1000
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms / 1000:g}s"

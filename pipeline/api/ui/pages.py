@@ -20,7 +20,7 @@ from pipeline.api.state import ApiState
 from pipeline.api.ui.auth import CSRF_FIELD, UiAuth
 from pipeline.api.ui.render import Html, esc, join, link, render, table, tag
 from pipeline.api.ui.svg import bars, bit_grid
-from pipeline.clock import iso_utc, now_ms, parse_duration_ms
+from pipeline.clock import format_duration_ms, iso_utc, now_ms, parse_duration_ms
 from pipeline.explain import DEFAULT_NEAREST, DEFAULT_RADIUS, MAX_RADIUS
 from pipeline.matching import bank_distance
 from pipeline.services.output import DeliveryFailed
@@ -94,13 +94,6 @@ def bank_changes(bank: dict[str, Any], form: dict[str, str]) -> dict[str, Any]:
     body["confirmed_bank"] = form.get("confirmed_bank", "").strip() or None
     body["deconfirm_disable_s"] = _number(form, "deconfirm_disable_s", int, "Deconfirm disable") or 0
     return body
-
-
-def _duration_text(ms: int) -> str:
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms / 1000:g}s"
 
 
 class UiPages:
@@ -308,7 +301,7 @@ class UiPages:
             flood = b["flood"]
             rows.append([link(f"/ui/bank/{quote(name)}", name), f"{b['enabled_ratio']:g}" if b["enabled"] else "disabled",
                          b["action"], bank_distance(b, "pdq"), ", ".join(b["suppressed_by"]),
-                         f"{flood['max_matches']} / {_duration_text(flood['window_ms'])}" if flood else ""])
+                         f"{flood['max_matches']} / {format_duration_ms(flood['window_ms'])}" if flood else ""])
         bank_table = table(["bank", "enabled", "action", "PDQ distance", "negative banks", "flood limit"], rows,
                            empty="no banks yet", id="banks")
         return render("banks.html", pager=pager("/ui/banks", offset, len(names)), bank_table=bank_table,
@@ -352,7 +345,7 @@ class UiPages:
             enabled_ratio=f"{bank['enabled_ratio'] if bank['enabled'] else 0:g}", bank_action=bank["action"],
             pdq_distance=bank["distances"].get("pdq", ""), suppressed_by=", ".join(bank["suppressed_by"]),
             flood_max=flood.get("max_matches", ""),
-            flood_window=_duration_text(flood["window_ms"]) if flood else "",
+            flood_window=format_duration_ms(flood["window_ms"]) if flood else "",
             flood_baseline=flood.get("baseline_multiple") or "", confirmed_bank=bank["confirmed_bank"] or "",
             deconfirm_disable_s=bank["deconfirm_disable_s"], total=f"{total:,}", pager=pager(path, offset, total),
             content_table=table(["content id", "signal type", "value", "state", "metadata", "", ""], rows,
