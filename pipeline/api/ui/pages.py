@@ -260,10 +260,11 @@ class UiPages:
             query = next(iter(result["signals"].values()), {}).get("value", "")
             rows = [[verdict_badge(e["verdict"]), e["reason"], f"{e['distance']} / {e['threshold']}",
                      e["bank_content_id"], e["signal_type"],
+                     ", ".join(f"{k}={v}" for k, v in sorted(e["metadata"].items())),
                      link("/ui/compare", "compare", left=query, right=e["value"]) if e["signal_type"] == "pdq" else ""]
                     for e in bank["nearest"]]
             sections.append(tag("section", join([heading, table(
-                ["verdict", "reason", "distance / threshold", "content id", "signal type", ""], rows,
+                ["verdict", "reason", "distance / threshold", "content id", "signal type", "metadata", ""], rows,
                 empty=f"no entry within {result['radius']} of the query")]), class_="card bank-verdicts",
                 data_bank=name))
         return join([tag("h2", "Hashes"), signals, summary, tag("h2", "Banks"), join(sections)])
