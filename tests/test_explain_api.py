@@ -113,6 +113,7 @@ def test_a_quarantined_signal_and_a_past_upload_by_content_id(stack):
     for cid in ids:
         client.produce(T.UPLOADS, cid, new_upload(cid, "photo", signals={"pdq": pdq}))
     client.flush()
+    client.close()
     collect_until(stack.settings, T.MATCHES, set(ids))
     listed = []
     for _ in range(120):

@@ -12,7 +12,10 @@ import pytest
 import requests
 
 from ops.kafka.broker import free_port
-from tests.pipeline_env import REPO, ApiProcess, hmas, pipeline_env
+from pipeline import topics as T
+from pipeline.client import Client
+from pipeline.uploads import new_upload
+from tests.pipeline_env import REPO, ApiProcess, WorkerProcess, collect_until, hmas, pipeline_env, settings_from
 from tests.test_matching import flip
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -31,13 +34,24 @@ def random_pdq(seed: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def api(kafka_broker, tmp_path_factory):
+def env(kafka_broker, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ui")
-    env = pipeline_env(kafka_broker.bootstrap, tmp / "state", HMAS_API_TOKEN=TOKEN)
+    env = pipeline_env(kafka_broker.bootstrap, tmp / "state", HMAS_API_TOKEN=TOKEN, HMAS_FLOOD_BUCKET_MS="10000")
     hmas(env, "topics", "create")
-    process = ApiProcess(env, tmp / "api.log", free_port()).start()
+    worker = WorkerProcess(env, tmp / "worker.log").start()
+    yield {**env, "tmp": str(tmp)}
+    worker.stop()
+
+
+@pytest.fixture(scope="module")
+def api(env):
+    process = ApiProcess({k: v for k, v in env.items() if k != "tmp"}, Path(env["tmp"]) / "api.log", free_port()).start()
     yield process
     process.stop()
+
+
+def settings_of(env):
+    return settings_from({k: v for k, v in env.items() if k != "tmp"})
 
 
 @pytest.fixture(scope="module")
@@ -187,11 +201,59 @@ def test_removing_content_from_the_bank_page(page):
     expect(page.locator("main")).to_contain_text("no content yet")
 
 
-def test_home_shows_the_index_and_dead_letters(page):
+def test_home_shows_the_index_and_dead_letters_by_reason(page, env):
     page.goto("/ui")
     expect(page.locator("main table").first).to_contain_text("pdq")
     expect(page.locator("main")).to_contain_text("no dead letters")
+    settings = settings_of(env)
+    client = Client(settings)
+    client.produce_raw(T.UPLOADS, "bad-pdq", b'{"content_id": "bad-pdq", "content_type": "photo", "signals": {"pdq": "12345"}}')
+    client.flush()
+    client.close()
+    collect_until(settings, T.DEAD_LETTERS, {"bad-pdq"})
+    page.goto("/ui")
+    letters = page.locator("main table").last
+    expect(letters).to_contain_text("64 hex characters")
+    expect(letters).to_contain_text("hasher")
     shoot(page, "home")
+
+
+def test_the_match_lab_shows_a_quarantined_signal_and_a_past_upload(page, env, api):
+    pdq = random_pdq(5)
+    sign_in(page)
+    create_bank(page, "FLOODED")
+    page.fill("input[name=flood_max]", "2")
+    page.fill("input[name=flood_window]", "10m")
+    page.click("button:has-text('Save controls')")
+    expect(page.get_by_role("status")).to_have_text("Controls saved.")
+    add_hash(page, "FLOODED", pdq)
+    settings = settings_of(env)
+    client = Client(settings)
+    ids = [f"flood-{i}" for i in range(4)]
+    for cid in ids:
+        client.produce(T.UPLOADS, cid, new_upload(cid, "photo", signals={"pdq": pdq}))
+    client.flush()
+    client.close()
+    explain(page, pdq)
+    row = bank_row(page, "FLOODED")
+    assert reload_until(page, row.locator(".verdict"), "quarantined"), "no quarantine reached the API's view"
+    expect(row).to_contain_text("quarantined since")
+    expect(row).to_contain_text("matches within 600s")
+    page.goto("/ui/match")
+    page.fill("input[name=content_id]", ids[-1])
+    page.click("button:has-text('Explain')")
+    assert reload_until(page, page.locator("main table").first, pdq), "the upload never reached the API's ring"
+    expect(bank_row(page, "FLOODED").locator(".verdict")).to_have_text("quarantined")
+
+
+def reload_until(page, locator, text: str, attempts: int = 60) -> bool:
+    """Reload until the locator shows the text: what the worker writes reaches the API on its own."""
+    for _ in range(attempts):
+        if locator.count() and text in locator.first.inner_text():
+            return True
+        page.wait_for_timeout(1000)
+        page.reload()
+    return False
 
 
 def test_a_change_without_the_form_csrf_token_is_refused(api):

@@ -191,11 +191,10 @@ class UiPages:
         consumed, end = bank_view.positions.get(topic, 0), ends.get(topic, 0)
         kinds = [k for k, st in SIGNAL_TYPES.items() if st.matchable]
         newest = view.newest_signal_ms
-        rows = [[k, f"{view.signal_count(k):,}", f"{iso_utc(newest)} ({age(newest)})" if newest else "none yet",
-                 f"{consumed:,} of {end:,}", "yes" if consumed >= end else f"{end - consumed:,} records behind"]
-                for k in kinds]
-        index_table = table(["signal type", "signals indexed", "newest signal applied", "hma.bank-signals read",
-                             "current"], rows)
+        current = "yes" if consumed >= end else f"{end - consumed:,} records behind"
+        rows = [[k, f"{view.signal_count(k):,}", f"{consumed:,} of {end:,}", current] for k in kinds]
+        index_table = table(["signal type", "signals indexed", "hma.bank-signals read", "current"], rows)
+        readiness += f"; newest bank signal applied {iso_utc(newest)} ({age(newest)})" if newest else "; no bank signal yet"
         kept, letters = await asyncio.to_thread(read_tail, self.state.settings, T.DEAD_LETTERS, DEAD_LETTER_TAIL)
         by_reason = Counter(letter["reason"] for letter in letters)
         sample = {letter["reason"]: letter for letter in letters}
