@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+from PIL import Image
 
 from ops.kafka.broker import free_port
 from pipeline import topics as T
@@ -113,7 +114,6 @@ def bank_row(page, bank: str):
 
 def test_changes_need_the_token_and_a_bank_is_created_and_filled(page):
     page.goto("/ui/banks")
-    shoot(page, "banks")
     page.fill("input[name=name]", "NOT_YET")
     page.click("button:has-text('Create')")
     expect(page).to_have_url(re.compile(r"/ui/login"))
@@ -159,6 +159,7 @@ def test_the_match_lab_names_the_negative_bank_entry_that_suppresses_a_hit(page)
     shoot(page, "match")
     page.goto("/ui/banks")
     expect(page.locator("#banks")).to_contain_text("500 / 10m")
+    shoot(page, "banks")
 
 
 def test_compare_draws_the_bits_that_differ(page):
@@ -167,9 +168,24 @@ def test_compare_draws_the_bits_that_differ(page):
     page.fill("input[name=left]", base)
     page.fill("input[name=right]", flip(base, 11))
     page.click("button:has-text('Compare')")
-    expect(page.locator("#distance")).to_contain_text("PDQ distance 11 of 256 bits")
+    expect(page.locator("#distance-pdq")).to_contain_text("pdq distance 11 of 256 bits")
     expect(page.locator("svg.bits rect.bit-differs")).to_have_count(11)
     shoot(page, "compare")
+
+
+def test_compare_two_files(page, tmp_path):
+    pixels = np.random.default_rng(8).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    paths = []
+    for name, image in (("a.png", pixels), ("b.png", 255 - pixels)):
+        paths.append(tmp_path / name)
+        Image.fromarray(image).save(paths[-1])
+    page.goto("/ui/compare")
+    page.set_input_files("input[name=left_file]", str(paths[0]))
+    page.set_input_files("input[name=right_file]", str(paths[1]))
+    page.click("button:has-text('Compare files')")
+    expect(page.locator("#distance-pdq")).to_contain_text("pdq distance")
+    differing = int(re.search(r"distance (\d+)", page.locator("#distance-pdq").inner_text()).group(1))
+    expect(page.locator("svg.bits rect.bit-differs")).to_have_count(differing)
 
 
 def test_bad_input_gets_a_message_on_the_page(page, tmp_path):
@@ -186,7 +202,7 @@ def test_bad_input_gets_a_message_on_the_page(page, tmp_path):
     page.click("button:has-text('Explain file')")
     expect(page.get_by_role("alert")).to_contain_text("cannot hash")
     page.goto("/ui/compare?left=abc&right=def")
-    expect(page.get_by_role("alert")).to_contain_text("invalid signal")
+    expect(page.get_by_role("alert")).to_contain_text("A: invalid signal")
     page.goto("/ui/bank/NO_SUCH_BANK")
     expect(page.get_by_role("alert")).to_contain_text("bank 'NO_SUCH_BANK' not found")
     assert "Traceback" not in page.content()

@@ -269,27 +269,51 @@ class UiPages:
         return join([tag("h2", "Hashes"), signals, summary, tag("h2", "Banks"), join(sections)])
 
     # -- compare ----------------------------------------------------------------------------------
+    async def _side(self, label: str, text: str, upload: Any) -> dict[str, str]:
+        """One side of a comparison as {signal type: value}: a file, a URL, or a PDQ hash."""
+        try:
+            if isinstance(upload, web.FileField) and upload.filename:
+                return {k: sv.value for k, sv in (await signals_of_bytes(upload.file.read(), upload.filename, None)).items()}
+            if text.startswith(("http://", "https://")):
+                return {k: sv.value for k, sv in (await signals_of_url(text, None, self.state.settings)).items()}
+            return {"pdq": checked_signal("pdq", text)}
+        except ApiError as exc:
+            raise ApiError(exc.status, f"{label}: {exc.message}") from None
+
     async def compare(self, request: web.Request) -> web.StreamResponse:
-        left, right = request.query.get("left", "").strip(), request.query.get("right", "").strip()
+        source: Any = await request.post() if request.method == "POST" else request.query
+        left, right = str(source.get("left", "")).strip(), str(source.get("right", "")).strip()
+        uploads = source.get("left_file"), source.get("right_file")
         result: Any = ""
         message = ""
-        if left or right:
+        if left or right or any(isinstance(u, web.FileField) and u.filename for u in uploads):
             try:
-                a, b = (checked_signal("pdq", v) for v in (left, right))
+                a = await self._side("A", left, uploads[0])
+                b = await self._side("B", right, uploads[1])
+                result = self._comparison(a, b)
             except ApiError as exc:
                 message = exc.message
-            else:
-                distance = bin(int(a, 16) ^ int(b, 16)).count("1")
-                default = SIGNAL_TYPES["pdq"].default_distance
-                near = "within" if distance <= default else "past"
-                result = join([
-                    tag("p", f"PDQ distance {distance} of 256 bits ({near} the default threshold {default}).",
-                        id="distance"),
-                    bit_grid(a, b),
-                    tag("p", "Each square is one bit, row by row from the first hex digit; red ones differ."),
-                ])
         body = render("compare.html", left=left, right=right, result=result)
         return self.page(request, "Compare", body, message=message, status=400 if message else 200)
+
+    @staticmethod
+    def _comparison(a: dict[str, str], b: dict[str, str]) -> Html:
+        common = [kind for kind in a if kind in b]
+        if not common:
+            raise ApiError(400, f"nothing to compare: A has {', '.join(a)}, B has {', '.join(b)}")
+        parts = []
+        for kind in common:
+            st = SIGNAL_TYPES[kind]
+            distance = st.distance(a[kind], b[kind])
+            if st.hamming:
+                near = "within" if distance <= st.default_distance else "past"
+                parts += [tag("p", f"{kind} distance {distance} of {4 * len(a[kind])} bits "
+                                   f"({near} the default threshold {st.default_distance}).", id=f"distance-{kind}"),
+                          bit_grid(a[kind], b[kind]),
+                          tag("p", "Each square is one bit, row by row from the first hex digit; red ones differ.")]
+            else:
+                parts.append(tag("p", f"{kind}: {'equal' if distance == 0 else 'different'}", id=f"distance-{kind}"))
+        return join(parts)
 
     # -- banks ------------------------------------------------------------------------------------
     def _banks_body(self, request: web.Request) -> Html:
@@ -414,7 +438,7 @@ def setup(app: web.Application, state: ApiState) -> None:
         ("GET", "/ui", pages.home), ("GET", "/ui/login", pages.login), ("POST", "/ui/login", pages.login_post),
         ("POST", "/ui/logout", pages.logout),
         ("GET", "/ui/match", pages.match), ("POST", "/ui/match", pages.match_file),
-        ("GET", "/ui/compare", pages.compare),
+        ("GET", "/ui/compare", pages.compare), ("POST", "/ui/compare", pages.compare),
         ("GET", "/ui/banks", pages.banks), ("POST", "/ui/banks", pages.bank_create),
         ("GET", "/ui/bank/{bank}", pages.bank), ("POST", "/ui/bank/{bank}", pages.bank_update),
         ("POST", "/ui/bank/{bank}/content", pages.bank_add),
