@@ -40,7 +40,7 @@ def pager(path: str, offset: int, total: int, **params: Any) -> Html:
     if total <= PAGE and offset == 0:
         return Html("")
     parts = [link(path, "← previous", offset=max(0, offset - PAGE), **params) if offset > 0 else tag("span", "← previous")]
-    parts.append(tag("span", f"{offset + 1 if total else 0}–{min(total, offset + PAGE)} of {total:,}"))
+    parts.append(tag("span", f"{offset + 1 if total else 0:,}–{min(total, offset + PAGE):,} of {total:,}"))
     parts.append(link(path, "next →", offset=offset + PAGE, **params) if offset + PAGE < total else tag("span", "next →"))
     return tag("div", join(parts), class_="pager")
 
@@ -326,7 +326,7 @@ class UiPages:
             rows.append([link(f"/ui/bank/{quote(name)}", name), f"{b['enabled_ratio']:g}" if b["enabled"] else "disabled",
                          b["action"], bank_distance(b, "pdq"), ", ".join(b["suppressed_by"]),
                          f"{flood['max_matches']} / {format_duration_ms(flood['window_ms'])}" if flood else ""])
-        bank_table = table(["bank", "enabled", "action", "PDQ distance", "negative banks", "flood limit"], rows,
+        bank_table = table(["bank", "enabled ratio", "action", "PDQ distance", "negative banks", "flood limit"], rows,
                            empty="no banks yet", id="banks")
         return render("banks.html", pager=pager("/ui/banks", offset, len(names)), bank_table=bank_table,
                       csrf=self.auth.csrf_token(request))
