@@ -15,7 +15,7 @@ from typing import Any
 from pipeline.clock import iso_utc
 from pipeline.config import Settings
 from pipeline.guard import Hit
-from pipeline.matching import bank_distance, collect_hits, judge_batch, plan_lookups, search_plan
+from pipeline.matching import LookupPlan, bank_distance, collect_hits, judge_batch, plan_lookups, search_plan
 from pipeline.signal_types import SIGNAL_TYPES
 from pipeline.state.bank_view import BankEntry, BankView
 
@@ -23,6 +23,7 @@ TOO_FAR, SKIPPED = "too_far", "skipped"
 DEFAULT_NEAREST = 5
 DEFAULT_RADIUS = 64
 MAX_RADIUS = 96  # two random PDQ hashes are ~128 apart: past ~96 nearly every banked hash is "near"
+Found = dict[str, list[list[tuple[int, int]]]]  # the matcher's search results (search_plan)
 
 
 @dataclass
@@ -45,45 +46,73 @@ class Verdict:
         }
 
 
+@dataclass
+class Explanation:
+    """One explanation in three steps, so that the searches can run off the event loop:
+    `start` and `judge` read the view's dicts (on the thread that applies changes); `search` only
+    searches the indices (safe on another thread, as the matcher's `search_plan`). Run `search`
+    and `judge` inside one `view.pinned()`."""
+
+    hashed: dict[str, Any]
+    plan: LookupPlan
+    asked_radius: int
+    radius: dict[str, int]  # signal type -> the radius of its nearest-entries search (>= every threshold)
+    min_quality: int
+
+    @classmethod
+    def start(cls, hashed: dict[str, Any], view: BankView, settings: Settings, radius: int) -> "Explanation":
+        kinds = [k for k in hashed["signals"] if k in SIGNAL_TYPES and SIGNAL_TYPES[k].matchable]
+        widest = {k: max((bank_distance(b, k) for b in list(view.banks.values())), default=0) for k in kinds}
+        return cls(hashed, plan_lookups([hashed], view, settings), radius, {k: max(radius, widest[k]) for k in kinds},
+                   settings.pdq_min_quality)
+
+    def search(self, view: BankView) -> tuple[Found, dict[str, list[tuple[int, int]]]]:
+        """The worker's searches, and one wider search per signal for the nearest entries."""
+        near = {k: view.search_rows(k, [self.hashed["signals"][k]["value"]], r)[0] for k, r in self.radius.items()}
+        return search_plan(view, self.plan), near
+
+    def judge(self, view: BankView, found: tuple[Found, dict[str, list[tuple[int, int]]]], nearest: int) -> dict[str, Any]:
+        worker_found, near = found
+        hits = collect_hits(view, self.plan, worker_found)
+        [record] = judge_batch(self.plan.records, hits, view)
+        judged = {hit.entry.key: hit for hit in hits[0]}
+        skipped: dict[str, str] = record["skipped"]
+        per_bank: dict[str, list[Verdict]] = {name: [] for name in sorted(view.banks)}
+        for kind, rows in near.items():
+            for cand in view.nearest_per_bank(rows, nearest):
+                bank = view.banks.get(cand.entry.bank)
+                if bank is None or cand.entry.bank not in per_bank:
+                    continue
+                threshold = bank_distance(bank, kind)
+                verdict = _verdict(view, cand.entry, cand.distance, threshold, skipped.get(kind), judged.get(cand.entry.key))
+                if verdict is not None:
+                    per_bank[cand.entry.bank].append(verdict)
+        signals = self.hashed["signals"]
+        banks = {}
+        for name, verdicts in per_bank.items():
+            bank = view.banks[name]
+            banks[name] = {
+                "enabled": bank["enabled"], "enabled_ratio": bank["enabled_ratio"], "suppressed_by": bank["suppressed_by"],
+                "thresholds": {kind: bank_distance(bank, kind) for kind in signals if kind in SIGNAL_TYPES},
+                "nearest": [v.to_json() for v in sorted(verdicts, key=lambda v: (v.distance, v.entry.bank_content_id))],
+            }
+        return {
+            "content_id": self.hashed["content_id"],
+            "signals": {kind: {"value": s["value"], "quality": s.get("quality"), "skipped": skipped.get(kind, "")}
+                        for kind, s in signals.items()},
+            "pdq_min_quality": self.min_quality,
+            "nearest": nearest, "radius": self.asked_radius,
+            "matched": sorted({h["bank"] for h in record["matches"] if h["status"] == "match"}),
+            "banks": banks,
+        }
+
+
 def explain(hashed: dict[str, Any], view: BankView, settings: Settings, nearest: int = DEFAULT_NEAREST,
             radius: int = DEFAULT_RADIUS) -> dict[str, Any]:
     """The explanation of one hashed upload (an hma.hashes record) against this view's banks."""
-    plan = plan_lookups([hashed], view, settings)
+    explanation = Explanation.start(hashed, view, settings, radius)
     with view.pinned():
-        hits = collect_hits(view, plan, search_plan(view, plan))
-    [record] = judge_batch(plan.records, hits, view)
-    judged = {hit.entry.key: hit for hit in hits[0]}
-    skipped: dict[str, str] = record["skipped"]
-    per_bank: dict[str, list[Verdict]] = {name: [] for name in sorted(view.banks)}
-    for kind, signal in hashed["signals"].items():
-        if not SIGNAL_TYPES.get(kind) or not SIGNAL_TYPES[kind].matchable:
-            continue
-        widest = max((bank_distance(b, kind) for b in view.banks.values()), default=0)
-        for cand in view.nearest_per_bank(kind, signal["value"], max(radius, widest), nearest):
-            bank = view.banks.get(cand.entry.bank)
-            if bank is None:
-                continue
-            threshold = bank_distance(bank, kind)
-            verdict = _verdict(view, cand.entry, cand.distance, threshold, skipped.get(kind), judged.get(cand.entry.key))
-            if verdict is not None:
-                per_bank[cand.entry.bank].append(verdict)
-    banks = {}
-    for name, verdicts in per_bank.items():
-        bank = view.banks[name]
-        banks[name] = {
-            "enabled": bank["enabled"], "enabled_ratio": bank["enabled_ratio"], "suppressed_by": bank["suppressed_by"],
-            "thresholds": {kind: bank_distance(bank, kind) for kind in hashed["signals"] if kind in SIGNAL_TYPES},
-            "nearest": [v.to_json() for v in sorted(verdicts, key=lambda v: (v.distance, v.entry.bank_content_id))],
-        }
-    return {
-        "content_id": hashed["content_id"],
-        "signals": {kind: {"value": s["value"], "quality": s.get("quality"), "skipped": skipped.get(kind, "")}
-                    for kind, s in hashed["signals"].items()},
-        "pdq_min_quality": settings.pdq_min_quality,
-        "nearest": nearest, "radius": radius,
-        "matched": sorted({h["bank"] for h in record["matches"] if h["status"] == "match"}),
-        "banks": banks,
-    }
+        return explanation.judge(view, explanation.search(view), nearest)
 
 
 def _verdict(view: BankView, entry: BankEntry, distance: int, threshold: int, skip: str | None,

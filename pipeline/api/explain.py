@@ -13,7 +13,7 @@ from pipeline.api.content import checked_signal, signals_of_bytes, signals_of_ur
 from pipeline.api.http import ApiError, Route, int_param, reply, uploaded_file
 from pipeline.api.state import ApiState
 from pipeline.clock import now_ms
-from pipeline.explain import DEFAULT_NEAREST, DEFAULT_RADIUS, MAX_RADIUS, explain
+from pipeline.explain import DEFAULT_NEAREST, DEFAULT_RADIUS, MAX_RADIUS, Explanation
 from pipeline.state.log_reader import read_at
 
 LOOKUP_ID = "explain"  # the content id of a hash or file explained without one (it picks the coin)
@@ -60,7 +60,11 @@ async def explained(state: ApiState, request: web.Request, hashed: dict[str, Any
         raise ApiError(503, "index not yet ready")
     nearest = int_param(request, "nearest", DEFAULT_NEAREST, 1, 100)
     radius = int_param(request, "radius", DEFAULT_RADIUS, 0, MAX_RADIUS)
-    return explain(hashed, state.view, state.settings, nearest, radius)  # on the loop, as lookups: the view holds still
+    view = state.view
+    explanation = Explanation.start(hashed, view, state.settings, radius)
+    with view.pinned():  # the index searches off the event loop (a wide radius can scan every signal)
+        found = await asyncio.to_thread(explanation.search, view)
+        return explanation.judge(view, found, nearest)
 
 
 def routes(state: ApiState) -> list[Route]:

@@ -302,24 +302,19 @@ class BankView:
         entries = dict(zip(rows, self._entries_at(rows)))
         return [[Candidate(entries[row], d) for row, d in hits if row in entries] for hits in found]
 
-    def nearest_per_bank(self, kind: str, value: str, max_distance: int, per_bank: int) -> list[Candidate]:
-        """The `per_bank` nearest entries of each bank within max_distance of value, nearest first.
-
-        One radius search; only the kept rows become BankEntry objects, so a wide radius over a
-        large bank costs the search and a sort, not an object per signal found.
-        """
-        with self.pinned():
-            [found] = self.search_rows(kind, [value], max_distance)
-            if not found:
-                return []
-            rows = np.fromiter((row for row, _ in found), dtype=np.int64, count=len(found))
-            distances = np.fromiter((d for _, d in found), dtype=np.int64, count=len(found))
-            banks = self.rows.cols["bank"][rows]
-            order = np.lexsort((rows, distances, banks))
-            banks = banks[order]
-            starts = np.searchsorted(banks, banks, side="left")
-            keep = order[np.arange(len(order)) - starts < per_bank]
-            [nearest] = self.candidates([list(zip(rows[keep].tolist(), distances[keep].tolist()))])
+    def nearest_per_bank(self, found: list[tuple[int, int]], per_bank: int) -> list[Candidate]:
+        """Of rows found by one `search_rows` query, the `per_bank` nearest of each bank as entries,
+        nearest first. Call inside the `pinned()` of the search: only the kept rows become
+        BankEntry objects, so a wide radius costs a sort, not an object per signal found."""
+        if not found:
+            return []
+        rows = np.fromiter((row for row, _ in found), dtype=np.int64, count=len(found))
+        distances = np.fromiter((d for _, d in found), dtype=np.int64, count=len(found))
+        banks = self.rows.cols["bank"][rows]
+        order = np.lexsort((rows, distances, banks))
+        banks = banks[order]
+        keep = order[np.arange(len(order)) - np.searchsorted(banks, banks, side="left") < per_bank]
+        [nearest] = self.candidates([list(zip(rows[keep].tolist(), distances[keep].tolist()))])
         return sorted(nearest, key=lambda c: (c.distance, c.entry.bank, c.entry.bank_content_id))
 
     def entries_with_signal(self, sid: str) -> list[BankEntry]:
