@@ -11,6 +11,9 @@ from pipeline.signal_types import SIGNAL_TYPES, signal_id, signal_type
 from pipeline.topics import BANKS
 
 BANK_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+# This project's bank controls, beside upstream's name and matching ratio (schemas/hma.Bank.avsc).
+CONTROL_FIELDS = ("action", "distances", "suppressed_by", "flood", "confirmed_bank", "deconfirm_disable_s")
+RENAMED_FROM = "renamed_from"  # metadata of a signal moved by a bank rename: the bank it came from
 
 
 class InvalidBank(ValueError):
@@ -99,6 +102,11 @@ def bank_signal_record(
         "added_at": now_ms(),
     }
     return bank_signal_key(bank, signal_type_name, sid), record
+
+
+def bank_controls(bank: dict[str, Any]) -> dict[str, Any]:
+    """A bank record's controls, as GET /c/bank/<bank>/controls and `hmas bank controls` show them."""
+    return {f: bank[f] for f in CONTROL_FIELDS}
 
 
 def signal_enabled(disable_until_ts: int, now_s: float | None = None) -> bool:

@@ -80,13 +80,14 @@ class Explanation:
         per_bank: dict[str, list[Verdict]] = {name: [] for name in sorted(view.banks)}
         for kind, rows in near.items():
             for cand in view.nearest_per_bank(rows, nearest):
-                bank = view.banks.get(cand.entry.bank)
-                if bank is None or cand.entry.bank not in per_bank:
+                named = view.bank_of(cand.entry)  # a renamed bank's entries under its new name, as the matcher
+                if named is None or named[0] not in per_bank:
                     continue
+                name, bank = named
                 threshold = bank_distance(bank, kind)
                 verdict = _verdict(view, cand.entry, cand.distance, threshold, skipped.get(kind), judged.get(cand.entry.key))
                 if verdict is not None:
-                    per_bank[cand.entry.bank].append(verdict)
+                    per_bank[name].append(verdict)
         signals = self.hashed["signals"]
         banks = {}
         for name, verdicts in per_bank.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ def collect_hits(view: BankView, plan: LookupPlan, found: dict[str, list[list[tu
                 hit = _hit_within_threshold(view, cand.entry, cand.distance, value)
                 if hit is not None:
                     hits[i].append(hit)
-    return hits
+    return [_one_per_bank_signal(h) for h in hits]
 
 
 def lookup_batch(
@@ -103,11 +104,29 @@ def judge_batch(
 
 
 def _hit_within_threshold(view: BankView, entry: BankEntry, distance: int, query: str) -> Hit | None:
-    bank = view.banks.get(entry.bank)
-    if bank is None:
+    """A hit when the entry's bank exists and the distance is within it; a renamed bank's entries
+    are reported under its new name."""
+    named = view.bank_of(entry)
+    if named is None:
         return None
+    name, bank = named
+    if name != entry.bank:
+        entry = dataclasses.replace(entry, bank=name)
     threshold = bank_distance(bank, entry.signal_type)
     return Hit(entry, bank, distance, threshold, query) if distance <= threshold else None
+
+
+def _one_per_bank_signal(hits: list[Hit]) -> list[Hit]:
+    """While a bank is renamed, its signal exists under both names: one hit for it, not two
+    (hits are few per upload: a set costs little)."""
+    seen: set[tuple[str, str, str]] = set()
+    out = []
+    for hit in hits:
+        key = (hit.entry.bank, hit.entry.signal_type, hit.entry.signal_id)
+        if key not in seen:
+            seen.add(key)
+            out.append(hit)
+    return out
 
 
 def candidate_record(hit: Hit) -> dict[str, Any]:
@@ -131,7 +150,7 @@ def hits_from_candidates(candidates: Sequence[dict[str, Any]], view: BankView) -
         hit = _hit_within_threshold(view, entry, c["distance"], c["query_signal"])
         if hit is not None:
             hits.append(hit)
-    return hits
+    return _one_per_bank_signal(hits)
 
 
 def _check_floods(hits: list[Hit], view: BankView, flood_guard: LocalFloodGuard, record: dict[str, Any]) -> None:

@@ -2,6 +2,9 @@
 
 Kafka: the test session's broker is started once on free loopback ports and stopped at the end,
 also when tests fail. With KAFKA_BOOTSTRAP_SERVERS set, tests use that cluster and start nothing.
+
+Media: a test taking `media` runs once on the media shipped in tests/media and once on the larger
+reference set named by HMAS_REFERENCE_MEDIA, the second skipped (saying why) when that is absent.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import Settings
+from tests.pipeline_env import MediaSet, media_set
 
 
 @dataclass(frozen=True)
@@ -51,3 +55,9 @@ def settings(kafka_broker, tmp_path) -> Settings:
     test_settings = settings_from(pipeline_env(kafka_broker.bootstrap, tmp_path / "state"))
     ensure_topics(kafka_broker.bootstrap, test_settings)
     return test_settings
+
+
+@pytest.fixture(params=["shipped", "reference"])
+def media(request) -> MediaSet:
+    """Each media set in turn: tests/media always, the set HMAS_REFERENCE_MEDIA names when it is there."""
+    return media_set(request.param)

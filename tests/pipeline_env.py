@@ -1,4 +1,8 @@
-"""Running the real pipeline in tests: settings on the test broker, a worker process, topic readers."""
+"""What the test modules share: the media sets, waiting with a deadline, checked setup requests,
+the real pipeline in subprocesses on the test broker, topic readers, and bank view models.
+
+Test modules import from here, never from one another.
+"""
 
 from __future__ import annotations
 
@@ -9,29 +13,121 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import numpy as np
+import pytest
 import requests
 
+from pipeline.banks import bank_record, bank_signal_record
 from pipeline.client import Client
 from pipeline.config import Settings, load_settings
-from pipeline.topics import TopicSpec
+from pipeline.index.codes import code_to_hex
+from pipeline.state.bank_view import BankView
+from pipeline.topics import BANKS as BANKS_TOPIC, TopicSpec
 
 REPO = Path(__file__).resolve().parents[1]
-TESTDATA = REPO.parent / "shared" / "testdata" / "threatexchange"
+Value = TypeVar("Value")
 
 
-def expected_pdq() -> dict[str, tuple[str, int]]:
-    """PDQ_EXPECTED.csv: path relative to TESTDATA -> (pdq hex, quality)."""
-    with open(TESTDATA / "PDQ_EXPECTED.csv", newline="") as fh:
-        return {row["path"]: (row["pdq_hex"], int(row["quality"])) for row in csv.DictReader(fh)}
+# -- media ---------------------------------------------------------------------------------------
+REFERENCE_MEDIA_VAR = "HMAS_REFERENCE_MEDIA"
+EXPECTED_PDQ_FILE = "PDQ_EXPECTED.csv"
+BRIDGE_MODS = "pdq/data/bridge-mods"
+BRIDGE_ORIGINAL = f"{BRIDGE_MODS}/aaa-orig.jpg"
+
+
+@dataclass(frozen=True)
+class ExpectedPdq:
+    """One image of a media set and the PDQ hash and quality python-threatexchange gives it."""
+
+    rel: str
+    path: Path
+    pdq: str
+    quality: int
+
+
+@dataclass(frozen=True)
+class MediaSet:
+    """Photos and videos laid out as in facebook/ThreatExchange, with their reference hashes.
+
+    The shipped set (tests/media, see its README) is always there; the larger reference set is
+    wherever HMAS_REFERENCE_MEDIA points. Paths inside both are the same, so is the code reading them.
+    """
+
+    name: str
+    root: Path
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    def expected_pdq(self) -> dict[str, ExpectedPdq]:
+        """Every image of the set by its relative path, from the set's PDQ_EXPECTED.csv."""
+        with open(self.root / EXPECTED_PDQ_FILE, newline="") as fh:
+            return {row["path"]: ExpectedPdq(row["path"], self.root / row["path"], row["pdq_hex"], int(row["quality"]))
+                    for row in csv.DictReader(fh)}
+
+    def videos(self) -> list[tuple[Path, Path]]:
+        """(video, the reference implementation's vPDQ frame hashes of it) for every video that has them."""
+        hashes = sorted((self.root / "vpdq/sample-hashes").glob("*.txt"))
+        return [(self.root / "tmk/sample-videos" / f"{h.stem}.mp4", h) for h in hashes]
+
+
+SHIPPED_MEDIA = MediaSet("shipped", REPO / "tests" / "media")
+BRIDGE = SHIPPED_MEDIA.path(BRIDGE_MODS)  # the shipped bridge photo and its edits
+
+
+def reference_media() -> MediaSet:
+    """The larger set HMAS_REFERENCE_MEDIA names; skips the calling test, saying why, when it is not there."""
+    value = os.environ.get(REFERENCE_MEDIA_VAR, "")
+    if not value:
+        pytest.skip(f"{REFERENCE_MEDIA_VAR} is not set: the checks on the larger reference media set do not run")
+    root = Path(value).expanduser()
+    if not (root / EXPECTED_PDQ_FILE).is_file():
+        pytest.skip(f"{REFERENCE_MEDIA_VAR}={value} has no {EXPECTED_PDQ_FILE}: not a reference media set")
+    return MediaSet("reference", root)
+
+
+def media_set(name: str) -> MediaSet:
+    """A media set by name: "shipped" or "reference" (skips the test when the reference set is absent)."""
+    return SHIPPED_MEDIA if name == "shipped" else reference_media()
 
 
 def hamming(a: str, b: str) -> int:
     return bin(int(a, 16) ^ int(b, 16)).count("1")
 
 
+# -- waiting and setup requests ------------------------------------------------------------------
+def wait_until(predicate: Callable[[], Value], timeout_s: float, what: str, *, interval_s: float = 0.2,
+               detail: Callable[[], str] | None = None) -> Value:
+    """Poll `predicate` until it returns something truthy, and return that; fail naming `what` at the deadline.
+
+    For waits on something observable: a fixed sleep is too short on a loaded machine and wasted on an idle one.
+    `detail` adds context to the failure (a process's log, the last value seen).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"gave up after {timeout_s:g}s waiting for {what}" + (f"\n{detail()}" if detail else ""))
+        time.sleep(interval_s)
+
+
+def checked(response: requests.Response, status: int = 200) -> Any:
+    """The body of a request a test sets up with, once its status is the expected one (JSON decoded when it is JSON).
+
+    A failed setup stops the test there, instead of showing up as a puzzling failure later."""
+    assert response.status_code == status, (
+        f"{response.request.method} {response.url}: {response.status_code}, expected {status}: {response.text[:300]}")
+    return response.json() if response.headers.get("Content-Type", "").startswith("application/json") else response.text
+
+
+# -- the pipeline in subprocesses ----------------------------------------------------------------
 def pipeline_env(bootstrap: str, data_dir: Path, **extra: str) -> dict[str, str]:
     """Environment for hmas processes of one test: its own topic prefix and state folder."""
     return {
@@ -102,17 +198,16 @@ class ApiProcess(HmasProcess):
 
     def start(self, wait_s: float = 60) -> "ApiProcess":
         super().start()
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"hmas api exited:\n{self.log_tail()}")
-            try:
-                if requests.get(f"{self.base}/status", timeout=5).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"hmas api not ready in {wait_s}s:\n{self.log_tail()}")
+        wait_until(self._ready, wait_s, "hmas api to answer /status with 200", interval_s=0.3, detail=self.log_tail)
+        return self
+
+    def _ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"hmas api exited:\n{self.log_tail()}")
+        try:
+            return requests.get(f"{self.base}/status", timeout=5).status_code == 200
+        except requests.ConnectionError:
+            return False
 
 
 def collect_until(settings: Settings, spec: TopicSpec, keys: set[str], timeout_s: float = 90) -> dict[str, list[Any]]:
@@ -138,3 +233,110 @@ def bomb_png(side: int = 30000) -> bytes:
     body = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
     header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+# -- bank views in memory ------------------------------------------------------------------------
+_pdq_rng = np.random.default_rng(7)
+
+
+def random_pdq() -> str:
+    return _pdq_rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex()
+
+
+def flip(hex_code: str, bits: int) -> str:
+    """The PDQ hash with its first `bits` bits inverted: exactly `bits` away."""
+    code = bytearray(bytes.fromhex(hex_code))
+    for b in range(bits):
+        code[b // 8] ^= 1 << (b % 8)
+    return code.hex()
+
+
+def hashed(content_id: str, pdq: str, quality: int | None = 100) -> dict:
+    """A hma.hashes record of one PDQ signal."""
+    return {"content_id": content_id, "content_type": "photo", "signals": {"pdq": {"value": pdq, "quality": quality}},
+            "source": "signals", "metadata": {}, "submitted_at": None, "hashed_at": 0}
+
+
+def conformed_bank(name: str, **config: Any) -> dict:
+    """A bank record as it reads back from hma.banks (defaults filled in)."""
+    return BANKS_TOPIC.codec.conform(bank_record(name, **config))
+
+
+def view_with(*banks: tuple[dict, list[str]]) -> BankView:
+    """A bank view holding each bank with its PDQ codes as content ids 1, 2, ..."""
+    view = BankView()
+    for bank, codes in banks:
+        view.apply_bank(bank["name"], bank)
+        view.apply_signals(bank_signal_record(bank["name"], i + 1, "pdq", code) for i, code in enumerate(codes))
+    return view
+
+
+VIEW_MODEL_BANKS = ("ALPHA", "BETA", "GAMMA")
+_pool_rng = np.random.default_rng(5)
+_POOL_BASE = _pool_rng.integers(0, 256, 32, dtype=np.uint8)
+
+
+def _clustered_pool(n: int) -> list[str]:
+    """Codes a few bits from one base code, so that searches find several at once."""
+    pool = []
+    for i in range(n):
+        code = _POOL_BASE.copy()
+        for bit in _pool_rng.choice(256, i % 9, replace=False):
+            code[bit // 8] ^= 1 << (bit % 8)
+        pool.append(code_to_hex(code))
+    return pool
+
+
+VIEW_MODEL_POOL = _clustered_pool(24)
+VIEW_MODEL_MD5S = ["0" * 31 + str(i) for i in range(4)]
+
+
+def run_ops(view: BankView, batches: Iterable[Iterable[tuple]], model: dict[str, dict] | None = None) -> dict[str, dict]:
+    """Apply batches of ("add", bank, pool index, content id, disable_until_ts, has metadata), ("md5", bank,
+    index) and ("remove", n) to the view and to a dict model of it, checking the view after each batch."""
+    model = {} if model is None else model
+    for batch in batches:
+        changes = []
+        for item in batch:
+            if item[0] == "add":
+                _, bank, i, cid, disabled, meta = item
+                key, record = bank_signal_record(bank, cid, "pdq", VIEW_MODEL_POOL[i], {"m": str(cid)} if meta else None)
+                record["disable_until_ts"] = disabled
+                changes.append((key, record))
+                model[key] = record
+            elif item[0] == "md5":
+                _, bank, i = item
+                key, record = bank_signal_record(bank, 900 + i, "video_md5", VIEW_MODEL_MD5S[i])
+                changes.append((key, record))
+                model[key] = record
+            elif model:
+                key = sorted(model)[item[1] % len(model)]
+                changes.append((key, None))
+                del model[key]
+        view.apply_signals(changes)
+        check_view(view, model)
+    return model
+
+
+def check_view(view: BankView, model: dict[str, dict]) -> None:
+    """The view holds exactly the model's signals, and its searches find what a scan of the model finds."""
+    got = {e.key: (e.bank, e.bank_content_id, e.signal_type, e.signal_id, e.value, e.disable_until_ts, e.metadata)
+           for e in view.entries()}
+    want = {k: (r["bank"], r["bank_content_id"], r["signal_type"], r["signal_id"], r["value"], r["disable_until_ts"],
+                r["metadata"]) for k, r in model.items()}
+    assert got == want
+    assert view.signal_count() == len(model)
+    assert view.signal_count("pdq") == sum(r["signal_type"] == "pdq" for r in model.values())
+    probe = VIEW_MODEL_POOL[0]
+    for distance in (0, 3, 8):
+        [found] = view.search("pdq", [probe], distance)
+        assert sorted(c.entry.key for c in found) == sorted(
+            k for k, r in model.items() if r["signal_type"] == "pdq" and hamming(r["value"], probe) <= distance)
+    [md5_hits] = view.search("video_md5", [VIEW_MODEL_MD5S[0]], 0)
+    assert sorted(c.entry.key for c in md5_hits) == sorted(
+        k for k, r in model.items() if r["signal_type"] == "video_md5" and r["value"] == VIEW_MODEL_MD5S[0])
+    for record in list(model.values())[:3]:
+        assert sorted(e.key for e in view.entries_with_signal(record["signal_id"])) == sorted(
+            k for k, r in model.items() if r["signal_id"] == record["signal_id"])
+    for bank in VIEW_MODEL_BANKS:
+        assert sorted(e.key for e in view.entries(bank)) == sorted(k for k, r in model.items() if r["bank"] == bank)

@@ -2,23 +2,50 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
+import threading
+
 import pytest
 import requests
 
 from ops.kafka.broker import free_port
-from tests.pipeline_env import TESTDATA, ApiProcess, hmas, pipeline_env
+from tests.pipeline_env import BRIDGE, ApiProcess, checked, hmas, pipeline_env
 from tests.upstream_api_client import UpstreamClient, check_every_upstream_route
 
 pytestmark = pytest.mark.kafka
 TOKEN = "test-token-123"
-PHOTO = TESTDATA / "pdq/data/bridge-mods/aaa-orig.jpg"
-EDIT = TESTDATA / "pdq/data/bridge-mods/blur-a-lot.jpg"
+PHOTO = BRIDGE / "aaa-orig.jpg"
+EDIT = BRIDGE / "blur-a-lot.jpg"
+
+
+MEDIA_HOST = "127.0.0.2"  # allow-listed for the media server; 127.0.0.1 stays refused
+
+
+class MediaServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+
+@pytest.fixture(scope="module")
+def media_url():
+    """The test photos over HTTP, for the routes that fetch a URL."""
+    handler = functools.partial(QuietFiles, directory=str(PHOTO.parent))
+    server = MediaServer((MEDIA_HOST, 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://{MEDIA_HOST}:{server.server_address[1]}"
+    server.shutdown()
+
+
+class QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
 
 
 @pytest.fixture(scope="module")
 def api(kafka_broker, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("api")
-    env = pipeline_env(kafka_broker.bootstrap, tmp / "state", HMAS_API_TOKEN=TOKEN, HMAS_FETCH_MAX_BYTES="2000000")
+    env = pipeline_env(kafka_broker.bootstrap, tmp / "state", HMAS_API_TOKEN=TOKEN, HMAS_FETCH_MAX_BYTES="2000000",
+                       HMAS_FETCH_ALLOW_HOSTS=MEDIA_HOST)
     hmas(env, "topics", "create")
     process = ApiProcess(env, tmp / "api.log", free_port()).start()
     yield process
@@ -29,17 +56,17 @@ def auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKEN}"}
 
 
-def test_every_upstream_route_answers_in_upstreams_shapes(api):
-    check_every_upstream_route(UpstreamClient(api.base, TOKEN), PHOTO, EDIT)
+def test_every_upstream_route_answers_in_upstreams_shapes(api, media_url):
+    check_every_upstream_route(UpstreamClient(api.base, TOKEN), PHOTO, EDIT, media_url)
 
 
 def test_reads_follow_writes_immediately(api):
     for i in range(3):
         bank = f"RYW_{i}"
-        assert requests.post(f"{api.base}/c/banks", json={"name": bank}, headers=auth()).status_code == 201
-        added = requests.post(f"{api.base}/c/bank/{bank}/signal", json={"pdq": f"{i:02x}" * 32}, headers=auth()).json()
+        checked(requests.post(f"{api.base}/c/banks", json={"name": bank}, headers=auth()), 201)
+        added = checked(requests.post(f"{api.base}/c/bank/{bank}/signal", json={"pdq": f"{i:02x}" * 32}, headers=auth()))
         found = requests.get(f"{api.base}/m/lookup", params={"signal_type": "pdq", "signal": f"{i:02x}" * 32}).json()
-        assert found[bank] == [{"bank_content_id": added["id"], "distance": 0}]
+        assert found[bank] == [{"bank_content_id": added["id"], "distance": "0"}]
 
 
 @pytest.mark.parametrize("method, path, kwargs, status, message", [
@@ -62,13 +89,36 @@ def test_bad_requests_get_4xx_with_a_message(api, method, path, kwargs, status, 
 
 
 def test_bad_distances_are_refused(api):
-    requests.post(f"{api.base}/c/banks", json={"name": "DISTANCES"}, headers=auth())
-    for bad in (-1, 257, "ten", 3.5):
-        r = requests.put(f"{api.base}/c/bank/DISTANCES", json={"distances": {"pdq": bad}}, headers=auth())
-        assert r.status_code == 400 and "distance" in r.json()["message"]
-    r = requests.put(f"{api.base}/c/bank/DISTANCES", json={"distances": {"nope": 3}}, headers=auth())
-    assert r.status_code == 400 and "No such SignalType" in r.json()["message"]
-    assert requests.put(f"{api.base}/c/bank/DISTANCES", json={"distances": {"pdq": 63}}, headers=auth()).json()["distances"] == {"pdq": 63}
+    checked(requests.post(f"{api.base}/c/banks", json={"name": "DISTANCES"}, headers=auth()), 201)
+    for path in ("/c/bank/DISTANCES", "/c/bank/DISTANCES/controls"):
+        for bad in (-1, 257, "ten", 3.5):
+            r = requests.put(api.base + path, json={"distances": {"pdq": bad}}, headers=auth())
+            assert r.status_code == 400 and "distance" in r.json()["message"]
+        r = requests.put(api.base + path, json={"distances": {"nope": 3}}, headers=auth())
+        assert r.status_code == 400 and "No such SignalType" in r.json()["message"]
+    assert requests.put(f"{api.base}/c/bank/DISTANCES", json={"distances": {"pdq": 63}}, headers=auth()).json() == {
+        "name": "DISTANCES", "matching_enabled_ratio": 1.0}
+    assert requests.get(f"{api.base}/c/bank/DISTANCES/controls").json()["distances"] == {"pdq": 63}
+
+
+def test_bank_controls_have_routes_of_their_own(api):
+    created = requests.post(f"{api.base}/c/banks", json={"name": "CONTROLLED", "action": "remove",
+                                                          "distances": {"pdq": 20}}, headers=auth())
+    assert created.status_code == 201 and created.json() == {"name": "CONTROLLED", "matching_enabled_ratio": 1.0}
+    assert requests.get(f"{api.base}/c/bank/CONTROLLED/controls").json() == {
+        "action": "remove", "distances": {"pdq": 20}, "suppressed_by": [], "flood": None, "confirmed_bank": None,
+        "deconfirm_disable_s": 0}
+    flood = {"max_matches": 50, "window_ms": 60_000, "baseline_multiple": None}
+    changed = requests.put(f"{api.base}/c/bank/CONTROLLED/controls", json={"flood": flood, "suppressed_by": ["DISTANCES"]},
+                           headers=auth())
+    assert changed.status_code == 200 and changed.json() == {
+        "action": "remove", "distances": {"pdq": 20}, "suppressed_by": ["DISTANCES"], "flood": flood,
+        "confirmed_bank": None, "deconfirm_disable_s": 0}
+    assert requests.get(f"{api.base}/c/bank/CONTROLLED").json() == {"name": "CONTROLLED", "matching_enabled_ratio": 1.0}
+    refused = requests.put(f"{api.base}/c/bank/CONTROLLED/controls", json={"enabled_ratio": 0.5}, headers=auth())
+    assert refused.status_code == 400 and "not a bank control: enabled_ratio" in refused.json()["message"]
+    assert requests.put(f"{api.base}/c/bank/CONTROLLED/controls", json={"action": "x"}).status_code == 401
+    assert requests.get(f"{api.base}/c/bank/NO_SUCH_BANK/controls").status_code == 404
 
 
 def test_mutations_need_the_token(api):
@@ -85,7 +135,10 @@ def test_oversize_upload_is_413(api):
 
 def test_openapi_lists_every_route_and_metrics_count_requests(api):
     doc = requests.get(f"{api.base}/openapi.json").json()
-    assert {"/m/lookup", "/c/bank/{bank}/content/{content_id}", "/c/quarantine", "/c/feedback"} <= set(doc["paths"])
+    assert requests.get(f"{api.base}/openapi/openapi.json").json() == doc  # upstream's path
+    assert doc["info"]["title"] == "Open Media Match API"
+    assert {"/m/lookup", "/c/bank/{bank}/content/{content_id}", "/c/bank/{bank}/controls", "/c/quarantine",
+            "/c/feedback"} <= set(doc["paths"])
     assert "post" in doc["paths"]["/m/lookup"] and doc["paths"]["/c/banks"]["post"]["security"]
     metrics = requests.get(f"{api.base}/metrics").text
     assert 'hmas_api_requests_total{route="/c/banks"' in metrics

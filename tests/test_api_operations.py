@@ -4,7 +4,7 @@ and signal type status, content ids across replicas, and the development routes.
 
 from __future__ import annotations
 
-import time
+import itertools
 
 import numpy as np
 import pytest
@@ -15,7 +15,10 @@ from pipeline import topics as T
 from pipeline.banks import bank_record, bank_signal_record
 from pipeline.client import Client
 from pipeline.uploads import new_upload
-from tests.pipeline_env import ApiProcess, WorkerProcess, collect_until, hmas, pipeline_env, settings_from
+from tests.pipeline_env import (
+    ApiProcess, WorkerProcess, checked, collect_until, hmas, pipeline_env, settings_from, wait_until,
+)
+from tests.upstream_api_client import UpstreamClient, check_upstream_flows_on_an_empty_server
 
 pytestmark = pytest.mark.kafka
 LARGE_BANK = 300_000
@@ -38,9 +41,7 @@ def api(env):
 
 
 def get(api, path, **params):
-    r = requests.get(api.base + path, params=params, timeout=30)
-    assert r.status_code == 200, r.text
-    return r.json()
+    return checked(requests.get(api.base + path, params=params, timeout=30))
 
 
 def test_status_site_map_and_types(api):
@@ -53,9 +54,9 @@ def test_status_site_map_and_types(api):
 
 
 def test_index_status_reports_what_the_replica_holds(api):
-    requests.post(api.base + "/c/banks", json={"name": "INDEXED"})
+    checked(requests.post(api.base + "/c/banks", json={"name": "INDEXED"}), 201)
     for i in range(3):
-        requests.post(api.base + "/c/bank/INDEXED/signal", json={"pdq": f"{i + 1:02x}" * 32})
+        checked(requests.post(api.base + "/c/bank/INDEXED/signal", json={"pdq": f"{i + 1:02x}" * 32}))
     status = get(api, "/m/index/status")
     assert status["pdq"]["present"] is True and status["pdq"]["size"] >= 3 and status["pdq"]["built_to"] > 1.7e9
     assert set(status) == {"pdq", "video_md5"}
@@ -65,8 +66,8 @@ def test_index_status_reports_what_the_replica_holds(api):
 
 
 def test_signal_type_enabled_ratio_zero_disables_matching(api):
-    requests.post(api.base + "/c/banks", json={"name": "RATIO"})
-    requests.post(api.base + "/c/bank/RATIO/signal", json={"pdq": "ab" * 32})
+    checked(requests.post(api.base + "/c/banks", json={"name": "RATIO"}), 201)
+    checked(requests.post(api.base + "/c/bank/RATIO/signal", json={"pdq": "ab" * 32}))
     assert "RATIO" in get(api, "/m/lookup", signal_type="pdq", signal="ab" * 32)
     assert requests.put(api.base + "/c/signal_type/pdq", json={"enabled_ratio": 0}).status_code == 204
     assert {"name": "pdq", "enabled_ratio": 0.0} in get(api, "/c/signal_type")
@@ -80,17 +81,17 @@ def test_content_ids_are_in_order_across_replicas_and_restarts(api, env):
     e, tmp = env
     second = ApiProcess(e, tmp / "api2.log", free_port()).start()
     try:
-        requests.post(api.base + "/c/banks", json={"name": "IDS"})
+        checked(requests.post(api.base + "/c/banks", json={"name": "IDS"}), 201)
         ids = []
         for i in range(6):
             base = (api, second)[i % 2].base
-            ids.append(requests.post(f"{base}/c/bank/IDS/signal", json={"pdq": f"{i + 10:02x}" * 32}).json()["id"])
+            ids.append(checked(requests.post(f"{base}/c/bank/IDS/signal", json={"pdq": f"{i + 10:02x}" * 32}))["id"])
         assert ids == list(range(ids[0], ids[0] + 6))
     finally:
         second.stop()
     restarted = ApiProcess(e, tmp / "api3.log", free_port()).start()
     try:
-        assert requests.post(f"{restarted.base}/c/bank/IDS/signal", json={"pdq": "77" * 32}).json()["id"] == ids[-1] + 1
+        assert checked(requests.post(f"{restarted.base}/c/bank/IDS/signal", json={"pdq": "77" * 32}))["id"] == ids[-1] + 1
     finally:
         restarted.stop()
 
@@ -109,17 +110,18 @@ def test_status_is_503_until_a_large_bank_is_loaded(env):
     process.proc = None
     seen: list[tuple[int, str]] = []
     super(ApiProcess, process).start()  # start without waiting for 200
+
+    def status_is_200() -> bool:
+        try:
+            r = requests.get(process.base + "/status", timeout=5)
+        except requests.ConnectionError:
+            return False
+        seen.append((r.status_code, r.text))
+        return r.status_code == 200
+
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                r = requests.get(process.base + "/status", timeout=5)
-                seen.append((r.status_code, r.text))
-                if r.status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.05)
+        wait_until(status_is_200, 120, "the API to load the large bank and answer /status with 200", interval_s=0.05,
+                   detail=process.log_tail)
         assert (503, "INDEX-NOT-LOADED") in seen and seen[-1] == (200, "I-AM-ALIVE")
         assert requests.get(process.base + "/m/index/status").json()["pdq"]["size"] >= LARGE_BANK
     finally:
@@ -130,10 +132,10 @@ def test_factory_reset_forgets_everything_everywhere(api, env):
     e, tmp = env
     worker = WorkerProcess(e, tmp / "worker.log").start()
     try:
-        requests.post(api.base + "/dev/setup_sample_example")
+        checked(requests.post(api.base + "/dev/setup_sample_example"))
         assert len(requests.get(api.base + "/m/raw_lookup", params={"signal_type": "pdq", "signal": "cd" * 32}).json()["matches"]) == 0
-        requests.post(api.base + "/c/banks", json={"name": "BEFORE_RESET"})
-        requests.post(api.base + "/c/bank/BEFORE_RESET/signal", json={"pdq": "cd" * 32})
+        checked(requests.post(api.base + "/c/banks", json={"name": "BEFORE_RESET"}), 201)
+        checked(requests.post(api.base + "/c/bank/BEFORE_RESET/signal", json={"pdq": "cd" * 32}))
         client = Client(settings_from(e))
         client.produce(T.UPLOADS, "pre-reset", new_upload("pre-reset", "photo", signals={"pdq": "cd" * 32}))
         client.flush()
@@ -144,14 +146,20 @@ def test_factory_reset_forgets_everything_everywhere(api, env):
 
         assert requests.post(api.base + "/dev/factory_reset").status_code == 200
         assert get(api, "/c/banks") == []
-        requests.post(api.base + "/c/banks", json={"name": "AFTER_RESET"})
-        assert requests.post(api.base + "/c/bank/AFTER_RESET/signal", json={"pdq": "ef" * 32}).json()["id"] == 1
+        checked(requests.post(api.base + "/c/banks", json={"name": "AFTER_RESET"}), 201)
+        assert checked(requests.post(api.base + "/c/bank/AFTER_RESET/signal", json={"pdq": "ef" * 32}))["id"] == 1
 
-        time.sleep(1)  # the worker's view follows the tombstones within a second
-        client.produce(T.UPLOADS, "post-reset", new_upload("post-reset", "photo", signals={"pdq": "cd" * 32}))
-        client.flush()
-        post = collect_until(settings_from(e), T.MATCHES, {"post-reset"})["post-reset"][0]
-        assert post["matches"] == []
+        # the worker's view follows the tombstones: uploads of the banked signal soon match nothing
+        probes = (f"post-reset-{i}" for i in itertools.count())
+
+        def upload_matches_nothing() -> bool:
+            cid = next(probes)
+            client.produce(T.UPLOADS, cid, new_upload(cid, "photo", signals={"pdq": "cd" * 32}))
+            client.flush()
+            post = collect_until(settings_from(e), T.MATCHES, {cid}, timeout_s=30).get(cid, [])
+            return bool(post) and post[0]["matches"] == []
+
+        wait_until(upload_matches_nothing, 60, "the worker to forget the banks the reset removed", interval_s=0.5)
     finally:
         worker.stop()
 
@@ -161,3 +169,9 @@ def test_seed_banks_fills_two_banks(api):
     banks = {b["name"] for b in get(api, "/c/banks")}
     assert {"SEED_BANK_0", "SEED_BANK_1"} <= banks
     assert get(api, "/c/signal_type/index")["pdq"]["index_size"] >= 5000
+
+
+def test_upstream_test_flows_from_an_empty_server(api):
+    """Last in this module: it empties the server between flows with the factory reset."""
+    client = UpstreamClient(api.base)
+    check_upstream_flows_on_an_empty_server(client, lambda: client.call("POST", "/dev/factory_reset"))

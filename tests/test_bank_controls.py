@@ -6,8 +6,6 @@ state of all of them surviving a restart of both processes.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import requests
@@ -16,11 +14,12 @@ from ops.kafka.broker import free_port
 from pipeline import topics as T
 from pipeline.client import Client
 from pipeline.uploads import new_upload
-from tests.pipeline_env import TESTDATA, ApiProcess, WorkerProcess, collect_until, hmas, pipeline_env, settings_from
+from tests.pipeline_env import (
+    BRIDGE, ApiProcess, WorkerProcess, checked, collect_until, hmas, pipeline_env, settings_from, wait_until,
+)
 
 pytestmark = pytest.mark.kafka
 TOKEN = "controls-token"
-BRIDGE = TESTDATA / "pdq/data/bridge-mods"
 FLOOD_LIMIT = 100
 BURST = 5000
 
@@ -43,9 +42,8 @@ class Stack:
         self.worker.stop()
 
     def call(self, method, path, expect=200, **kwargs):
-        r = requests.request(method, self.api.base + path, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30, **kwargs)
-        assert r.status_code == expect, f"{method} {path}: {r.status_code} {r.text}"
-        return r.json()
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        return checked(requests.request(method, self.api.base + path, headers=headers, timeout=30, **kwargs), expect)
 
     def bank(self, name, **config):
         self.call("POST", "/c/banks", 201, json={"name": name, **config})
@@ -127,13 +125,8 @@ def test_a_flooding_signal_is_quarantined_once_and_released_by_review(stack):
     statuses = [h["status"] for r in burst.values() for h in r["matches"] if h["bank"] == "FLOODABLE"]
     assert statuses.count("match") == FLOOD_LIMIT and statuses.count("quarantined") == BURST - FLOOD_LIMIT
 
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        listed = stack.call("GET", "/c/quarantine")
-        if listed:
-            break
-        time.sleep(0.5)
-    [quarantined] = listed
+    [quarantined] = wait_until(lambda: stack.call("GET", "/c/quarantine"), 60, "the API to list the quarantined signal",
+                               interval_s=0.5)
     assert quarantined["state"] == "quarantined" and quarantined["count"] > FLOOD_LIMIT
     assert quarantined["sample_content_ids"] and quarantined["window_ms"] == 600_000
     records = [r for _, r in Client(stack.settings).read(T.QUARANTINE, timeout_s=5)]
@@ -168,13 +161,9 @@ def test_confirm_copies_and_deconfirm_disables(stack):
     assert stack.call("GET", f"/c/signal/{harmful_sig}/tallies") == {"signal_id": harmful_sig, "harmful": 1, "benign": 0}
     assert stack.call("GET", "/c/feedback/unmatched-but-harmful")[0]["verdict"] == "harmful"
 
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        confirmed = stack.call("GET", "/m/lookup", params={"signal_type": "pdq", "signal": only(found, "fb-harmful")["signals"]["pdq"]["value"]})
-        if "CONFIRMED" in confirmed:
-            break
-        time.sleep(0.5)
-    assert "CONFIRMED" in confirmed
+    harmful_pdq = only(found, "fb-harmful")["signals"]["pdq"]["value"]
+    wait_until(lambda: "CONFIRMED" in stack.call("GET", "/m/lookup", params={"signal_type": "pdq", "signal": harmful_pdq}),
+               30, "the confirmed signal to be copied into the CONFIRMED bank", interval_s=0.5)
     stack.submit([photo_upload("fb-benign-again", BRIDGE / "square-256x256.jpg")])
     again = only(collect_until(stack.settings, T.MATCHES, {"fb-benign-again"}), "fb-benign-again")
     assert [h["status"] for h in again["matches"] if h["bank"] == "NOISY"] == ["disabled"]

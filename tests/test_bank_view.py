@@ -15,85 +15,23 @@ from pipeline.index.codes import code_to_hex
 from pipeline.state import bank_view as bank_view_module
 from pipeline.state.bank_view import BankEntry, BankView
 from pipeline.state.u64_map import U64Map
-from tests.test_matching import conformed_bank
+from tests.pipeline_env import VIEW_MODEL_BANKS, VIEW_MODEL_MD5S, VIEW_MODEL_POOL, conformed_bank, run_ops
 
-BANKS = ("ALPHA", "BETA", "GAMMA")
-rng = np.random.default_rng(5)
-BASE = rng.integers(0, 256, 32, dtype=np.uint8)
-# a pool of clustered codes: a few bits from one base code, so searches find several at once
-POOL = []
-for i in range(24):
-    code = BASE.copy()
-    for bit in rng.choice(256, i % 9, replace=False):
-        code[bit // 8] ^= 1 << (bit % 8)
-    POOL.append(code_to_hex(code))
-MD5S = ["0" * 31 + str(i) for i in range(4)]
-
-
-def hamming(a: str, b: str) -> int:
-    return bin(int(a, 16) ^ int(b, 16)).count("1")
-
-
+# changes to the view: ("add", bank, pool index, content id, disable_until_ts, has metadata), ("md5", bank, index),
+# ("remove", n)
 op = st.one_of(
-    st.tuples(st.just("add"), st.sampled_from(BANKS), st.integers(0, len(POOL) - 1), st.integers(1, 50),
-              st.sampled_from([0, 1, 4_000_000_000]), st.booleans()),
-    st.tuples(st.just("md5"), st.sampled_from(BANKS), st.integers(0, len(MD5S) - 1)),
+    st.tuples(st.just("add"), st.sampled_from(VIEW_MODEL_BANKS), st.integers(0, len(VIEW_MODEL_POOL) - 1),
+              st.integers(1, 50), st.sampled_from([0, 1, 4_000_000_000]), st.booleans()),
+    st.tuples(st.just("md5"), st.sampled_from(VIEW_MODEL_BANKS), st.integers(0, len(VIEW_MODEL_MD5S) - 1)),
     st.tuples(st.just("remove"), st.integers(0, 200)),
 )
-
-
-def run_ops(view: BankView, batches, model: dict[str, dict] | None = None) -> dict[str, dict]:
-    model = {} if model is None else model
-    for batch in batches:
-        changes = []
-        for item in batch:
-            if item[0] == "add":
-                _, bank, i, cid, disabled, meta = item
-                key, record = bank_signal_record(bank, cid, "pdq", POOL[i], {"m": str(cid)} if meta else None)
-                record["disable_until_ts"] = disabled
-                changes.append((key, record))
-                model[key] = record
-            elif item[0] == "md5":
-                _, bank, i = item
-                key, record = bank_signal_record(bank, 900 + i, "video_md5", MD5S[i])
-                changes.append((key, record))
-                model[key] = record
-            elif model:
-                key = sorted(model)[item[1] % len(model)]
-                changes.append((key, None))
-                del model[key]
-        view.apply_signals(changes)
-        check(view, model)
-    return model
-
-
-def check(view: BankView, model: dict[str, dict]) -> None:
-    got = {e.key: (e.bank, e.bank_content_id, e.signal_type, e.signal_id, e.value, e.disable_until_ts, e.metadata)
-           for e in view.entries()}
-    want = {k: (r["bank"], r["bank_content_id"], r["signal_type"], r["signal_id"], r["value"], r["disable_until_ts"],
-                r["metadata"]) for k, r in model.items()}
-    assert got == want
-    assert view.signal_count() == len(model)
-    assert view.signal_count("pdq") == sum(r["signal_type"] == "pdq" for r in model.values())
-    for distance in (0, 3, 8):
-        [found] = view.search("pdq", [POOL[0]], distance)
-        assert sorted(c.entry.key for c in found) == sorted(
-            k for k, r in model.items() if r["signal_type"] == "pdq" and hamming(r["value"], POOL[0]) <= distance)
-    [md5_hits] = view.search("video_md5", [MD5S[0]], 0)
-    assert sorted(c.entry.key for c in md5_hits) == sorted(
-        k for k, r in model.items() if r["signal_type"] == "video_md5" and r["value"] == MD5S[0])
-    for record in list(model.values())[:3]:
-        assert sorted(e.key for e in view.entries_with_signal(record["signal_id"])) == sorted(
-            k for k, r in model.items() if r["signal_id"] == record["signal_id"])
-    for bank in BANKS:
-        assert sorted(e.key for e in view.entries(bank)) == sorted(k for k, r in model.items() if r["bank"] == bank)
 
 
 @hsettings(max_examples=60, deadline=None)
 @given(st.lists(st.lists(op, min_size=1, max_size=12), min_size=1, max_size=8))
 def test_view_follows_interleaved_adds_updates_and_removes(batches):
     view = BankView()
-    for bank in BANKS:
+    for bank in VIEW_MODEL_BANKS:
         view.apply_bank(bank, conformed_bank(bank))
     run_ops(view, batches)
 
@@ -114,18 +52,22 @@ def test_new_and_reenabled_signals_are_announced():
     view = BankView()
     seen = []
     view.on_new_signals = lambda entries: seen.extend((e.key, e.value) for e in entries)
-    key, record = bank_signal_record("ALPHA", 1, "pdq", POOL[1])
+    key, record = bank_signal_record("ALPHA", 1, "pdq", VIEW_MODEL_POOL[1])
+    view.apply_signals([(key, record)])  # a bank without a record banks nothing
+    assert seen == []
+    view.apply_bank("ALPHA", conformed_bank("ALPHA"))
+    view.apply_signals([(key, None)])
     view.apply_signals([(key, {**record, "disable_until_ts": 0})])
     assert seen == []
     view.apply_signals([(key, record)])
-    assert seen == [(key, POOL[1])]
+    assert seen == [(key, VIEW_MODEL_POOL[1])]
     view.apply_signals([(key, record)])  # already enabled: not new
     assert len(seen) == 1
 
 
 def test_records_whose_key_and_signal_disagree_are_not_applied():
     view = BankView()
-    key, record = bank_signal_record("ALPHA", 1, "pdq", POOL[1])
+    key, record = bank_signal_record("ALPHA", 1, "pdq", VIEW_MODEL_POOL[1])
     view.apply_signals([("ALPHA/pdq/0000000000000000", record), (key, {**record, "value": "zz"}),
                         (key, {**record, "signal_id": "not-hex"})])
     assert view.signal_count() == 0 and view.rejected == 3
@@ -185,21 +127,21 @@ def test_rows_of_removed_signals_are_reused():
 def test_a_pinned_search_keeps_its_rows_from_being_reused():
     view = BankView()
     view.apply_bank("ALPHA", conformed_bank("ALPHA"))
-    old_key, old = bank_signal_record("ALPHA", 1, "pdq", POOL[0])
+    old_key, old = bank_signal_record("ALPHA", 1, "pdq", VIEW_MODEL_POOL[0])
     view.apply_signals([(old_key, old)])
     with view.pinned():
-        [[(row, distance)]] = view.search_rows("pdq", [POOL[0]], 0)
+        [[(row, distance)]] = view.search_rows("pdq", [VIEW_MODEL_POOL[0]], 0)
         view.apply_signals([(old_key, None)])
-        new_key, new = bank_signal_record("ALPHA", 2, "pdq", POOL[5])
+        new_key, new = bank_signal_record("ALPHA", 2, "pdq", VIEW_MODEL_POOL[5])
         view.apply_signals([(new_key, new)])  # a new signal, while the search's row is still read
         assert view.candidates([[(row, distance)]]) == [[]]  # the removed signal is gone, not replaced
-    view.apply_signals([bank_signal_record("ALPHA", 3, "pdq", POOL[6])])
+    view.apply_signals([bank_signal_record("ALPHA", 3, "pdq", VIEW_MODEL_POOL[6])])
     assert view.rows.n == 2  # once the pin is gone, row 0 is taken again
-    assert sorted(e.key for e in view.entries()) == sorted([new_key, bank_signal_record("ALPHA", 3, "pdq", POOL[6])[0]])
+    assert sorted(e.key for e in view.entries()) == sorted([new_key, bank_signal_record("ALPHA", 3, "pdq", VIEW_MODEL_POOL[6])[0]])
 
 
 def test_an_entry_rewritten_as_a_record_reads_back_as_itself_with_its_changes():
-    key, record = bank_signal_record("ALPHA", 7, "pdq", POOL[0], {"note": "n"})
+    key, record = bank_signal_record("ALPHA", 7, "pdq", VIEW_MODEL_POOL[0], {"note": "n"})
     view = BankView()
     view.apply_signals([(key, T.BANK_SIGNALS.codec.conform(record))])
     [entry] = view.entries()
@@ -209,4 +151,4 @@ def test_an_entry_rewritten_as_a_record_reads_back_as_itself_with_its_changes():
     entry.to_record()["metadata"]["note"] = "changed"
     assert entry.metadata == {"note": "n"}  # the record's metadata is a copy
     view.apply_signals([(key, entry.to_record(disable_until_ts=0, metadata={"note": "m"}))])
-    assert list(view.entries()) == [BankEntry(key, "ALPHA", 7, "pdq", entry.signal_id, POOL[0], 0, {"note": "m"})]
+    assert list(view.entries()) == [BankEntry(key, "ALPHA", 7, "pdq", entry.signal_id, VIEW_MODEL_POOL[0], 0, {"note": "m"})]

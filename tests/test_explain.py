@@ -6,7 +6,7 @@ from pipeline.config import Settings
 from pipeline.config_keys import signal_type_ratio_key
 from pipeline.explain import explain
 from pipeline.matching import _coin
-from tests.test_matching import conformed_bank, flip, hashed, random_pdq, view_with
+from tests.pipeline_env import conformed_bank, flip, hashed, random_pdq, view_with
 
 
 def nearest(result: dict, bank: str) -> list[dict]:

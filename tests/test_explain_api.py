@@ -15,8 +15,9 @@ from ops.kafka.broker import free_port
 from pipeline import topics as T
 from pipeline.client import Client
 from pipeline.uploads import new_upload
-from tests.pipeline_env import ApiProcess, WorkerProcess, collect_until, hmas, pipeline_env, settings_from
-from tests.test_matching import flip
+from tests.pipeline_env import (
+    ApiProcess, WorkerProcess, collect_until, flip, hmas, pipeline_env, settings_from, wait_until,
+)
 
 pytestmark = pytest.mark.kafka
 TOKEN = "explain-token"
@@ -115,22 +116,15 @@ def test_a_quarantined_signal_and_a_past_upload_by_content_id(stack):
     client.flush()
     client.close()
     collect_until(stack.settings, T.MATCHES, set(ids))
-    listed = []
-    for _ in range(120):
-        listed = stack.call("GET", "/c/quarantine")
-        if listed:
-            break
-        time.sleep(0.5)
-    [quarantine] = listed
-    past = None
-    for _ in range(120):  # the API's ring follows hma.hashes on its own
+    [quarantine] = wait_until(lambda: stack.call("GET", "/c/quarantine"), 60, "the quarantine record on the API")
+
+    def past_upload():  # the API's ring follows hma.hashes on its own: 404 until it has read the upload
         r = requests.get(stack.api.base + "/m/explain", params={"content_id": ids[-1]}, timeout=30)
-        if r.status_code == 200:
-            past = r.json()
-            break
-        assert r.status_code == 404, r.text
-        time.sleep(0.5)
-    assert past is not None and past["content_id"] == ids[-1] and past["signals"]["pdq"]["value"] == pdq
+        assert r.status_code in (200, 404), r.text
+        return r.json() if r.status_code == 200 else None
+
+    past = wait_until(past_upload, 60, "the upload in the API's ring")
+    assert past["content_id"] == ids[-1] and past["signals"]["pdq"]["value"] == pdq
     entry = only_entry(past, "FLOODED")
     assert entry["verdict"] == "quarantined" and entry["quarantine"]["count"] == quarantine["count"]
     assert "quarantined since" in entry["reason"] and f"{quarantine['count']} matches" in entry["reason"]

@@ -3,7 +3,7 @@
 import time
 
 from pipeline.agents.feedback import signal_changes
-from tests.test_matching import conformed_bank, random_pdq, view_with
+from tests.pipeline_env import conformed_bank, random_pdq, view_with
 
 
 def test_confirm_copies_into_the_confirmed_bank():

@@ -23,7 +23,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "/loop": (302, {"Location": "/loop"}, b""),
         }
         if self.path == "/slow":
-            time.sleep(3)
+            time.sleep(3)  # a server slower than the 1 s fetch timeout: what the test is about
         if self.path == "/chunked-big":
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")

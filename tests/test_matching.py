@@ -1,43 +1,9 @@
 """Matching against a bank view: per-bank distance, quality floor, guard statuses, actions."""
 
-import numpy as np
-
-from pipeline.banks import bank_record, bank_signal_record
+from pipeline.banks import bank_signal_record
 from pipeline.config import Settings
 from pipeline.matching import actions_for, match_batch
-from pipeline.state.bank_view import BankView
-
-rng = np.random.default_rng(7)
-
-
-def random_pdq() -> str:
-    return rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex()
-
-
-def flip(hex_code: str, bits: int) -> str:
-    code = bytearray(bytes.fromhex(hex_code))
-    for b in range(bits):
-        code[b // 8] ^= 1 << (b % 8)
-    return code.hex()
-
-
-def hashed(content_id: str, pdq: str, quality: int | None = 100) -> dict:
-    return {"content_id": content_id, "content_type": "photo", "signals": {"pdq": {"value": pdq, "quality": quality}},
-            "source": "signals", "metadata": {}, "submitted_at": None, "hashed_at": 0}
-
-
-def view_with(*banks: tuple[dict, list[str]]) -> BankView:
-    view = BankView()
-    for bank, codes in banks:
-        view.apply_bank(bank["name"], bank)
-        view.apply_signals(bank_signal_record(bank["name"], i + 1, "pdq", code) for i, code in enumerate(codes))
-    return view
-
-
-def conformed_bank(name: str, **config) -> dict:
-    from pipeline.topics import BANKS
-
-    return BANKS.codec.conform(bank_record(name, **config))
+from tests.pipeline_env import conformed_bank, flip, hashed, random_pdq, view_with
 
 
 def test_each_bank_applies_its_own_distance():

@@ -16,17 +16,15 @@ from pipeline import topics as T
 from pipeline.client import Client
 from pipeline.uploads import new_upload
 from tests.pipeline_env import (
-    TESTDATA, WorkerProcess, bomb_png, collect_until, expected_pdq, hamming, hmas, pipeline_env,
-    settings_from,
+    BRIDGE, BRIDGE_ORIGINAL, SHIPPED_MEDIA, ExpectedPdq, MediaSet, WorkerProcess, bomb_png, collect_until, hamming,
+    hmas, pipeline_env, settings_from,
 )
 
 pytestmark = pytest.mark.kafka
 
-BRIDGE = TESTDATA / "pdq/data/bridge-mods"
-ORIGINAL = "pdq/data/bridge-mods/aaa-orig.jpg"
-UNRELATED = sorted((TESTDATA / "pdq/data/reg-test-input/labelme-subset").glob("*.jpg")) + [TESTDATA / "pdq/data/misc-images/c.png"]
+DEFAULT_DISTANCE, MIN_QUALITY = 31, 50  # a bank's default PDQ distance; the quality below which PDQ is not matched
 FETCH_HOST = "127.0.0.2"  # allow-listed for the test server; 127.0.0.1 stays refused
-SIZE_CAP = 1_500_000
+SIZE_CAP = 4_000_000  # above the largest photo of the reference media (3.7 MB)
 
 
 class ContentServer(http.server.ThreadingHTTPServer):
@@ -38,7 +36,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.path == "/bridge.jpg":
             self._send(200, (BRIDGE / "blur-a-little.jpg").read_bytes())
         elif self.path == "/slow.jpg":
-            time.sleep(6)
+            time.sleep(6)  # a server slower than the worker's 2 s fetch timeout: what the test is about
             self._send(200, b"late")
         elif self.path == "/big.jpg":
             self._send(200, b"\xff" * (SIZE_CAP + 1000))
@@ -77,7 +75,7 @@ def pipeline(kafka_broker, tmp_path_factory):
     )
     hmas(env, "topics", "create")
     hmas(env, "bank", "create", "BRIDGE", "--action", "remove")
-    hmas(env, "bank", "add", "BRIDGE", str(TESTDATA / ORIGINAL))
+    hmas(env, "bank", "add", "BRIDGE", str(SHIPPED_MEDIA.path(BRIDGE_ORIGINAL)))
     worker = WorkerProcess(env, tmp / "worker.log").start()
     yield settings_from(env)
     worker.stop()
@@ -94,40 +92,57 @@ def photo(content_id: str, path: Path) -> dict:
     return new_upload(content_id, "photo", content=path.read_bytes())
 
 
-def test_edited_copies_of_a_banked_photo_produce_actions(pipeline):
-    expected = expected_pdq()
-    original_hash = expected[ORIGINAL][0]
-    edits = {f"edit-{p.stem}": p for p in sorted(BRIDGE.glob("*.jpg")) if p.name != "aaa-orig.jpg"}
-    submit(pipeline, [photo(cid, path) for cid, path in edits.items()])
+Images = dict[str, ExpectedPdq]  # by content id
 
-    actions = collect_until(pipeline, T.ACTIONS, set(edits))
-    assert set(actions) >= set(edits)
-    for cid, path in edits.items():
+
+def by_distance_to_the_original(media: MediaSet) -> tuple[Images, Images, Images]:
+    """The set's images by content id, in three groups by their reference hashes: near the banked bridge
+    photo (its copies and edits), far from it, and of too low a quality to match."""
+    expected = media.expected_pdq()
+    original = expected[BRIDGE_ORIGINAL].pdq
+    near, far, low = {}, {}, {}
+    for image in expected.values():
+        group = low if image.quality < MIN_QUALITY else near if hamming(image.pdq, original) <= DEFAULT_DISTANCE else far
+        group[f"{media.name}:{image.rel}"] = image
+    return near, far, low
+
+
+def test_copies_and_edits_of_a_banked_photo_produce_actions(pipeline, media):
+    near, _, _ = by_distance_to_the_original(media)
+    assert len(near) > 1, f"no edits of {BRIDGE_ORIGINAL} in {media.root}"
+    original = media.expected_pdq()[BRIDGE_ORIGINAL].pdq
+    submit(pipeline, [photo(cid, image.path) for cid, image in near.items()])
+
+    actions = collect_until(pipeline, T.ACTIONS, set(near))
+    assert set(actions) >= set(near)
+    for cid, image in near.items():
         [action] = actions[cid]
         [hit] = action["matches"]
-        want = hamming(expected[f"pdq/data/bridge-mods/{path.name}"][0], original_hash)
-        assert (action["action"], hit["bank"], hit["distance"], hit["status"]) == ("remove", "BRIDGE", want, "match")
-        assert hit["threshold"] == 31 and hit["bank_content_id"] == 1
+        want = hamming(image.pdq, original)
+        assert (action["action"], hit["bank"], hit["distance"], hit["status"]) == ("remove", "BRIDGE", want, "match"), cid
+        assert hit["threshold"] == DEFAULT_DISTANCE and hit["bank_content_id"] == 1
 
 
-def test_unrelated_photos_get_an_empty_match_record_and_no_action(pipeline):
-    uploads = {f"other-{p.stem}": p for p in UNRELATED}
-    submit(pipeline, [photo(cid, p) for cid, p in uploads.items()])
+def test_unrelated_and_low_quality_photos_get_an_empty_match_record_and_no_action(pipeline, media):
+    _, far, low = by_distance_to_the_original(media)
+    assert far and low, f"{media.root} lacks unrelated or low-quality photos"
+    uploads = {**far, **low}
+    submit(pipeline, [photo(cid, image.path) for cid, image in uploads.items()])
     matches = collect_until(pipeline, T.MATCHES, set(uploads))
     for cid in uploads:
         [record] = matches[cid]
-        assert record["matches"] == []
-    low_quality = [cid for cid in uploads if cid in ("other-q0003", "other-q0004")]
-    assert all("below 50" in matches[cid][0]["skipped"]["pdq"] for cid in low_quality)
+        assert record["matches"] == [], cid
+    assert all(f"below {MIN_QUALITY}" in matches[cid][0]["skipped"]["pdq"] for cid in low)
     # A matching upload submitted after them proves the actioner has read past them.
-    submit(pipeline, [photo("after-unrelated", BRIDGE / "blur-a-lot.jpg")])
-    actions = collect_until(pipeline, T.ACTIONS, {"after-unrelated"})
-    assert "after-unrelated" in actions and not set(actions) & set(uploads)
+    marker = f"{media.name}:after-unrelated"
+    submit(pipeline, [photo(marker, BRIDGE / "blur-a-lot.jpg")])
+    actions = collect_until(pipeline, T.ACTIONS, {marker})
+    assert marker in actions and not set(actions) & set(uploads)
 
 
 def bad_uploads(server: str) -> dict[str, tuple[bytes, str]]:
     """content id -> (raw value produced to hma.uploads, part of the dead letter's reason)."""
-    truncated = (BRIDGE / "aaa-orig.jpg").read_bytes()[:20000]
+    truncated = SHIPPED_MEDIA.path(BRIDGE_ORIGINAL).read_bytes()[:20000]
 
     def up(cid: str, **fields) -> bytes:
         return json.dumps({"content_id": cid, "content_type": "photo", **fields}).encode()
@@ -183,6 +198,7 @@ def test_every_upload_is_accounted_for(pipeline, content_server):
     rng = np.random.default_rng(3)
     bad = list(bad_uploads(content_server).values())
     photos = sorted(BRIDGE.glob("*.jpg"))
+    assert photos
     client = Client(pipeline)
     sent: dict[str, str] = {}
     for i in range(200):

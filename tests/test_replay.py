@@ -13,9 +13,10 @@ from pipeline.banks import bank_record, bank_signal_record
 from pipeline.client import Client
 from pipeline.replay import parse_time
 from pipeline.uploads import new_upload
-from tests.pipeline_env import WorkerProcess, collect_until, hmas, pipeline_env, settings_from
+from tests.pipeline_env import WorkerProcess, collect_until, hmas, pipeline_env, settings_from, wait_until
 
 UPLOADS = 40
+HORIZON_MS, BUCKET_MS = 2000, 1000  # the ring keeps 2 s of uploads, dropped a whole 1 s bucket at a time
 
 
 def test_time_forms():
@@ -31,7 +32,8 @@ def test_time_forms():
 
 @pytest.mark.kafka
 def test_replay_matches_what_the_ring_dropped_resumes_and_never_acts_twice(kafka_broker, tmp_path):
-    env = pipeline_env(kafka_broker.bootstrap, tmp_path / "state", HMAS_RECENT_HORIZON_MS="2000", HMAS_RECENT_BUCKET_MS="1000")
+    env = pipeline_env(kafka_broker.bootstrap, tmp_path / "state", HMAS_RECENT_HORIZON_MS=str(HORIZON_MS),
+                       HMAS_RECENT_BUCKET_MS=str(BUCKET_MS))
     hmas(env, "topics", "create")
     settings = settings_from(env)
     rng = np.random.default_rng(12)
@@ -47,13 +49,16 @@ def test_replay_matches_what_the_ring_dropped_resumes_and_never_acts_twice(kafka
             client.produce(T.UPLOADS, cid, new_upload(cid, "photo", signals={"pdq": variant.tobytes().hex()}))
         client.flush()
         assert set(collect_until(settings, T.MATCHES, set(ids))) >= set(ids)
-        time.sleep(4)  # past the ring's 2 s horizon: the ring has dropped them
+        # The ring drops uploads by wall-clock age, which nothing outside the worker shows: waiting past the
+        # horizon (and the bucket that holds the last of them) is the point of this test, not a guess.
+        time.sleep((HORIZON_MS + 2 * BUCKET_MS) / 1000)
 
         client.produce(T.BANKS, "REPLAYED", bank_record("REPLAYED"))
         key, record = bank_signal_record("REPLAYED", client.claim_content_id("REPLAYED"), "pdq", code.tobytes().hex())
         client.produce(T.BANK_SIGNALS, key, record)
         client.flush()
-        time.sleep(3)
+        wait_until(lambda: "retroactive search" in worker.log_path.read_text(errors="replace"), 30,
+                   "the worker to search its ring for the banked signal", detail=worker.log_tail)
         assert not [r for _, r in Client(settings).read(T.RETRO_MATCHES, timeout_s=2)]  # the ring had nothing
 
         first = hmas(env, "replay", "--from", str(start), "--stop-after", "10")

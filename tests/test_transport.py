@@ -104,7 +104,12 @@ def test_a_rebalance_interrupts_a_waiting_delivery(consumer):
 
         asyncio.get_running_loop().call_later(0.05, consumer.stop_flow)  # what Faust does on a rebalance
         result = await consumer.wait_first(deliver(), consumer.suspend_flow.wait())
-        await asyncio.sleep(0.01)
+
+        async def cleanup_ran() -> None:
+            while not cleaned_up:
+                await asyncio.sleep(0)  # the cancelled delivery runs its `finally` on a later turn of the loop
+
+        await asyncio.wait_for(cleanup_ran(), timeout=5)
         return result
 
     result = run(consumer, main())

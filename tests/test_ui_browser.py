@@ -16,8 +16,7 @@ from ops.kafka.broker import free_port
 from pipeline import topics as T
 from pipeline.client import Client
 from pipeline.uploads import new_upload
-from tests.pipeline_env import REPO, ApiProcess, WorkerProcess, collect_until, hmas, pipeline_env, settings_from
-from tests.test_matching import flip
+from tests.pipeline_env import REPO, ApiProcess, WorkerProcess, collect_until, flip, hmas, pipeline_env, settings_from
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [

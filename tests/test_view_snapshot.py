@@ -20,9 +20,10 @@ from pipeline.state.bank_view import BankView
 from pipeline.state.log_reader import CompactedTopicFollower, StalePositions
 from pipeline.state.snapshot import export_snapshot, read_snapshot, snapshot_path, write_snapshot
 from pipeline.uploads import new_upload
-from tests.pipeline_env import WorkerProcess, collect_until, hmas, pipeline_env, settings_from
-from tests.test_bank_view import BANKS, check, run_ops
-from tests.test_matching import conformed_bank
+from tests.pipeline_env import (
+    VIEW_MODEL_BANKS, WorkerProcess, check_view, collect_until, conformed_bank, hmas, pipeline_env, run_ops,
+    settings_from,
+)
 
 TOPICS = {"bank-signals": "x.bank-signals"}
 
@@ -33,7 +34,7 @@ def random_codes(n: int, seed: int) -> list[str]:
 
 def test_a_snapshot_restores_the_same_view(tmp_path):
     view = BankView()
-    for bank in BANKS:
+    for bank in VIEW_MODEL_BANKS:
         view.apply_bank(bank, conformed_bank(bank))
     batches = [[("add", "ALPHA", i, i + 1, 1, i % 2 == 0) for i in range(20)],
                [("md5", "BETA", 1), ("remove", 3), ("add", "GAMMA", 2, 7, 0, False), ("remove", 8)]]
@@ -47,7 +48,7 @@ def test_a_snapshot_restores_the_same_view(tmp_path):
     restored = BankView()
     restored.load(snap.arrays, snap.meta)
     assert snap.positions == {"x.bank-signals": 42}
-    check(restored, model)
+    check_view(restored, model)
     assert restored.banks == view.banks and restored.quarantine == view.quarantine
     # it keeps following changes after the load
     run_ops(restored, [[("remove", 0), ("add", "ALPHA", 5, 99, 1, True)]], dict(model))

@@ -39,6 +39,7 @@ def create_api(settings: Settings) -> web.Application:
     table += recent.routes(state) + explain.routes(state)
     if settings.api_dev_routes:
         table += development.routes(state)
+    table.append(Route("GET", "/openapi/openapi.json", lambda r: _openapi(table), "This document (upstream's path)", "Core"))
     table.append(Route("GET", "/openapi.json", lambda r: _openapi(table), "This document", "Core"))
     table.append(Route("GET", "/metrics", _prometheus(state), "Prometheus metrics", "Core"))
     for route in table:

@@ -1,11 +1,13 @@
 """Upstream HMA's curation routes (/c/banks, /c/bank/...) over hma.banks and hma.bank-signals.
 
-Bank JSON keeps upstream's fields (`name`, `matching_enabled_ratio`) and adds this project's bank
-controls (distances, negative banks, flood limit, confirmed bank, action).
+Bank JSON is upstream's exactly (`name`, `matching_enabled_ratio`). This project's bank controls
+(distances, negative banks, flood limit, confirmed bank, action) have routes of their own,
+/c/bank/<bank>/controls, and are accepted as extra fields when a bank is created or updated.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -15,22 +17,22 @@ from aiohttp import web
 from pipeline import topics as T
 from pipeline.api.content import checked_signal, signals_of_bytes, signals_of_url
 from pipeline.api.http import ApiError, Route, flag, json_object, reply, uploaded_file
+from pipeline.api.renaming import finish_rename, rename_bank
 from pipeline.api.state import ApiState
 from pipeline.banks import (
-    InvalidBank, bank_record, bank_signal_record, check_enabled_ratio, checked_bank, enabled_fields,
-    matching_enabled_ratio,
+    CONTROL_FIELDS, InvalidBank, bank_controls, bank_record, bank_signal_record, check_bank_name, check_enabled_ratio,
+    checked_bank, enabled_fields, matching_enabled_ratio,
 )
 from pipeline.clock import now_ms
 from pipeline.state.bank_view import BankEntry
 
 FIVE_YEARS_S = 5 * 365 * 24 * 3600
-CONTROL_FIELDS = ("action", "distances", "suppressed_by", "flood", "confirmed_bank", "deconfirm_disable_s")
 METADATA_KEYS = ("content_id", "content_uri", "json")
 
 
 def bank_json(bank: dict[str, Any]) -> dict[str, Any]:
-    return {"name": bank["name"], "matching_enabled_ratio": matching_enabled_ratio(bank),
-            **{f: bank[f] for f in CONTROL_FIELDS}}
+    """Upstream's BankConfig: the name and the matching ratio, nothing else."""
+    return {"name": bank["name"], "matching_enabled_ratio": matching_enabled_ratio(bank)}
 
 
 class Curation:
@@ -46,6 +48,18 @@ class Curation:
             raise ApiError(404, f"bank '{name}' not found")
         return bank
 
+    def unused_name(self, name: Any, taken: str) -> None:
+        """A name a new bank may take: 400 when HMA's naming rule refuses it, 403 when taken."""
+        try:
+            check_bank_name(name)
+        except InvalidBank as exc:
+            raise ApiError(400, str(exc)) from None
+        if name in self.view.banks:
+            raise ApiError(403, taken)
+        if self.view.holds_signals(name):
+            raise ApiError(403, f"signals of a renamed bank are still banked under '{name}': finish its rename first "
+                                f"(`hmas bank rename {name} <its new name>`)")
+
     def content_entries(self, bank: str, content_id: str) -> list[BankEntry]:
         try:
             cid = int(content_id)
@@ -59,6 +73,7 @@ class Curation:
     def configured(self, bank: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         """The bank record with the request's fields applied, checked (pipeline.banks.checked_bank)."""
         bank = dict(bank)
+        bank["renamed_from"] = None  # only the record of a rename carries it (pipeline/bank_rename.py)
         try:
             if "enabled_ratio" in body:
                 bank.update(enabled_fields(check_enabled_ratio(body["enabled_ratio"])))
@@ -74,22 +89,19 @@ class Curation:
         name = body.get("name")
         if not name:
             raise ApiError(400, "missing required field 'name'")
+        self.unused_name(name, "Bank already exists")
         try:
             fresh = T.BANKS.codec.conform(bank_record(name))
         except InvalidBank as exc:
             raise ApiError(400, str(exc)) from None
-        if name in self.view.banks:
-            raise ApiError(403, "Bank already exists")
         record = self.configured(fresh, body)
         await self.state.write([(T.BANKS, name, record)])
         return record
 
     async def update_bank(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        bank = self.existing_bank(name)
-        if body.get("name", bank["name"]) != bank["name"]:
-            raise ApiError(400, "renaming a bank is not supported; create a new bank and add its content")
-        record = self.configured(bank, body)
-        await self.state.write([(T.BANKS, bank["name"], record)])
+        """The bank's ratio and controls changed (not its name: renaming is the routes' own)."""
+        record = self.configured(self.existing_bank(name), body)
+        await self.state.write([(T.BANKS, record["name"], record)])
         return record
 
     async def add_signals(self, bank: str, signals: dict[str, str], metadata: dict[str, str]) -> dict[str, Any]:
@@ -117,8 +129,10 @@ class Curation:
 
 def routes(state: ApiState) -> list[Route]:
     view = state.view
+    renames = asyncio.Lock()  # one rename at a time in this process
     curation = Curation(state)
-    existing_bank, content_entries = curation.existing_bank, curation.content_entries
+    existing_bank, unused_name, content_entries = curation.existing_bank, curation.unused_name, curation.content_entries
+    configured = curation.configured
 
     async def banks_index(request: web.Request) -> web.Response:
         return reply([bank_json(b) for _, b in sorted(view.banks.items())])
@@ -130,7 +144,34 @@ def routes(state: ApiState) -> list[Route]:
         return reply(bank_json(existing_bank(request.match_info["bank"])))
 
     async def bank_update(request: web.Request) -> web.Response:
-        return reply(bank_json(await curation.update_bank(request.match_info["bank"], await json_object(request))))
+        body = await json_object(request)
+        if request.match_info["bank"] not in view.banks and isinstance(body.get("name"), str):
+            async with renames:
+                finished = await finish_rename(state, request.match_info["bank"], body["name"])
+            if finished is not None:
+                return reply(bank_json(finished))
+        bank = existing_bank(request.match_info["bank"])
+        new_name = body.pop("name", None) or bank["name"]
+        if new_name != bank["name"]:
+            return reply(bank_json(await bank_renamed(bank, new_name, body)))
+        return reply(bank_json(await curation.update_bank(bank["name"], body)))
+
+    async def bank_renamed(bank: dict[str, Any], new_name: Any, body: dict[str, Any]) -> dict[str, Any]:
+        """Upstream's rename: 400 for a bad name, 403 when a bank has it; content ids kept."""
+        async with renames:
+            unused_name(new_name, "Bank name already exists")
+            return await rename_bank(state, configured(existing_bank(bank["name"]), body), new_name)
+
+    async def controls_get(request: web.Request) -> web.Response:
+        return reply(bank_controls(existing_bank(request.match_info["bank"])))
+
+    async def controls_update(request: web.Request) -> web.Response:
+        bank = existing_bank(request.match_info["bank"])
+        body = await json_object(request)
+        unknown = sorted(set(body) - set(CONTROL_FIELDS))
+        if unknown:
+            raise ApiError(400, f"not a bank control: {', '.join(unknown)} (controls: {', '.join(CONTROL_FIELDS)})")
+        return reply(bank_controls(await curation.update_bank(bank["name"], body)))
 
     async def bank_delete(request: web.Request) -> web.Response:
         name = request.match_info["bank"]
@@ -190,7 +231,7 @@ def routes(state: ApiState) -> list[Route]:
                 metadata.update(content_metadata(None, body["note"]) or {"note": ""})
             writes.append((T.BANK_SIGNALS, e.key, e.to_record(metadata=metadata, **changes)))
         await state.write(writes)
-        return reply(content_json(bank, content_entries(bank["name"], request.match_info["content_id"]), False, True))
+        return reply(content_config_json(bank, content_entries(bank["name"], request.match_info["content_id"])))
 
     async def content_delete(request: web.Request) -> web.Response:
         bank = existing_bank(request.match_info["bank"])
@@ -200,7 +241,11 @@ def routes(state: ApiState) -> list[Route]:
         Route("GET", "/c/banks", banks_index, "List banks", "Banks"),
         Route("POST", "/c/banks", bank_create, "Create a bank", "Banks", writes=True),
         Route("GET", "/c/bank/{bank}", bank_get, "Get a bank's configuration", "Banks"),
-        Route("PUT", "/c/bank/{bank}", bank_update, "Change a bank's configuration and controls", "Banks", writes=True),
+        Route("PUT", "/c/bank/{bank}", bank_update, "Change a bank's configuration or rename it", "Banks", writes=True),
+        Route("GET", "/c/bank/{bank}/controls", controls_get, "Get a bank's controls (not in upstream HMA)", "Bank Controls"),
+        Route("PUT", "/c/bank/{bank}/controls", controls_update,
+              "Change a bank's controls: distances, negative banks, flood limit, confirmed bank, action",
+              "Bank Controls", writes=True),
         Route("DELETE", "/c/bank/{bank}", bank_delete, "Delete a bank and its content", "Banks", writes=True),
         Route("POST", "/c/bank/{bank}/content", content_add, "Add content by URL or file upload", "Bank Content",
               writes=True, params=("url", "content_type")),
@@ -240,20 +285,43 @@ def content_metadata(raw: Any, note: Any) -> dict[str, str]:
     return out
 
 
+ORIGINAL_MEDIA_URI = "original_media_uri"  # metadata key of content imported with its source's URI
+
+
+def _user_metadata(entry: BankEntry) -> dict[str, Any]:
+    """The metadata a client gave when banking (content_id, content_uri, json), as it gave it."""
+    return {k: (json.loads(v) if k == "json" else v) for k, v in entry.metadata.items() if k in METADATA_KEYS}
+
+
 def content_json(bank: dict[str, Any], entries: list[BankEntry], signals: bool, metadata: bool) -> dict[str, Any]:
-    """Upstream's BankContentResponse."""
+    """Upstream's BankContentResponse (GET): `signals`, `metadata` and `note` only when present,
+    `metadata` with every field of upstream's BankedContentMetadata (null when not given)."""
     first = entries[0]
     out: dict[str, Any] = {
         "id": first.bank_content_id,
         "disable_until_ts": first.disable_until_ts,
-        "original_media_uri": first.metadata.get("content_uri"),
-        "bank": {"name": bank["name"], "matching_enabled_ratio": matching_enabled_ratio(bank)},
+        "original_media_uri": first.metadata.get(ORIGINAL_MEDIA_URI),
+        "bank": bank_json(bank),
     }
     if signals:
         out["signals"] = {e.signal_type: e.value for e in entries}
-    user = {k: (json.loads(v) if k == "json" else v) for k, v in first.metadata.items() if k in METADATA_KEYS}
+    user = _user_metadata(first)
     if metadata and user:
-        out["metadata"] = user
+        out["metadata"] = {**{k: None for k in METADATA_KEYS}, **user, "collab": None}
     if first.metadata.get("note"):
         out["note"] = first.metadata["note"]
     return out
+
+
+def content_config_json(bank: dict[str, Any], entries: list[BankEntry]) -> dict[str, Any]:
+    """What upstream's PUT /c/bank/<bank>/content/<id> answers: its stored BankContentConfig."""
+    first = entries[0]
+    return {
+        "id": first.bank_content_id,
+        "disable_until_ts": first.disable_until_ts,
+        "collab_metadata": {},
+        "original_media_uri": first.metadata.get(ORIGINAL_MEDIA_URI),
+        "bank": bank_json(bank),
+        "user_metadata": _user_metadata(first) or None,
+        "note": first.metadata.get("note") or None,
+    }

@@ -36,12 +36,17 @@ def lookup_hits(state: ApiState, signals: dict[str, str], banks: set[str] | None
     return out
 
 
-def by_bank(hits: list[dict]) -> dict[str, list[dict[str, int]]]:
-    """Upstream's lookup shape: {BANK: [{"bank_content_id": id, "distance": d}]}, effective hits only."""
-    out: dict[str, list[dict[str, int]]] = {}
+def match_with_distance(hit: dict) -> dict[str, int | str]:
+    """Upstream's MatchWithDistance: the distance is a string (its similarity_info.pretty_str())."""
+    return {"bank_content_id": hit["bank_content_id"], "distance": str(hit["distance"])}
+
+
+def by_bank(hits: list[dict]) -> dict[str, list[dict[str, int | str]]]:
+    """Upstream's lookup shape: {BANK: [{"bank_content_id": id, "distance": "d"}]}, effective hits only."""
+    out: dict[str, list[dict[str, int | str]]] = {}
     for hit in hits:
         if hit["status"] == MATCH:
-            out.setdefault(hit["bank"], []).append({"bank_content_id": hit["bank_content_id"], "distance": hit["distance"]})
+            out.setdefault(hit["bank"], []).append(match_with_distance(hit))
     return out
 
 
@@ -78,7 +83,7 @@ def routes(state: ApiState) -> list[Route]:
         value = checked_signal(kind, query(request, "signal"))
         hits = lookup_hits(state, {kind: value}, _banks_param(request))[kind]
         if flag(request, "include_distance"):
-            return reply({"matches": [{"bank_content_id": h["bank_content_id"], "distance": str(h["distance"])} for h in hits]})
+            return reply({"matches": [match_with_distance(h) for h in hits]})
         return reply({"matches": [h["bank_content_id"] for h in hits]})
 
     async def compare(request: web.Request) -> web.Response:

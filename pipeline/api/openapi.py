@@ -31,8 +31,9 @@ def openapi_document(table: list[Route]) -> dict[str, Any]:
         paths.setdefault(route.path, {})[route.method.lower()] = op
     return {
         "openapi": "3.0.3",
-        "info": {"title": "HMA Streams API", "version": "1",
-                 "description": "Upstream HMA's OpenMediaMatch routes, plus bank controls, feedback and quarantine review."},
+        "info": {"title": "Open Media Match API", "version": "1",
+                 "description": "HMA Streams: upstream HMA's OpenMediaMatch routes (its title, so that its clients "
+                                "recognise the service), plus bank controls, feedback and quarantine review."},
         "paths": paths,
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     }

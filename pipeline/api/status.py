@@ -68,7 +68,6 @@ def routes(state: ApiState, table: list[Route]) -> list[Route]:
                 "index_out_of_date": consumed < end,
                 "newest_db_item": built_to(),
                 "index_built_to": built_to(),
-                "bank_signals_offset": {"consumed": consumed, "end": end},
             }
             for kind in matchable(request)
         })

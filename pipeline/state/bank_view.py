@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from pipeline.banks import bank_signal_key, signal_enabled
+from pipeline.banks import RENAMED_FROM, bank_signal_key, signal_enabled
 from pipeline.clock import now_ms
 from pipeline.config_keys import CONTENT_ID_BASE, RESET_AT, signal_type_ratio_key
 from pipeline.signal_types import InvalidSignal, signal_type
@@ -67,6 +67,7 @@ class BankView:
     def __init__(self, shard: "ShardSpec | None" = None) -> None:
         self.shard = shard  # a shard worker holds only its shard's signals
         self.banks: dict[str, dict[str, Any]] = {}
+        self.renamed: dict[str, str] = {}  # a renamed bank's old name -> its new name (see apply_bank)
         self.rows = SignalRows()
         self._indices: dict[int, SignalIndex] = {}  # kind index -> index of that signal type
         self._live = 0
@@ -103,10 +104,41 @@ class BankView:
 
     # -- applying changes --------------------------------------------------------------------
     def apply_bank(self, name: str, record: dict[str, Any] | None) -> None:
+        """A bank record, or its tombstone.
+
+        A record renaming a bank (`renamed_from`) takes the old bank's place in one step: from
+        then on the old name's signals count as the new bank's until their tombstones arrive.
+        The new name's signals, written before the record, counted as the old bank's until it
+        came (`bank_of`); matching keeps one hit per signal (pipeline/bank_rename.py).
+        """
         if record is None:
             self.banks.pop(name, None)
-        else:
-            self.banks[name] = record
+            return
+        self.banks[name] = record
+        self.renamed.pop(name, None)  # a bank of this name again: signals under it are its own
+        old = record.get("renamed_from")
+        if old and old != name:
+            self.banks.pop(old, None)
+            self.renamed[old] = name
+
+    def bank_of(self, entry: BankEntry) -> tuple[str, dict[str, Any]] | None:
+        """The current name and record of the entry's bank: its own, or while a rename has only
+        written the signals under the new name, the bank they came from."""
+        named = self.bank_named(entry.bank)
+        if named is None and RENAMED_FROM in entry.metadata:
+            return self.bank_named(entry.metadata[RENAMED_FROM])
+        return named
+
+    def bank_named(self, name: str) -> tuple[str, dict[str, Any]] | None:
+        """The current name and record of the bank a signal's bank name stands for (renames followed)."""
+        for _ in range(len(self.renamed) + 1):
+            bank = self.banks.get(name)
+            if bank is not None:
+                return name, bank
+            if name not in self.renamed:
+                return None
+            name = self.renamed[name]
+        return None
 
     def apply_quarantine(self, signal_id: str, record: dict[str, Any] | None) -> None:
         if record is None:
@@ -207,7 +239,28 @@ class BankView:
         )
         if fresh and self.on_new_signals is not None:
             live = [row for row in fresh if cols["alive"][row]]
-            self.on_new_signals(self._entries_at(live))
+            newly = self._newly_banked(self._entries_at(live))
+            if newly:
+                self.on_new_signals(newly)
+
+    def _newly_banked(self, entries: list[BankEntry]) -> list[BankEntry]:
+        """Entries that bank their signal for the first time. Not those of a bank without a record
+        (they match nothing), nor a renamed bank's signals arriving under its new name while the
+        old name still holds them (pipeline/bank_rename.py): those matched already."""
+        if not entries:
+            return entries
+        olds: dict[str, list[str]] = {}
+        for old, new in self.renamed.items():
+            olds.setdefault(new, []).append(old)
+        out = []
+        for entry in entries:
+            if self.bank_named(entry.bank) is None:
+                continue
+            twins = [bank_signal_key(old, entry.signal_type, entry.signal_id) for old in olds.get(entry.bank, ())]
+            if twins and (self.rows.find(twins, np.fromiter((key_hash(k) for k in twins), dtype=np.uint64)) >= 0).any():
+                continue
+            out.append(entry)
+        return out
 
     @staticmethod
     def _invalid(key: str, record: dict[str, Any]) -> str:
@@ -251,6 +304,8 @@ class BankView:
             indices[int(kind)] = new_index(rows.kind_names[int(kind)], exported)
         self.rows, self._indices, self._live = rows, indices, int(meta["live"])
         self.banks, self.quarantine, self.settings = meta["banks"], meta["quarantine"], meta["settings"]
+        self.renamed = {b["renamed_from"]: name for name, b in self.banks.items()
+                        if b.get("renamed_from") and b["renamed_from"] not in self.banks}
         self.newest_signal_ms = int(meta["newest_signal_ms"])
 
     # -- reading ------------------------------------------------------------------------------
@@ -320,6 +375,18 @@ class BankView:
     def entries_with_signal(self, sid: str) -> list[BankEntry]:
         """Every bank entry holding this signal (one signal id can be in several banks)."""
         return self._entries_at(self.rows.rows_with_sid(sid).tolist())
+
+    def entries_confirmed_from(self, bank: str) -> list[BankEntry]:
+        """Copies that feedback made from this bank's content into confirmed banks (their
+        `confirmed_from` metadata names it)."""
+        prefix = f"{bank}/"
+        metadata = self.rows.metadata
+        rows = [row for row, meta in list(metadata.items()) if meta.get("confirmed_from", "").startswith(prefix)]
+        return self._entries_at(sorted(rows))
+
+    def holds_signals(self, bank: str) -> bool:
+        """Whether signals are banked under this name (a bank's, or an unfinished rename's leftovers)."""
+        return len(self.rows.rows_of_bank(bank)) > 0
 
     def entries(self, bank: str | None = None) -> Iterator[BankEntry]:
         rows = self.rows.rows_of_bank(bank)
