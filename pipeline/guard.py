@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.banks import matching_enabled_ratio, signal_enabled
+from pipeline.clock import iso_utc
 from pipeline.state.bank_view import BankEntry, BankView
 
 MATCH, SUPPRESSED, QUARANTINED, DISABLED = "match", "suppressed", "quarantined", "disabled"
@@ -31,6 +32,7 @@ class Hit:
     query_signal: str
     status: str = MATCH
     reason: str = ""
+    suppressed_by: "Hit | None" = None  # the negative bank's hit that suppressed this one
 
 
 def _disabled_reason(hit: Hit, view: BankView, now_s: float) -> str:
@@ -38,7 +40,7 @@ def _disabled_reason(hit: Hit, view: BankView, now_s: float) -> str:
     if matching_enabled_ratio(hit.bank) <= 0:
         return f"bank {entry.bank} is disabled" if not hit.bank["enabled"] else f"bank {entry.bank} has enabled_ratio 0"
     if not signal_enabled(entry.disable_until_ts, now_s):
-        until = "" if entry.disable_until_ts == 0 else f" until {entry.disable_until_ts}"
+        until = "" if entry.disable_until_ts == 0 else f" until {iso_utc(entry.disable_until_ts * 1000)}"
         return f"bank content {entry.bank_content_id} is disabled{until}"
     q = view.quarantine.get(entry.signal_id)
     if q is not None and q["state"] == "disabled":
@@ -57,11 +59,22 @@ def decide(hits: list[Hit], view: BankView, now_s: float | None = None) -> None:
         q = view.quarantine.get(hit.entry.signal_id)
         if q is not None and q["state"] == "quarantined":
             hit.status = QUARANTINED
-            hit.reason = f"signal {hit.entry.signal_id} quarantined: {q['count']} matches within {q['window_ms'] // 1000}s"
-    live_banks = {hit.entry.bank for hit in hits if hit.status in (MATCH, QUARANTINED)}
+            hit.reason = (f"signal {hit.entry.signal_id} quarantined since {iso_utc(q['changed_at'])}: "
+                          f"{q['count']} matches within {q['window_ms'] // 1000}s")
+    nearest_live: dict[str, Hit] = {}  # bank -> its nearest hit that counts for suppression
+    for hit in hits:
+        if hit.status in (MATCH, QUARANTINED):
+            known = nearest_live.get(hit.entry.bank)
+            if known is None or hit.distance < known.distance:
+                nearest_live[hit.entry.bank] = hit
+    if not nearest_live:
+        return
     for hit in hits:
         if hit.status != MATCH:
             continue
-        negatives = sorted(set(hit.bank["suppressed_by"]) & live_banks)
+        negatives = sorted(b for b in hit.bank["suppressed_by"] if b in nearest_live)
         if negatives:
-            hit.status, hit.reason = SUPPRESSED, f"also matches negative bank {', '.join(negatives)}"
+            by = nearest_live[negatives[0]]
+            hit.status, hit.suppressed_by = SUPPRESSED, by
+            hit.reason = (f"also matches negative bank {', '.join(negatives)}: content {by.entry.bank_content_id}, "
+                          f"signal {by.entry.signal_id} at distance {by.distance}")

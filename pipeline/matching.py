@@ -195,8 +195,8 @@ def _skip_reason(kind_name: str, signal: dict[str, Any], settings: Settings, vie
     ratio = view.signal_type_ratio(kind_name)
     if ratio <= 0:
         return f"signal type {kind_name} is disabled (enabled_ratio 0)"
-    if ratio < 1 and _coin(content_id) >= ratio:
-        return f"signal type {kind_name} is sampled out for this content (enabled_ratio {ratio:g})"
+    if ratio < 1 and (coin := _coin(content_id)) >= ratio:
+        return f"signal type {kind_name} is sampled out for this content (its coin {coin:.3f} >= enabled_ratio {ratio:g})"
     quality = signal.get("quality")
     if kind_name == "pdq" and quality is not None and quality < settings.pdq_min_quality:
         return f"PDQ quality {quality} is below {settings.pdq_min_quality}"

@@ -25,6 +25,13 @@ class SignalType:
     default_distance: int  # 0 for exact-match types
     max_distance: int
     matchable: bool = True
+    hamming: bool = False  # values are bit strings compared bit by bit; otherwise equal or not
+
+    def distance(self, a: str, b: str) -> int:
+        """How far apart two valid values are: differing bits, or 0 / 1 for exact-match types."""
+        if self.hamming:
+            return bin(int(a, 16) ^ int(b, 16)).count("1")
+        return 0 if a == b else 1
 
     def validate(self, value: object) -> str:
         """The value normalised (lower-case hex), or InvalidSignal saying what is wrong."""
@@ -43,7 +50,7 @@ def _preview(value: str) -> str:
 
 PDQ = SignalType(
     "pdq", frozenset({"photo"}), re.compile(r"[0-9a-fA-F]{64}"), "64 hex characters",
-    default_distance=31, max_distance=256,
+    default_distance=31, max_distance=256, hamming=True,
 )
 VIDEO_MD5 = SignalType(
     "video_md5", frozenset({"video"}), re.compile(r"[0-9a-fA-F]{32}"), "32 hex characters",

@@ -250,6 +250,20 @@ def random_pdq() -> str:
     return _pdq_rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex()
 
 
+def flip(hex_code: str, bits: int) -> str:
+    """The PDQ hash with its first `bits` bits inverted: exactly `bits` away."""
+    code = bytearray(bytes.fromhex(hex_code))
+    for b in range(bits):
+        code[b // 8] ^= 1 << (b % 8)
+    return code.hex()
+
+
+def hashed(content_id: str, pdq: str, quality: int | None = 100) -> dict:
+    """A hma.hashes record of one PDQ signal."""
+    return {"content_id": content_id, "content_type": "photo", "signals": {"pdq": {"value": pdq, "quality": quality}},
+            "source": "signals", "metadata": {}, "submitted_at": None, "hashed_at": 0}
+
+
 def conformed_bank(name: str, **config: Any) -> dict:
     """A bank record as it reads back from hma.banks (defaults filled in)."""
     return BANKS_TOPIC.codec.conform(bank_record(name, **config))

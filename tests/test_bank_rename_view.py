@@ -13,7 +13,7 @@ from pipeline.banks import bank_signal_record
 from pipeline.config import Settings
 from pipeline.matching import match_batch
 from pipeline.state.bank_view import BankView
-from tests.test_matching import conformed_bank, hashed, random_pdq
+from tests.pipeline_env import conformed_bank, hashed, random_pdq
 
 CODES = [random_pdq() for _ in range(4)]
 CONFIRMED_COPY = random_pdq()

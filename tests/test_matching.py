@@ -3,19 +3,7 @@
 from pipeline.banks import bank_signal_record
 from pipeline.config import Settings
 from pipeline.matching import actions_for, match_batch
-from tests.pipeline_env import conformed_bank, random_pdq, view_with
-
-
-def flip(hex_code: str, bits: int) -> str:
-    code = bytearray(bytes.fromhex(hex_code))
-    for b in range(bits):
-        code[b // 8] ^= 1 << (b % 8)
-    return code.hex()
-
-
-def hashed(content_id: str, pdq: str, quality: int | None = 100) -> dict:
-    return {"content_id": content_id, "content_type": "photo", "signals": {"pdq": {"value": pdq, "quality": quality}},
-            "source": "signals", "metadata": {}, "submitted_at": None, "hashed_at": 0}
+from tests.pipeline_env import conformed_bank, flip, hashed, random_pdq, view_with
 
 
 def test_each_bank_applies_its_own_distance():

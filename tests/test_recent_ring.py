@@ -56,3 +56,15 @@ def test_many_signals_at_once_find_the_same_as_one_by_one():
         together = sorted((h.query, h.content_id, h.distance) for h in ring.search(queries, d))
         alone = sorted((i, h.content_id, h.distance) for i, q in enumerate(queries) for h in ring.search(q[None, :], d))
         assert together == alone
+
+
+def test_locate_finds_the_newest_record_of_a_content_id_and_only_whole_ids():
+    ring = RecentRing(horizon_ms=10**9, cap=10**6, bucket_ms=1000)
+    code = np.zeros(32, np.uint8)
+    for offset, (cid, at) in enumerate([("ab", 10), ("b", 20), ("abc", 1500), ("bc", 1600), ("b", 2500)]):
+        ring.add(upload(cid, code, at), partition=offset % 2, offset=offset)
+    assert ring.locate("b") == (0, 4)  # the newer of the two, in a later bucket
+    assert ring.locate("ab") == (0, 0) and ring.locate("abc") == (0, 2) and ring.locate("bc") == (1, 3)
+    assert ring.locate("a") is None and ring.locate("c") is None and ring.locate("abcb") is None
+    ring.evict(10**9 + 5000)
+    assert ring.locate("b") is None  # gone with its bucket

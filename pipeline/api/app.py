@@ -9,9 +9,10 @@ import time
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
-from pipeline.api import controls, curation, development, matching, recent, status
+from pipeline.api import controls, curation, development, explain, matching, recent, status
 from pipeline.api.http import ApiError, Route, reply
 from pipeline.api.openapi import openapi_document
+from pipeline.api.ui import pages as ui_pages
 from pipeline.api.state import ApiState
 from pipeline.services.output import DeliveryFailed
 from pipeline.services.read_back import NotCaughtUp
@@ -35,7 +36,7 @@ def create_api(settings: Settings) -> web.Application:
     app[STATE_KEY] = state
     table: list[Route] = []
     table += status.routes(state, table) + matching.routes(state) + curation.routes(state) + controls.routes(state)
-    table += recent.routes(state)
+    table += recent.routes(state) + explain.routes(state)
     if settings.api_dev_routes:
         table += development.routes(state)
     table.append(Route("GET", "/openapi/openapi.json", lambda r: _openapi(table), "This document (upstream's path)", "Core"))
@@ -44,6 +45,7 @@ def create_api(settings: Settings) -> web.Application:
     for route in table:
         app.router.add_route(route.method, route.path, route.handler)
     app["route_table"] = {(r.method, r.path): r for r in table}
+    ui_pages.setup(app, state)
     app.on_startup.append(lambda _: state.start())
     app.on_cleanup.append(lambda _: state.stop())
     return app

@@ -35,39 +35,42 @@ def bank_json(bank: dict[str, Any]) -> dict[str, Any]:
     return {"name": bank["name"], "matching_enabled_ratio": matching_enabled_ratio(bank)}
 
 
-def routes(state: ApiState) -> list[Route]:
-    view = state.view
-    renames = asyncio.Lock()  # one rename at a time in this process
+class Curation:
+    """The bank changes behind the /c routes and the UI's bank pages: one place for their rules."""
 
-    def existing_bank(name: str) -> dict[str, Any]:
-        bank = view.banks.get(name)
+    def __init__(self, state: ApiState) -> None:
+        self.state = state
+        self.view = state.view
+
+    def existing_bank(self, name: str) -> dict[str, Any]:
+        bank = self.view.banks.get(name)
         if bank is None:
             raise ApiError(404, f"bank '{name}' not found")
         return bank
 
-    def unused_name(name: Any, taken: str) -> None:
+    def unused_name(self, name: Any, taken: str) -> None:
         """A name a new bank may take: 400 when HMA's naming rule refuses it, 403 when taken."""
         try:
             check_bank_name(name)
         except InvalidBank as exc:
             raise ApiError(400, str(exc)) from None
-        if name in view.banks:
+        if name in self.view.banks:
             raise ApiError(403, taken)
-        if view.holds_signals(name):
+        if self.view.holds_signals(name):
             raise ApiError(403, f"signals of a renamed bank are still banked under '{name}': finish its rename first "
                                 f"(`hmas bank rename {name} <its new name>`)")
 
-    def content_entries(bank: str, content_id: str) -> list[BankEntry]:
+    def content_entries(self, bank: str, content_id: str) -> list[BankEntry]:
         try:
             cid = int(content_id)
         except ValueError:
             raise ApiError(404, f"content '{content_id}' not found") from None
-        entries = [e for e in view.entries(bank) if e.bank_content_id == cid]
+        entries = [e for e in self.view.entries(bank) if e.bank_content_id == cid]
         if not entries:
             raise ApiError(404, f"content '{content_id}' not found")
         return entries
 
-    def configured(bank: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    def configured(self, bank: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         """The bank record with the request's fields applied, checked (pipeline.banks.checked_bank)."""
         bank = dict(bank)
         bank["renamed_from"] = None  # only the record of a rename carries it (pipeline/bank_rename.py)
@@ -78,26 +81,64 @@ def routes(state: ApiState) -> list[Route]:
                 bank.update(enabled_fields(1.0 if body["enabled"] else 0.0))
             bank.update({f: body[f] for f in CONTROL_FIELDS if f in body})
             bank["updated_at"] = now_ms()
-            return checked_bank(bank, view.banks)
+            return checked_bank(bank, self.view.banks)
         except ValueError as exc:  # InvalidBank, or a bad enabled_ratio
             raise ApiError(400, str(exc)) from None
+
+    async def create_bank(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = body.get("name")
+        if not name:
+            raise ApiError(400, "missing required field 'name'")
+        self.unused_name(name, "Bank already exists")
+        try:
+            fresh = T.BANKS.codec.conform(bank_record(name))
+        except InvalidBank as exc:
+            raise ApiError(400, str(exc)) from None
+        record = self.configured(fresh, body)
+        await self.state.write([(T.BANKS, name, record)])
+        return record
+
+    async def update_bank(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The bank's ratio and controls changed (not its name: renaming is the routes' own)."""
+        record = self.configured(self.existing_bank(name), body)
+        await self.state.write([(T.BANKS, record["name"], record)])
+        return record
+
+    async def add_signals(self, bank: str, signals: dict[str, str], metadata: dict[str, str]) -> dict[str, Any]:
+        """A new content item of the bank with these signals: {"id", "signals"}."""
+        if not signals:
+            raise ApiError(400, "No signals given")
+        checked = {kind: checked_signal(kind, value) for kind, value in signals.items()}
+        content_id = await self.state.next_content_id(bank)
+        writes = []
+        for kind, value in checked.items():
+            key, record = bank_signal_record(bank, content_id, kind, value, metadata)
+            writes.append((T.BANK_SIGNALS, key, record))
+        await self.state.write(writes)
+        return {"id": content_id, "signals": checked}
+
+    async def delete_content(self, bank: str, content_id: str) -> int:
+        """Remove a content item of an existing bank; the number removed (0: it was not there)."""
+        try:
+            entries = self.content_entries(bank, content_id)
+        except ApiError:
+            return 0
+        await self.state.write([(T.BANK_SIGNALS, e.key, None) for e in entries])
+        return 1
+
+
+def routes(state: ApiState) -> list[Route]:
+    view = state.view
+    renames = asyncio.Lock()  # one rename at a time in this process
+    curation = Curation(state)
+    existing_bank, unused_name, content_entries = curation.existing_bank, curation.unused_name, curation.content_entries
+    configured = curation.configured
 
     async def banks_index(request: web.Request) -> web.Response:
         return reply([bank_json(b) for _, b in sorted(view.banks.items())])
 
     async def bank_create(request: web.Request) -> web.Response:
-        body = await json_object(request)
-        name = body.get("name")
-        if not name:
-            raise ApiError(400, "missing required field 'name'")
-        unused_name(name, "Bank already exists")
-        try:
-            fresh = T.BANKS.codec.conform(bank_record(name))
-        except InvalidBank as exc:
-            raise ApiError(400, str(exc)) from None
-        record = configured(fresh, body)
-        await state.write([(T.BANKS, name, record)])
-        return reply(bank_json(record), 201)
+        return reply(bank_json(await curation.create_bank(await json_object(request))), 201)
 
     async def bank_get(request: web.Request) -> web.Response:
         return reply(bank_json(existing_bank(request.match_info["bank"])))
@@ -113,9 +154,7 @@ def routes(state: ApiState) -> list[Route]:
         new_name = body.pop("name", None) or bank["name"]
         if new_name != bank["name"]:
             return reply(bank_json(await bank_renamed(bank, new_name, body)))
-        record = configured(bank, body)
-        await state.write([(T.BANKS, bank["name"], record)])
-        return reply(bank_json(record))
+        return reply(bank_json(await curation.update_bank(bank["name"], body)))
 
     async def bank_renamed(bank: dict[str, Any], new_name: Any, body: dict[str, Any]) -> dict[str, Any]:
         """Upstream's rename: 400 for a bad name, 403 when a bank has it; content ids kept."""
@@ -132,9 +171,7 @@ def routes(state: ApiState) -> list[Route]:
         unknown = sorted(set(body) - set(CONTROL_FIELDS))
         if unknown:
             raise ApiError(400, f"not a bank control: {', '.join(unknown)} (controls: {', '.join(CONTROL_FIELDS)})")
-        record = configured(bank, body)
-        await state.write([(T.BANKS, bank["name"], record)])
-        return reply(bank_controls(record))
+        return reply(bank_controls(await curation.update_bank(bank["name"], body)))
 
     async def bank_delete(request: web.Request) -> web.Response:
         name = request.match_info["bank"]
@@ -144,16 +181,7 @@ def routes(state: ApiState) -> list[Route]:
         return reply({"message": "Done"})
 
     async def add_signals(bank: str, signals: dict[str, str], metadata: dict[str, str]) -> web.Response:
-        if not signals:
-            raise ApiError(400, "No signals given")
-        checked = {kind: checked_signal(kind, value) for kind, value in signals.items()}
-        content_id = await state.next_content_id(bank)
-        writes = []
-        for kind, value in checked.items():
-            key, record = bank_signal_record(bank, content_id, kind, value, metadata)
-            writes.append((T.BANK_SIGNALS, key, record))
-        await state.write(writes)
-        return reply({"id": content_id, "signals": checked})
+        return reply(await curation.add_signals(bank, signals, metadata))
 
     async def content_add(request: web.Request) -> web.Response:
         bank = existing_bank(request.match_info["bank"])["name"]
@@ -166,7 +194,7 @@ def routes(state: ApiState) -> list[Route]:
             hashed = await signals_of_bytes(data, filename, hint)
         else:
             raise ApiError(400, "Neither `url` nor multipart file upload was received")
-        metadata = _metadata(fields.get("metadata"), fields.get("note"))
+        metadata = content_metadata(fields.get("metadata"), fields.get("note"))
         return await add_signals(bank, {k: sv.value for k, sv in hashed.items()}, metadata)
 
     async def signal_add(request: web.Request) -> web.Response:
@@ -175,7 +203,7 @@ def routes(state: ApiState) -> list[Route]:
         note = body.pop("note", None)
         if not all(isinstance(v, str) for v in body.values()):
             raise ApiError(400, "signals must be given as {signal_type: value} strings")
-        return await add_signals(bank, body, _metadata(None, note))
+        return await add_signals(bank, body, content_metadata(None, note))
 
     async def content_get(request: web.Request) -> web.Response:
         bank = existing_bank(request.match_info["bank"])
@@ -200,19 +228,14 @@ def routes(state: ApiState) -> list[Route]:
         for e in entries:
             metadata = dict(e.metadata)
             if "note" in body:
-                metadata.update(_metadata(None, body["note"]) or {"note": ""})
+                metadata.update(content_metadata(None, body["note"]) or {"note": ""})
             writes.append((T.BANK_SIGNALS, e.key, e.to_record(metadata=metadata, **changes)))
         await state.write(writes)
         return reply(content_config_json(bank, content_entries(bank["name"], request.match_info["content_id"])))
 
     async def content_delete(request: web.Request) -> web.Response:
         bank = existing_bank(request.match_info["bank"])
-        try:
-            entries = content_entries(bank["name"], request.match_info["content_id"])
-        except ApiError:
-            return reply({"deleted": 0})
-        await state.write([(T.BANK_SIGNALS, e.key, None) for e in entries])
-        return reply({"deleted": 1})
+        return reply({"deleted": await curation.delete_content(bank["name"], request.match_info["content_id"])})
 
     return [
         Route("GET", "/c/banks", banks_index, "List banks", "Banks"),
@@ -236,7 +259,7 @@ def routes(state: ApiState) -> list[Route]:
     ]
 
 
-def _metadata(raw: Any, note: Any) -> dict[str, str]:
+def content_metadata(raw: Any, note: Any) -> dict[str, str]:
     """Upstream's content metadata ({content_id, content_uri, json}) and note, as string fields."""
     out: dict[str, str] = {}
     if isinstance(raw, str) and raw:

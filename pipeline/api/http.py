@@ -47,6 +47,18 @@ def flag(request: web.Request, name: str, default: bool = False) -> bool:
     return default if value is None else value.lower() in ("1", "true", "yes", "on")
 
 
+def int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within [low, high]; 400 otherwise."""
+    raw = request.query.get(name)
+    try:
+        value = default if raw in (None, "") else int(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise ApiError(400, f"{name} must be from {low} to {high}")
+    return value
+
+
 async def json_object(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()

@@ -97,11 +97,9 @@ def routes(state: ApiState) -> list[Route]:
             if kind not in SIGNAL_TYPES:
                 raise ApiError(400, f"No such SignalType '{kind}'")
             left, right = (checked_signal(kind, str(v)) for v in pair)
-            if kind == "pdq":
-                distance = bin(int(left, 16) ^ int(right, 16)).count("1")
-                out[kind] = [distance <= SIGNAL_TYPES[kind].default_distance, {"distance": distance}]
-            else:
-                out[kind] = [left == right, {"distance": 0 if left == right else 1}]
+            st = SIGNAL_TYPES[kind]
+            distance = st.distance(left, right)
+            out[kind] = [distance <= st.default_distance if st.hamming else distance == 0, {"distance": distance}]
         return reply(out)
 
     async def hash_get(request: web.Request) -> web.Response:

@@ -8,7 +8,7 @@ import asyncio
 from aiohttp import web
 
 from pipeline.api.content import checked_signal
-from pipeline.api.http import ApiError, Route, query, reply
+from pipeline.api.http import ApiError, Route, int_param, query, reply
 from pipeline import topics as T
 from pipeline.api.state import ApiState
 from pipeline.clock import now_ms, parse_duration_ms
@@ -17,25 +17,14 @@ from pipeline.recent.clusters import clusters
 from pipeline.state.log_reader import read_at
 
 
-def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    try:
-        value = default if raw is None else int(raw)
-    except ValueError:
-        raise ApiError(400, f"{name} must be an integer") from None
-    if not low <= value <= high:
-        raise ApiError(400, f"{name} must be from {low} to {high}")
-    return value
-
-
 def routes(state: ApiState) -> list[Route]:
     async def similar(request: web.Request) -> web.Response:
         kind = query(request, "signal_type")
         if kind != "pdq":
             raise ApiError(400, "recent similarity is kept for signal_type=pdq")
         value = checked_signal(kind, query(request, "signal"))
-        distance = _int(request, "distance", 31, 0, 256)
-        limit = _int(request, "limit", 100, 1, 10_000)
+        distance = int_param(request, "distance", 31, 0, 256)
+        limit = int_param(request, "limit", 100, 1, 10_000)
         hits = await asyncio.to_thread(state.ring.search, codes_from_hex([value]), distance)
         hits = sorted(hits, key=lambda h: (h.distance, -h.hashed_at))[:limit]
         records = await asyncio.to_thread(read_at, state.settings, T.HASHES, [(h.partition, h.offset) for h in hits])
@@ -51,8 +40,8 @@ def routes(state: ApiState) -> list[Route]:
             since = now_ms() - parse_duration_ms(request.query.get("window", "1h"))
         except ValueError:
             raise ApiError(400, "window must look like 30m, 1h or 2d") from None
-        distance = _int(request, "distance", 16, 0, 31)
-        min_size = _int(request, "min_size", 2, 1, 10**9)
+        distance = int_param(request, "distance", 16, 0, 31)
+        min_size = int_param(request, "min_size", 2, 1, 10**9)
         ids, times, codes = state.ring.since(since)
         return reply(await asyncio.to_thread(clusters, ids, times, codes, distance, min_size))
 

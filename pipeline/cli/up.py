@@ -62,6 +62,8 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
         children.append(_spawn(["--log-level", level, "api", *(["--dev"] if args.demo else [])], env))
         print(f"HTTP API on http://{settings.api_host}:{settings.api_port} "
               f"(mutating routes need {token_note})", flush=True)
+        print(f"web UI on http://{settings.api_host}:{settings.api_port}/ui "
+              f"(changing banks there asks for the API token)", flush=True)
         if args.demo:
             run_demo(settings, settings.data_dir / "demo-media")
         else:

@@ -115,6 +115,24 @@ class RecentRing:
             return [], np.zeros(0, np.int64), np.zeros((0, 32), np.uint8)
         return ids, np.concatenate(times), np.concatenate(codes)
 
+    def locate(self, content_id: str) -> tuple[int, int] | None:
+        """The hma.hashes (partition, offset) of the newest recent upload with this content id.
+
+        A byte search of each bucket's content ids, newest bucket first: no topic is scanned, and
+        content older than the ring's horizon (or pushed out by its cap) is not found.
+        """
+        needle = content_id.encode()
+        for b in reversed(self.buckets):
+            ends = b.id_end[: b.size]
+            pos = b.ids.rfind(needle)
+            while pos >= 0:
+                i = int(np.searchsorted(ends, pos + len(needle)))
+                start = int(ends[i - 1]) if i else 0
+                if i < b.size and int(ends[i]) == pos + len(needle) and start == pos:
+                    return int(b.partition[i]), int(b.offset[i])
+                pos = b.ids.rfind(needle, 0, pos + len(needle) - 1)
+        return None
+
     def search(self, codes: np.ndarray, max_distance: int) -> list[RecentHit]:
         """Recent uploads within max_distance of each query code ((Q, 32) uint8)."""
         queries = np.ascontiguousarray(codes, dtype=np.uint8).view(np.uint64).reshape(-1, 4)

@@ -357,6 +357,21 @@ class BankView:
         entries = dict(zip(rows, self._entries_at(rows)))
         return [[Candidate(entries[row], d) for row, d in hits if row in entries] for hits in found]
 
+    def nearest_per_bank(self, found: list[tuple[int, int]], per_bank: int) -> list[Candidate]:
+        """Of rows found by one `search_rows` query, the `per_bank` nearest of each bank as entries,
+        nearest first. Call inside the `pinned()` of the search: only the kept rows become
+        BankEntry objects, so a wide radius costs a sort, not an object per signal found."""
+        if not found:
+            return []
+        rows = np.fromiter((row for row, _ in found), dtype=np.int64, count=len(found))
+        distances = np.fromiter((d for _, d in found), dtype=np.int64, count=len(found))
+        banks = self.rows.cols["bank"][rows]
+        order = np.lexsort((rows, distances, banks))
+        banks = banks[order]
+        keep = order[np.arange(len(order)) - np.searchsorted(banks, banks, side="left") < per_bank]
+        [nearest] = self.candidates([list(zip(rows[keep].tolist(), distances[keep].tolist()))])
+        return sorted(nearest, key=lambda c: (c.distance, c.entry.bank, c.entry.bank_content_id))
+
     def entries_with_signal(self, sid: str) -> list[BankEntry]:
         """Every bank entry holding this signal (one signal id can be in several banks)."""
         return self._entries_at(self.rows.rows_with_sid(sid).tolist())
@@ -377,6 +392,12 @@ class BankView:
         rows = self.rows.rows_of_bank(bank)
         for start in range(0, len(rows), 10_000):
             yield from self._entries_at(rows[start:start + 10_000].tolist())
+
+    def entries_page(self, bank: str, offset: int, limit: int) -> tuple[int, list[BankEntry]]:
+        """One page of a bank's entries (in row order) and how many it holds: a page costs one
+        pass over the row columns, never an object per signal of the bank."""
+        rows = self.rows.rows_of_bank(bank)
+        return len(rows), self._entries_at(rows[offset:offset + limit].tolist())
 
     def stats(self) -> dict[str, Any]:
         """Sizes for the logs: signals, rows, running searches, and each index's own counts."""

@@ -255,3 +255,24 @@ def read_at(settings: Settings, spec: TopicSpec, positions: list[tuple[int, int]
     finally:
         consumer.close()
     return found
+
+
+def read_tail(settings: Settings, spec: TopicSpec, per_partition: int, timeout_s: float = 30.0) -> tuple[int, list[dict]]:
+    """How many records the topic keeps, and the newest `per_partition` of each partition (blocking);
+    (0, []) when the topic does not exist. Reads only the tail: never the whole topic."""
+    topic = spec.name(settings)
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "hmas-reader",
+                         "enable.auto.commit": False})
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return 0, []
+        kept, positions = 0, []
+        for partition in sorted(meta.partitions):
+            low, high = consumer.get_watermark_offsets(CKTopicPartition(topic, partition), timeout=timeout_s)
+            kept += high - low
+            positions += [(partition, o) for o in range(max(low, high - per_partition), high)]
+    finally:
+        consumer.close()
+    found = read_at(settings, spec, positions, timeout_s) if positions else {}
+    return kept, [found[p] for p in positions if p in found]

@@ -1,0 +1,66 @@
+"""Who may change things from the UI: with HMAS_API_TOKEN set, a session cookie from the login
+form (the token never leaves the server again); on every change, a CSRF token from a cookie that
+the form must repeat (double submit, SameSite=Strict cookies)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from aiohttp import web
+
+SESSION_COOKIE, CSRF_COOKIE, CSRF_FIELD = "hmas_session", "hmas_csrf", "csrf"
+
+
+class UiAuth:
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    @property
+    def required(self) -> bool:
+        return bool(self.token)
+
+    def _sign(self, nonce: str) -> str:
+        return hmac.new(self.token.encode(), f"ui-session:{nonce}".encode(), hashlib.sha256).hexdigest()
+
+    def token_matches(self, given: str) -> bool:
+        return self.required and hmac.compare_digest(given.encode(), self.token.encode())
+
+    def session_cookie(self) -> str:
+        nonce = secrets.token_hex(16)
+        return f"{nonce}.{self._sign(nonce)}"
+
+    def signed_in(self, request: web.Request) -> bool:
+        if not self.required:
+            return True
+        nonce, _, signature = request.cookies.get(SESSION_COOKIE, "").partition(".")
+        return bool(nonce) and hmac.compare_digest(signature.encode(), self._sign(nonce).encode())
+
+    @staticmethod
+    def csrf_token(request: web.Request) -> str:
+        """The CSRF token of this browser (a fresh one is set by `remember_csrf`)."""
+        return request.cookies.get(CSRF_COOKIE) or request.get(CSRF_COOKIE) or ""
+
+    @staticmethod
+    def ensure_csrf(request: web.Request) -> None:
+        if not request.cookies.get(CSRF_COOKIE):
+            request[CSRF_COOKIE] = secrets.token_urlsafe(24)
+
+    @staticmethod
+    def remember_csrf(request: web.Request, response: web.StreamResponse) -> None:
+        fresh = request.get(CSRF_COOKIE)
+        if fresh and not request.cookies.get(CSRF_COOKIE):
+            response.set_cookie(CSRF_COOKIE, fresh, httponly=True, samesite="Strict", path="/ui")
+
+    @staticmethod
+    def csrf_ok(request: web.Request, form_value: str) -> bool:
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        return bool(cookie) and hmac.compare_digest(cookie.encode(), form_value.encode())
+
+    def sign_in(self, response: web.StreamResponse) -> None:
+        response.set_cookie(SESSION_COOKIE, self.session_cookie(), httponly=True, samesite="Strict", path="/ui")
+
+    @staticmethod
+    def sign_out(response: web.StreamResponse) -> None:
+        response.del_cookie(SESSION_COOKIE, path="/ui")

@@ -1,0 +1,141 @@
+"""`/m/explain` end to end: a worker and an API process on the real broker, banks written through
+the API, floods counted by the worker; the API explains each verdict with its reason."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from ops.kafka.broker import free_port
+from pipeline import topics as T
+from pipeline.client import Client
+from pipeline.uploads import new_upload
+from tests.pipeline_env import (
+    ApiProcess, WorkerProcess, collect_until, flip, hmas, pipeline_env, settings_from, wait_until,
+)
+
+pytestmark = pytest.mark.kafka
+TOKEN = "explain-token"
+
+
+class Stack:
+    def __init__(self, env, tmp):
+        self.settings = settings_from(env)
+        self.worker = WorkerProcess(env, tmp / "worker.log").start()
+        self.api = ApiProcess(env, tmp / "api.log", free_port()).start()
+
+    def stop(self):
+        self.api.stop()
+        self.worker.stop()
+
+    def call(self, method, path, expect=200, **kwargs):
+        r = requests.request(method, self.api.base + path, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30, **kwargs)
+        assert r.status_code == expect, f"{method} {path}: {r.status_code} {r.text}"
+        return r.json()
+
+    def bank(self, name, signals=(), **config):
+        self.call("POST", "/c/banks", 201, json={"name": name, **config})
+        return [self.call("POST", f"/c/bank/{name}/signal", json={"pdq": pdq})["id"] for pdq in signals]
+
+    def explain(self, **params):
+        return self.call("GET", "/m/explain", params=params)
+
+
+@pytest.fixture(scope="module")
+def stack(kafka_broker, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("explain")
+    env = pipeline_env(kafka_broker.bootstrap, tmp / "state", HMAS_API_TOKEN=TOKEN, HMAS_FLOOD_BUCKET_MS="10000")
+    hmas(env, "topics", "create")
+    s = Stack(env, tmp)
+    yield s
+    s.stop()
+
+
+def random_pdq(seed: int) -> str:
+    return np.random.default_rng(seed).integers(0, 256, 32, dtype=np.uint8).tobytes().hex()
+
+
+def only_entry(result: dict, bank: str) -> dict:
+    [entry] = result["banks"][bank]["nearest"]
+    return entry
+
+
+def test_a_hash_just_past_the_threshold_is_too_far(stack):
+    base = random_pdq(1)
+    stack.bank("NARROW", [base], distances={"pdq": 10})
+    entry = only_entry(stack.explain(signal_type="pdq", signal=flip(base, 11)), "NARROW")
+    assert (entry["verdict"], entry["distance"], entry["threshold"]) == ("too_far", 11, 10)
+    assert entry["reason"] == "too far: distance 11 > threshold 10"
+    assert only_entry(stack.explain(signal_type="pdq", signal=flip(base, 10)), "NARROW")["verdict"] == "match"
+
+
+def test_a_suppressed_hit_names_the_negative_bank_entry(stack):
+    pdq = random_pdq(2)
+    [benign_id] = stack.bank("BENIGN", [pdq], action="none")
+    stack.bank("FEED", [pdq], suppressed_by=["BENIGN"])
+    result = stack.explain(signal_type="pdq", signal=pdq)
+    entry = only_entry(result, "FEED")
+    assert entry["verdict"] == "suppressed"
+    assert entry["suppressed_by"]["bank"] == "BENIGN" and entry["suppressed_by"]["bank_content_id"] == benign_id
+    assert f"content {benign_id}" in entry["reason"] and "BENIGN" in entry["reason"]
+    assert "FEED" not in result["matched"] and "BENIGN" in result["matched"]
+
+
+def test_a_disabled_signal_says_until_when(stack):
+    pdq = random_pdq(3)
+    [content_id] = stack.bank("PAUSED", [pdq])
+    until = int(time.time()) + 86_400
+    stack.call("PUT", f"/c/bank/PAUSED/content/{content_id}", json={"disable_until_ts": until})
+    entry = only_entry(stack.explain(signal_type="pdq", signal=pdq), "PAUSED")
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until))
+    assert entry["verdict"] == "disabled" and entry["disabled_until"] == stamp and f"until {stamp}" in entry["reason"]
+
+
+def test_a_disabled_bank_is_the_reason(stack):
+    pdq = random_pdq(4)
+    stack.bank("SWITCHED_OFF", [pdq])
+    stack.call("PUT", "/c/bank/SWITCHED_OFF", json={"enabled": False})
+    result = stack.explain(signal_type="pdq", signal=pdq)
+    entry = only_entry(result, "SWITCHED_OFF")
+    assert entry["verdict"] == "disabled" and entry["reason"] == "bank SWITCHED_OFF is disabled"
+    assert result["banks"]["SWITCHED_OFF"]["enabled"] is False
+
+
+def test_a_quarantined_signal_and_a_past_upload_by_content_id(stack):
+    pdq = random_pdq(5)
+    stack.bank("FLOODED", [pdq], flood={"max_matches": 2, "window_ms": 600_000})
+    client = Client(stack.settings)
+    ids = [f"flood-{i}" for i in range(4)]
+    for cid in ids:
+        client.produce(T.UPLOADS, cid, new_upload(cid, "photo", signals={"pdq": pdq}))
+    client.flush()
+    client.close()
+    collect_until(stack.settings, T.MATCHES, set(ids))
+    [quarantine] = wait_until(lambda: stack.call("GET", "/c/quarantine"), 60, "the quarantine record on the API")
+
+    def past_upload():  # the API's ring follows hma.hashes on its own: 404 until it has read the upload
+        r = requests.get(stack.api.base + "/m/explain", params={"content_id": ids[-1]}, timeout=30)
+        assert r.status_code in (200, 404), r.text
+        return r.json() if r.status_code == 200 else None
+
+    past = wait_until(past_upload, 60, "the upload in the API's ring")
+    assert past["content_id"] == ids[-1] and past["signals"]["pdq"]["value"] == pdq
+    entry = only_entry(past, "FLOODED")
+    assert entry["verdict"] == "quarantined" and entry["quarantine"]["count"] == quarantine["count"]
+    assert "quarantined since" in entry["reason"] and f"{quarantine['count']} matches" in entry["reason"]
+
+
+def test_a_file_is_hashed_with_its_quality_and_bad_input_is_a_400(stack):
+    pixels = np.random.default_rng(6).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    png = io.BytesIO()
+    Image.fromarray(pixels).save(png, format="PNG")
+    result = stack.call("POST", "/m/explain", files={"file": ("noise.png", png.getvalue())})
+    assert result["signals"]["pdq"]["quality"] is not None and set(result["banks"]) >= {"NARROW", "FEED"}
+    assert "invalid signal" in stack.call("GET", "/m/explain", 400, params={"signal_type": "pdq", "signal": "xyz"})["message"]
+    stack.call("GET", "/m/explain", 404, params={"content_id": "never-uploaded"})
+    stack.call("GET", "/m/explain", 400, params={"signal": random_pdq(7), "radius": "500"})

@@ -1,0 +1,282 @@
+"""The /ui pages in a real browser: headless Chromium (Debian's package) driven by Playwright, over
+an API process on the real broker. Each test fills forms, submits them and reads what a person
+sees; every page is saved as a screenshot under docs/ui/ (shown in the README)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from ops.kafka.broker import free_port
+from pipeline import topics as T
+from pipeline.client import Client
+from pipeline.uploads import new_upload
+from tests.pipeline_env import REPO, ApiProcess, WorkerProcess, collect_until, flip, hmas, pipeline_env, settings_from
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (`make system-deps` installs it)"),
+]
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (`pip install -e .[dev]`)")
+expect = sync_api.expect
+TOKEN = "ui-token"
+SHOTS = REPO / "docs" / "ui"
+
+
+def random_pdq(seed: int) -> str:
+    return np.random.default_rng(seed).integers(0, 256, 32, dtype=np.uint8).tobytes().hex()
+
+
+@pytest.fixture(scope="module")
+def env(kafka_broker, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ui")
+    env = pipeline_env(kafka_broker.bootstrap, tmp / "state", HMAS_API_TOKEN=TOKEN, HMAS_FLOOD_BUCKET_MS="10000")
+    hmas(env, "topics", "create")
+    worker = WorkerProcess(env, tmp / "worker.log").start()
+    yield {**env, "tmp": str(tmp)}
+    worker.stop()
+
+
+@pytest.fixture(scope="module")
+def api(env):
+    process = ApiProcess({k: v for k, v in env.items() if k != "tmp"}, Path(env["tmp"]) / "api.log", free_port()).start()
+    yield process
+    process.stop()
+
+
+def settings_of(env):
+    return settings_from({k: v for k, v in env.items() if k != "tmp"})
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser, api):
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, base_url=api.base)
+    yield context.new_page()
+    context.close()
+
+
+def shoot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def sign_in(page) -> None:
+    page.goto("/ui/login?next=/ui/banks")
+    page.fill("input[name=token]", TOKEN)
+    page.click("main button:has-text('Sign in')")
+    expect(page).to_have_url(re.compile(r"/ui/banks$"))
+
+
+def create_bank(page, name: str, pdq_distance: int | None = None, action: str = "review") -> None:
+    page.goto("/ui/banks")
+    page.fill("input[name=name]", name)
+    page.fill("input[name=action]", action)
+    if pdq_distance is not None:
+        page.fill("input[name=pdq_distance]", str(pdq_distance))
+    page.click("button:has-text('Create')")
+    expect(page.get_by_role("status")).to_have_text("Bank created.")
+
+
+def add_hash(page, bank: str, pdq: str) -> int:
+    """The new content's id, as the page reports it."""
+    page.goto(f"/ui/bank/{bank}")
+    page.fill("form[action$='/content'] input[name=signal]", pdq)
+    page.click("button:has-text('Add')")
+    status = page.get_by_role("status")
+    expect(status).to_have_text(re.compile(r"^Added content \d+\.$"))
+    return int(re.search(r"\d+", status.inner_text()).group())
+
+
+def explain(page, pdq: str) -> None:
+    page.goto("/ui/match")
+    page.fill("input[name=signal]", pdq)
+    page.click("button:has-text('Explain')")
+
+
+def bank_row(page, bank: str):
+    return page.locator(f"section[data-bank='{bank}'] tbody tr").first
+
+
+def test_changes_need_the_token_and_a_bank_is_created_and_filled(page):
+    page.goto("/ui/banks")
+    page.fill("input[name=name]", "NOT_YET")
+    page.click("button:has-text('Create')")
+    expect(page).to_have_url(re.compile(r"/ui/login"))
+    page.fill("input[name=token]", "wrong")
+    page.click("main button:has-text('Sign in')")
+    expect(page.get_by_role("alert")).to_have_text("That is not the API token.")
+    shoot(page, "login")
+    sign_in(page)
+    create_bank(page, "NARROW", pdq_distance=10)
+    add_hash(page, "NARROW", random_pdq(1))
+    expect(page.locator("#contents")).to_contain_text(random_pdq(1))
+    shoot(page, "bank")
+
+
+def test_the_match_lab_says_a_hash_just_past_the_threshold_is_too_far(page):
+    base = random_pdq(1)
+    explain(page, flip(base, 11))
+    row = bank_row(page, "NARROW")
+    expect(row.locator(".verdict")).to_have_text("too far")
+    expect(row).to_contain_text("too far: distance 11 > threshold 10")
+    expect(page.locator("#summary")).to_contain_text("No bank matches")
+    explain(page, flip(base, 10))
+    expect(bank_row(page, "NARROW").locator(".verdict")).to_have_text("match")
+
+
+def test_the_match_lab_names_the_negative_bank_entry_that_suppresses_a_hit(page):
+    pdq = random_pdq(2)
+    sign_in(page)
+    create_bank(page, "BENIGN", action="none")
+    create_bank(page, "FEED")
+    page.fill("input[name=suppressed_by]", "BENIGN")
+    page.fill("input[name=flood_max]", "500")
+    page.fill("input[name=flood_window]", "10m")
+    page.click("button:has-text('Save controls')")
+    expect(page.get_by_role("status")).to_have_text("Controls saved.")
+    expect(page.locator("input[name=suppressed_by]")).to_have_value("BENIGN")
+    benign_id = add_hash(page, "BENIGN", pdq)
+    add_hash(page, "FEED", pdq)
+    explain(page, pdq)
+    row = bank_row(page, "FEED")
+    expect(row.locator(".verdict")).to_have_text("suppressed")
+    expect(row).to_contain_text(f"also matches negative bank BENIGN: content {benign_id},")
+    shoot(page, "match")
+    page.goto("/ui/banks")
+    expect(page.locator("#banks")).to_contain_text("500 / 10m")
+    shoot(page, "banks")
+
+
+def test_compare_draws_the_bits_that_differ(page):
+    base = random_pdq(3)
+    page.goto("/ui/compare")
+    page.fill("input[name=left]", base)
+    page.fill("input[name=right]", flip(base, 11))
+    page.click("button:has-text('Compare')")
+    expect(page.locator("#distance-pdq")).to_contain_text("pdq distance 11 of 256 bits")
+    expect(page.locator("svg.bits rect.bit-differs")).to_have_count(11)
+    shoot(page, "compare")
+
+
+def test_compare_two_files(page, tmp_path):
+    pixels = np.random.default_rng(8).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    paths = []
+    for name, image in (("a.png", pixels), ("b.png", 255 - pixels)):
+        paths.append(tmp_path / name)
+        Image.fromarray(image).save(paths[-1])
+    page.goto("/ui/compare")
+    page.set_input_files("input[name=left_file]", str(paths[0]))
+    page.set_input_files("input[name=right_file]", str(paths[1]))
+    page.click("button:has-text('Compare files')")
+    expect(page.locator("#distance-pdq")).to_contain_text("pdq distance")
+    differing = int(re.search(r"distance (\d+)", page.locator("#distance-pdq").inner_text()).group(1))
+    expect(page.locator("svg.bits rect.bit-differs")).to_have_count(differing)
+
+
+def test_bad_input_gets_a_message_on_the_page(page, tmp_path):
+    explain(page, "not-a-hash")
+    expect(page.get_by_role("alert")).to_contain_text("invalid signal")
+    page.goto("/ui/match")
+    page.fill("input[name=url]", f"http://127.0.0.1:{free_port()}/nothing.jpg")
+    page.click("button:has-text('Explain')")
+    expect(page.get_by_role("alert")).to_contain_text("Failed to fetch URL")
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("this is not an image")
+    page.goto("/ui/match")
+    page.set_input_files("input[name=file]", str(text_file))
+    page.click("button:has-text('Explain file')")
+    expect(page.get_by_role("alert")).to_contain_text("cannot hash")
+    page.goto("/ui/compare?left=abc&right=def")
+    expect(page.get_by_role("alert")).to_contain_text("A: invalid signal")
+    page.goto("/ui/bank/NO_SUCH_BANK")
+    expect(page.get_by_role("alert")).to_contain_text("bank 'NO_SUCH_BANK' not found")
+    assert "Traceback" not in page.content()
+
+
+def test_removing_content_from_the_bank_page(page):
+    sign_in(page)
+    create_bank(page, "SHORT_LIVED")
+    content_id = add_hash(page, "SHORT_LIVED", random_pdq(4))
+    page.click("#contents button:has-text('remove')")
+    expect(page.get_by_role("status")).to_have_text(f"Removed content {content_id}.")
+    expect(page.locator("main")).to_contain_text("no content yet")
+
+
+def test_home_shows_the_index_and_dead_letters_by_reason(page, env):
+    page.goto("/ui")
+    expect(page.locator("main table").first).to_contain_text("pdq")
+    expect(page.locator("main")).to_contain_text("no dead letters")
+    settings = settings_of(env)
+    client = Client(settings)
+    client.produce_raw(T.UPLOADS, "bad-pdq", b'{"content_id": "bad-pdq", "content_type": "photo", "signals": {"pdq": "12345"}}')
+    client.flush()
+    client.close()
+    collect_until(settings, T.DEAD_LETTERS, {"bad-pdq"})
+    page.goto("/ui")
+    letters = page.locator("main table").last
+    expect(letters).to_contain_text("64 hex characters")
+    expect(letters).to_contain_text("hasher")
+    shoot(page, "home")
+
+
+def test_the_match_lab_shows_a_quarantined_signal_and_a_past_upload(page, env, api):
+    pdq = random_pdq(5)
+    sign_in(page)
+    create_bank(page, "FLOODED")
+    page.fill("input[name=flood_max]", "2")
+    page.fill("input[name=flood_window]", "10m")
+    page.click("button:has-text('Save controls')")
+    expect(page.get_by_role("status")).to_have_text("Controls saved.")
+    add_hash(page, "FLOODED", pdq)
+    settings = settings_of(env)
+    client = Client(settings)
+    ids = [f"flood-{i}" for i in range(4)]
+    for cid in ids:
+        client.produce(T.UPLOADS, cid, new_upload(cid, "photo", signals={"pdq": pdq}))
+    client.flush()
+    client.close()
+    explain(page, pdq)
+    row = bank_row(page, "FLOODED")
+    assert reload_until(page, row.locator(".verdict"), "quarantined"), "no quarantine reached the API's view"
+    expect(row).to_contain_text("quarantined since")
+    expect(row).to_contain_text("matches within 600s")
+    page.goto("/ui/match")
+    page.fill("input[name=content_id]", ids[-1])
+    page.click("button:has-text('Explain')")
+    assert reload_until(page, page.locator("main table").first, pdq), "the upload never reached the API's ring"
+    expect(bank_row(page, "FLOODED").locator(".verdict")).to_have_text("quarantined")
+
+
+def reload_until(page, locator, text: str, attempts: int = 60) -> bool:
+    """Reload until the locator shows the text: what the worker writes reaches the API on its own."""
+    for _ in range(attempts):
+        if locator.count() and text in locator.first.inner_text():
+            return True
+        page.wait_for_timeout(1000)
+        page.reload()
+    return False
+
+
+def test_a_change_without_the_form_csrf_token_is_refused(api):
+    session = requests.Session()
+    session.get(api.base + "/ui/login")
+    csrf = session.cookies["hmas_csrf"]
+    r = session.post(api.base + "/ui/login", data={"token": TOKEN, "csrf": csrf, "next": "/ui"}, allow_redirects=False)
+    assert r.status_code == 303 and "hmas_session" in session.cookies
+    r = session.post(api.base + "/ui/banks", data={"name": "FORGED", "csrf": "guessed"})
+    assert r.status_code == 403 and "this form has expired" in r.text
+    assert "FORGED" not in requests.get(api.base + "/c/banks", timeout=30).text
