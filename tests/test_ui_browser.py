@@ -1,9 +1,11 @@
 """The /ui pages in a real browser: headless Chromium (Debian's package) driven by Playwright, over
 an API process on the real broker. Each test fills forms, submits them and reads what a person
-sees; every page is saved as a screenshot under docs/ui/ (shown in the README)."""
+sees; every page is saved as a screenshot, under the folder HMAS_UI_SCREENSHOTS names (the README's
+pictures come from `HMAS_UI_SCREENSHOTS=docs/ui make test`), or the test's own temporary folder."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -26,7 +28,6 @@ pytestmark = [
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (`pip install -e .[dev]`)")
 expect = sync_api.expect
 TOKEN = "ui-token"
-SHOTS = REPO / "docs" / "ui"
 
 
 def random_pdq(seed: int) -> str:
@@ -63,15 +64,25 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, api):
+def page(browser, api, shots):
     context = browser.new_context(viewport={"width": 1200, "height": 900}, base_url=api.base)
-    yield context.new_page()
+    opened = context.new_page()
+    opened.shots = shots  # where shoot() saves this page's screenshots
+    yield opened
     context.close()
 
 
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    """Where screenshots go: a run does not rewrite the README's pictures unless asked to."""
+    chosen = os.environ.get("HMAS_UI_SCREENSHOTS")
+    folder = (REPO / chosen) if chosen else tmp_path_factory.mktemp("screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def shoot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(page.shots / f"{name}.png"), full_page=True)
 
 
 def sign_in(page) -> None:
