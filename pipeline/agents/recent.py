@@ -23,6 +23,7 @@ from pipeline.state.bank_view import BankEntry
 
 log = logging.getLogger(__name__)
 STAGE = "recent"
+CATCH_UP_S = 30.0  # how long a search for new signals waits for the ring to read the hashes written before them
 
 
 def register(app: faust.App, services: WorkerServices) -> None:
@@ -45,6 +46,9 @@ def register(app: faust.App, services: WorkerServices) -> None:
                 while not pending.empty():
                     new += pending.get_nowait()
                 if new:
+                    if not await feed.catch_up(CATCH_UP_S):
+                        log.warning("retroactive search before the ring read every earlier hash",
+                                    extra={"signals": len(new), "waited_s": CATCH_UP_S})
                     found = await asyncio.to_thread(retro_matches, ring, new, view, s)
                     for record in found:
                         await services.output.send(T.RETRO_MATCHES, record["content_id"], record, STAGE)

@@ -50,6 +50,21 @@ class RecentFeed:
         self.ring.evict(now_ms())
         return count
 
+    async def catch_up(self, timeout_s: float) -> bool:
+        """Read up to where hma.hashes ends now, so that a signal banked now is searched against every
+        hash written before it. False when the deadline passed first (the search goes on regardless)."""
+        assert self._consumer is not None
+        partitions = list(self._consumer.assignment())
+        ends = await self._consumer.end_offsets(partitions)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            behind = [tp for tp in partitions if await self._consumer.position(tp) < ends[tp]]
+            if not behind:
+                return True
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await self.poll()
+
     async def stop(self) -> None:
         if self._consumer is not None:
             await self._consumer.stop()
