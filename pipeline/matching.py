@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -13,6 +12,7 @@ from pipeline.clock import now_ms
 from pipeline.config import Settings
 from pipeline.flood import LocalFloodGuard
 from pipeline.guard import MATCH, NO_ACTION, QUARANTINED, Hit, decide
+from pipeline.sampling import sampled_out
 from pipeline.signal_types import SIGNAL_TYPES
 from pipeline.state.bank_view import BankEntry, BankView
 
@@ -94,7 +94,7 @@ def judge_batch(
     bank's flood limit.
     """
     for record, upload_hits in zip(records, hits):
-        decide(upload_hits, view)
+        decide(upload_hits, view, record["content_id"])
         if flood_guard is not None:
             _check_floods(upload_hits, view, flood_guard, record)
         record["matches"] = sorted(
@@ -195,17 +195,12 @@ def _skip_reason(kind_name: str, signal: dict[str, Any], settings: Settings, vie
     ratio = view.signal_type_ratio(kind_name)
     if ratio <= 0:
         return f"signal type {kind_name} is disabled (enabled_ratio 0)"
-    if ratio < 1 and (coin := _coin(content_id)) >= ratio:
+    if (coin := sampled_out(ratio, content_id)) is not None:
         return f"signal type {kind_name} is sampled out for this content (its coin {coin:.3f} >= enabled_ratio {ratio:g})"
     quality = signal.get("quality")
     if kind_name == "pdq" and quality is not None and quality < settings.pdq_min_quality:
         return f"PDQ quality {quality} is below {settings.pdq_min_quality}"
     return ""
-
-
-def _coin(content_id: str) -> float:
-    """A number in [0, 1) fixed by the content id, so a partial enabled_ratio is reproducible."""
-    return int.from_bytes(hashlib.sha256(content_id.encode()).digest()[:8], "big") / 2**64
 
 
 def empty_match_record(hashed: dict[str, Any]) -> dict[str, Any]:
