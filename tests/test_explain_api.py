@@ -14,6 +14,7 @@ from PIL import Image
 from ops.kafka.broker import free_port
 from pipeline import topics as T
 from pipeline.client import Client
+from pipeline.sampling import content_coin
 from pipeline.uploads import new_upload
 from tests.pipeline_env import (
     ApiProcess, WorkerProcess, collect_until, flip, hmas, pipeline_env, settings_from, wait_until,
@@ -139,3 +140,38 @@ def test_a_file_is_hashed_with_its_quality_and_bad_input_is_a_400(stack):
     assert "invalid signal" in stack.call("GET", "/m/explain", 400, params={"signal_type": "pdq", "signal": "xyz"})["message"]
     stack.call("GET", "/m/explain", 404, params={"content_id": "never-uploaded"})
     stack.call("GET", "/m/explain", 400, params={"signal": random_pdq(7), "radius": "500"})
+
+
+def test_a_bank_fraction_samples_uploads_by_content_id_in_the_worker_the_api_and_explain(stack):
+    pdq = random_pdq(8)
+    stack.bank("HALF", [pdq], enabled_ratio=0.5)
+    ids = {f"ratio-{i}" for i in range(200)}
+    client = Client(stack.settings)
+
+    def upload_all():
+        for cid in sorted(ids):
+            client.produce(T.UPLOADS, cid, new_upload(cid, "photo", signals={"pdq": pdq}))
+        client.flush()
+
+    def half_status(record: dict) -> str:
+        [hit] = [h for h in record["matches"] if h["bank"] == "HALF"]
+        return hit["status"]
+
+    upload_all()
+    first = collect_until(stack.settings, T.MATCHES, ids)
+    upload_all()
+    both = collect_until(stack.settings, T.MATCHES, ids, at_least=2)
+    client.close()
+    status = {cid: half_status(first[cid][0]) for cid in ids}
+    assert {cid: [half_status(r) for r in both[cid][:2]] for cid in ids} == {cid: [s, s] for cid, s in status.items()}
+    assert set(status.values()) == {"match", "disabled"}
+    assert 70 <= sum(s == "match" for s in status.values()) <= 130  # 200 at 0.5: the binomial spread is 7
+    kept = next(cid for cid in sorted(ids) if status[cid] == "match")
+    out = next(cid for cid in sorted(ids) if status[cid] == "disabled")
+    for cid in (kept, out):  # the API's lookup with upstream's seed decides as the worker did
+        found = stack.call("GET", "/m/lookup", params={"signal_type": "pdq", "signal": pdq, "seed": cid})
+        assert ("HALF" in found) == (status[cid] == "match")
+    entry = only_entry(stack.explain(signal_type="pdq", signal=pdq, content_id=out), "HALF")
+    assert entry["verdict"] == "disabled" and "sampled out by the bank's enabled_ratio" in entry["reason"]
+    assert f"its coin {content_coin(out):.3f} >= enabled_ratio 0.5" in entry["reason"]
+    assert only_entry(stack.explain(signal_type="pdq", signal=pdq, content_id=kept), "HALF")["verdict"] == "match"
