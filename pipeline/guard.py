@@ -37,7 +37,7 @@ class Hit:
     suppressed_by: "Hit | None" = None  # the negative bank's hit that suppressed this one
 
 
-def _disabled_reason(hit: Hit, view: BankView, content_id: str, now_s: float) -> str:
+def _disabled_reason(hit: Hit, view: BankView, content_id: str | None, now_s: float) -> str:
     entry = hit.entry
     ratio = matching_enabled_ratio(hit.bank)
     if ratio <= 0:
@@ -54,8 +54,9 @@ def _disabled_reason(hit: Hit, view: BankView, content_id: str, now_s: float) ->
     return ""
 
 
-def decide(hits: list[Hit], view: BankView, content_id: str, now_s: float | None = None) -> None:
-    """Set the status and reason of every hit of one upload (`content_id` fixes its sampling coin)."""
+def decide(hits: list[Hit], view: BankView, content_id: str | None, now_s: float | None = None) -> None:
+    """Set the status and reason of every hit of one upload. `content_id` fixes its sampling coin
+    (pipeline.sampling); None keeps every bank whose enabled_ratio is above 0."""
     now_s = time.time() if now_s is None else now_s
     for hit in hits:
         reason = _disabled_reason(hit, view, content_id, now_s)

@@ -23,11 +23,13 @@ def bank_distance(bank: dict[str, Any], signal_type_name: str) -> int:
 
 
 def match_batch(
-    hashed: Sequence[dict[str, Any]], view: BankView, settings: Settings, flood_guard: LocalFloodGuard | None = None
+    hashed: Sequence[dict[str, Any]], view: BankView, settings: Settings, flood_guard: LocalFloodGuard | None = None,
+    sample: bool = True,
 ) -> list[dict[str, Any]]:
-    """One match record per hashed upload: lookup, then the guard (replica mode: all in one place)."""
-    records, hits = lookup_batch(hashed, view, settings)
-    return judge_batch(records, hits, view, flood_guard)
+    """One match record per hashed upload: lookup, then the guard (replica mode: all in one place).
+    `sample=False` keeps every fractional enabled_ratio (upstream's bypass_coinflip)."""
+    records, hits = lookup_batch(hashed, view, settings, sample)
+    return judge_batch(records, hits, view, flood_guard, sample)
 
 
 @dataclass
@@ -39,12 +41,12 @@ class LookupPlan:
     widest: dict[str, int]  # signal type -> the widest distance of any bank
 
 
-def plan_lookups(hashed: Sequence[dict[str, Any]], view: BankView, settings: Settings) -> LookupPlan:
+def plan_lookups(hashed: Sequence[dict[str, Any]], view: BankView, settings: Settings, sample: bool = True) -> LookupPlan:
     records = [empty_match_record(h) for h in hashed]
     queries: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for i, h in enumerate(hashed):
         for kind_name, signal in h["signals"].items():
-            reason = _skip_reason(kind_name, signal, settings, view, h["content_id"])
+            reason = _skip_reason(kind_name, signal, settings, view, h["content_id"] if sample else None)
             if reason:
                 records[i]["skipped"][kind_name] = reason
             else:
@@ -73,20 +75,21 @@ def collect_hits(view: BankView, plan: LookupPlan, found: dict[str, list[list[tu
 
 
 def lookup_batch(
-    hashed: Sequence[dict[str, Any]], view: BankView, settings: Settings
+    hashed: Sequence[dict[str, Any]], view: BankView, settings: Settings, sample: bool = True
 ) -> tuple[list[dict[str, Any]], list[list[Hit]]]:
     """Match records without hits yet, and each upload's bank entries within their bank's distance.
 
     Queries of one signal type are searched together. A shard worker's view holds one shard, so
     its hits are that shard's part of the answer.
     """
-    plan = plan_lookups(hashed, view, settings)
+    plan = plan_lookups(hashed, view, settings, sample)
     with view.pinned():
         return plan.records, collect_hits(view, plan, search_plan(view, plan))
 
 
 def judge_batch(
-    records: list[dict[str, Any]], hits: list[list[Hit]], view: BankView, flood_guard: LocalFloodGuard | None = None
+    records: list[dict[str, Any]], hits: list[list[Hit]], view: BankView, flood_guard: LocalFloodGuard | None = None,
+    sample: bool = True,
 ) -> list[dict[str, Any]]:
     """The guard's status for every hit, written into the records.
 
@@ -94,7 +97,7 @@ def judge_batch(
     bank's flood limit.
     """
     for record, upload_hits in zip(records, hits):
-        decide(upload_hits, view, record["content_id"])
+        decide(upload_hits, view, record["content_id"] if sample else None)
         if flood_guard is not None:
             _check_floods(upload_hits, view, flood_guard, record)
         record["matches"] = sorted(
@@ -188,7 +191,9 @@ def _hit_record(hit: Hit) -> dict[str, Any]:
     }
 
 
-def _skip_reason(kind_name: str, signal: dict[str, Any], settings: Settings, view: BankView, content_id: str) -> str:
+def _skip_reason(
+    kind_name: str, signal: dict[str, Any], settings: Settings, view: BankView, content_id: str | None
+) -> str:
     kind = SIGNAL_TYPES.get(kind_name)
     if kind is None or not kind.matchable:
         return f"{kind_name} is not matched"

@@ -18,13 +18,14 @@ def content_coin(content_id: str) -> float:
     return int.from_bytes(hashlib.sha256(content_id.encode()).digest()[:8], "big") / 2**64
 
 
-def sampled_out(ratio: float, content_id: str) -> float | None:
+def sampled_out(ratio: float, content_id: str | None) -> float | None:
     """The content's coin when an enabled_ratio leaves this content out (coin >= ratio), else None.
 
     A ratio of 1 keeps every content and 0 none (reported as coin 0.0), without hashing the content
-    id: the matcher asks this for every hit.
+    id: the matcher asks this for every hit. No content id (upstream's bypass_coinflip) is a coin
+    of 0: every ratio above 0 keeps it.
     """
-    if ratio >= 1:
+    if ratio >= 1 or (content_id is None and ratio > 0):
         return None
     coin = 0.0 if ratio <= 0 else content_coin(content_id)
     return coin if coin >= ratio else None

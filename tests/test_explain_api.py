@@ -175,3 +175,16 @@ def test_a_bank_fraction_samples_uploads_by_content_id_in_the_worker_the_api_and
     assert entry["verdict"] == "disabled" and "sampled out by the bank's enabled_ratio" in entry["reason"]
     assert f"its coin {content_coin(out):.3f} >= enabled_ratio 0.5" in entry["reason"]
     assert only_entry(stack.explain(signal_type="pdq", signal=pdq, content_id=kept), "HALF")["verdict"] == "match"
+
+
+def test_upstreams_bypass_coinflip_keeps_a_fractional_bank_for_an_uploaded_file(stack):
+    pixels = np.random.default_rng(9).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    png = io.BytesIO()
+    Image.fromarray(pixels).save(png, format="PNG")
+    photo = {"file": ("rare.png", png.getvalue())}
+    pdq = stack.call("POST", "/h/hash", files=photo)["pdq"]
+    stack.bank("RARE", [pdq], enabled_ratio=0.01)
+    out = next(f"rare-{i}" for i in range(100) if content_coin(f"rare-{i}") >= 0.01)
+    assert "RARE" not in stack.call("POST", "/m/lookup", params={"seed": out}, files=photo)["pdq"]
+    kept = stack.call("POST", "/m/lookup", params={"seed": out, "bypass_coinflip": "true"}, files=photo)["pdq"]
+    assert [m["distance"] for m in kept["RARE"]] == ["0"]

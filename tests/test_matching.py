@@ -130,3 +130,14 @@ def test_a_sampled_out_negative_bank_does_not_suppress():
     out_id = next(f"c{i}" for i in range(100) if content_coin(f"c{i}") >= 0.5)
     [record] = match_batch([hashed(out_id, code)], view, Settings())
     assert {h["bank"]: h["status"] for h in record["matches"]} == {"HARMFUL": "match", "BENIGN": "disabled"}
+
+
+def test_without_sampling_a_bank_fraction_keeps_every_upload_and_zero_stays_off():
+    code = random_pdq()
+    view = view_with((conformed_bank("RARE", enabled_ratio=0.01), [code]),
+                     (conformed_bank("OFF", enabled_ratio=0.0, enabled=False), [code]))
+    out_id = next(f"c{i}" for i in range(100) if content_coin(f"c{i}") >= 0.01)
+    [sampled] = match_batch([hashed(out_id, code)], view, Settings())
+    [kept] = match_batch([hashed(out_id, code)], view, Settings(), sample=False)
+    assert {h["bank"]: h["status"] for h in sampled["matches"]} == {"RARE": "disabled", "OFF": "disabled"}
+    assert {h["bank"]: h["status"] for h in kept["matches"]} == {"RARE": "match", "OFF": "disabled"}

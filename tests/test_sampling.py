@@ -30,3 +30,8 @@ def test_a_sampled_out_content_reports_its_coin_and_a_larger_ratio_keeps_a_super
     kept_small = {c for c in IDS if sampled_out(0.3, c) is None}
     kept_large = {c for c in IDS if sampled_out(0.6, c) is None}
     assert kept_small < kept_large
+
+
+def test_no_content_id_keeps_every_fraction_and_still_not_zero():
+    assert sampled_out(0.01, None) is None and sampled_out(1.0, None) is None
+    assert sampled_out(0.0, None) is not None

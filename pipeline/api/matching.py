@@ -24,9 +24,10 @@ from pipeline.signal_types import SIGNAL_TYPES
 
 
 def lookup_hits(
-    state: ApiState, signals: dict[str, str], banks: set[str] | None, content_id: str
+    state: ApiState, signals: dict[str, str], banks: set[str] | None, content_id: str, sample: bool = True
 ) -> dict[str, list[dict]]:
-    """Hits per signal type, from one synthetic hashed upload with this content id."""
+    """Hits per signal type, from one synthetic hashed upload with this content id (`sample=False`:
+    upstream's bypass_coinflip, every fractional enabled_ratio keeps it)."""
     if not state.ready:
         raise ApiError(503, "index not yet ready")
     hashed = {
@@ -34,7 +35,7 @@ def lookup_hits(
         "signals": {kind: {"value": value, "quality": None} for kind, value in signals.items()},
         "hashed_at": now_ms(),
     }
-    [record] = match_batch([hashed], state.view, state.settings)
+    [record] = match_batch([hashed], state.view, state.settings, sample=sample)
     out: dict[str, list[dict]] = {kind: [] for kind in signals}
     for hit in record["matches"]:
         if banks is None or hit["bank"] in banks:
@@ -86,7 +87,8 @@ def routes(state: ApiState) -> list[Route]:
     async def lookup_post(request: web.Request) -> web.Response:
         data, filename, _ = await uploaded_file(request)
         signals = _plain(await signals_of_bytes(data, filename, request.query.get("content_type")))
-        hits = lookup_hits(state, signals, _banks_param(request), _content_id(request))
+        bypass = flag(request, "bypass_coinflip")  # upstream's POST honours it, its GET does not
+        hits = lookup_hits(state, signals, _banks_param(request), _content_id(request), sample=not bypass)
         return reply({kind: by_bank(h) for kind, h in hits.items()})
 
     async def raw_lookup(request: web.Request) -> web.Response:
@@ -127,7 +129,7 @@ def routes(state: ApiState) -> list[Route]:
         Route("GET", "/m/lookup", lookup_get, "Look up a signal, or the content at a URL", "Matching",
               params=("signal_type", "signal", "url", "content_type", "banks", "seed")),
         Route("POST", "/m/lookup", lookup_post, "Look up an uploaded file (multipart)", "Matching",
-              params=("content_type", "banks", "seed")),
+              params=("content_type", "banks", "seed", "bypass_coinflip")),
         Route("GET", "/m/raw_lookup", raw_lookup, "Bank content ids near a signal, guard not applied", "Matching",
               params=("signal_type", "signal", "include_distance", "banks")),
         Route("POST", "/m/compare", compare, "Distances between pairs of signals", "Matching"),
