@@ -1,7 +1,8 @@
 """The guard: the status of each hit before the match record is written.
 
 In order of precedence, a hit is
-- `disabled`: its bank, its bank content item, or its signal (after flood review) is disabled;
+- `disabled`: its bank, its bank content item, or its signal (after flood review) is disabled, or
+  the bank's enabled_ratio samples this upload out (by the content id's coin, pipeline.sampling);
 - `quarantined`: its signal matched too much too fast and awaits review (hma.quarantine);
 - `suppressed`: the upload also matches one of the bank's suppressing (negative) banks;
 - `match`: none of the above. Only these lead to actions.
@@ -15,6 +16,7 @@ from typing import Any
 
 from pipeline.banks import matching_enabled_ratio, signal_enabled
 from pipeline.clock import iso_utc
+from pipeline.sampling import sampled_out
 from pipeline.state.bank_view import BankEntry, BankView
 
 MATCH, SUPPRESSED, QUARANTINED, DISABLED = "match", "suppressed", "quarantined", "disabled"
@@ -35,10 +37,14 @@ class Hit:
     suppressed_by: "Hit | None" = None  # the negative bank's hit that suppressed this one
 
 
-def _disabled_reason(hit: Hit, view: BankView, now_s: float) -> str:
+def _disabled_reason(hit: Hit, view: BankView, content_id: str | None, now_s: float) -> str:
     entry = hit.entry
-    if matching_enabled_ratio(hit.bank) <= 0:
+    ratio = matching_enabled_ratio(hit.bank)
+    if ratio <= 0:
         return f"bank {entry.bank} is disabled" if not hit.bank["enabled"] else f"bank {entry.bank} has enabled_ratio 0"
+    if (coin := sampled_out(ratio, content_id)) is not None:
+        return (f"bank {entry.bank} sampled out by the bank's enabled_ratio for this content "
+                f"(its coin {coin:.3f} >= enabled_ratio {ratio:g})")
     if not signal_enabled(entry.disable_until_ts, now_s):
         until = "" if entry.disable_until_ts == 0 else f" until {iso_utc(entry.disable_until_ts * 1000)}"
         return f"bank content {entry.bank_content_id} is disabled{until}"
@@ -48,11 +54,12 @@ def _disabled_reason(hit: Hit, view: BankView, now_s: float) -> str:
     return ""
 
 
-def decide(hits: list[Hit], view: BankView, now_s: float | None = None) -> None:
-    """Set the status and reason of every hit of one upload."""
+def decide(hits: list[Hit], view: BankView, content_id: str | None, now_s: float | None = None) -> None:
+    """Set the status and reason of every hit of one upload. `content_id` fixes its sampling coin
+    (pipeline.sampling); None keeps every bank whose enabled_ratio is above 0."""
     now_s = time.time() if now_s is None else now_s
     for hit in hits:
-        reason = _disabled_reason(hit, view, now_s)
+        reason = _disabled_reason(hit, view, content_id, now_s)
         if reason:
             hit.status, hit.reason = DISABLED, reason
             continue

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -13,6 +12,7 @@ from pipeline.clock import now_ms
 from pipeline.config import Settings
 from pipeline.flood import LocalFloodGuard
 from pipeline.guard import MATCH, NO_ACTION, QUARANTINED, Hit, decide
+from pipeline.sampling import sampled_out
 from pipeline.signal_types import SIGNAL_TYPES
 from pipeline.state.bank_view import BankEntry, BankView
 
@@ -23,11 +23,13 @@ def bank_distance(bank: dict[str, Any], signal_type_name: str) -> int:
 
 
 def match_batch(
-    hashed: Sequence[dict[str, Any]], view: BankView, settings: Settings, flood_guard: LocalFloodGuard | None = None
+    hashed: Sequence[dict[str, Any]], view: BankView, settings: Settings, flood_guard: LocalFloodGuard | None = None,
+    sample: bool = True,
 ) -> list[dict[str, Any]]:
-    """One match record per hashed upload: lookup, then the guard (replica mode: all in one place)."""
-    records, hits = lookup_batch(hashed, view, settings)
-    return judge_batch(records, hits, view, flood_guard)
+    """One match record per hashed upload: lookup, then the guard (replica mode: all in one place).
+    `sample=False` keeps every fractional enabled_ratio (upstream's bypass_coinflip)."""
+    records, hits = lookup_batch(hashed, view, settings, sample)
+    return judge_batch(records, hits, view, flood_guard, sample)
 
 
 @dataclass
@@ -39,12 +41,12 @@ class LookupPlan:
     widest: dict[str, int]  # signal type -> the widest distance of any bank
 
 
-def plan_lookups(hashed: Sequence[dict[str, Any]], view: BankView, settings: Settings) -> LookupPlan:
+def plan_lookups(hashed: Sequence[dict[str, Any]], view: BankView, settings: Settings, sample: bool = True) -> LookupPlan:
     records = [empty_match_record(h) for h in hashed]
     queries: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for i, h in enumerate(hashed):
         for kind_name, signal in h["signals"].items():
-            reason = _skip_reason(kind_name, signal, settings, view, h["content_id"])
+            reason = _skip_reason(kind_name, signal, settings, view, h["content_id"] if sample else None)
             if reason:
                 records[i]["skipped"][kind_name] = reason
             else:
@@ -73,20 +75,21 @@ def collect_hits(view: BankView, plan: LookupPlan, found: dict[str, list[list[tu
 
 
 def lookup_batch(
-    hashed: Sequence[dict[str, Any]], view: BankView, settings: Settings
+    hashed: Sequence[dict[str, Any]], view: BankView, settings: Settings, sample: bool = True
 ) -> tuple[list[dict[str, Any]], list[list[Hit]]]:
     """Match records without hits yet, and each upload's bank entries within their bank's distance.
 
     Queries of one signal type are searched together. A shard worker's view holds one shard, so
     its hits are that shard's part of the answer.
     """
-    plan = plan_lookups(hashed, view, settings)
+    plan = plan_lookups(hashed, view, settings, sample)
     with view.pinned():
         return plan.records, collect_hits(view, plan, search_plan(view, plan))
 
 
 def judge_batch(
-    records: list[dict[str, Any]], hits: list[list[Hit]], view: BankView, flood_guard: LocalFloodGuard | None = None
+    records: list[dict[str, Any]], hits: list[list[Hit]], view: BankView, flood_guard: LocalFloodGuard | None = None,
+    sample: bool = True,
 ) -> list[dict[str, Any]]:
     """The guard's status for every hit, written into the records.
 
@@ -94,7 +97,7 @@ def judge_batch(
     bank's flood limit.
     """
     for record, upload_hits in zip(records, hits):
-        decide(upload_hits, view)
+        decide(upload_hits, view, record["content_id"] if sample else None)
         if flood_guard is not None:
             _check_floods(upload_hits, view, flood_guard, record)
         record["matches"] = sorted(
@@ -188,24 +191,21 @@ def _hit_record(hit: Hit) -> dict[str, Any]:
     }
 
 
-def _skip_reason(kind_name: str, signal: dict[str, Any], settings: Settings, view: BankView, content_id: str) -> str:
+def _skip_reason(
+    kind_name: str, signal: dict[str, Any], settings: Settings, view: BankView, content_id: str | None
+) -> str:
     kind = SIGNAL_TYPES.get(kind_name)
     if kind is None or not kind.matchable:
         return f"{kind_name} is not matched"
     ratio = view.signal_type_ratio(kind_name)
     if ratio <= 0:
         return f"signal type {kind_name} is disabled (enabled_ratio 0)"
-    if ratio < 1 and (coin := _coin(content_id)) >= ratio:
+    if (coin := sampled_out(ratio, content_id)) is not None:
         return f"signal type {kind_name} is sampled out for this content (its coin {coin:.3f} >= enabled_ratio {ratio:g})"
     quality = signal.get("quality")
     if kind_name == "pdq" and quality is not None and quality < settings.pdq_min_quality:
         return f"PDQ quality {quality} is below {settings.pdq_min_quality}"
     return ""
-
-
-def _coin(content_id: str) -> float:
-    """A number in [0, 1) fixed by the content id, so a partial enabled_ratio is reproducible."""
-    return int.from_bytes(hashlib.sha256(content_id.encode()).digest()[:8], "big") / 2**64
 
 
 def empty_match_record(hashed: dict[str, Any]) -> dict[str, Any]:

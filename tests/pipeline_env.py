@@ -217,13 +217,18 @@ class ApiProcess(HmasProcess):
             return False
 
 
-def collect_until(settings: Settings, spec: TopicSpec, keys: set[str], timeout_s: float = 90) -> dict[str, list[Any]]:
-    """Records of a topic by key until every key in `keys` has at least one (or the time is up)."""
+def collect_until(
+    settings: Settings, spec: TopicSpec, keys: set[str], timeout_s: float = 90, at_least: int = 1
+) -> dict[str, list[Any]]:
+    """Records of a topic by key until every key in `keys` has `at_least` of them (or the time is up)."""
     found: dict[str, list[Any]] = {}
+    missing = set(keys)
     for key, value in Client(settings).read(spec, timeout_s=timeout_s):
         found.setdefault(key, []).append(value)
-        if keys <= found.keys():
-            break
+        if key in missing and len(found[key]) >= at_least:
+            missing.discard(key)
+            if not missing:
+                break
     return found
 
 

@@ -5,7 +5,7 @@ from pipeline.banks import bank_signal_record
 from pipeline.config import Settings
 from pipeline.config_keys import signal_type_ratio_key
 from pipeline.explain import explain
-from pipeline.matching import _coin
+from pipeline.sampling import content_coin
 from tests.pipeline_env import conformed_bank, flip, hashed, random_pdq, view_with
 
 
@@ -68,9 +68,9 @@ def test_skipped_signal_types_give_their_reason_for_every_entry():
     low = explain(hashed("c", code, quality=10), view, Settings())
     assert nearest(low, "B")[0]["verdict"] == "skipped" and "quality 10" in nearest(low, "B")[0]["reason"]
     view.apply_setting(signal_type_ratio_key("pdq"), {"number": 0.5})
-    out_id = next(f"c{i}" for i in range(100) if _coin(f"c{i}") >= 0.5)
+    out_id = next(f"c{i}" for i in range(100) if content_coin(f"c{i}") >= 0.5)
     sampled = explain(hashed(out_id, code), view, Settings())
-    assert f"its coin {_coin(out_id):.3f} >= enabled_ratio 0.5" in sampled["signals"]["pdq"]["skipped"]
+    assert f"its coin {content_coin(out_id):.3f} >= enabled_ratio 0.5" in sampled["signals"]["pdq"]["skipped"]
     assert nearest(sampled, "B")[0]["verdict"] == "skipped"
 
 
@@ -79,3 +79,16 @@ def test_a_disabled_bank_is_named_in_the_verdict():
     view = view_with((conformed_bank("OFF", enabled=False), [code]))
     [entry] = nearest(explain(hashed("c", code), view, Settings()), "OFF")
     assert entry["verdict"] == "disabled" and entry["reason"] == "bank OFF is disabled"
+
+
+def test_a_bank_fraction_says_the_content_is_sampled_out_with_its_coin():
+    code = random_pdq()
+    view = view_with((conformed_bank("HALF", enabled_ratio=0.5), [code]))
+    out_id = next(f"c{i}" for i in range(100) if content_coin(f"c{i}") >= 0.5)
+    in_id = next(f"c{i}" for i in range(100) if content_coin(f"c{i}") < 0.5)
+    [entry] = nearest(explain(hashed(out_id, code), view, Settings()), "HALF")
+    assert entry["verdict"] == "disabled"
+    assert entry["reason"] == (f"bank HALF sampled out by the bank's enabled_ratio for this content "
+                               f"(its coin {content_coin(out_id):.3f} >= enabled_ratio 0.5)")
+    kept = explain(hashed(in_id, code), view, Settings())
+    assert nearest(kept, "HALF")[0]["verdict"] == "match" and kept["matched"] == ["HALF"]

@@ -14,6 +14,7 @@ from PIL import Image
 from ops.kafka.broker import free_port
 from pipeline import topics as T
 from pipeline.client import Client
+from pipeline.sampling import content_coin
 from pipeline.uploads import new_upload
 from tests.pipeline_env import (
     ApiProcess, WorkerProcess, collect_until, flip, hmas, pipeline_env, settings_from, wait_until,
@@ -139,3 +140,51 @@ def test_a_file_is_hashed_with_its_quality_and_bad_input_is_a_400(stack):
     assert "invalid signal" in stack.call("GET", "/m/explain", 400, params={"signal_type": "pdq", "signal": "xyz"})["message"]
     stack.call("GET", "/m/explain", 404, params={"content_id": "never-uploaded"})
     stack.call("GET", "/m/explain", 400, params={"signal": random_pdq(7), "radius": "500"})
+
+
+def test_a_bank_fraction_samples_uploads_by_content_id_in_the_worker_the_api_and_explain(stack):
+    pdq = random_pdq(8)
+    stack.bank("HALF", [pdq], enabled_ratio=0.5)
+    ids = {f"ratio-{i}" for i in range(200)}
+    client = Client(stack.settings)
+
+    def upload_all():
+        for cid in sorted(ids):
+            client.produce(T.UPLOADS, cid, new_upload(cid, "photo", signals={"pdq": pdq}))
+        client.flush()
+
+    def half_status(record: dict) -> str:
+        [hit] = [h for h in record["matches"] if h["bank"] == "HALF"]
+        return hit["status"]
+
+    upload_all()
+    first = collect_until(stack.settings, T.MATCHES, ids)
+    upload_all()
+    both = collect_until(stack.settings, T.MATCHES, ids, at_least=2)
+    client.close()
+    status = {cid: half_status(first[cid][0]) for cid in ids}
+    assert {cid: [half_status(r) for r in both[cid][:2]] for cid in ids} == {cid: [s, s] for cid, s in status.items()}
+    assert set(status.values()) == {"match", "disabled"}
+    assert 70 <= sum(s == "match" for s in status.values()) <= 130  # 200 at 0.5: the binomial spread is 7
+    kept = next(cid for cid in sorted(ids) if status[cid] == "match")
+    out = next(cid for cid in sorted(ids) if status[cid] == "disabled")
+    for cid in (kept, out):  # the API's lookup with upstream's seed decides as the worker did
+        found = stack.call("GET", "/m/lookup", params={"signal_type": "pdq", "signal": pdq, "seed": cid})
+        assert ("HALF" in found) == (status[cid] == "match")
+    entry = only_entry(stack.explain(signal_type="pdq", signal=pdq, content_id=out), "HALF")
+    assert entry["verdict"] == "disabled" and "sampled out by the bank's enabled_ratio" in entry["reason"]
+    assert f"its coin {content_coin(out):.3f} >= enabled_ratio 0.5" in entry["reason"]
+    assert only_entry(stack.explain(signal_type="pdq", signal=pdq, content_id=kept), "HALF")["verdict"] == "match"
+
+
+def test_upstreams_bypass_coinflip_keeps_a_fractional_bank_for_an_uploaded_file(stack):
+    pixels = np.random.default_rng(9).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    png = io.BytesIO()
+    Image.fromarray(pixels).save(png, format="PNG")
+    photo = {"file": ("rare.png", png.getvalue())}
+    pdq = stack.call("POST", "/h/hash", files=photo)["pdq"]
+    stack.bank("RARE", [pdq], enabled_ratio=0.01)
+    out = next(f"rare-{i}" for i in range(100) if content_coin(f"rare-{i}") >= 0.01)
+    assert "RARE" not in stack.call("POST", "/m/lookup", params={"seed": out}, files=photo)["pdq"]
+    kept = stack.call("POST", "/m/lookup", params={"seed": out, "bypass_coinflip": "true"}, files=photo)["pdq"]
+    assert [m["distance"] for m in kept["RARE"]] == ["0"]

@@ -3,6 +3,7 @@
 from pipeline.banks import bank_signal_record
 from pipeline.config import Settings
 from pipeline.matching import actions_for, match_batch
+from pipeline.sampling import content_coin
 from tests.pipeline_env import conformed_bank, flip, hashed, random_pdq, view_with
 
 
@@ -100,3 +101,43 @@ def test_the_matchers_flood_guard_stops_hits_past_the_limit():
     assert statuses == ["match"] * 10 + ["quarantined"] * 15
     assert "quarantine pending" in records[-1]["matches"][0]["reason"]
     assert sum(len(actions_for(r, view)) for r in records) == 10
+
+
+def test_a_bank_fraction_samples_uploads_by_content_id_the_same_way_each_time():
+    code = random_pdq()
+    view = view_with((conformed_bank("HALF", enabled_ratio=0.5, action="remove"), [code]),
+                     (conformed_bank("ALL", action="review"), [code]))
+    uploads = [hashed(f"c{i}", code) for i in range(400)]
+    first = match_batch(uploads, view, Settings())
+    again = match_batch(uploads, view, Settings())
+    half = [next(h for h in r["matches"] if h["bank"] == "HALF") for r in first]
+    assert [h["status"] for h in half] == [next(h for h in r["matches"] if h["bank"] == "HALF")["status"] for r in again]
+    kept = sum(h["status"] == "match" for h in half)
+    assert 160 <= kept <= 240  # 400 uploads at 0.5: the binomial spread is 10
+    for record, hit in zip(first, half):
+        expected = "match" if content_coin(record["content_id"]) < 0.5 else "disabled"
+        assert hit["status"] == expected
+        assert [a["action"] for a in actions_for(record, view)] == (["remove", "review"] if expected == "match" else ["review"])
+    out = next(h for h in half if h["status"] == "disabled")
+    assert "sampled out by the bank's enabled_ratio" in out["reason"] and "enabled_ratio 0.5" in out["reason"]
+    assert all(h["status"] == "match" for r in first for h in r["matches"] if h["bank"] == "ALL")
+
+
+def test_a_sampled_out_negative_bank_does_not_suppress():
+    code = random_pdq()
+    view = view_with((conformed_bank("HARMFUL", suppressed_by=["BENIGN"]), [code]),
+                     (conformed_bank("BENIGN", action="none", enabled_ratio=0.5), [code]))
+    out_id = next(f"c{i}" for i in range(100) if content_coin(f"c{i}") >= 0.5)
+    [record] = match_batch([hashed(out_id, code)], view, Settings())
+    assert {h["bank"]: h["status"] for h in record["matches"]} == {"HARMFUL": "match", "BENIGN": "disabled"}
+
+
+def test_without_sampling_a_bank_fraction_keeps_every_upload_and_zero_stays_off():
+    code = random_pdq()
+    view = view_with((conformed_bank("RARE", enabled_ratio=0.01), [code]),
+                     (conformed_bank("OFF", enabled_ratio=0.0, enabled=False), [code]))
+    out_id = next(f"c{i}" for i in range(100) if content_coin(f"c{i}") >= 0.01)
+    [sampled] = match_batch([hashed(out_id, code)], view, Settings())
+    [kept] = match_batch([hashed(out_id, code)], view, Settings(), sample=False)
+    assert {h["bank"]: h["status"] for h in sampled["matches"]} == {"RARE": "disabled", "OFF": "disabled"}
+    assert {h["bank"]: h["status"] for h in kept["matches"]} == {"RARE": "match", "OFF": "disabled"}

@@ -2,10 +2,14 @@
 
 Lookups apply the same per-bank distance and guard as the worker; `lookup` lists the hits the
 guard lets through (as upstream lists enabled content only), `raw_lookup` every hit in distance.
+A lookup's `seed` is its content id, whose coin samples banks and signal types by their
+enabled_ratio as the worker samples that upload; without one each lookup draws its own coin, as
+upstream's does.
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from aiohttp import web
@@ -19,16 +23,19 @@ from pipeline.matching import match_batch
 from pipeline.signal_types import SIGNAL_TYPES
 
 
-def lookup_hits(state: ApiState, signals: dict[str, str], banks: set[str] | None) -> dict[str, list[dict]]:
-    """Hits per signal type, from one synthetic hashed upload."""
+def lookup_hits(
+    state: ApiState, signals: dict[str, str], banks: set[str] | None, content_id: str, sample: bool = True
+) -> dict[str, list[dict]]:
+    """Hits per signal type, from one synthetic hashed upload with this content id (`sample=False`:
+    upstream's bypass_coinflip, every fractional enabled_ratio keeps it)."""
     if not state.ready:
         raise ApiError(503, "index not yet ready")
     hashed = {
-        "content_id": "lookup", "content_type": "photo", "metadata": {}, "submitted_at": None,
+        "content_id": content_id, "content_type": "photo", "metadata": {}, "submitted_at": None,
         "signals": {kind: {"value": value, "quality": None} for kind, value in signals.items()},
         "hashed_at": now_ms(),
     }
-    [record] = match_batch([hashed], state.view, state.settings)
+    [record] = match_batch([hashed], state.view, state.settings, sample=sample)
     out: dict[str, list[dict]] = {kind: [] for kind in signals}
     for hit in record["matches"]:
         if banks is None or hit["bank"] in banks:
@@ -55,6 +62,11 @@ def _banks_param(request: web.Request) -> set[str] | None:
     return set(value.split(",")) if value else None
 
 
+def _content_id(request: web.Request) -> str:
+    """Upstream's `seed` (a content id, for a coin that decides the same way again), or a fresh one."""
+    return request.query.get("seed") or f"lookup-{secrets.token_hex(8)}"
+
+
 def _plain(signals: dict[str, Any]) -> dict[str, str]:
     return {kind: sv.value for kind, sv in signals.items() if SIGNAL_TYPES[kind].matchable}
 
@@ -64,24 +76,25 @@ def routes(state: ApiState) -> list[Route]:
         banks = _banks_param(request)
         if request.query.get("url"):
             signals = _plain(await signals_of_url(request.query["url"], request.query.get("content_type"), state.settings))
-            hits = lookup_hits(state, signals, banks)
+            hits = lookup_hits(state, signals, banks, _content_id(request))
             return reply({kind: by_bank(h) for kind, h in hits.items()})
         kind, value = request.query.get("signal_type"), request.query.get("signal")
         if not kind or not value:
             raise ApiError(400, "Either url or both signal and signal_type are required")
         value = checked_signal(kind, value)
-        return reply(by_bank(lookup_hits(state, {kind: value}, banks)[kind]))
+        return reply(by_bank(lookup_hits(state, {kind: value}, banks, _content_id(request))[kind]))
 
     async def lookup_post(request: web.Request) -> web.Response:
         data, filename, _ = await uploaded_file(request)
         signals = _plain(await signals_of_bytes(data, filename, request.query.get("content_type")))
-        hits = lookup_hits(state, signals, _banks_param(request))
+        bypass = flag(request, "bypass_coinflip")  # upstream's POST honours it, its GET does not
+        hits = lookup_hits(state, signals, _banks_param(request), _content_id(request), sample=not bypass)
         return reply({kind: by_bank(h) for kind, h in hits.items()})
 
     async def raw_lookup(request: web.Request) -> web.Response:
         kind = query(request, "signal_type")
         value = checked_signal(kind, query(request, "signal"))
-        hits = lookup_hits(state, {kind: value}, _banks_param(request))[kind]
+        hits = lookup_hits(state, {kind: value}, _banks_param(request), _content_id(request))[kind]
         if flag(request, "include_distance"):
             return reply({"matches": [match_with_distance(h) for h in hits]})
         return reply({"matches": [h["bank_content_id"] for h in hits]})
@@ -114,9 +127,9 @@ def routes(state: ApiState) -> list[Route]:
 
     return [
         Route("GET", "/m/lookup", lookup_get, "Look up a signal, or the content at a URL", "Matching",
-              params=("signal_type", "signal", "url", "content_type", "banks")),
+              params=("signal_type", "signal", "url", "content_type", "banks", "seed")),
         Route("POST", "/m/lookup", lookup_post, "Look up an uploaded file (multipart)", "Matching",
-              params=("content_type", "banks")),
+              params=("content_type", "banks", "seed", "bypass_coinflip")),
         Route("GET", "/m/raw_lookup", raw_lookup, "Bank content ids near a signal, guard not applied", "Matching",
               params=("signal_type", "signal", "include_distance", "banks")),
         Route("POST", "/m/compare", compare, "Distances between pairs of signals", "Matching"),
