@@ -55,14 +55,31 @@ def test_new_and_reenabled_signals_are_announced():
     key, record = bank_signal_record("ALPHA", 1, "pdq", VIEW_MODEL_POOL[1])
     view.apply_signals([(key, record)])  # a bank without a record banks nothing
     assert seen == []
-    view.apply_bank("ALPHA", conformed_bank("ALPHA"))
+    view.apply_bank("ALPHA", conformed_bank("ALPHA"))  # its record makes the waiting signal banked
+    assert seen == [(key, VIEW_MODEL_POOL[1])]
+    view.apply_bank("ALPHA", conformed_bank("ALPHA", action="remove"))  # a change of a known bank
+    assert len(seen) == 1
     view.apply_signals([(key, None)])
     view.apply_signals([(key, {**record, "disable_until_ts": 0})])
-    assert seen == []
-    view.apply_signals([(key, record)])
-    assert seen == [(key, VIEW_MODEL_POOL[1])]
-    view.apply_signals([(key, record)])  # already enabled: not new
     assert len(seen) == 1
+    view.apply_signals([(key, record)])
+    assert seen == [(key, VIEW_MODEL_POOL[1])] * 2
+    view.apply_signals([(key, record)])  # already enabled: not new
+    assert len(seen) == 2
+
+
+def test_a_renamed_banks_record_announces_nothing():
+    """The signals of a rename's new name matched already under the old one (pipeline/bank_rename.py)."""
+    view = BankView()
+    seen = []
+    view.apply_bank("OLD", conformed_bank("OLD"))
+    key, record = bank_signal_record("OLD", 1, "pdq", VIEW_MODEL_POOL[2])
+    view.apply_signals([(key, record)])
+    view.on_new_signals = lambda entries: seen.extend(e.key for e in entries)
+    moved_key, moved = bank_signal_record("NEW", 1, "pdq", VIEW_MODEL_POOL[2], {"renamed_from": "OLD"})
+    view.apply_signals([(moved_key, moved)])
+    view.apply_bank("NEW", {**conformed_bank("NEW"), "renamed_from": "OLD"})
+    assert seen == []
 
 
 def test_records_whose_key_and_signal_disagree_are_not_applied():

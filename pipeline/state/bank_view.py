@@ -114,12 +114,22 @@ class BankView:
         if record is None:
             self.banks.pop(name, None)
             return
+        first = name not in self.banks and name not in self.renamed.values()
         self.banks[name] = record
         self.renamed.pop(name, None)  # a bank of this name again: signals under it are its own
         old = record.get("renamed_from")
         if old and old != name:
             self.banks.pop(old, None)
             self.renamed[old] = name
+        elif first and self.on_new_signals is not None:
+            self._announce_waiting_signals(name)
+
+    def _announce_waiting_signals(self, name: str) -> None:
+        """Signals read before their bank's record (the two topics are read independently) banked
+        nothing until it came: they are newly banked now, so retroactive search sees them."""
+        newly = self._newly_banked([e for e in self.entries(name) if signal_enabled(e.disable_until_ts)])
+        if newly:
+            self.on_new_signals(newly)
 
     def bank_of(self, entry: BankEntry) -> tuple[str, dict[str, Any]] | None:
         """The current name and record of the entry's bank: its own, or while a rename has only
