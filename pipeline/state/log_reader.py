@@ -67,6 +67,7 @@ class CompactedTopicFollower:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            isolation_level="read_committed",  # the exchange fetcher writes its batches in transactions
             client_id=f"hmas-{self.name}",
         )
         await self._consumer.start()
@@ -77,6 +78,7 @@ class CompactedTopicFollower:
         self._consumer.assign(partitions)
         await self._consumer.seek_to_beginning(*partitions)
         self._end = await self._consumer.end_offsets(partitions)
+        self._single = [tp for tp in partitions if [p.topic for p in partitions].count(tp.topic) == 1]
         if self.start_positions:
             await self._seek_to_start_positions(partitions)
         self._task = asyncio.create_task(self._run(), name=f"follow-{self.name}")
@@ -115,6 +117,8 @@ class CompactedTopicFollower:
                     if asyncio.iscoroutine(result):
                         await result
                 self.positions[tp.topic] = records[-1].offset + 1
+            for tp in self._single:  # past transaction markers, which occupy offsets but are no records
+                self.positions[tp.topic] = max(self.positions.get(tp.topic, 0), await self._consumer.position(tp))
             if not self.ready.is_set() and all(
                 self.positions.get(tp.topic, 0) >= end for tp, end in self._end.items() if end
             ):
