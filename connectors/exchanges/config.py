@@ -12,7 +12,7 @@ import dataclasses
 import enum
 import json
 import typing as t
-from typing import Any
+from typing import Any, Iterable
 
 from threatexchange.exchanges.auth import SignalExchangeWithAuth
 from threatexchange.exchanges.collab_config import CollaborationConfigBase
@@ -152,3 +152,26 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
+
+
+def creation_writes(record: dict[str, Any], bank_exists: bool) -> list[tuple[Any, str, dict[str, Any] | None]]:
+    """An exchange and, unless it exists, its bank (a normal bank with the default controls)."""
+    from pipeline.banks import bank_record
+    from pipeline.topics import BANKS
+
+    bank = [] if bank_exists else [(BANKS, record["name"], BANKS.codec.conform(bank_record(record["name"])))]
+    return bank + [(EXCHANGES, record["name"], record)]
+
+
+def removal_writes(name: str, bank_signal_keys: Iterable[str], bank_exists: bool) -> list[tuple[Any, str, None]]:
+    """Tombstones for an exchange, its fetch state, its bank and the bank's content."""
+    from pipeline.topics import BANK_SIGNALS, BANKS, EXCHANGE_FETCH
+
+    writes: list[tuple[Any, str, None]] = [(EXCHANGES, name, None), (EXCHANGE_FETCH, name, None)]
+    writes += [(BANK_SIGNALS, key, None) for key in bank_signal_keys]
+    return writes + ([(BANKS, name, None)] if bank_exists else [])
+
+
+def changed(record: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """An hma.exchanges value with some fields changed (enabled, fetch_requested_at)."""
+    return {**record, **changes, "updated_at": now_ms()}

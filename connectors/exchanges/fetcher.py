@@ -130,6 +130,15 @@ class ExchangeFetcher:
             except (asyncio.CancelledError, Exception):
                 pass
 
+    async def run_until(self, stop: asyncio.Event) -> None:
+        """Until `stop` is set; raises what ended the fetcher's loop if it ended first."""
+        assert self._loop is not None, "start() first"
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait([stopping, self._loop], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if self._loop.done():
+            self._loop.result()
+
     async def stop(self) -> None:
         if self._loop is not None:
             self._loop.cancel()

@@ -14,14 +14,14 @@ from typing import Any
 from aiohttp import web
 
 from connectors.exchanges.config import (
-    EXCHANGE_APIS, InvalidExchange, api_schema, exchange_api, exchange_json, exchange_record, supports_auth,
+    EXCHANGE_APIS, InvalidExchange, api_schema, changed, creation_writes, exchange_api, exchange_json,
+    exchange_record, removal_writes, supports_auth,
 )
 from connectors.exchanges.credentials import CredentialsUnavailable, found_outside, sealed_record, where_to_provide
 from connectors.exchanges.fetcher import initial_status
 from pipeline import topics as T
 from pipeline.api.http import ApiError, Route, json_object, reply
 from pipeline.api.state import ApiState
-from pipeline.banks import bank_record
 from pipeline.clock import now_ms
 
 log = logging.getLogger(__name__)
@@ -100,10 +100,7 @@ def routes(state: ApiState) -> list[Route]:
             record = exchange_record(bank, body["api"], body.get("api_json", {}), body.get("enabled", True))
         except InvalidExchange as exc:
             raise ApiError(400, str(exc)) from None
-        writes = [(T.EXCHANGES, bank, record)]
-        if bank not in state.view.banks:
-            writes.insert(0, (T.BANKS, bank, T.BANKS.codec.conform(bank_record(bank))))
-        await state.write(writes)
+        await state.write(creation_writes(record, bank in state.view.banks))
         return reply({"message": "Created successfully"}, 201)
 
     async def index(request: web.Request) -> web.Response:
@@ -119,27 +116,23 @@ def routes(state: ApiState) -> list[Route]:
     async def update(request: web.Request) -> web.Response:
         record = existing(request.match_info["name"])
         body = await json_object(request)
-        changed = dict(record, updated_at=now_ms())
-        if body.get("enabled") is not None:
-            if not isinstance(body["enabled"], bool):
-                raise ApiError(400, "enabled must be true or false")
-            changed["enabled"] = body["enabled"]
-        await state.write([(T.EXCHANGES, record["name"], changed)])
-        return reply(exchange_json(changed))
+        enabled = body.get("enabled", record["enabled"])
+        if not isinstance(enabled, bool):
+            raise ApiError(400, "enabled must be true or false")
+        new = changed(record, enabled=enabled)
+        await state.write([(T.EXCHANGES, record["name"], new)])
+        return reply(exchange_json(new))
 
     async def fetch_now(request: web.Request) -> web.Response:
         record = existing(request.match_info["name"])
-        await state.write([(T.EXCHANGES, record["name"], dict(record, fetch_requested_at=now_ms()))])
+        await state.write([(T.EXCHANGES, record["name"], changed(record, fetch_requested_at=now_ms()))])
         return reply({"message": "Fetch requested"})
 
     async def delete(request: web.Request) -> web.Response:
         name = request.match_info["name"]
         if name in exchanges.configs:
-            writes = [(T.EXCHANGES, name, None), (T.EXCHANGE_FETCH, name, None)]
-            writes += [(T.BANK_SIGNALS, e.key, None) for e in list(state.view.entries(name))]
-            if name in state.view.banks:
-                writes.append((T.BANKS, name, None))
-            await state.write(writes)
+            keys = [e.key for e in list(state.view.entries(name))]
+            await state.write(removal_writes(name, keys, name in state.view.banks))
         return reply({"message": "Exchange deleted"})
 
     tag = "Exchanges"

@@ -1,0 +1,262 @@
+"""The exchange fetcher on the real broker: python-threatexchange's file, sample and an incremental
+exchange fetched into banks, one transaction per batch, one fetcher per deployment."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import typing as t
+from dataclasses import dataclass, field
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import ProducerFenced
+from confluent_kafka.admin import AdminClient
+from threatexchange.exchanges import fetch_state as state
+from threatexchange.exchanges.collab_config import CollaborationConfigBase
+from threatexchange.exchanges.signal_exchange_api import SignalExchangeAPIWithSimpleUpdates
+
+from connectors.exchanges import sample_signals
+from connectors.exchanges.config import EXCHANGE_APIS, changed, creation_writes, exchange_record
+from connectors.exchanges.fetcher import ExchangeFetcher, fetch_group
+from pipeline import topics as T
+from pipeline.client import Client
+from pipeline.clock import now_ms
+from pipeline.services.output import DeliveryFailed
+from pipeline.state.log_reader import read_latest
+
+pytestmark = pytest.mark.kafka
+PDQ = ["f" * 64, "0" * 64, "a" * 64, "5" * 64]
+WAIT_S = 90
+
+
+# -- an incremental exchange whose deltas and checkpoints a test scripts -------------------------
+@dataclass
+class ScriptedCheckpoint(state.FetchCheckpointBase):
+    at: int = 0
+    stale: bool = False
+
+    def is_stale(self) -> bool:
+        return self.stale
+
+    def get_progress_timestamp(self) -> int:
+        return self.at
+
+
+@dataclass
+class Script:
+    # each fetch: the deltas fetch_iter yields, as (updates {pdq: tags or None}, checkpoint)
+    fetches: list[list[tuple[dict[str, list[str] | None], ScriptedCheckpoint]]] = field(default_factory=list)
+    checkpoints_given: list[ScriptedCheckpoint | None] = field(default_factory=list)
+
+
+SCRIPT = Script()
+
+
+@dataclass
+class TaggedRecord(state.FetchedSignalMetadata):
+    tags: list[str] = field(default_factory=list)
+
+    def get_as_opinions(self) -> t.Sequence[state.SignalOpinion]:
+        return [state.SignalOpinion(False, state.SignalOpinionCategory.POSITIVE_CLASS, set(self.tags))]
+
+
+class ScriptedExchange(SignalExchangeAPIWithSimpleUpdates[CollaborationConfigBase, ScriptedCheckpoint, TaggedRecord]):
+    @classmethod
+    def get_name(cls) -> str:
+        return "scripted"
+
+    @staticmethod
+    def get_config_cls() -> t.Type[CollaborationConfigBase]:
+        return CollaborationConfigBase
+
+    @staticmethod
+    def get_checkpoint_cls() -> t.Type[ScriptedCheckpoint]:
+        return ScriptedCheckpoint
+
+    @staticmethod
+    def get_record_cls() -> t.Type[TaggedRecord]:
+        return TaggedRecord
+
+    @classmethod
+    def for_collab(cls, collab: CollaborationConfigBase) -> "ScriptedExchange":
+        return cls()
+
+    def fetch_iter(self, supported_signal_types, checkpoint):
+        SCRIPT.checkpoints_given.append(checkpoint)
+        for updates, cp in SCRIPT.fetches.pop(0):
+            yield state.FetchDelta(
+                {("pdq", v): (None if tags is None else TaggedRecord(tags)) for v, tags in updates.items()}, cp)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def configure(settings, name: str, api: str, api_json: dict | None = None) -> dict:
+    """An exchange that fetches only on request (disabled), and its bank."""
+    record = exchange_record(name, api, api_json or {}, enabled=False)
+    client = Client(settings)
+    for spec, key, value in creation_writes(record, bank_exists=False):
+        client.produce(spec, key, value)
+    client.flush()
+    return record
+
+
+def bank_signals(settings, bank: str) -> dict[str, dict]:
+    return {r["value"]: r for r in read_latest(settings, T.BANK_SIGNALS).values() if r["bank"] == bank}
+
+
+async def fetched(settings, record: dict) -> dict:
+    """Ask for a fetch as `hmas exchange fetch` does, and wait for the status that ends it."""
+    requested = now_ms()
+    client = Client(settings)
+    client.produce(T.EXCHANGES, record["name"], changed(record, fetch_requested_at=requested))
+    client.flush()
+    for _ in range(WAIT_S * 4):
+        status = (await asyncio.to_thread(read_latest, settings, T.EXCHANGE_FETCH)).get(record["name"])
+        if status and status["updated_at"] >= requested and status["running_fetch_start_ts"] is None:
+            return status
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"no fetch of {record['name']} finished")
+
+
+async def started(fetcher: ExchangeFetcher) -> ExchangeFetcher:
+    await fetcher.start()
+    await asyncio.wait_for(fetcher.leader.wait(), WAIT_S)
+    return fetcher
+
+
+# -- tests --------------------------------------------------------------------------------------
+def test_file_exchange_fetch_update_and_delete(settings, tmp_path):
+    hashes = tmp_path / "hashes.txt"
+    hashes.write_text(f"pdq {PDQ[0]}\npdq {PDQ[1]}\nsha1 ignored\n")
+    record = configure(settings, "FILE_X", "local_file", {"filename": str(hashes)})
+
+    async def scenario() -> None:
+        fetcher = await started(ExchangeFetcher(settings))
+        try:
+            status = await fetched(settings, record)
+            held = bank_signals(settings, "FILE_X")
+            assert set(held) == {PDQ[0], PDQ[1]}
+            assert status["last_fetch_succeeded"] and status["up_to_date"] and status["fetched_items"] == 2
+            assert held[PDQ[0]]["metadata"]["exchange"] == "FILE_X"
+            assert held[PDQ[0]]["bank_content_id"] != held[PDQ[1]]["bank_content_id"]
+            kept_id = held[PDQ[1]]["bank_content_id"]
+
+            hashes.write_text(f"pdq {PDQ[1]}\npdq {PDQ[2]}\n")  # one line gone, one new
+            status = await fetched(settings, record)
+            held = bank_signals(settings, "FILE_X")
+            assert set(held) == {PDQ[1], PDQ[2]} and status["fetched_items"] == 2
+            assert held[PDQ[1]]["bank_content_id"] == kept_id
+
+            hashes.write_text("")
+            await fetched(settings, record)
+            assert bank_signals(settings, "FILE_X") == {}
+
+            hashes.unlink()  # the exchange fails: visibly, and the bank keeps what it had
+            hashes.write_text(f"pdq {PDQ[3]}\n")
+            await fetched(settings, record)
+            hashes.unlink()
+            status = await fetched(settings, record)
+            assert status["last_fetch_succeeded"] is False and "No such file" in status["last_error"]
+            assert set(bank_signals(settings, "FILE_X")) == {PDQ[3]}
+        finally:
+            await fetcher.stop()
+
+    asyncio.run(scenario())
+
+
+def test_sample_exchange_fills_its_bank(settings):
+    record = configure(settings, "SAMPLE_X", "sample")
+
+    async def scenario() -> dict:
+        fetcher = await started(ExchangeFetcher(settings))
+        try:
+            return await fetched(settings, record)
+        finally:
+            await fetcher.stop()
+
+    status = asyncio.run(scenario())
+    held = read_latest(settings, T.BANK_SIGNALS).values()
+    assert sorted((r["signal_type"], r["value"]) for r in held if r["bank"] == "SAMPLE_X") == sample_signals()
+    assert status["fetched_items"] == len(sample_signals()) and status["records_last_fetch"] == len(sample_signals())
+
+
+def test_incremental_fetch_checkpoints_deletes_and_stale_refetch(settings, monkeypatch):
+    monkeypatch.setitem(EXCHANGE_APIS, "scripted", ScriptedExchange)
+    monkeypatch.setattr(SCRIPT, "fetches", [
+        [({PDQ[0]: ["a"], PDQ[1]: []}, ScriptedCheckpoint(at=10)), ({PDQ[2]: []}, ScriptedCheckpoint(at=20))],
+        [({PDQ[0]: None, PDQ[2]: ["b"]}, ScriptedCheckpoint(at=30))],  # a deletion and an update
+        [({PDQ[3]: []}, ScriptedCheckpoint(at=25))],  # goes back: refused, nothing applied
+        [({PDQ[3]: []}, ScriptedCheckpoint(at=40, stale=True))],
+        [({PDQ[1]: []}, ScriptedCheckpoint(at=50))],  # the full refetch after the stale checkpoint
+    ])
+    monkeypatch.setattr(SCRIPT, "checkpoints_given", [])
+    settings = settings.with_overrides(exchange_batch_records=1)  # a transaction per record
+    record = configure(settings, "SCRIPTED_X", "scripted")
+
+    async def scenario() -> None:
+        fetcher = await started(ExchangeFetcher(settings))
+        try:
+            status = await fetched(settings, record)
+            assert set(bank_signals(settings, "SCRIPTED_X")) == {PDQ[0], PDQ[1], PDQ[2]}
+            assert status["checkpoint_ts"] == 20 and status["fetched_items"] == 3
+            assert bank_signals(settings, "SCRIPTED_X")[PDQ[0]]["metadata"]["exchange_tags"] == '["a"]'
+
+            status = await fetched(settings, record)
+            held = bank_signals(settings, "SCRIPTED_X")
+            assert set(held) == {PDQ[1], PDQ[2]} and status["checkpoint_ts"] == 30
+            assert held[PDQ[2]]["metadata"]["exchange_tags"] == '["b"]'
+            assert held[PDQ[2]]["metadata"]["exchange_category"] == "positive_class"
+
+            status = await fetched(settings, record)
+            assert status["last_fetch_succeeded"] is False and "older than the stored one" in status["last_error"]
+            assert status["checkpoint_ts"] == 30 and set(bank_signals(settings, "SCRIPTED_X")) == {PDQ[1], PDQ[2]}
+
+            status = await fetched(settings, record)
+            assert status["checkpoint_ts"] == 40 and PDQ[3] in bank_signals(settings, "SCRIPTED_X")
+
+            status = await fetched(settings, record)  # stale: everything again, what is gone is removed
+            assert set(bank_signals(settings, "SCRIPTED_X")) == {PDQ[1]}
+            assert status["checkpoint_ts"] == 50 and status["fetched_items"] == 1
+        finally:
+            await fetcher.stop()
+
+    asyncio.run(scenario())
+    assert [cp.at if cp else None for cp in SCRIPT.checkpoints_given] == [None, 20, 30, 30, None]
+
+
+def test_exactly_one_fetcher_and_a_deposed_one_cannot_commit(settings):
+    record = configure(settings, "ONE_X", "sample")
+
+    async def scenario() -> None:
+        first = await started(ExchangeFetcher(settings, name="first"))
+        second = ExchangeFetcher(settings, name="second")
+        await second.start()
+        try:
+            admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+            for _ in range(WAIT_S * 4):  # until both are members of the group
+                [group] = admin.describe_consumer_groups([fetch_group(settings)]).values()
+                if len(group.result().members) == 2 and (first.leader.is_set() or second.leader.is_set()):
+                    break
+                await asyncio.sleep(0.25)
+            assert first.leader.is_set() != second.leader.is_set()
+            leader, standby = (first, second) if first.leader.is_set() else (second, first)
+
+            # a new holder of the fetcher's transactional id fences the old one's producer
+            usurper = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers,
+                                       transactional_id=fetch_group(settings), enable_idempotence=True)
+            await usurper.start()
+            with pytest.raises(DeliveryFailed) as fenced:
+                await leader._commit("ONE_X", [(T.BANKS, "FENCED", T.BANKS.codec.conform({"name": "FENCED"}))],
+                                     {"exchange": "ONE_X", "api": "sample"})
+            await usurper.stop()
+            assert isinstance(fenced.value.__cause__, ProducerFenced)
+            assert "FENCED" not in read_latest(settings, T.BANKS)
+
+            await leader.stop()  # the standby takes over and fetches
+            await asyncio.wait_for(standby.leader.wait(), WAIT_S)
+            assert (await fetched(settings, record))["last_fetch_succeeded"]
+        finally:
+            await first.stop()
+            await second.stop()
+
+    asyncio.run(scenario())
