@@ -95,8 +95,9 @@ def collab_config(record: dict[str, Any]) -> CollaborationConfigBase:
 
 
 def exchange_json(record: dict[str, Any]) -> dict[str, Any]:
-    """Upstream's GET /c/exchange/<name> answer: the collaboration config as JSON."""
-    return dataclass_json.dataclass_dump_dict(collab_config(record))
+    """Upstream's GET /c/exchange/<name> answer: the collaboration config as JSON (enums as their
+    values, sets as lists)."""
+    return json.loads(dataclass_json.dataclass_dumps(collab_config(record)))
 
 
 def api_schema(api_cls: TSignalExchangeAPICls) -> dict[str, Any]:
