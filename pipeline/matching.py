@@ -7,6 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from pipeline.banks import exchange_source
 from pipeline.clock import now_ms
 from pipeline.config import Settings
 from pipeline.flood import LocalFloodGuard
@@ -165,6 +166,7 @@ def _hit_record(hit: Hit) -> dict[str, Any]:
         "threshold": hit.threshold,
         "status": hit.status,
         "reason": hit.reason,
+        "exchange": exchange_source(hit.entry.metadata),
     }
 
 

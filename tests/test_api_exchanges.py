@@ -121,13 +121,15 @@ def test_a_fetched_exchange_matches_uploads(kafka_broker, tmp_path):
         status = call(api, "GET", "/c/exchange/FILE_E/status").json()
         assert status["fetched_items"] == 1 and status["last_fetch_succeeded"] is True
         found = call(api, "GET", "/m/lookup", params={"signal_type": "pdq", "signal": banked}).json()
-        assert [hit["distance"] for hit in found["FILE_E"]] == [0]
+        source = {"exchange": "FILE_E", "record_id": json.dumps(["pdq", banked]), "category": "investigation_seed",
+                  "tags": []}
+        assert [(hit["distance"], hit["exchange"]) for hit in found["FILE_E"]] == [(0, source)]
 
         client = Client(settings)
         client.produce(T.UPLOADS, "from-exchange", new_upload("from-exchange", "photo", signals={"pdq": banked}))
         client.flush()
         [match] = collect_until(settings, T.MATCHES, {"from-exchange"})["from-exchange"]
-        assert [hit["bank"] for hit in match["matches"]] == ["FILE_E"]
+        assert [(hit["bank"], hit["exchange"]) for hit in match["matches"]] == [("FILE_E", source)]
 
         listed = [json.loads(line) for line in hmas(env, "exchange", "list").stdout.splitlines()]
         assert [r["name"] for r in listed] == ["FILE_E"]

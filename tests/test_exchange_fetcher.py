@@ -17,11 +17,10 @@ from threatexchange.exchanges.collab_config import CollaborationConfigBase
 from threatexchange.exchanges.signal_exchange_api import SignalExchangeAPIWithSimpleUpdates
 
 from connectors.exchanges import sample_signals
-from connectors.exchanges.config import EXCHANGE_APIS, changed, creation_writes, exchange_record
+from connectors.exchanges.config import EXCHANGE_APIS, exchange_record
+from connectors.exchanges.control import configure, request_fetch, wait_for_fetch
 from connectors.exchanges.fetcher import ExchangeFetcher, fetch_group
 from pipeline import topics as T
-from pipeline.client import Client
-from pipeline.clock import now_ms
 from pipeline.services.output import DeliveryFailed
 from pipeline.state.log_reader import read_latest
 
@@ -90,13 +89,10 @@ class ScriptedExchange(SignalExchangeAPIWithSimpleUpdates[CollaborationConfigBas
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def configure(settings, name: str, api: str, api_json: dict | None = None) -> dict:
+def configured(settings, name: str, api: str, api_json: dict | None = None) -> dict:
     """An exchange that fetches only on request (disabled), and its bank."""
     record = exchange_record(name, api, api_json or {}, enabled=False)
-    client = Client(settings)
-    for spec, key, value in creation_writes(record, bank_exists=False):
-        client.produce(spec, key, value)
-    client.flush()
+    configure(settings, record)
     return record
 
 
@@ -106,16 +102,10 @@ def bank_signals(settings, bank: str) -> dict[str, dict]:
 
 async def fetched(settings, record: dict) -> dict:
     """Ask for a fetch as `hmas exchange fetch` does, and wait for the status that ends it."""
-    requested = now_ms()
-    client = Client(settings)
-    client.produce(T.EXCHANGES, record["name"], changed(record, fetch_requested_at=requested))
-    client.flush()
-    for _ in range(WAIT_S * 4):
-        status = (await asyncio.to_thread(read_latest, settings, T.EXCHANGE_FETCH)).get(record["name"])
-        if status and status["updated_at"] >= requested and status["running_fetch_start_ts"] is None:
-            return status
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"no fetch of {record['name']} finished")
+    requested = request_fetch(settings, record)
+    status = await asyncio.to_thread(wait_for_fetch, settings, record["name"], requested, WAIT_S)
+    assert status is not None, f"no fetch of {record['name']} finished"
+    return status
 
 
 async def started(fetcher: ExchangeFetcher) -> ExchangeFetcher:
@@ -128,7 +118,7 @@ async def started(fetcher: ExchangeFetcher) -> ExchangeFetcher:
 def test_file_exchange_fetch_update_and_delete(settings, tmp_path):
     hashes = tmp_path / "hashes.txt"
     hashes.write_text(f"pdq {PDQ[0]}\npdq {PDQ[1]}\nsha1 ignored\n")
-    record = configure(settings, "FILE_X", "local_file", {"filename": str(hashes)})
+    record = configured(settings, "FILE_X", "local_file", {"filename": str(hashes)})
 
     async def scenario() -> None:
         fetcher = await started(ExchangeFetcher(settings))
@@ -165,7 +155,7 @@ def test_file_exchange_fetch_update_and_delete(settings, tmp_path):
 
 
 def test_sample_exchange_fills_its_bank(settings):
-    record = configure(settings, "SAMPLE_X", "sample")
+    record = configured(settings, "SAMPLE_X", "sample")
 
     async def scenario() -> dict:
         fetcher = await started(ExchangeFetcher(settings))
@@ -191,7 +181,7 @@ def test_incremental_fetch_checkpoints_deletes_and_stale_refetch(settings, monke
     ])
     monkeypatch.setattr(SCRIPT, "checkpoints_given", [])
     settings = settings.with_overrides(exchange_batch_records=1)  # a transaction per record
-    record = configure(settings, "SCRIPTED_X", "scripted")
+    record = configured(settings, "SCRIPTED_X", "scripted")
 
     async def scenario() -> None:
         fetcher = await started(ExchangeFetcher(settings))
@@ -225,7 +215,7 @@ def test_incremental_fetch_checkpoints_deletes_and_stale_refetch(settings, monke
 
 
 def test_exactly_one_fetcher_and_a_deposed_one_cannot_commit(settings):
-    record = configure(settings, "ONE_X", "sample")
+    record = configured(settings, "ONE_X", "sample")
 
     async def scenario() -> None:
         first = await started(ExchangeFetcher(settings, name="first"))

@@ -18,14 +18,9 @@ from threatexchange.exchanges.signal_exchange_api import TSignalExchangeAPICls
 
 from connectors.exchanges.config import FETCHED_SIGNAL_TYPES
 from pipeline import topics as T
-from pipeline.banks import bank_signal_record
+from pipeline.banks import EXCHANGE, EXCHANGE_CATEGORY, EXCHANGE_RECORD, EXCHANGE_TAGS, bank_signal_record
 from pipeline.services.output import Write
 from pipeline.signal_types import InvalidSignal
-
-EXCHANGE = "exchange"
-RECORD_ID = "exchange_record"
-CATEGORY = "exchange_category"
-TAGS = "exchange_tags"
 
 Signals = dict[tuple[str, str], dict[str, str]]  # (signal type, value) -> bank signal metadata
 
@@ -54,9 +49,9 @@ class BankOfExchange:
         """What the bank holds from this exchange, from (key, hma.bank-signals value) pairs."""
         for key, value in bank_signals:
             meta = value.get("metadata") or {}
-            if value["bank"] != self.bank or meta.get(EXCHANGE) != self.exchange or RECORD_ID not in meta:
+            if value["bank"] != self.bank or meta.get(EXCHANGE) != self.exchange or EXCHANGE_RECORD not in meta:
                 continue
-            held = self.records.setdefault(meta[RECORD_ID], HeldRecord(value["bank_content_id"]))
+            held = self.records.setdefault(meta[EXCHANGE_RECORD], HeldRecord(value["bank_content_id"]))
             held.signal_keys.add(key)
 
     def convert(self, key: Any, value: Any) -> Signals:
@@ -71,8 +66,8 @@ class BankOfExchange:
             for signal, meta in by_value.items():
                 opinion = AggregateSignalOpinion.from_opinions(meta.get_as_opinions())
                 out[stype.get_name(), signal] = {
-                    EXCHANGE: self.exchange, RECORD_ID: rid, CATEGORY: opinion.category.name.lower(),
-                    TAGS: json.dumps(sorted(opinion.tags)),
+                    EXCHANGE: self.exchange, EXCHANGE_RECORD: rid, EXCHANGE_CATEGORY: opinion.category.name.lower(),
+                    EXCHANGE_TAGS: json.dumps(sorted(opinion.tags)),
                 }
         return out
 

@@ -37,11 +37,15 @@ def lookup_hits(state: ApiState, signals: dict[str, str], banks: set[str] | None
 
 
 def by_bank(hits: list[dict]) -> dict[str, list[dict[str, int]]]:
-    """Upstream's lookup shape: {BANK: [{"bank_content_id": id, "distance": d}]}, effective hits only."""
-    out: dict[str, list[dict[str, int]]] = {}
+    """Upstream's lookup shape: {BANK: [{"bank_content_id": id, "distance": d}]}, effective hits only;
+    a hit on a signal fetched from an exchange also says where it came from ("exchange")."""
+    out: dict[str, list[dict[str, Any]]] = {}
     for hit in hits:
         if hit["status"] == MATCH:
-            out.setdefault(hit["bank"], []).append({"bank_content_id": hit["bank_content_id"], "distance": hit["distance"]})
+            found: dict[str, Any] = {"bank_content_id": hit["bank_content_id"], "distance": hit["distance"]}
+            if hit.get("exchange"):
+                found["exchange"] = hit["exchange"]
+            out.setdefault(hit["bank"], []).append(found)
     return out
 
 

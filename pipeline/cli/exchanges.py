@@ -7,14 +7,13 @@ import argparse
 import asyncio
 import json
 import signal
-import time
 
-from connectors.exchanges.config import InvalidExchange, changed, creation_writes, exchange_record, removal_writes
+from connectors.exchanges.config import InvalidExchange, changed, exchange_record, removal_writes
+from connectors.exchanges.control import configure, produce, request_fetch, wait_for_fetch
 from connectors.exchanges.fetcher import ExchangeFetcher, initial_status
 from pipeline import topics as T
 from pipeline.cli import CommandError
-from pipeline.client import Client, json_line
-from pipeline.clock import now_ms
+from pipeline.client import json_line
 from pipeline.config import Settings
 from pipeline.state.log_reader import read_latest
 
@@ -55,13 +54,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_fetcher)
 
 
-def _produce(settings: Settings, writes) -> None:
-    client = Client(settings)
-    for spec, key, record in writes:
-        client.produce(spec, key, record)
-    client.flush()
-
-
 def _existing(settings: Settings, name: str) -> dict:
     record = read_latest(settings, T.EXCHANGES).get(name)
     if record is None:
@@ -77,7 +69,7 @@ def add(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(str(exc)) from None
     if args.name in read_latest(settings, T.EXCHANGES):
         raise CommandError(f"exchange {args.name} already exists")
-    _produce(settings, creation_writes(record, args.name in read_latest(settings, T.BANKS)))
+    configure(settings, record)
     print(json_line(record))
     return 0
 
@@ -99,25 +91,20 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def fetch(args: argparse.Namespace, settings: Settings) -> int:
-    record = _existing(settings, args.name)
-    requested = now_ms()
-    _produce(settings, [(T.EXCHANGES, args.name, changed(record, fetch_requested_at=requested))])
+    requested = request_fetch(settings, _existing(settings, args.name))
     if args.wait is None:
         print(json_line({"exchange": args.name, "fetch_requested_at": requested}))
         return 0
-    deadline = time.monotonic() + args.wait
-    while time.monotonic() < deadline:
-        done = read_latest(settings, T.EXCHANGE_FETCH).get(args.name)
-        if done and (done["last_fetch_complete_ts"] or 0) * 1000 >= requested - 1000 and not done["running_fetch_start_ts"]:
-            print(json_line(done))
-            return 0 if done["last_fetch_succeeded"] else 1
-        time.sleep(0.5)
+    done = wait_for_fetch(settings, args.name, requested, args.wait)
+    if done is not None:
+        print(json_line(done))
+        return 0 if done["last_fetch_succeeded"] else 1
     raise CommandError(f"no fetch of {args.name} finished within {args.wait:.0f}s; is `hmas fetcher` running?")
 
 
 def set_enabled(args: argparse.Namespace, settings: Settings) -> int:
     record = changed(_existing(settings, args.name), enabled=args.enabled)
-    _produce(settings, [(T.EXCHANGES, args.name, record)])
+    produce(settings, [(T.EXCHANGES, args.name, record)])
     print(json_line(record))
     return 0
 
@@ -125,7 +112,7 @@ def set_enabled(args: argparse.Namespace, settings: Settings) -> int:
 def remove(args: argparse.Namespace, settings: Settings) -> int:
     _existing(settings, args.name)
     keys = [key for key, r in read_latest(settings, T.BANK_SIGNALS).items() if r["bank"] == args.name]
-    _produce(settings, removal_writes(args.name, keys, args.name in read_latest(settings, T.BANKS)))
+    produce(settings, removal_writes(args.name, keys, args.name in read_latest(settings, T.BANKS)))
     print(json_line({"exchange": args.name, "removed_signals": len(keys)}))
     return 0
 
