@@ -214,6 +214,23 @@ def test_incremental_fetch_checkpoints_deletes_and_stale_refetch(settings, monke
     assert [cp.at if cp else None for cp in SCRIPT.checkpoints_given] == [None, 20, 30, 30, None]
 
 
+def test_missing_credentials_show_on_the_status(settings, monkeypatch):
+    monkeypatch.delenv("TX_NCMEC_CREDENTIALS", raising=False)
+    monkeypatch.setenv("HOME", "/nonexistent")  # no ~/.tx_ncmec_credentials either
+    record = configured(settings, "NCMEC_X", "ncmec", {"environment": "https://exttest.cybertip.org/hashsharing"})
+
+    async def scenario() -> dict:
+        fetcher = await started(ExchangeFetcher(settings))
+        try:
+            return await fetched(settings, record)
+        finally:
+            await fetcher.stop()
+
+    status = asyncio.run(scenario())
+    assert status["last_fetch_succeeded"] is False and status["checkpoint_ts"] is None
+    assert "missing authentification" in status["last_error"] and "TX_NCMEC_CREDENTIALS" in status["last_error"]
+
+
 def test_exactly_one_fetcher_and_a_deposed_one_cannot_commit(settings):
     record = configured(settings, "ONE_X", "sample")
 

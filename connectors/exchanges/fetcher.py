@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from threatexchange.exchanges.auth import SignalExchangeAPIInvalidAuthException, SignalExchangeAPIMissingAuthException
 from threatexchange.exchanges.fetch_state import FetchCheckpointBase
 from threatexchange.utils import dataclass_json
 
@@ -28,6 +29,7 @@ from connectors.exchanges.credentials import credentials_for
 from connectors.exchanges.records import BankOfExchange, record_id
 from pipeline import topics as T
 from pipeline.config import Settings
+from pipeline.metrics import EXCHANGE_FETCHES, EXCHANGE_LAST_SUCCESS, EXCHANGE_RECORDS
 from pipeline.services.content_ids import ContentIds
 from pipeline.services.output import Output, Write, new_producer
 from pipeline.state.bank_view import BankView
@@ -47,8 +49,15 @@ def fetch_group(settings: Settings) -> str:
 
 
 def redacted(exc: BaseException) -> str:
-    """An error for the status route and the log, without anything that looks like a credential."""
-    return SECRET_IN_TEXT.sub(r"\1\2<redacted>", f"{type(exc).__name__}: {exc}")[:500]
+    """An error for the status route and the log, without anything that looks like a credential.
+    python-threatexchange's auth exceptions carry their text in attributes of their own."""
+    if isinstance(exc, SignalExchangeAPIMissingAuthException):
+        text = exc.pretty_str().replace("\n", " ")
+    elif isinstance(exc, SignalExchangeAPIInvalidAuthException):
+        text = exc.message
+    else:
+        text = str(exc)
+    return SECRET_IN_TEXT.sub(r"\1\2<redacted>", f"{type(exc).__name__}: {text}")[:500]
 
 
 def initial_status(exchange: str, api: str) -> dict[str, Any]:
@@ -195,6 +204,7 @@ class ExchangeFetcher:
         except Exception as exc:
             error = redacted(exc)
             log.warning("exchange fetch failed", extra={"exchange": name, "error": error})
+            EXCHANGE_FETCHES.labels(name, "failure").inc()
             if run is None:
                 run = FetchRun(record, initial_status(name, record["api"]), time.time())
             await self._commit(name, [], run.progress(
@@ -250,6 +260,7 @@ class ExchangeFetcher:
                 if start + size >= len(items) and not full:  # the delta's last batch carries its checkpoint
                     changes.update(_checkpoint_fields(delta.checkpoint))
                 await self._commit(name, writes, run.progress(**changes))
+                EXCHANGE_RECORDS.labels(name).inc(len(chunk))
             previous = delta.checkpoint
             log.info("exchange fetch progress", extra={
                 "exchange": name, "records": run.applied, "per_s": run.status["records_per_s"]})
@@ -260,6 +271,8 @@ class ExchangeFetcher:
         if previous is not None:
             final.update(_checkpoint_fields(previous))
         await self._commit(name, removals, run.progress(**final))
+        EXCHANGE_FETCHES.labels(name, "success").inc()
+        EXCHANGE_LAST_SUCCESS.labels(name).set(now)
         log.info("exchange fetch done", extra={
             "exchange": name, "records": run.applied, "removed": len(removals),
             "held": len(bank.records), "per_s": run.status["records_per_s"]})

@@ -119,8 +119,10 @@ def remove(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_fetcher(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.admin import ensure_topics
+    from pipeline.metrics import serve
 
     ensure_topics(settings.bootstrap_servers, settings)
+    serve(settings.metrics_port)
 
     async def run() -> None:
         fetcher = ExchangeFetcher(settings)
