@@ -267,3 +267,46 @@ def test_exactly_one_fetcher_and_a_deposed_one_cannot_commit(settings):
             await second.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_fetcher_killed_mid_fetch_leaves_whole_batches_and_the_next_one_completes(kafka_broker, tmp_path):
+    import os
+    import signal
+    import time
+
+    from pipeline.admin import ensure_topics
+    from tests.pipeline_env import HmasProcess, pipeline_env, settings_from
+
+    env = pipeline_env(kafka_broker.bootstrap, tmp_path / "state", HMAS_EXCHANGE_BATCH_RECORDS="500")
+    settings = settings_from(env)
+    ensure_topics(settings.bootstrap_servers, settings)
+    values = [f"{i:064x}" for i in range(1, 60_001)]
+    hashes = tmp_path / "many.txt"
+    hashes.write_text("".join(f"pdq {v}\n" for v in values))
+    record = configured(settings, "MANY_X", "local_file", {"filename": str(hashes)})
+
+    first = HmasProcess(env, tmp_path / "first.log", "fetcher").start()
+    request_fetch(settings, record)
+    status = None
+    for _ in range(WAIT_S * 10):  # until the fetch has committed some batches
+        status = read_latest(settings, T.EXCHANGE_FETCH).get("MANY_X")
+        if status and status["running_fetch_start_ts"] and status["records_last_fetch"] > 0:
+            break
+        time.sleep(0.1)
+    os.kill(first.proc.pid, signal.SIGKILL)
+    first.proc.wait()
+    assert status is not None and 0 < status["records_last_fetch"] < len(values)
+
+    held = bank_signals(settings, "MANY_X")
+    assert len(held) % 500 == 0 and len(held) < len(values)  # whole transactions only
+
+    second = HmasProcess(env, tmp_path / "second.log", "fetcher").start()
+    try:
+        done = wait_for_fetch(settings, "MANY_X", request_fetch(settings, record), WAIT_S * 2)
+    finally:
+        second.stop()
+    assert done is not None and done["last_fetch_succeeded"] and done["fetched_items"] == len(values)
+    after = bank_signals(settings, "MANY_X")
+    assert set(after) == set(values)
+    assert len({r["bank_content_id"] for r in after.values()}) == len(values)
+    assert all(after[v]["bank_content_id"] == r["bank_content_id"] for v, r in held.items())
