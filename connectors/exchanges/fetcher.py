@@ -253,7 +253,8 @@ class ExchangeFetcher:
                 chunk = items[start:start + size]
                 converted = {record_id(k): bank.convert(k, v) for k, v in chunk}
                 seen.update(converted)
-                new_ids = await ids.claim(bank.bank, bank.new_records(converted)) if bank.new_records(converted) else []
+                wanted = bank.new_records(converted)
+                new_ids = await ids.claim(bank.bank, wanted) if wanted else []
                 writes = bank.writes(converted, iter(new_ids))
                 run.applied += len(chunk)
                 changes: dict[str, Any] = {"fetched_items": len(bank.records)}
