@@ -117,13 +117,18 @@ class CompactedTopicFollower:
                     if asyncio.iscoroutine(result):
                         await result
                 self.positions[tp.topic] = records[-1].offset + 1
-            for tp in self._single:  # past transaction markers, which occupy offsets but are no records
-                self.positions[tp.topic] = max(self.positions.get(tp.topic, 0), await self._consumer.position(tp))
+            if not batches:  # idle: count transaction markers read past (they occupy offsets, hold no records)
+                await self._past_markers()
             if not self.ready.is_set() and all(
                 self.positions.get(tp.topic, 0) >= end for tp, end in self._end.items() if end
             ):
                 log.info("state caught up", extra={"view": self.name, "positions": dict(self.positions)})
                 self.ready.set()
+
+    async def _past_markers(self) -> None:
+        assert self._consumer is not None
+        for tp in self._single:
+            self.positions[tp.topic] = max(self.positions.get(tp.topic, 0), await self._consumer.position(tp))
 
     def _report_progress(self, first: int, elapsed_s: float) -> None:
         """Catching up on a large state topic takes minutes: say how far, how fast, how long still."""
