@@ -262,6 +262,7 @@ class ExchangeFetcher:
                     changes.update(_checkpoint_fields(delta.checkpoint))
                 await self._commit(name, writes, run.progress(**changes))
                 EXCHANGE_RECORDS.labels(name).inc(len(chunk))
+                log.debug("exchange batch committed", extra={"exchange": name, "records": run.applied})
             previous = delta.checkpoint
             log.info("exchange fetch progress", extra={
                 "exchange": name, "records": run.applied, "per_s": run.status["records_per_s"]})
