@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any, Collection
@@ -79,6 +80,21 @@ def enabled_fields(ratio: float) -> dict[str, Any]:
     """The hma.banks fields that give a bank this matching_enabled_ratio (upstream's PUT: a ratio,
     or `enabled` true / false for 1 / 0)."""
     return {"enabled_ratio": float(ratio), "enabled": ratio > 0}
+
+
+# Bank signal metadata of signals fetched from an exchange (connectors/exchanges/records.py).
+EXCHANGE = "exchange"
+EXCHANGE_RECORD = "exchange_record"
+EXCHANGE_CATEGORY = "exchange_category"
+EXCHANGE_TAGS = "exchange_tags"  # a JSON list
+
+
+def exchange_source(metadata: dict[str, str]) -> dict[str, Any] | None:
+    """The hma.ExchangeSource of a bank signal fetched from an exchange, None for any other."""
+    if EXCHANGE not in metadata:
+        return None
+    return {"exchange": metadata[EXCHANGE], "record_id": metadata.get(EXCHANGE_RECORD, ""),
+            "category": metadata.get(EXCHANGE_CATEGORY, ""), "tags": json.loads(metadata.get(EXCHANGE_TAGS, "[]"))}
 
 
 def bank_signal_key(bank: str, signal_type_name: str, sid: str) -> str:

@@ -80,6 +80,13 @@ class Settings:
     fetch_max_redirects: int = 5
     fetch_allow_hosts: tuple[str, ...] = ()  # hosts or CIDRs let through the private-address guard
 
+    # Exchanges (connectors/exchanges/): how often the fetcher fetches each enabled exchange, how
+    # many exchange records go into one Kafka transaction, and the key that seals stored credentials
+    # (a Fernet key; without it, credentials come from the environment or files only).
+    exchange_fetch_interval_s: float = 60.0
+    exchange_batch_records: int = 5000
+    secret_key: str = dataclasses.field(default="", repr=False)  # never in a repr or a log line
+
     # Hashing.
     max_image_pixels: int = 50_000_000
     pdq_min_quality: int = 50

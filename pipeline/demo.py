@@ -20,6 +20,7 @@ from pipeline.uploads import new_upload
 
 log = logging.getLogger(__name__)
 DEMO_BANK = "SAMPLE_BANK"
+DEMO_EXCHANGE = "SAMPLE_EXCHANGE"
 
 
 def seed_bank(settings: Settings, originals: list[Path]) -> None:
@@ -36,6 +37,26 @@ def seed_bank(settings: Settings, originals: list[Path]) -> None:
         print(f"banked {len(originals)} sample photos in {DEMO_BANK}", flush=True)
 
 
+def fetch_sample_exchange(settings: Settings) -> list[str]:
+    """Configure python-threatexchange's sample exchange (unless an earlier run did), have the
+    fetcher fetch it into its bank, and return its PDQ signals."""
+    from connectors.exchanges import sample_signals
+    from connectors.exchanges.config import exchange_record
+    from connectors.exchanges.control import configure, request_fetch, wait_for_fetch
+
+    record = read_latest(settings, T.EXCHANGES).get(DEMO_EXCHANGE)
+    if record is None:
+        record = exchange_record(DEMO_EXCHANGE, "sample")
+        configure(settings, record)
+    status = wait_for_fetch(settings, DEMO_EXCHANGE, request_fetch(settings, record), timeout_s=120)
+    if status is None or not status["last_fetch_succeeded"]:
+        print(f"the fetcher did not fetch exchange {DEMO_EXCHANGE}: {status and status['last_error']}", flush=True)
+        return []
+    print(f"fetched exchange {DEMO_EXCHANGE} (python-threatexchange's sample) into bank {DEMO_EXCHANGE}: "
+          f"{status['fetched_items']} records at {status['records_per_s']:.0f}/s", flush=True)
+    return [value for kind, value in sample_signals() if kind == "pdq"]
+
+
 def run_demo(settings: Settings, sample_dir: Path) -> None:
     from pipeline.hashing.samples import generate_demo_images
 
@@ -44,13 +65,18 @@ def run_demo(settings: Settings, sample_dir: Path) -> None:
     run_id = time.strftime("%H%M%S")
     uploads = [(f"demo-{run_id}-edit-{p.stem}", p) for p in samples["edits"]]
     uploads += [(f"demo-{run_id}-other-{p.stem}", p) for p in samples["unrelated"]]
+    exchanged = fetch_sample_exchange(settings)[:1]
     client = Client(settings)
     for content_id, path in uploads:
         client.produce(T.UPLOADS, content_id, new_upload(content_id, "photo", content=path.read_bytes()))
+    signal_ids = [f"demo-{run_id}-exchange-pdq-{i}" for i in range(len(exchanged))]
+    for content_id, value in zip(signal_ids, exchanged):
+        client.produce(T.UPLOADS, content_id, new_upload(content_id, "photo", signals={"pdq": value}))
     client.flush()
-    print(f"submitted {len(uploads)} uploads: {len(samples['edits'])} edited copies of banked photos, "
-          f"{len(samples['unrelated'])} unrelated photos; waiting for results (Ctrl-C stops everything)", flush=True)
-    show_results(settings, {cid for cid, _ in uploads})
+    print(f"submitted {len(uploads) + len(signal_ids)} uploads: {len(samples['edits'])} edited copies of banked "
+          f"photos, {len(samples['unrelated'])} unrelated photos, {len(signal_ids)} hash from the exchange; "
+          "waiting for results (Ctrl-C stops everything)", flush=True)
+    show_results(settings, {cid for cid, _ in uploads} | set(signal_ids))
 
 
 def show_results(settings: Settings, content_ids: set[str]) -> None:
@@ -64,7 +90,9 @@ def show_results(settings: Settings, content_ids: set[str]) -> None:
         effective = [h for h in record["matches"] if h["status"] == "match"]
         if effective:
             hit = effective[0]
-            print(f"MATCH   {key}: bank {hit['bank']} content {hit['bank_content_id']} at PDQ distance {hit['distance']}", flush=True)
+            source = f" (from exchange {hit['exchange']['exchange']})" if hit.get("exchange") else ""
+            print(f"MATCH   {key}: bank {hit['bank']} content {hit['bank_content_id']} at PDQ distance "
+                  f"{hit['distance']}{source}", flush=True)
         else:
             print(f"no match {key}", flush=True)
         if not pending:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from pipeline import event_ids
+from pipeline.banks import exchange_source
 from pipeline.clock import now_ms
 from pipeline.config import Settings
 from pipeline.flood import LocalFloodGuard
@@ -188,6 +189,7 @@ def _hit_record(hit: Hit) -> dict[str, Any]:
         "threshold": hit.threshold,
         "status": hit.status,
         "reason": hit.reason,
+        "exchange": exchange_source(hit.entry.metadata),
     }
 
 

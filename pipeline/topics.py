@@ -47,17 +47,25 @@ FLOOD_HITS = TopicSpec("flood-hits", "hma.SignalHit")  # repartition topic: matc
 CONFIG = TopicSpec("config", "hma.Setting", compact=True)
 CONTENT_IDS = TopicSpec("content-ids", "hma.ContentIdClaim")  # offsets hand out bank content ids
 SHARD_HITS = TopicSpec("shard-hits", "hma.ShardHits")  # shard mode: each shard's part of a lookup
+EXCHANGES = TopicSpec("exchanges", "hma.Exchange", compact=True)  # exchange configs; the fetcher's group topic
+EXCHANGE_FETCH = TopicSpec("exchange-fetch", "hma.ExchangeFetch", compact=True)  # checkpoints and progress
+EXCHANGE_CREDENTIALS = TopicSpec("exchange-credentials", "hma.ExchangeCredentials", compact=True)  # sealed
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     UPLOADS, HASHES, MATCHES, ACTIONS, RETRO_MATCHES,
     BANKS, BANK_SIGNALS, FEEDBACK, QUARANTINE, DEAD_LETTERS, FLOOD_HITS, CONFIG, CONTENT_IDS,
-    SHARD_HITS,
+    SHARD_HITS, EXCHANGES, EXCHANGE_FETCH, EXCHANGE_CREDENTIALS,
 )
 
 # Compacted topics hold state every process rebuilds its view from; they get one partition so
 # that a reader sees one total order of changes. Feedback (human decisions, low volume) too, so
 # that decisions apply in the order reviewers made them.
-SINGLE_PARTITION_TOPICS = (BANKS, BANK_SIGNALS, QUARANTINE, FEEDBACK, CONFIG, CONTENT_IDS)
+SINGLE_PARTITION_TOPICS = (
+    BANKS, BANK_SIGNALS, QUARANTINE, FEEDBACK, CONFIG, CONTENT_IDS, EXCHANGES, EXCHANGE_FETCH, EXCHANGE_CREDENTIALS,
+)
+
+# What the exchange routes follow (the API's view) besides VIEW_TOPICS.
+EXCHANGE_TOPICS = (EXCHANGES, EXCHANGE_FETCH, EXCHANGE_CREDENTIALS)
 
 
 # What every bank view (worker, API) follows.

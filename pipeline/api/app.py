@@ -9,7 +9,7 @@ import time
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
-from pipeline.api import controls, curation, development, explain, matching, recent, status
+from pipeline.api import controls, curation, development, exchanges, explain, matching, recent, status
 from pipeline.api.http import ApiError, Route, reply
 from pipeline.api.openapi import openapi_document
 from pipeline.api.ui import pages as ui_pages
@@ -36,7 +36,7 @@ def create_api(settings: Settings) -> web.Application:
     app[STATE_KEY] = state
     table: list[Route] = []
     table += status.routes(state, table) + matching.routes(state) + curation.routes(state) + controls.routes(state)
-    table += recent.routes(state) + explain.routes(state)
+    table += recent.routes(state) + explain.routes(state) + exchanges.routes(state)
     if settings.api_dev_routes:
         table += development.routes(state)
     table.append(Route("GET", "/openapi/openapi.json", lambda r: _openapi(table), "This document (upstream's path)", "Core"))

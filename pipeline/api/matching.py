@@ -43,17 +43,21 @@ def lookup_hits(
     return out
 
 
-def match_with_distance(hit: dict) -> dict[str, int | str]:
+def match_with_distance(hit: dict) -> dict[str, Any]:
     """Upstream's MatchWithDistance: the distance is a string (its similarity_info.pretty_str())."""
     return {"bank_content_id": hit["bank_content_id"], "distance": str(hit["distance"])}
 
 
-def by_bank(hits: list[dict]) -> dict[str, list[dict[str, int | str]]]:
-    """Upstream's lookup shape: {BANK: [{"bank_content_id": id, "distance": "d"}]}, effective hits only."""
-    out: dict[str, list[dict[str, int | str]]] = {}
+def by_bank(hits: list[dict]) -> dict[str, list[dict[str, Any]]]:
+    """Upstream's lookup shape: {BANK: [{"bank_content_id": id, "distance": "d"}]}, effective hits only;
+    a hit on a signal fetched from an exchange also says where it came from ("exchange")."""
+    out: dict[str, list[dict[str, Any]]] = {}
     for hit in hits:
         if hit["status"] == MATCH:
-            out.setdefault(hit["bank"], []).append(match_with_distance(hit))
+            found = match_with_distance(hit)
+            if hit.get("exchange"):
+                found["exchange"] = hit["exchange"]
+            out.setdefault(hit["bank"], []).append(found)
     return out
 
 

@@ -10,6 +10,7 @@ from typing import Sequence
 
 from aiokafka import AIOKafkaProducer
 
+from connectors.exchanges.view import ExchangeView
 from pipeline.config import Settings
 from pipeline.recent.feed import RecentFeed
 from pipeline.recent.ring import RecentRing
@@ -28,7 +29,9 @@ class ApiState:
         self.settings = settings
         self.view = BankView()
         self.feedback = FeedbackTallies(self.view)
-        self.bank_view = BankViewService(settings, self.view, "api-state", listeners=self.feedback.listeners)
+        self.exchanges = ExchangeView()
+        self.bank_view = BankViewService(settings, self.view, "api-state",
+                                         listeners={**self.feedback.listeners, **self.exchanges.listeners})
         self._producer: AIOKafkaProducer | None = None
         self.output = Output(settings, self._started_producer)
         self.writer = ReadBackWriter(self.output, self.bank_view, write_timeout_s)

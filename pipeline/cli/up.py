@@ -60,6 +60,7 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
         level = "warning" if args.demo else args.log_level
         children.append(_spawn(["--log-level", level, "worker"], env))
         children.append(_spawn(["--log-level", level, "api", *(["--dev"] if args.demo else [])], env))
+        children.append(_spawn(["--log-level", level, "fetcher"], env))
         print(f"HTTP API on http://{settings.api_host}:{settings.api_port} "
               f"(mutating routes need {token_note})", flush=True)
         print(f"web UI on http://{settings.api_host}:{settings.api_port}/ui "

@@ -67,6 +67,7 @@ class CompactedTopicFollower:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            isolation_level="read_committed",  # the exchange fetcher writes its batches in transactions
             client_id=f"hmas-{self.name}",
         )
         await self._consumer.start()
@@ -77,6 +78,7 @@ class CompactedTopicFollower:
         self._consumer.assign(partitions)
         await self._consumer.seek_to_beginning(*partitions)
         self._end = await self._consumer.end_offsets(partitions)
+        self._single = [tp for tp in partitions if [p.topic for p in partitions].count(tp.topic) == 1]
         if self.start_positions:
             await self._seek_to_start_positions(partitions)
         self._task = asyncio.create_task(self._run(), name=f"follow-{self.name}")
@@ -115,11 +117,20 @@ class CompactedTopicFollower:
                     if asyncio.iscoroutine(result):
                         await result
                 self.positions[tp.topic] = records[-1].offset + 1
-            if not self.ready.is_set() and all(
-                self.positions.get(tp.topic, 0) >= end for tp, end in self._end.items() if end
-            ):
-                log.info("state caught up", extra={"view": self.name, "positions": dict(self.positions)})
-                self.ready.set()
+            if not self.ready.is_set():
+                consumed = self.positions if batches else await self._consumed()  # idle: count markers too
+                if all(consumed.get(tp.topic, 0) >= end for tp, end in self._end.items() if end):
+                    log.info("state caught up", extra={"view": self.name, "positions": dict(self.positions)})
+                    self.ready.set()
+
+    async def _consumed(self) -> dict[str, int]:
+        """How far this reader has read each topic: past its records, and past the transaction
+        markers after them (they occupy offsets but are no records)."""
+        assert self._consumer is not None
+        out = dict(self.positions)
+        for tp in self._single:
+            out[tp.topic] = max(out.get(tp.topic, 0), await self._consumer.position(tp))
+        return out
 
     def _report_progress(self, first: int, elapsed_s: float) -> None:
         """Catching up on a large state topic takes minutes: say how far, how fast, how long still."""
@@ -142,7 +153,8 @@ class CompactedTopicFollower:
 
     async def behind(self) -> bool:
         """Whether records exist that this view has not read yet."""
-        return any(self.positions.get(topic, 0) < end for topic, end in (await self.end_offsets()).items() if end)
+        consumed = await self._consumed()
+        return any(consumed.get(topic, 0) < end for topic, end in (await self.end_offsets()).items() if end)
 
     async def stop(self) -> None:
         if self._task is not None:

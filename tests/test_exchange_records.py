@@ -1,0 +1,87 @@
+"""Exchange configs, credentials and the conversion of fetched records into bank signals (no broker)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from threatexchange.exchanges.impl.ncmec_api import NCMECSignalExchangeAPI
+from threatexchange.exchanges.clients.ncmec.hash_api import NCMECEntryType, NCMECEntryUpdate
+
+from connectors.exchanges.config import (
+    InvalidExchange, collab_config, exchange_api, exchange_json, exchange_record, field_descriptors,
+)
+from connectors.exchanges.credentials import CredentialsUnavailable, sealed_record, unsealed, where_to_provide
+from connectors.exchanges.fetcher import redacted
+from connectors.exchanges.records import BankOfExchange, record_id
+from pipeline import topics as T
+
+MD5 = "facefacefacefacefacefacefaceface"
+NCMEC_API_JSON = {"environment": "https://report.cybertip.org/hashsharing", "only_esp_ids": [7]}
+
+
+def ncmec_entry(entry_id: str, md5: str | None, deleted: bool = False) -> NCMECEntryUpdate:
+    return NCMECEntryUpdate(id=entry_id, member_id=7, entry_type=NCMECEntryType.video, deleted=deleted,
+                            classification="A1", fingerprints={"md5": md5} if md5 else {}, feedback={})
+
+
+def test_config_round_trip_and_upstream_shape():
+    record = exchange_record("NCMEC", "ncmec", NCMEC_API_JSON)
+    assert exchange_json(record) == {"name": "NCMEC", "api": "ncmec", "enabled": True, **NCMEC_API_JSON}
+    assert collab_config(record).only_esp_ids == {7}
+    with pytest.raises(InvalidExchange, match="not a valid"):
+        exchange_record("NCMEC", "ncmec", {"environment": "https://elsewhere"})
+    with pytest.raises(InvalidExchange, match="No such exchange type"):
+        exchange_record("X", "nope")
+
+
+def test_field_descriptors_say_type_requirement_and_choices():
+    fields = {f["name"]: f for f in field_descriptors(exchange_api("ncmec").get_config_cls(), frozenset({"name", "api", "enabled"}))}
+    assert fields["environment"]["type"] == "enum" and fields["environment"]["required"]
+    assert "https://report.cybertip.org/hashsharing" in fields["environment"]["choices"]
+    assert fields["only_esp_ids"] == {**fields["only_esp_ids"], "type": "set_of_number", "required": False, "default": []}
+
+
+def test_ncmec_records_become_bank_content_items_updated_and_removed():
+    record = exchange_record("NCMEC", "ncmec", NCMEC_API_JSON)
+    bank = BankOfExchange("NCMEC", NCMECSignalExchangeAPI, collab_config(record))
+    converted = {record_id(k): bank.convert(k, v) for k, v in {"e1": ncmec_entry("e1", MD5)}.items()}
+    assert bank.new_records(converted) == 1
+    [(spec, key, value)] = bank.writes(converted, iter([41]))
+    assert spec is T.BANK_SIGNALS and value["bank_content_id"] == 41 and value["value"] == MD5
+    assert value["metadata"]["exchange_record"] == "e1" and value["metadata"]["exchange"] == "NCMEC"
+
+    # the same record without a signal it converts to: its signal is removed
+    gone = {"e1": bank.convert("e1", ncmec_entry("e1", None))}
+    assert bank.writes(gone, iter(())) == [(T.BANK_SIGNALS, key, None)] and bank.records == {}
+
+    # loading what the bank holds, then a deletion (None)
+    reloaded = BankOfExchange("NCMEC", NCMECSignalExchangeAPI, collab_config(record))
+    reloaded.load([(key, value), ("OTHER/pdq/1", {**value, "bank": "OTHER"})])
+    assert list(reloaded.records) == ["e1"]
+    assert reloaded.writes({"e1": reloaded.convert("e1", None)}, iter(())) == [(T.BANK_SIGNALS, key, None)]
+
+
+def test_credentials_are_refused_without_a_key_with_a_way_out():
+    api = exchange_api("ncmec")
+    with pytest.raises(CredentialsUnavailable, match="HMAS_SECRET_KEY"):
+        sealed_record(api, {"user": "u", "password": "p"}, "")
+    assert "TX_NCMEC_CREDENTIALS" in where_to_provide(api)
+    with pytest.raises(CredentialsUnavailable, match="takes no credentials"):
+        sealed_record(exchange_api("sample"), {"x": 1}, "key")
+
+
+def test_credentials_are_sealed_on_the_topic():
+    fernet = pytest.importorskip("cryptography.fernet")
+    key = fernet.Fernet.generate_key().decode()
+    api = exchange_api("fb_threatexchange")
+    record = sealed_record(api, {"api_token": "1234|secret-value"}, key)
+    assert "secret-value" not in json.dumps(record)
+    assert unsealed(api, record, key).api_token == "1234|secret-value"
+    with pytest.raises(CredentialsUnavailable, match="do not open"):
+        unsealed(api, record, fernet.Fernet.generate_key().decode())
+
+
+def test_errors_are_redacted():
+    text = redacted(RuntimeError("GET https://graph.facebook.com/x?access_token=1234|abcd&limit=5 failed"))
+    assert "abcd" not in text and "limit=5" in text
