@@ -77,9 +77,8 @@ def test_exchange_configuration_and_its_bank(api, tmp_path):
     assert call(api, "GET", "/c/exchange/FILE_EXCHANGE").json()["enabled"] is False
 
     # the exchange's bank is a normal bank: its controls apply
-    bank = call(api, "PUT", "/c/bank/FILE_EXCHANGE", json={"distances": {"pdq": 20}, "action": "remove"}).json()
-    assert bank["distances"] == {"pdq": 20} and bank["action"] == "remove"
-
+    controls = call(api, "PUT", "/c/bank/FILE_EXCHANGE/controls", json={"distances": {"pdq": 20}, "action": "remove"}).json()
+    assert controls["distances"] == {"pdq": 20} and controls["action"] == "remove"
     for body, message in [
         ({"api": "sample", "bank": "lower"}, "upper case"),
         ({"api": "nope", "bank": "NOPE_X"}, "No such exchange type"),
@@ -123,7 +122,7 @@ def test_a_fetched_exchange_matches_uploads(kafka_broker, tmp_path):
         found = call(api, "GET", "/m/lookup", params={"signal_type": "pdq", "signal": banked}).json()
         source = {"exchange": "FILE_E", "record_id": json.dumps(["pdq", banked]), "category": "investigation_seed",
                   "tags": []}
-        assert [(hit["distance"], hit["exchange"]) for hit in found["FILE_E"]] == [(0, source)]
+        assert [(hit["distance"], hit["exchange"]) for hit in found["FILE_E"]] == [("0", source)]  # upstream answers the distance as a string
 
         client = Client(settings)
         client.produce(T.UPLOADS, "from-exchange", new_upload("from-exchange", "photo", signals={"pdq": banked}))
