@@ -217,6 +217,31 @@ class ApiProcess(HmasProcess):
             return False
 
 
+class PipelineStack:
+    """A worker and an API of one test's pipeline (one topic prefix); both can be restarted, and
+    `call` sends a request with the test's API token, checking the status."""
+
+    def __init__(self, env: dict[str, str], tmp: Path, token: str = "") -> None:
+        from ops.kafka.broker import free_port
+
+        self.env, self.tmp, self.token = env, tmp, token
+        self.settings = settings_from(env)
+        self.port = free_port()
+        self.start()
+
+    def start(self) -> None:
+        self.worker = WorkerProcess(self.env, self.tmp / "worker.log").start()
+        self.api = ApiProcess(self.env, self.tmp / "api.log", self.port).start()
+
+    def stop(self) -> None:
+        self.api.stop()
+        self.worker.stop()
+
+    def call(self, method: str, path: str, expect: int = 200, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return checked(requests.request(method, self.api.base + path, headers=headers, timeout=30, **kwargs), expect)
+
+
 def collect_until(
     settings: Settings, spec: TopicSpec, keys: set[str], timeout_s: float = 90, at_least: int = 1
 ) -> dict[str, list[Any]]:

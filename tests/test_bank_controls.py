@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import requests
 
-from ops.kafka.broker import free_port
 from pipeline import topics as T
 from pipeline.client import Client
 from pipeline.uploads import new_upload
 from tests.pipeline_env import (
-    BRIDGE, ApiProcess, WorkerProcess, checked, collect_until, hmas, pipeline_env, settings_from, wait_until,
+    BRIDGE, PipelineStack, collect_until, hmas, pipeline_env, wait_until,
 )
 
 pytestmark = pytest.mark.kafka
@@ -24,26 +22,9 @@ FLOOD_LIMIT = 100
 BURST = 5000
 
 
-class Stack:
-    """A worker and an API sharing one topic prefix; both can be restarted."""
-
+class Stack(PipelineStack):
     def __init__(self, env, tmp):
-        self.env, self.tmp = env, tmp
-        self.settings = settings_from(env)
-        self.port = free_port()
-        self.start()
-
-    def start(self):
-        self.worker = WorkerProcess(self.env, self.tmp / "worker.log").start()
-        self.api = ApiProcess(self.env, self.tmp / "api.log", self.port).start()
-
-    def stop(self):
-        self.api.stop()
-        self.worker.stop()
-
-    def call(self, method, path, expect=200, **kwargs):
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        return checked(requests.request(method, self.api.base + path, headers=headers, timeout=30, **kwargs), expect)
+        super().__init__(env, tmp, TOKEN)
 
     def bank(self, name, **config):
         self.call("POST", "/c/banks", 201, json={"name": name, **config})

@@ -153,9 +153,8 @@ def test_file_exchange_fetch_update_and_delete(settings, tmp_path):
     asyncio.run(scenario())
 
 
-def test_sample_exchange_fills_its_bank(settings):
-    record = configured(settings, "SAMPLE_X", "sample")
-
+def fetch_once(settings, record) -> dict:
+    """Start a fetcher, have it fetch the exchange once, stop it: the fetch status it left."""
     async def scenario() -> dict:
         fetcher = await started(ExchangeFetcher(settings))
         try:
@@ -163,7 +162,13 @@ def test_sample_exchange_fills_its_bank(settings):
         finally:
             await fetcher.stop()
 
-    status = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_sample_exchange_fills_its_bank(settings):
+    record = configured(settings, "SAMPLE_X", "sample")
+
+    status = fetch_once(settings, record)
     held = read_latest(settings, T.BANK_SIGNALS).values()
     assert sorted((r["signal_type"], r["value"]) for r in held if r["bank"] == "SAMPLE_X") == sample_signals()
     assert status["fetched_items"] == len(sample_signals()) and status["records_last_fetch"] == len(sample_signals())
@@ -218,14 +223,7 @@ def test_missing_credentials_show_on_the_status(settings, monkeypatch):
     monkeypatch.setenv("HOME", "/nonexistent")  # no ~/.tx_ncmec_credentials either
     record = configured(settings, "NCMEC_X", "ncmec", {"environment": "https://exttest.cybertip.org/hashsharing"})
 
-    async def scenario() -> dict:
-        fetcher = await started(ExchangeFetcher(settings))
-        try:
-            return await fetched(settings, record)
-        finally:
-            await fetcher.stop()
-
-    status = asyncio.run(scenario())
+    status = fetch_once(settings, record)
     assert status["last_fetch_succeeded"] is False and status["checkpoint_ts"] is None
     assert "missing authentification" in status["last_error"] and "TX_NCMEC_CREDENTIALS" in status["last_error"]
 

@@ -11,33 +11,21 @@ import pytest
 import requests
 from PIL import Image
 
-from ops.kafka.broker import free_port
 from pipeline import topics as T
 from pipeline.client import Client
 from pipeline.sampling import content_coin
 from pipeline.uploads import new_upload
 from tests.pipeline_env import (
-    ApiProcess, WorkerProcess, collect_until, flip, hmas, pipeline_env, settings_from, wait_until,
+    PipelineStack, collect_until, flip, hmas, pipeline_env, wait_until,
 )
 
 pytestmark = pytest.mark.kafka
 TOKEN = "explain-token"
 
 
-class Stack:
+class Stack(PipelineStack):
     def __init__(self, env, tmp):
-        self.settings = settings_from(env)
-        self.worker = WorkerProcess(env, tmp / "worker.log").start()
-        self.api = ApiProcess(env, tmp / "api.log", free_port()).start()
-
-    def stop(self):
-        self.api.stop()
-        self.worker.stop()
-
-    def call(self, method, path, expect=200, **kwargs):
-        r = requests.request(method, self.api.base + path, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30, **kwargs)
-        assert r.status_code == expect, f"{method} {path}: {r.status_code} {r.text}"
-        return r.json()
+        super().__init__(env, tmp, TOKEN)
 
     def bank(self, name, signals=(), **config):
         self.call("POST", "/c/banks", 201, json={"name": name, **config})
