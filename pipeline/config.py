@@ -135,6 +135,12 @@ class Settings:
         return ShardSpec(self.index_shard, self.index_shards) if self.index_shard >= 0 else None
 
     @property
+    def worker_group(self) -> str:
+        """The workers' consumer group (Faust's app id): shared by the main workers; each index shard has its own."""
+        shard = f"-shard-{self.index_shard}" if self.shard is not None else ""
+        return f"{self.topic_prefix}{self.app_id}{shard}"
+
+    @property
     def uses_local_broker(self) -> bool:
         return not self.kafka_bootstrap_servers
 

@@ -2,7 +2,7 @@
 
 import re
 
-from pipeline.api.ui.pages import PAGE, pager
+from pipeline.api.ui.frame import PAGE, pager
 from pipeline.api.ui.render import Html, link, render, table, tag
 from pipeline.api.ui.svg import CELL, bit_grid
 

@@ -36,6 +36,34 @@ def status_json(status: dict[str, Any]) -> dict[str, Any]:
     return {k: status[k] for k in UPSTREAM_STATUS + PROGRESS}
 
 
+def fetch_status(state: ApiState, record: dict[str, Any]) -> dict[str, Any]:
+    """An exchange's fetch checkpoint and progress (before any fetch: the initial one)."""
+    return state.exchanges.fetches.get(record["name"]) or initial_status(record["name"], record["api"])
+
+
+async def create_exchange(state: ApiState, bank: Any, api: Any, api_json: Any, enabled: Any = True) -> dict[str, Any]:
+    """A new exchange and, unless it exists, its bank."""
+    if not isinstance(bank, str) or not bank:
+        raise ApiError(400, "Field `bank` is required")
+    if api is None:
+        raise ApiError(400, "Field `api_type` is required")
+    if bank in state.exchanges.configs:
+        raise ApiError(409, f"exchange '{bank}' already exists")
+    try:
+        record = exchange_record(bank, api, api_json, enabled)
+    except InvalidExchange as exc:
+        raise ApiError(400, str(exc)) from None
+    await state.write(creation_writes(record, bank in state.view.banks))
+    return record
+
+
+async def change_exchange(state: ApiState, record: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """An exchange enabled, disabled, or asked to fetch now (fetch_requested_at)."""
+    new = changed(record, **changes)
+    await state.write([(T.EXCHANGES, record["name"], new)])
+    return new
+
+
 def routes(state: ApiState) -> list[Route]:
     exchanges = state.exchanges
 
@@ -89,18 +117,7 @@ def routes(state: ApiState) -> list[Route]:
 
     async def create(request: web.Request) -> web.Response:
         body = await json_object(request)
-        bank = body.get("bank")
-        if not isinstance(bank, str) or not bank:
-            raise ApiError(400, "Field `bank` is required")
-        if body.get("api") is None:
-            raise ApiError(400, "Field `api_type` is required")
-        if bank in exchanges.configs:
-            raise ApiError(409, f"exchange '{bank}' already exists")
-        try:
-            record = exchange_record(bank, body["api"], body.get("api_json", {}), body.get("enabled", True))
-        except InvalidExchange as exc:
-            raise ApiError(400, str(exc)) from None
-        await state.write(creation_writes(record, bank in state.view.banks))
+        await create_exchange(state, body.get("bank"), body.get("api"), body.get("api_json", {}), body.get("enabled", True))
         return reply({"message": "Created successfully"}, 201)
 
     async def index(request: web.Request) -> web.Response:
@@ -110,8 +127,7 @@ def routes(state: ApiState) -> list[Route]:
         return reply(exchange_json(existing(request.match_info["name"])))
 
     async def status(request: web.Request) -> web.Response:
-        record = existing(request.match_info["name"])
-        return reply(status_json(exchanges.fetches.get(record["name"]) or initial_status(record["name"], record["api"])))
+        return reply(status_json(fetch_status(state, existing(request.match_info["name"]))))
 
     async def update(request: web.Request) -> web.Response:
         record = existing(request.match_info["name"])
@@ -119,13 +135,10 @@ def routes(state: ApiState) -> list[Route]:
         enabled = body.get("enabled", record["enabled"])
         if not isinstance(enabled, bool):
             raise ApiError(400, "enabled must be true or false")
-        new = changed(record, enabled=enabled)
-        await state.write([(T.EXCHANGES, record["name"], new)])
-        return reply(exchange_json(new))
+        return reply(exchange_json(await change_exchange(state, record, enabled=enabled)))
 
     async def fetch_now(request: web.Request) -> web.Response:
-        record = existing(request.match_info["name"])
-        await state.write([(T.EXCHANGES, record["name"], changed(record, fetch_requested_at=now_ms()))])
+        await change_exchange(state, existing(request.match_info["name"]), fetch_requested_at=now_ms())
         return reply({"message": "Fetch requested"})
 
     async def delete(request: web.Request) -> web.Response:

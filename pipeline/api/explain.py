@@ -8,14 +8,18 @@ from typing import Any
 
 from aiohttp import web
 
+from pipeline import event_ids
 from pipeline import topics as T
 from pipeline.api.content import checked_signal, signals_of_bytes, signals_of_url
 from pipeline.api.http import ApiError, Route, int_param, reply, uploaded_file
 from pipeline.api.state import ApiState
 from pipeline.clock import now_ms
+from pipeline.event_ids import Position
 from pipeline.explain import DEFAULT_NEAREST, DEFAULT_RADIUS, MAX_RADIUS, Explanation
-from pipeline.state.log_reader import read_at
+from pipeline.state.log_reader import read_at, read_key_near
 
+MATCHED_WITHIN_MS = 10 * 60_000  # how long after its hashing a re-run looks for an upload's match record
+CLOCK_SKEW_MS = 5_000  # record times come from different processes' clocks
 LOOKUP_ID = "explain"  # the content id of a hash or file explained without one (it picks the coin)
 
 
@@ -28,15 +32,31 @@ def hashed_upload(content_id: str, signals: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def past_upload(state: ApiState, content_id: str) -> dict[str, Any]:
-    """The hma.hashes record of a recent upload, found through the ring's positions."""
+async def located_upload(state: ApiState, content_id: str) -> tuple[Position, dict[str, Any]]:
+    """Where on hma.hashes a recent upload is, and its record, found through the ring's positions."""
     position = state.ring.locate(content_id)
     if position is None:
         raise ApiError(404, f"content id '{content_id}' is not among the recent uploads this API keeps")
     records = await asyncio.to_thread(read_at, state.settings, T.HASHES, [position])
     if position not in records:
         raise ApiError(404, f"the hashes of content id '{content_id}' are no longer on {T.HASHES.name(state.settings)}")
-    return records[position]
+    return (T.HASHES.name(state.settings), *position), records[position]
+
+
+async def past_upload(state: ApiState, content_id: str) -> dict[str, Any]:
+    """The hma.hashes record of a recent upload."""
+    return (await located_upload(state, content_id))[1]
+
+
+async def decided_then(state: ApiState, position: Position, hashed: dict[str, Any]) -> dict[str, Any] | None:
+    """The upload's live record on hma.matches: its key read from the hashing time on, for at most
+    MATCHED_WITHIN_MS, and picked by the event id the matcher gave it (pipeline/event_ids.py)."""
+    since = hashed["hashed_at"] - CLOCK_SKEW_MS
+    records = await asyncio.to_thread(read_key_near, state.settings, T.MATCHES, hashed["content_id"], since,
+                                      since + MATCHED_WITHIN_MS)
+    wanted = event_ids.match(hashed, position)
+    live = [r for r in records if not r.get("retroactive")]
+    return next((r for r in live if r.get("event_id") == wanted), live[0] if live else None)
 
 
 async def hashed_from_query(state: ApiState, request: web.Request) -> dict[str, Any]:
