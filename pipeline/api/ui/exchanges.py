@@ -21,15 +21,16 @@ def field_input(field: dict[str, Any]) -> Html:
     name, kind, default = f"cfg_{field['name']}", field["type"], field["default"]
     label = field["name"] + (" *" if field["required"] else "")
     if kind == "enum":
-        control = tag("select", join(tag("option", c, value=c, selected="selected" if c == default else None)
-                                     for c in field["choices"] or []), name=name)
+        options = join(tag("option", c, value=c, selected="selected" if c == default else None) for c in field["choices"] or [])
+        control = Html(f'<select name="{esc(name)}">{options}</select>')
     elif kind == "boolean":
         control = Html(f'<input type="checkbox" name="{esc(name)}" value="true"{" checked" if default else ""}>')
     else:
         shown = ", ".join(map(str, default)) if isinstance(default, list) else ("" if default is None else default)
-        hint = "comma separated" if kind.startswith(("list_of", "set_of")) else ""
-        control = tag("input", type="number" if kind == "number" else "text", name=name, value=shown,
-                      placeholder=hint or None, required="required" if field["required"] else None)
+        attrs = {"type": "number" if kind == "number" else "text", "name": name, "value": shown,
+                 "placeholder": "comma separated" if kind.startswith(("list_of", "set_of")) else None}
+        text = "".join(f' {k}="{esc(v)}"' for k, v in attrs.items() if v is not None)
+        control = Html(f'<input{text}{" required" if field["required"] else ""}>')
     return tag("label", join([label, " ", control, tag("small", f" {field['help']}" if field["help"] else "")]),
                class_="field")
 

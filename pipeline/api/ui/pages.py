@@ -308,8 +308,11 @@ class UiPages(Frame):
         flood = bank["flood"] or {}
         path = f"/ui/bank/{quote(name)}"
         end = now_ms()
-        chart = lines({"effective matches": self.state.activity.bank_series(name)}, end - HORIZON_MS, end,
-                      label=f"effective matches of {name} per minute")
+        series = self.state.activity.bank_series(name)
+        total_matches = int(sum(v for _, v in series))
+        chart = join([lines({"effective matches": series}, end - HORIZON_MS, end, label=f"effective matches of {name} per minute"),
+                      tag("p", f"{total_matches:,} effective match{'' if total_matches == 1 else 'es'} in the last hour",
+                          id="chart-total")])
         return render(
             "bank.html", csrf=csrf, chart=chart, action_url=path, add_url=f"{path}/content",
             enabled_ratio=f"{bank['enabled_ratio'] if bank['enabled'] else 0:g}", bank_action=bank["action"],

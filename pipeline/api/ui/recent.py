@@ -76,7 +76,7 @@ class RecentPages(Frame):
         options = join(tag("option", b, value=b) for b in banks)
         return tag("form", join([self.csrf_input(request), Html(f'<input type="hidden" name="signal" value="{pdq}">'),
                                  Html(f'<input type="hidden" name="size" value="{size}">'),
-                                 tag("select", options, name="bank"), tag("button", "Bank this hash", type="submit")]),
+                                 Html(f'<select name="bank">{options}</select>'), tag("button", "Bank this hash", type="submit")]),
                    method="post", action="/ui/recent/bank", class_="inline")
 
     async def bank_cluster(self, request: web.Request) -> web.StreamResponse:
