@@ -297,7 +297,7 @@ def test_the_match_lab_shows_a_quarantined_signal_and_a_past_upload(page, env, a
 def reload_until(page, locator, text: str, attempts: int = 60) -> bool:
     """Reload until the locator shows the text: what the worker writes reaches the API on its own."""
     for _ in range(attempts):
-        if locator.count() and text in locator.first.inner_text():
+        if locator.count() and text in (locator.first.text_content() or ""):
             return True
         page.wait_for_timeout(1000)
         page.reload()
