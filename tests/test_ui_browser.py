@@ -104,7 +104,12 @@ def shots(tmp_path_factory) -> Path:
 
 
 def shoot(page, name: str) -> None:
-    page.screenshot(path=str(page.shots / f"{name}.png"), full_page=True)
+    """A screenshot of the whole page, in 128 colours so that the README's pictures stay small."""
+    path = page.shots / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    with Image.open(path) as shot:
+        small = shot.convert("RGB").quantize(colors=128)
+    small.save(path, optimize=True)
 
 
 def sign_in(page) -> None:
