@@ -19,6 +19,7 @@ from pipeline.api.http import ApiError, int_param
 from pipeline.api.ui.frame import PAGE, Frame, age, pager, verdict_badge
 from pipeline.api.ui.render import Html, join, link, render, table, tag
 from pipeline.clock import format_duration_ms, iso_utc
+from pipeline.explain import TOO_FAR
 from pipeline.rerun import what_changed
 from pipeline.state.log_reader import read_key_near
 
@@ -77,8 +78,8 @@ class ReviewPages(Frame):
                                        link("/ui/match", "explain", signal_type=e.signal_type, signal=e.value)]))
                       for e in entries) or "no longer banked"
         samples = join(tag("figure", join([
-            tag("img", src=f"/ui/thumb/{quote(cid)}", alt=f"upload {cid}", loading="lazy", class_="thumb",
-                width=THUMB_PX, height=THUMB_PX),
+            tag("img", src=f"/ui/thumb/{quote(cid)}", alt="", loading="lazy", class_="thumb",
+                width=THUMB_PX, height=THUMB_PX, onerror="this.remove()"),  # no picture: an upload without a URL
             tag("figcaption", link("/ui/rerun", cid, content_id=cid))]), class_="sample")
             for cid in q["sample_content_ids"][:SAMPLES_SHOWN])
         back = f"/ui/quarantine?state={wanted}"
@@ -159,14 +160,16 @@ class ReviewPages(Frame):
             changes_part = tag("p", "Nothing to compare with.", class_="empty")
         else:
             then_rows = [[verdict_badge(h["status"]), h["bank"], h["bank_content_id"], f"{h['distance']} / {h['threshold']}",
-                          h["reason"] or ""] for h in then["matches"]]
+                          h["reason"] or f"distance {h['distance']} <= threshold {h['threshold']}"] for h in then["matches"]]
             then_part = join([tag("p", f"matched at {iso_utc(then['matched_at'])}"), table(
                 ["verdict", "bank", "content", "distance / threshold", "reason"], then_rows, empty="no hit")])
             changes = what_changed(then, now)
             changes_part = (tag("ul", join(tag("li", c.text, class_=f"change-{c.kind}") for c in changes), id="changes")
                             if changes else tag("p", "Nothing changed: the same decision now.", id="changes", class_="empty"))
+        hit_then = {(h["bank"], h["bank_content_id"]) for h in (then or {}).get("matches", [])}
         now_rows = [[verdict_badge(v["verdict"]), name, v["bank_content_id"], f"{v['distance']} / {v['threshold']}",
-                     v["reason"]] for name, bank in now["banks"].items() for v in bank["nearest"] if v["verdict"] != "too_far"]
+                     v["reason"]] for name, bank in now["banks"].items() for v in bank["nearest"]
+                    if v["verdict"] != TOO_FAR or (name, v["bank_content_id"]) in hit_then]
         now_part = table(["verdict", "bank", "content", "distance / threshold", "reason"], now_rows,
                          empty="no bank entry within its threshold")
         return join([head, tag("div", join([tag("section", join([tag("h2", "Then (hma.matches)"), then_part]),

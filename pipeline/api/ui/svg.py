@@ -51,7 +51,7 @@ def lines(series: dict[str, Sequence[tuple[int, float]]], start_ms: int, end_ms:
           label: str = "") -> Html:
     """A line per series of (time ms, value) over [start_ms, end_ms], a shared y axis from 0, a legend.
     A series with one point is drawn as a dot; an empty chart says so."""
-    width, height, left, bottom, top = 560, 150, 64, 20, 8
+    width, height, left, bottom, top = 580, 150, 84, 20, 8
     plot_w, plot_h = width - left - 8, height - bottom - top
     points = [v for s in series.values() for _, v in s]
     peak = max(points, default=0) or 1
