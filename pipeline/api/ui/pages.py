@@ -106,7 +106,7 @@ class UiPages(Frame):
             body = render("login.html", csrf=self.auth.csrf_token(request), next=target)
             return self.page(request, "Sign in", body, message="That is not the API token.", status=401)
         response = web.Response(status=303, headers={"Location": target})
-        self.auth.sign_in(response)
+        self.auth.sign_in(request, response)
         return response
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
