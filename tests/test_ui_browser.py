@@ -22,7 +22,7 @@ from pipeline import topics as T
 from pipeline.client import Client
 from pipeline.uploads import new_upload
 from tests.pipeline_env import (
-    BRIDGE, REPO, ApiProcess, WorkerProcess, collect_until, flip, hmas, pipeline_env, settings_from, wait_until,
+    BRIDGE, REPO, ApiProcess, HmasProcess, WorkerProcess, collect_until, flip, hmas, pipeline_env, settings_from, wait_until,
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -425,9 +425,16 @@ def test_a_past_upload_rerun_shows_then_now_and_what_changed(page, env):
     expect(page.locator("#chart-total")).to_have_text("1 effective match in the last hour")
 
 
-def test_exchanges_are_created_from_the_schema_and_managed(page, tmp_path):
+@pytest.fixture
+def fetcher(env):
+    process = HmasProcess({k: v for k, v in env.items() if k != "tmp"}, Path(env["tmp"]) / "fetcher.log", "fetcher")
+    yield process.start()
+    process.stop()
+
+
+def test_exchanges_are_created_from_the_schema_and_managed(page, tmp_path, fetcher):
     signals = tmp_path / "signals.txt"
-    signals.write_text(f"pdq {random_pdq(9)}\n")
+    signals.write_text(f"pdq {random_pdq(9)}\npdq {random_pdq(11)}\n")
     sign_in(page)
     page.goto("/ui/exchanges")
     page.select_option("select[name=api]", "local_file")
@@ -443,12 +450,13 @@ def test_exchanges_are_created_from_the_schema_and_managed(page, tmp_path):
     page.click("button:has-text('Create local_file exchange')")
     expect(page.get_by_role("status")).to_have_text("Exchange LOCAL_LIST created, with its bank.")
     row = page.locator("#exchanges tr", has_text="LOCAL_LIST")
-    expect(row).to_contain_text("never fetched")
+    row.locator("button:has-text('fetch now')").click()
+    expect(page.get_by_role("status")).to_have_text("Exchange LOCAL_LIST: fetch requested.")
+    assert reload_until(page, row, "succeeded"), f"the fetcher did not fetch:\n{fetcher.log_tail()}"
+    expect(row).to_contain_text("2 records banked")
     row.locator("button:has-text('disable')").click()
     expect(page.get_by_role("status")).to_have_text("Exchange LOCAL_LIST: disabled.")
     expect(page.locator("#exchanges tr", has_text="LOCAL_LIST")).to_contain_text("disabled")
-    page.locator("#exchanges tr", has_text="LOCAL_LIST").locator("button:has-text('fetch now')").click()
-    expect(page.get_by_role("status")).to_have_text("Exchange LOCAL_LIST: fetch requested.")
     shoot(page, "exchanges")
 
 

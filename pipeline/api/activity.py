@@ -168,9 +168,18 @@ class Activity:
     def _publish(self, event: dict[str, Any]) -> None:
         self.feed.append(event)
         for queue in list(self.subscribers):
-            if queue.full():
-                queue.get_nowait()  # a slow browser misses the oldest, never holds the follower up
-            queue.put_nowait(event)
+            self._offer(queue, event)
+
+    @staticmethod
+    def _offer(queue: asyncio.Queue, event: dict[str, Any] | None) -> None:
+        if queue.full():
+            queue.get_nowait()  # a slow browser misses the oldest, never holds the follower up
+        queue.put_nowait(event)
+
+    def end_subscriptions(self) -> None:
+        """Tell every subscriber to finish (None), so that open streams do not hold a shutdown up."""
+        for queue in list(self.subscribers):
+            self._offer(queue, None)
 
     def subscribe(self) -> asyncio.Queue:
         queue: asyncio.Queue = asyncio.Queue(SUBSCRIBER_QUEUE)

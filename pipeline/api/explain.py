@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import asdict
 from typing import Any
 
 from aiohttp import web
@@ -11,11 +12,12 @@ from aiohttp import web
 from pipeline import event_ids
 from pipeline import topics as T
 from pipeline.api.content import checked_signal, signals_of_bytes, signals_of_url
-from pipeline.api.http import ApiError, Route, int_param, reply, uploaded_file
+from pipeline.api.http import ApiError, Route, int_param, query, reply, uploaded_file
 from pipeline.api.state import ApiState
 from pipeline.clock import now_ms
 from pipeline.event_ids import Position
 from pipeline.explain import DEFAULT_NEAREST, DEFAULT_RADIUS, MAX_RADIUS, Explanation
+from pipeline.rerun import what_changed
 from pipeline.state.log_reader import read_at, read_key_near
 
 MATCHED_WITHIN_MS = 10 * 60_000  # how long after its hashing a re-run looks for an upload's match record
@@ -87,6 +89,13 @@ async def explained(state: ApiState, request: web.Request, hashed: dict[str, Any
         return explanation.judge(view, found, nearest)
 
 
+async def rerun(state: ApiState, request: web.Request, content_id: str) -> dict[str, Any]:
+    """A recent upload then (its hma.matches record, None when not found) and now (its explanation)."""
+    position, hashed = await located_upload(state, content_id)
+    then = await decided_then(state, position, hashed)
+    return {"upload": hashed, "then": then, "now": await explained(state, request, hashed)}
+
+
 def routes(state: ApiState) -> list[Route]:
     async def explain_get(request: web.Request) -> web.Response:
         return reply(await explained(state, request, await hashed_from_query(state, request)))
@@ -97,10 +106,17 @@ def routes(state: ApiState) -> list[Route]:
         hashed = hashed_upload(request.query.get("content_id") or LOOKUP_ID, signals)
         return reply(await explained(state, request, hashed))
 
+    async def rerun_get(request: web.Request) -> web.Response:
+        result = await rerun(state, request, query(request, "content_id"))
+        changes = [] if result["then"] is None else what_changed(result["then"], result["now"])
+        return reply({**result, "changes": [asdict(c) for c in changes]})
+
     params = ("nearest", "radius")
     return [
         Route("GET", "/m/explain", explain_get, "Why a signal, URL or past upload matches each bank or not",
               "Matching", params=("signal_type", "signal", "url", "content_id", "content_type") + params),
         Route("POST", "/m/explain", explain_post, "Why an uploaded file (multipart) matches each bank or not",
               "Matching", params=("content_id", "content_type") + params),
+        Route("GET", "/m/explain/rerun", rerun_get, "A recent upload's match record then, its explanation now, what changed",
+              "Matching", params=("content_id",) + params),
     ]

@@ -53,6 +53,8 @@ class FeedPages(Frame):
                 except asyncio.TimeoutError:
                     await response.write(b": still here\n\n")
                     continue
+                if event is None:  # the API is shutting down
+                    break
                 data = json.dumps({**event, "text": event_line(event), "time": iso_utc(event["at"])})
                 await response.write(f"event: {event['kind']}\ndata: {data}\n\n".encode())
         except ConnectionResetError:

@@ -399,7 +399,12 @@ def setup(app: web.Application, state: ApiState) -> None:
     for method, path, handler in routes:
         app.router.add_route(method, path, pages.handler(handler))
     app.router.add_route("GET", "/ui/feed/events", feed.events)  # a stream: no page around it
+    app.on_shutdown.append(lambda _: _ended(state))
     app.router.add_route("GET", "/ui/", lambda _: _redirect("/ui"))
+
+
+async def _ended(state: ApiState) -> None:
+    state.activity.end_subscriptions()
 
 
 async def _redirect(path: str) -> web.StreamResponse:

@@ -14,7 +14,7 @@ from aiohttp import web
 from connectors.fetch import FetchError, fetch_url
 from pipeline import topics as T
 from pipeline.api.controls import record_feedback, review_quarantine
-from pipeline.api.explain import MATCHED_WITHIN_MS, decided_then, explained, located_upload
+from pipeline.api.explain import MATCHED_WITHIN_MS, located_upload, rerun
 from pipeline.api.http import ApiError, int_param
 from pipeline.api.ui.frame import PAGE, Frame, age, pager, verdict_badge
 from pipeline.api.ui.render import Html, join, link, render, table, tag
@@ -143,12 +143,11 @@ class ReviewPages(Frame):
         if not content_id:
             return self.page(request, "Re-run a past upload", form)
         try:
-            position, hashed = await located_upload(self.state, content_id)
-            then = await decided_then(self.state, position, hashed)
-            now = await explained(self.state, request, hashed)
+            result = await rerun(self.state, request, content_id)
         except ApiError as exc:
             return self.page(request, "Re-run a past upload", form, message=exc.message, status=exc.status)
-        return self.page(request, "Re-run a past upload", join([form, self._then_and_now(hashed, then, now)]))
+        return self.page(request, "Re-run a past upload",
+                         join([form, self._then_and_now(result["upload"], result["then"], result["now"])]))
 
     @staticmethod
     def _then_and_now(hashed: dict[str, Any], then: dict[str, Any] | None, now: dict[str, Any]) -> Html:
