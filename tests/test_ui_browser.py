@@ -485,7 +485,7 @@ def test_home_draws_throughput_lag_and_latency(page, env):
     shoot(page, "home")
 
 
-def test_bad_input_on_the_new_pages_gets_a_message(page):
+def test_bad_input_on_the_new_pages_gets_a_message(page, tmp_path):
     for path, message in (("/ui/recent?signal=xyz", "invalid signal"),
                           ("/ui/recent?window=soon", "window must look like"),
                           ("/ui/rerun?content_id=never-uploaded", "is not among the recent uploads"),
@@ -501,6 +501,11 @@ def test_bad_input_on_the_new_pages_gets_a_message(page):
     page.fill("form[action$='/content'] input[name=signal]", "12345")
     page.click("button:has-text('Add')")
     expect(page.get_by_role("alert")).to_contain_text("invalid signal")
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("this is not an image")
+    page.set_input_files("form[action$='/content'] input[name=file]", str(text_file))
+    page.click("button:has-text('Add')")
+    expect(page.get_by_role("alert")).to_contain_text("cannot hash")
     page.fill("input[name=flood_max]", "5")
     page.fill("input[name=flood_window]", "soon")
     page.click("button:has-text('Save controls')")
