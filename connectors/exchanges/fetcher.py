@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from threatexchange.exchanges.auth import SignalExchangeAPIInvalidAuthException, SignalExchangeAPIMissingAuthException
@@ -23,8 +23,9 @@ from threatexchange.exchanges.fetch_state import FetchCheckpointBase
 from threatexchange.utils import dataclass_json
 
 from connectors.exchanges.config import (
-    FETCHED_SIGNAL_TYPES, SNAPSHOT_APIS, collab_config, exchange_api, supports_auth,
+    FETCHED_SIGNAL_TYPES, SNAPSHOT_APIS, collab_config, exchange_api,
 )
+from connectors.exchanges.clients import exchange_client
 from connectors.exchanges.credentials import credentials_for
 from connectors.exchanges.records import BankOfExchange, record_id
 from pipeline import topics as T
@@ -104,7 +105,7 @@ class ExchangeFetcher:
             enable_auto_commit=False, auto_offset_reset="earliest", client_id=f"hmas-{self.name}",
         )
         await self._consumer.start()
-        self._consumer.subscribe([T.EXCHANGES.name(self.settings)], listener=_Membership(self))
+        self._consumer.subscribe([T.EXCHANGES.name(self.settings)], listener=Membership(self))
         self._loop = asyncio.create_task(self._follow_configs(), name=self.name)
 
     async def _gained(self, assigned: set[TopicPartition]) -> None:
@@ -233,11 +234,8 @@ class ExchangeFetcher:
         full = previous is None or previous.is_stale() or record["api"] in SNAPSHOT_APIS
         if full:
             previous = None
-        if supports_auth(api_cls):
-            creds = credentials_for(api_cls, creds_record, self.settings.secret_key)
-            client = api_cls.for_collab(bank.collab, creds)  # type: ignore[call-arg]
-        else:
-            client = api_cls.for_collab(bank.collab)
+        creds = credentials_for(api_cls, creds_record, self.settings.secret_key)
+        client = exchange_client(api_cls, bank.collab, creds, record["endpoint"])
         ids = ContentIds(Output(self.settings, lambda: self._claims), lambda: base)
         deltas = client.fetch_iter(list(FETCHED_SIGNAL_TYPES), previous)
         seen: set[str] = set()
@@ -302,12 +300,22 @@ def _check_forward(previous: FetchCheckpointBase | None, new: FetchCheckpointBas
         raise CheckpointWentBack(f"fetched checkpoint at {new_ts} is older than the stored one at {old_ts}")
 
 
-class _Membership(ConsumerRebalanceListener):
-    def __init__(self, fetcher: ExchangeFetcher) -> None:
-        self.fetcher = fetcher
+class SoleMember(Protocol):
+    """A process of which one member of a consumer group works: the one holding the partition."""
+
+    async def _gained(self, assigned: set[TopicPartition]) -> None: ...
+
+    async def _lost(self) -> None: ...
+
+
+class Membership(ConsumerRebalanceListener):
+    """Tells a sole-member process when it gains or loses its group's partition."""
+
+    def __init__(self, member: SoleMember) -> None:
+        self.member = member
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.fetcher._lost()
+        await self.member._lost()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.fetcher._gained(assigned)
+        await self.member._gained(assigned)

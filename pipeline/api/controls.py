@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from connectors.exchanges.outbox import feedback_writes
 from pipeline import topics as T
 from pipeline.api.http import ApiError, Route, json_object, reply
 from pipeline.api.state import ApiState
@@ -38,7 +39,10 @@ def routes(state: ApiState) -> list[Route]:
         record = {"content_id": content_id, "verdict": verdict, "signals": signals, "note": note,
                   "decided_at": now_ms()}
         await state.write([(T.FEEDBACK, content_id, record)])
-        return reply(record, 201)
+        reports = feedback_writes(view, state.exchanges.configs, record)
+        if reports:  # after the decision is recorded: a report never goes out for a decision that was not
+            await state.output.deliver(reports)
+        return reply({**record, "exchange_reports": len(reports)}, 201)
 
     async def feedback_get(request: web.Request) -> web.Response:
         return reply(state.feedback.decisions(request.match_info["content_id"]))

@@ -11,6 +11,7 @@ import signal
 from connectors.exchanges.config import InvalidExchange, changed, exchange_record, removal_writes
 from connectors.exchanges.control import configure, produce, request_fetch, wait_for_fetch
 from connectors.exchanges.fetcher import ExchangeFetcher, initial_status
+from connectors.exchanges.writer import ExchangeWriter
 from pipeline import topics as T
 from pipeline.cli import CommandError
 from pipeline.client import json_line
@@ -27,6 +28,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("api", help="exchange API: sample, local_file, ncmec, stop_ncii, fb_threatexchange, tat")
     p.add_argument("--api-json", default="{}", help="the API's config as JSON, e.g. '{\"filename\": \"/x.txt\"}'")
     p.add_argument("--disabled", action="store_true", help="configure it without fetching on schedule")
+    p.add_argument("--report-feedback", action="store_true",
+                   help="report confirm / deconfirm decisions on its signals back to the exchange")
+    p.add_argument("--endpoint", help="base URL replacing the API's own (a mirror, a proxy, a test server)")
     p.set_defaults(handler=add)
 
     p = esub.add_parser("list", help="list exchanges")
@@ -50,7 +54,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name")
     p.set_defaults(handler=remove)
 
-    p = sub.add_parser("fetcher", help="run the exchange fetcher (one of many may run; exactly one fetches)")
+    p = sub.add_parser("fetcher", help="run the exchange fetcher and writer (of many running, exactly one fetches "
+                       "and one writes back)")
     p.set_defaults(handler=run_fetcher)
 
 
@@ -64,7 +69,8 @@ def _existing(settings: Settings, name: str) -> dict:
 def add(args: argparse.Namespace, settings: Settings) -> int:
     try:
         api_json = json.loads(args.api_json)
-        record = exchange_record(args.name, args.api, api_json, not args.disabled)
+        record = exchange_record(args.name, args.api, api_json, not args.disabled,
+                                 report_feedback=args.report_feedback, endpoint=args.endpoint)
     except (InvalidExchange, json.JSONDecodeError) as exc:
         raise CommandError(str(exc)) from None
     if args.name in read_latest(settings, T.EXCHANGES):
@@ -125,15 +131,17 @@ def run_fetcher(args: argparse.Namespace, settings: Settings) -> int:
     serve(settings.metrics_port)
 
     async def run() -> None:
-        fetcher = ExchangeFetcher(settings)
+        fetcher, writer = ExchangeFetcher(settings), ExchangeWriter(settings)
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
         await fetcher.start()
+        await writer.start()
         try:
-            await fetcher.run_until(stopping)
+            await asyncio.gather(fetcher.run_until(stopping), writer.run_until(stopping))
         finally:
+            await writer.stop()
             await fetcher.stop()
 
     asyncio.run(run())
