@@ -186,8 +186,9 @@ class ThreatExchangeWrites:
 
 class LocalFileWrites:
     """The file exchange: a file of positive signals, one `<type> <value>` line each. A confirm
-    or a share adds the line (python-threatexchange's `report_opinion`) unless it is there; a
-    deconfirm or a withdrawal removes it."""
+    or a share adds the line unless it is there; a deconfirm or a withdrawal removes it.
+    (python-threatexchange 1.2.17's `report_opinion` would append the same line, but opens the file
+    with mode "wta", which Python refuses.)"""
 
     def __init__(self, api: LocalFileSignalExchangeAPI) -> None:
         self.api = api
@@ -208,13 +209,9 @@ class LocalFileWrites:
     def share_add(self, signal: ExchangeSignal) -> None:
         if self._line(signal) in self._lines():
             return
-        if not self.path.exists():
-            self.path.touch()
-        if self.path.stat().st_size == 0:
-            self.path.write_text(self._line(signal) + "\n")
-            return
-        signal_type = PdqSignal if signal.signal_type == PdqSignal.get_name() else VideoMD5Signal
-        self.api.report_opinion(signal_type, signal.value, SignalOpinion(True, SignalOpinionCategory.POSITIVE_CLASS, set()))
+        text = self.path.read_text() if self.path.exists() else ""
+        with self.path.open("a") as appended:
+            appended.write(("" if not text or text.endswith("\n") else "\n") + self._line(signal) + "\n")
 
     def share_remove(self, signal: ExchangeSignal) -> None:
         lines = self._lines()

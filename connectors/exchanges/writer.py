@@ -68,6 +68,7 @@ class ExchangeWriter:
         self._tx: AIOKafkaProducer | None = None
         self._loop: asyncio.Task | None = None
         self._last_share = 0.0
+        self._committing = asyncio.Lock()  # one transaction at a time on the writer's producer
 
     # -- membership (the fetcher's Membership listener calls these) -----------------------------
     async def start(self) -> None:
@@ -164,9 +165,7 @@ class ExchangeWriter:
         except ValueError as exc:
             await self._finish(message, None, None, f"undecodable outbox record: {exc}")
             return
-        exchange, key = write["exchange"], write["idempotency_key"]
-        if self.pending_shares.get(key) == write["op"]:
-            del self.pending_shares[key]
+        exchange = write["exchange"]
         status = self.statuses.setdefault(exchange, initial_write_status(exchange))
         if already_delivered(write, self.delivered):
             status["skipped"] += 1
@@ -231,6 +230,8 @@ class ExchangeWriter:
             writes.append((T.EXCHANGE_WRITE_STATUS, write["exchange"], dict(status)))
         offsets = {TopicPartition(message.topic, message.partition): OffsetAndMetadata(message.offset + 1, "")}
         await self._commit(writes, offsets)
+        if write is not None and self.pending_shares.get(write["idempotency_key"]) == write["op"]:
+            del self.pending_shares[write["idempotency_key"]]  # delivered, or to be queued again if dead
         if write is not None and error is None and attempts:
             key = write["idempotency_key"]
             if done is None:
@@ -244,7 +245,7 @@ class ExchangeWriter:
         producer = self._tx
         if producer is None:
             raise RuntimeError("not the elected exchange writer")
-        async with producer.transaction():
+        async with self._committing, producer.transaction():
             await Output(self.settings, lambda: producer).deliver(writes)
             if offsets:
                 await producer.send_offsets_to_transaction(offsets, writer_group(self.settings))
