@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from connectors.exchanges.config import exchange_record
-from connectors.exchanges.control import configure, produce
+from connectors.exchanges.control import configure, dead_writes, produce
 from connectors.exchanges.fetcher import ExchangeFetcher
 from connectors.exchanges.outbox import outbox_record, share_key
 from connectors.exchanges.writer import ExchangeWriter, backoff_s
@@ -125,14 +125,18 @@ def test_writes_are_retried_delivered_once_and_dead_lettered(settings, stopncii)
             stopncii.fail("SubmitFeedback", 503, times=3)  # every attempt fails
             produce(settings, [(T.EXCHANGE_OUTBOX, doomed["idempotency_key"], doomed)])
             await wait_async(lambda: write_status(settings, "STOPNCII_W").get("dead_lettered") == 1, "dead letter")
+            [dead] = await asyncio.to_thread(dead_writes, settings, "STOPNCII_W")
+            assert dead == doomed
+            produce(settings, [(T.EXCHANGE_OUTBOX, dead["idempotency_key"], dead)])  # `hmas exchange redeliver`
+            await wait_async(lambda: write_status(settings, "STOPNCII_W").get("delivered") == 2, "the redelivery")
         finally:
             await writer.stop()
 
     asyncio.run(scenario())
-    assert stopncii.applied == [("SubmitFeedback", PDQ[0], "Blocked")]  # received once
-    assert stopncii.count("POST", "SubmitFeedback") == 2 + 3  # a failure and its retry; three failures
+    assert stopncii.applied == [("SubmitFeedback", PDQ[0], "Blocked"), ("SubmitFeedback", PDQ[1], "NotBlocked")]
+    assert stopncii.count("POST", "SubmitFeedback") == 2 + 3 + 1  # a failure and its retry; three failures; redelivery
     status = write_status(settings, "STOPNCII_W")
-    assert status["retries"] == 1 + 2 and status["delivered"] == 1 and "503" in status["last_error"]
+    assert status["retries"] == 1 + 2 and status["delivered"] == 2 and status["dead_lettered"] == 1
     assert "feedback/STOPNCII_W/one" in read_latest(settings, T.EXCHANGE_DELIVERED)
     [dead] = [r for _, r in read_to_end(settings, T.DEAD_LETTERS) if r and r["stage"] == "exchange-writer"]
     assert dead["topic"] == T.EXCHANGE_OUTBOX.name(settings) and "after 3 attempt(s)" in dead["reason"]
@@ -204,8 +208,14 @@ def test_ncmec_pages_and_feedback_votes(settings):
         try:
             status = await fetched(settings, record)
             assert status["last_fetch_succeeded"] is False and "missing authentification" in status["last_error"]
-            produce(settings, [(T.EXCHANGE_CREDENTIALS, "ncmec", stored_credentials(settings, "ncmec",
-                                                                                  {"user": "user", "password": "password"}))])
+            other_key = settings.with_overrides(secret_key=Fernet.generate_key().decode())
+            for sealed_with in (other_key, settings):  # sealed with another key: a clear status, then the right one
+                produce(settings, [(T.EXCHANGE_CREDENTIALS, "ncmec", stored_credentials(
+                    sealed_with, "ncmec", {"user": "user", "password": "password"}))])
+                if sealed_with is other_key:
+                    status = await fetched(settings, record)
+                    assert status["last_fetch_succeeded"] is False
+                    assert "do not open with HMAS_SECRET_KEY" in status["last_error"]
             status = await fetched(settings, record)
             held = bank_signals(settings, "NCMEC_X")
             assert status["last_fetch_succeeded"] and set(held) == set(PDQ[:5])

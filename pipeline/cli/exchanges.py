@@ -1,4 +1,4 @@
-"""`hmas exchange add|list|status|fetch|enable|disable|remove` (changes produced to hma.exchanges)
+"""`hmas exchange add|list|status|fetch|enable|disable|remove|redeliver` (changes produced to the exchange topics)
 and `hmas fetcher` (the process that fetches; run one or more, exactly one fetches)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import json
 import signal
 
 from connectors.exchanges.config import InvalidExchange, changed, exchange_record, removal_writes
-from connectors.exchanges.control import configure, produce, request_fetch, wait_for_fetch
+from connectors.exchanges.control import configure, dead_writes, produce, request_fetch, wait_for_fetch
 from connectors.exchanges.fetcher import ExchangeFetcher, initial_status
 from connectors.exchanges.writer import ExchangeWriter
 from pipeline import topics as T
@@ -53,6 +53,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = esub.add_parser("remove", help="remove an exchange, its bank and the bank's content")
     p.add_argument("name")
     p.set_defaults(handler=remove)
+
+    p = esub.add_parser("redeliver", help="put the writes to exchanges that were dead-lettered back on the outbox "
+                        "(after fixing what failed them: credentials, the exchange's availability)")
+    p.add_argument("name", nargs="?", help="only this exchange's writes")
+    p.set_defaults(handler=redeliver)
 
     p = sub.add_parser("fetcher", help="run the exchange fetcher and writer (of many running, exactly one fetches "
                        "and one writes back)")
@@ -120,6 +125,13 @@ def remove(args: argparse.Namespace, settings: Settings) -> int:
     keys = [key for key, r in read_latest(settings, T.BANK_SIGNALS).items() if r["bank"] == args.name]
     produce(settings, removal_writes(args.name, keys, args.name in read_latest(settings, T.BANKS)))
     print(json_line({"exchange": args.name, "removed_signals": len(keys)}))
+    return 0
+
+
+def redeliver(args: argparse.Namespace, settings: Settings) -> int:
+    writes = dead_writes(settings, args.name)
+    produce(settings, [(T.EXCHANGE_OUTBOX, w["idempotency_key"], w) for w in writes])
+    print(json_line({"exchange": args.name, "redelivered": len(writes)}))
     return 0
 
 
