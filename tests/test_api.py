@@ -107,7 +107,7 @@ def test_bank_controls_have_routes_of_their_own(api):
     assert created.status_code == 201 and created.json() == {"name": "CONTROLLED", "matching_enabled_ratio": 1.0}
     assert requests.get(f"{api.base}/c/bank/CONTROLLED/controls").json() == {
         "action": "remove", "distances": {"pdq": 20}, "suppressed_by": [], "flood": None, "confirmed_bank": None,
-        "deconfirm_disable_s": 0}
+        "deconfirm_disable_s": 0, "share_to": []}
     flood = {"max_matches": 50, "window_ms": 60_000, "baseline_multiple": None}
     changed = requests.put(f"{api.base}/c/bank/CONTROLLED/controls", json={"flood": flood, "suppressed_by": ["DISTANCES"]},
                            headers=auth())

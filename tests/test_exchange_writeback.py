@@ -350,3 +350,30 @@ def read_latest_env(env: dict) -> dict:
     from tests.pipeline_env import settings_from
 
     return read_latest(settings_from(env), T.BANK_SIGNALS)
+
+
+def test_one_writer_of_two_delivers_and_the_other_takes_over(settings, stopncii):
+    settings = quick(settings)
+    configure(settings, exchange_record("STOPNCII_1", "stop_ncii", {}, enabled=False, endpoint=stopncii.endpoint))
+    writes = [outbox_record("STOPNCII_1", "confirm", "pdq", v, f"feedback/STOPNCII_1/{v}", "c") for v in PDQ[:2]]
+
+    async def scenario() -> None:
+        first, second = ExchangeWriter(settings, name="first"), ExchangeWriter(settings, name="second")
+        await first.start()
+        await asyncio.wait_for(first.leader.wait(), WAIT_S)
+        await second.start()
+        try:
+            produce(settings, [(T.EXCHANGE_OUTBOX, writes[0]["idempotency_key"], writes[0])])
+            await wait_async(lambda: write_status(settings, "STOPNCII_1").get("delivered") == 1, "the first write")
+            await wait_async(lambda: first.leader.is_set() != second.leader.is_set(), "one writer")
+            leader, standby = (first, second) if first.leader.is_set() else (second, first)
+            await leader.stop()
+            await asyncio.wait_for(standby.leader.wait(), WAIT_S)
+            produce(settings, [(T.EXCHANGE_OUTBOX, writes[1]["idempotency_key"], writes[1])])
+            await wait_async(lambda: write_status(settings, "STOPNCII_1").get("delivered") == 2, "the second write")
+        finally:
+            await first.stop()
+            await second.stop()
+
+    asyncio.run(scenario())
+    assert stopncii.applied == [("SubmitFeedback", PDQ[0], "Blocked"), ("SubmitFeedback", PDQ[1], "Blocked")]
