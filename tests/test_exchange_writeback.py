@@ -17,7 +17,8 @@ from connectors.exchanges.config import exchange_record
 from connectors.exchanges.control import configure, dead_writes, produce
 from connectors.exchanges.fetcher import ExchangeFetcher
 from connectors.exchanges.outbox import outbox_record, share_key
-from connectors.exchanges.writer import ExchangeWriter, backoff_s
+from connectors.exchanges.retry import backoff_s
+from connectors.exchanges.writer import ExchangeWriter
 from ops.kafka.broker import free_port
 from pipeline import topics as T
 from pipeline.banks import bank_record, bank_signal_record
@@ -52,7 +53,7 @@ def write_status(settings, exchange: str) -> dict:
 
 def quick(settings):
     """Retries without long waits (the backoff still doubles)."""
-    return settings.with_overrides(exchange_write_backoff_s=0.05, exchange_write_attempts=3,
+    return settings.with_overrides(exchange_backoff_s=0.05, exchange_write_attempts=3, exchange_fetch_attempts=3,
                                    exchange_share_interval_s=3600)
 
 
@@ -276,11 +277,15 @@ def test_threatexchange_pages_reactions_and_descriptor_upload_and_delete(setting
             assert json.loads(held[PDQ[0]]["metadata"]["exchange_tags"]) == ["te-tag"]
             assert fake.count("GET", "threat_updates") == 3
 
-            fake.fail("threat_updates", 429)  # the client does not retry this one: the fetch fails, visibly
+            fake.add(555, PDQ[5], int(time.time()))
+            fake.fail("threat_updates", 429)  # the client does not retry this one: the fetcher does
+            status = await fetched(settings, record)
+            assert status["last_fetch_succeeded"] and PDQ[5] in bank_signals(settings, "TE_X")
+            fake.fail("threat_updates", 429, times=3)  # as often as the fetcher tries: it fails, visibly
+            checkpoint = status["checkpoint_ts"]
             status = await fetched(settings, record)
             assert status["last_fetch_succeeded"] is False and "429" in status["last_error"]
-            status = await fetched(settings, record)  # and the next one succeeds
-            assert status["last_fetch_succeeded"]
+            assert status["checkpoint_ts"] == checkpoint
 
             await asyncio.wait_for(writer.leader.wait(), WAIT_S)
             fake.fail("/threat_descriptors", 500)  # the upload's first search fails
@@ -310,7 +315,7 @@ def test_feedback_through_the_api_reaches_an_exchange_that_opted_in(kafka_broker
     fake = FakeStopNCII("fetch-key", "subscription-key").start()
     fake.hashes += [StopNCIIHash(v, int(time.time()) - 100 + i) for i, v in enumerate(PDQ[:2])]
     env = pipeline_env(kafka_broker.bootstrap, tmp_path / "state", HMAS_API_TOKEN="t",
-                       TX_STOPNCII_KEYS="fetch-key,subscription-key", HMAS_EXCHANGE_WRITE_BACKOFF_S="0.05")
+                       TX_STOPNCII_KEYS="fetch-key,subscription-key", HMAS_EXCHANGE_BACKOFF_S="0.05")
     hmas(env, "topics", "create")
     fetcher = HmasProcess(env, tmp_path / "fetcher.log", "fetcher").start()
     api = ApiProcess(env, tmp_path / "api.log", free_port()).start()

@@ -28,6 +28,7 @@ from connectors.exchanges.config import (
 from connectors.exchanges.clients import exchange_client
 from connectors.exchanges.credentials import credentials_for
 from connectors.exchanges.records import BankOfExchange, record_id
+from connectors.exchanges.retry import backoff_s, rate_limited
 from pipeline import topics as T
 from pipeline.config import Settings
 from pipeline.metrics import EXCHANGE_FETCHES, EXCHANGE_LAST_SUCCESS, EXCHANGE_RECORDS
@@ -199,7 +200,7 @@ class ExchangeFetcher:
             bank, stored, creds_record, content_id_base = await asyncio.to_thread(self._read_state, record)
             run = FetchRun(record, stored, time.time())
             await self._commit(name, [], run.progress(running_fetch_start_ts=int(run.started)))
-            await self._fetch_into(run, bank, creds_record, content_id_base)
+            await self._fetch_retrying(run, bank, creds_record, content_id_base)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -212,6 +213,23 @@ class ExchangeFetcher:
                 running_fetch_start_ts=None, last_fetch_complete_ts=int(time.time()), last_fetch_succeeded=False,
                 last_error=error, up_to_date=False))
         return run.status
+
+    async def _fetch_retrying(self, run: FetchRun, bank: BankOfExchange, creds_record: dict | None, base: int) -> None:
+        """Fetch; a rate-limited fetch is tried again after a backoff, up to
+        HMAS_EXCHANGE_FETCH_ATTEMPTS times, from the last checkpoint it committed."""
+        attempt = 1
+        while True:
+            try:
+                await self._fetch_into(run, bank, creds_record, base)
+                return
+            except Exception as exc:
+                if not rate_limited(exc) or attempt >= self.settings.exchange_fetch_attempts:
+                    raise
+                wait = backoff_s(self.settings, attempt)
+                log.warning("exchange fetch rate limited, retrying", extra={
+                    "exchange": run.record["name"], "attempt": attempt, "retry_in_s": wait})
+                attempt += 1
+                await asyncio.sleep(wait)
 
     def _read_state(self, record: dict[str, Any]) -> tuple[BankOfExchange, dict[str, Any], dict | None, int]:
         """Blocking: the bank's exchange records, the stored status, credentials, content-id base."""

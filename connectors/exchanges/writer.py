@@ -31,6 +31,7 @@ from connectors.exchanges.config import collab_config, exchange_api
 from connectors.exchanges.credentials import credentials_for
 from connectors.exchanges.fetcher import Membership, redacted
 from connectors.exchanges.outbox import already_delivered, share_writes, wanted_shares
+from connectors.exchanges.retry import backoff_s
 from connectors.exchanges.writeback import WriteRefused, deliver, write_api
 from pipeline import topics as T
 from pipeline.config import Settings
@@ -49,11 +50,6 @@ def writer_group(settings: Settings) -> str:
 
 def initial_write_status(exchange: str) -> dict[str, Any]:
     return T.EXCHANGE_WRITE_STATUS.codec.conform({"exchange": exchange})
-
-
-def backoff_s(settings: Settings, failed_attempts: int) -> float:
-    """The wait before the next attempt: the first backoff, doubled per failed attempt, capped."""
-    return min(settings.exchange_write_backoff_s * 2 ** (failed_attempts - 1), settings.exchange_write_backoff_max_s)
 
 
 class ExchangeWriter:
@@ -148,8 +144,12 @@ class ExchangeWriter:
     async def share(self) -> int:
         """Put on the outbox what shared banks hold and their exchanges lack, and withdrawals of
         what they no longer hold; returns how many writes."""
-        banks, signals, configs = await asyncio.gather(*(
-            asyncio.to_thread(read_latest, self.settings, spec) for spec in (T.BANKS, T.BANK_SIGNALS, T.EXCHANGES)))
+        banks, configs = await asyncio.gather(*(
+            asyncio.to_thread(read_latest, self.settings, spec) for spec in (T.BANKS, T.EXCHANGES)))
+        sharing = any(bank["share_to"] for bank in banks.values())
+        if not sharing and not any(key.startswith("share/") for key in self.delivered):
+            return 0  # nothing shared, nothing to withdraw: the bank signals are not read
+        signals = await asyncio.to_thread(read_latest, self.settings, T.BANK_SIGNALS) if sharing else {}
         writes = share_writes(wanted_shares(banks, signals.values(), configs), self.delivered, self.pending_shares)
         if writes:
             await self._commit(writes)
