@@ -42,6 +42,7 @@ from pipeline.state.log_reader import read_latest
 
 log = logging.getLogger(__name__)
 STAGE = "exchange-writer"
+CREDENTIALS_TTL_S = 5.0
 
 
 def writer_group(settings: Settings) -> str:
@@ -65,6 +66,8 @@ class ExchangeWriter:
         self._loop: asyncio.Task | None = None
         self._last_share = 0.0
         self._committing = asyncio.Lock()  # one transaction at a time on the writer's producer
+        self._credentials: dict[str, dict[str, Any]] = {}  # API name -> sealed hma.exchange-credentials value
+        self._credentials_read = float("-inf")
 
     # -- membership (the fetcher's Membership listener calls these) -----------------------------
     async def start(self) -> None:
@@ -177,7 +180,7 @@ class ExchangeWriter:
             attempts += 1
             status["last_attempt_ts"] = int(time.time())
             try:
-                await asyncio.to_thread(self._deliver, configs.get(exchange), write)
+                await asyncio.to_thread(self._deliver, configs.get(exchange), write, attempts > 1)
                 error = None
                 break
             except WriteRefused as exc:
@@ -194,13 +197,16 @@ class ExchangeWriter:
                 await asyncio.sleep(wait)
         await self._finish(message, write, status, error, attempts)
 
-    def _deliver(self, config: dict[str, Any] | None, write: dict[str, Any]) -> None:
-        """Blocking: build the exchange's client (credentials read now, so new ones apply to the
-        next attempt) and make the write."""
+    def _deliver(self, config: dict[str, Any] | None, write: dict[str, Any], retrying: bool) -> None:
+        """Blocking: build the exchange's client and make the write. Stored credentials are read
+        at most every CREDENTIALS_TTL_S, and again for every retry, so renewed ones apply to it."""
         if config is None:
             raise WriteRefused(f"no exchange {write['exchange']} is configured")
         api_cls = exchange_api(config["api"])
-        creds_record = read_latest(self.settings, T.EXCHANGE_CREDENTIALS).get(config["api"])
+        if retrying or time.monotonic() - self._credentials_read >= CREDENTIALS_TTL_S:
+            self._credentials = read_latest(self.settings, T.EXCHANGE_CREDENTIALS)
+            self._credentials_read = time.monotonic()
+        creds_record = self._credentials.get(config["api"])
         creds = credentials_for(api_cls, creds_record, self.settings.secret_key)
         client = exchange_client(api_cls, collab_config(config), creds, config["endpoint"])
         deliver(write_api(client), write)
