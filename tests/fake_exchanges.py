@@ -49,6 +49,9 @@ class FakeExchange:
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request
         self.applied: list[tuple[Any, ...]] = []  # every write call applied, in order
         self.lock = threading.Lock()
+        self.hold_writes = threading.Event()  # set: a write is applied, then its answer waits for `release`
+        self.write_held = threading.Event()
+        self.release = threading.Event()
         self._server: ThreadingHTTPServer | None = None
 
     # -- serving ----------------------------------------------------------------------------------
@@ -93,7 +96,11 @@ class FakeExchange:
                 if fault.path in path and fault.times > 0:
                     fault.times -= 1
                     return Answer(fault.status, fault.body)
-            return self.route(method, path, query, body, headers)
+            answer = self.route(method, path, query, body, headers)
+        if method != "GET" and self.hold_writes.is_set():  # the caller may die before it hears back
+            self.write_held.set()
+            self.release.wait(120)
+        return answer
 
     def route(self, method: str, path: str, query: dict[str, list[str]], body: bytes, headers: Any) -> Answer:
         raise NotImplementedError

@@ -382,3 +382,38 @@ def test_one_writer_of_two_delivers_and_the_other_takes_over(settings, stopncii)
 
     asyncio.run(scenario())
     assert stopncii.applied == [("SubmitFeedback", PDQ[0], "Blocked"), ("SubmitFeedback", PDQ[1], "Blocked")]
+
+
+def test_a_writer_killed_after_a_delivery_leaves_it_to_the_next_one(kafka_broker, stopncii, tmp_path):
+    """Killed between the exchange's acceptance and the commit: the next writer makes the same
+    state-setting call again; the exchange holds one feedback, the status counts one delivery."""
+    from pipeline.admin import ensure_topics
+    from tests.pipeline_env import HmasProcess, pipeline_env, settings_from
+
+    env = pipeline_env(kafka_broker.bootstrap, tmp_path / "state", TX_STOPNCII_KEYS="fetch-key,subscription-key",
+                       HMAS_EXCHANGE_BACKOFF_S="0.05")
+    settings = settings_from(env)
+    ensure_topics(settings.bootstrap_servers, settings)
+    configure(settings, exchange_record("STOPNCII_K", "stop_ncii", {}, enabled=False, endpoint=stopncii.endpoint))
+    write = outbox_record("STOPNCII_K", "confirm", "pdq", PDQ[0], "feedback/STOPNCII_K/one", "content-1")
+
+    stopncii.hold_writes.set()
+    first = HmasProcess(env, tmp_path / "first.log", "fetcher").start()
+    try:
+        produce(settings, [(T.EXCHANGE_OUTBOX, write["idempotency_key"], write)])
+        assert stopncii.write_held.wait(WAIT_S), "the write never reached the exchange"
+        first.kill()  # the exchange took it; the writer never hears back
+    finally:
+        stopncii.hold_writes.clear()
+        stopncii.release.set()
+        first.stop()
+    assert write_status(settings, "STOPNCII_K") == {}  # nothing was committed
+
+    second = HmasProcess(env, tmp_path / "second.log", "fetcher").start()
+    try:
+        wait_for(lambda: write_status(settings, "STOPNCII_K").get("delivered") == 1, "the redelivery")
+    finally:
+        second.stop()
+    assert stopncii.feedback == {PDQ[0]: "Blocked"}
+    assert stopncii.applied == [("SubmitFeedback", PDQ[0], "Blocked")] * 2  # the same call, made again
+    assert "feedback/STOPNCII_K/one" in read_latest(settings, T.EXCHANGE_DELIVERED)

@@ -129,6 +129,11 @@ class ExchangeWriter:
         while True:
             batches = await self._consumer.getmany(timeout_ms=200)
             if not self.leader.is_set():
+                # fetched while the election is still reading its state: read them again once elected
+                assigned = self._consumer.assignment()
+                for tp, records in batches.items():
+                    if tp in assigned:
+                        self._consumer.seek(tp, records[0].offset)
                 continue
             records = [r for rs in batches.values() for r in rs]
             try:
