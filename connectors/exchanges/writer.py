@@ -139,6 +139,8 @@ class ExchangeWriter:
             try:
                 configs = await asyncio.to_thread(read_latest, self.settings, T.EXCHANGES) if records else {}
                 for record in records:
+                    if not self.leader.is_set():
+                        break  # deposed: the next writer starts from the last committed outbox offset
                     await self._handle(record, configs)
                 if time.monotonic() - self._last_share >= self.settings.exchange_share_interval_s:
                     self._last_share = time.monotonic()
