@@ -341,6 +341,7 @@ def test_feedback_through_the_api_reaches_an_exchange_that_opted_in(kafka_broker
         wait_for(lambda: call("GET", "/c/exchange/NCII/status")["write"]["delivered"] == 1, "the report")
         assert fake.applied == [("SubmitFeedback", PDQ[0], "NotBlocked")]
         assert call("GET", "/c/exchange/NCII/status")["write"]["retries"] == 1
+        assert json.loads(hmas(env, "exchange", "status", "NCII").stdout)["write"]["delivered"] == 1
 
         call("PUT", "/c/exchange/NCII", json={"report_feedback": False})
         assert call("POST", "/c/feedback", json={"content_id": "c-2", "verdict": "harmful",

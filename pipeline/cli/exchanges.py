@@ -11,7 +11,7 @@ import signal
 from connectors.exchanges.config import InvalidExchange, changed, exchange_record, removal_writes
 from connectors.exchanges.control import configure, dead_writes, produce, request_fetch, wait_for_fetch
 from connectors.exchanges.fetcher import ExchangeFetcher, initial_status
-from connectors.exchanges.writer import ExchangeWriter
+from connectors.exchanges.writer import ExchangeWriter, initial_write_status
 from pipeline import topics as T
 from pipeline.cli import CommandError
 from pipeline.client import json_line
@@ -36,7 +36,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = esub.add_parser("list", help="list exchanges")
     p.set_defaults(handler=list_exchanges)
 
-    p = esub.add_parser("status", help="fetch checkpoint and progress of one exchange, or of all")
+    p = esub.add_parser("status", help="fetch checkpoint and progress, and write-back status, of one exchange or all")
     p.add_argument("name", nargs="?")
     p.set_defaults(handler=status)
 
@@ -95,9 +95,11 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
     configs = read_latest(settings, T.EXCHANGES)
     names = [args.name] if args.name else sorted(configs)
     fetches = read_latest(settings, T.EXCHANGE_FETCH)
+    writes = read_latest(settings, T.EXCHANGE_WRITE_STATUS)
     for name in names:
         record = configs.get(name) or _existing(settings, name)
-        print(json_line(fetches.get(name) or initial_status(name, record["api"])))
+        print(json_line({**(fetches.get(name) or initial_status(name, record["api"])),
+                         "write": writes.get(name) or initial_write_status(name)}))
     return 0
 
 
