@@ -86,6 +86,14 @@ class Settings:
     exchange_fetch_interval_s: float = 60.0
     exchange_batch_records: int = 5000
     secret_key: str = dataclasses.field(default="", repr=False)  # never in a repr or a log line
+    # Retries (connectors/exchanges/retry.py): attempts of a rate-limited fetch, attempts per write
+    # before it is dead-lettered, the first retry's wait (doubling up to the cap); and how often the
+    # writer compares shared banks with what their exchanges were sent.
+    exchange_fetch_attempts: int = 3
+    exchange_write_attempts: int = 6
+    exchange_backoff_s: float = 1.0
+    exchange_backoff_max_s: float = 60.0
+    exchange_share_interval_s: float = 30.0
 
     # Hashing.
     max_image_pixels: int = 50_000_000

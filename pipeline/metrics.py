@@ -16,6 +16,9 @@ FLOOD_REPLAYED_HITS = Counter("hmas_flood_replayed_hits_total", "Flood hits not 
 EXCHANGE_RECORDS = Counter("hmas_exchange_records_total", "Exchange records fetched and committed", ["exchange"])
 EXCHANGE_FETCHES = Counter("hmas_exchange_fetches_total", "Exchange fetches by outcome", ["exchange", "outcome"])
 EXCHANGE_LAST_SUCCESS = Gauge("hmas_exchange_last_success_seconds", "Unix time of the last successful fetch", ["exchange"])
+EXCHANGE_WRITES = Counter("hmas_exchange_writes_total",
+                          "Writes to exchanges (feedback, sharing) by outcome: delivered, skipped, retried, dead_lettered",
+                          ["exchange", "outcome"])
 UPLOAD_TO_MATCH = Histogram(
     "hmas_upload_to_match_seconds", "From submitted_at to the match record",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from connectors.exchanges.outbox import feedback_writes
 from pipeline import topics as T
 from pipeline.api.http import ApiError, Route, json_object, reply
 from pipeline.api.state import ApiState
@@ -29,7 +30,10 @@ async def record_feedback(state: ApiState, content_id: Any, verdict: Any, signal
         raise ApiError(400, f"no bank holds signal {', '.join(unknown)}")
     record = {"content_id": content_id, "verdict": verdict, "signals": signals, "note": note, "decided_at": now_ms()}
     await state.write([(T.FEEDBACK, content_id, record)])
-    return record
+    reports = feedback_writes(state.view, state.exchanges.configs, record)
+    if reports:  # after the decision is recorded: a report never goes out for a decision that was not
+        await state.output.deliver(reports)
+    return {**record, "exchange_reports": len(reports)}
 
 
 async def review_quarantine(state: ApiState, signal_id: str, new_state: str) -> dict[str, Any]:
