@@ -1,5 +1,6 @@
-"""Who may change things from the UI: with HMAS_API_TOKEN set, a session cookie from the login
-form (the token never leaves the server again); on every change, a CSRF token from a cookie that
+"""Who may change things from the UI: with API tokens configured, a session cookie from the login
+form, given for a token of role curate or admin (pipeline/api/auth.py; the token never leaves the
+server again); on every change, a CSRF token from a cookie that
 the form must repeat (double submit, SameSite=Strict cookies)."""
 
 from __future__ import annotations
@@ -10,22 +11,27 @@ import secrets
 
 from aiohttp import web
 
+from pipeline.api.auth import CURATE, ApiTokens, allows
+
 SESSION_COOKIE, CSRF_COOKIE, CSRF_FIELD = "hmas_session", "hmas_csrf", "csrf"
 
 
 class UiAuth:
-    def __init__(self, token: str) -> None:
-        self.token = token
+    def __init__(self, tokens: ApiTokens) -> None:
+        self.tokens = tokens
+        self._key = tokens.session_key()
 
     @property
     def required(self) -> bool:
-        return bool(self.token)
+        return self.tokens.configured
 
     def _sign(self, nonce: str) -> str:
-        return hmac.new(self.token.encode(), f"ui-session:{nonce}".encode(), hashlib.sha256).hexdigest()
+        return hmac.new(self._key, f"ui-session:{nonce}".encode(), hashlib.sha256).hexdigest()
 
     def token_matches(self, given: str) -> bool:
-        return self.required and hmac.compare_digest(given.encode(), self.token.encode())
+        """Whether a token may sign in to make changes: one of role curate or admin."""
+        role = self.tokens.role_of(given) if self.required and given else None
+        return role is not None and allows(role, CURATE)
 
     def session_cookie(self) -> str:
         nonce = secrets.token_hex(16)

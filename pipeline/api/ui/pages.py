@@ -17,6 +17,7 @@ from pipeline.api.curation import Curation, content_metadata
 from pipeline.api.explain import LOOKUP_ID, explained, hashed_from_query, hashed_upload
 from pipeline.api.http import ApiError, int_param
 from pipeline.api.state import ApiState
+from pipeline.api.auth import ApiTokens
 from pipeline.api.ui.auth import CSRF_FIELD, UiAuth
 from pipeline.api.ui.render import Html, esc, join, link, render, table, tag
 from pipeline.api.ui.svg import bars, bit_grid
@@ -100,7 +101,7 @@ class UiPages:
     def __init__(self, state: ApiState) -> None:
         self.state = state
         self.view = state.view
-        self.auth = UiAuth(state.settings.api_token)
+        self.auth = UiAuth(ApiTokens.from_settings(state.settings))
         self.curation = Curation(state)
 
     # -- plumbing ---------------------------------------------------------------------------------
