@@ -80,7 +80,10 @@ async def uploaded_file(request: web.Request) -> tuple[bytes, str | None, dict[s
     """The one file of a multipart/form-data request, its name, and the other form fields."""
     if not request.content_type.startswith("multipart/"):
         raise ApiError(400, "Missing multipart/form-data file upload")
-    form = await request.post()
+    try:
+        form = await request.post()
+    except (ValueError, AssertionError) as exc:  # aiohttp's multipart reader on a malformed body
+        raise ApiError(400, f"malformed multipart/form-data body: {exc}") from None
     files = [(k, v) for k, v in form.items() if isinstance(v, web.FileField)]
     if not files:
         raise ApiError(400, "Missing multipart/form-data file upload")
