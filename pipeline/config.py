@@ -108,6 +108,7 @@ class Settings:
 
     # Hashing.
     max_image_pixels: int = 50_000_000
+    max_video_seconds: float = 1800.0  # longer videos (and streams without an end) are refused for vPDQ
     pdq_min_quality: int = 50
 
     # Retroactive matching: the ring of recent hashes (run it on one worker: HMAS_RECENT_ENABLED=0 elsewhere).
