@@ -17,7 +17,7 @@ from pipeline.topics import ALL_TOPICS
 from schemas.codec import AVRO_MAGIC, DecodeError, RecordCodec, codec
 
 CODECS = sorted({spec.codec.full_name for spec in ALL_TOPICS})
-FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Any JSON value, small: what a field holds when a producer gets it wrong.
 ANY_JSON = st.recursive(
