@@ -60,9 +60,9 @@ def secure_broker(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("secure-kafka")
     make_certificates(tmp)
-    port, controller_port, secure_port = free_ports(3)
+    port, controller_port, secure_port, tls_port = free_ports(4)
     listener = SecureListener(secure_port, tmp / "broker.p12", STORE_PASSWORD, {USER: PASSWORD},
-                              truststore=tmp / "truststore.p12", truststore_password=STORE_PASSWORD)
+                              truststore=tmp / "truststore.p12", truststore_password=STORE_PASSWORD, tls_port=tls_port)
     broker = LocalBroker(tmp / "kafka", port=port, controller_port=controller_port, secure=listener)
     try:
         broker.start()
@@ -135,6 +135,45 @@ def test_every_client_kind_round_trips_over_sasl_ssl(secure_broker, tmp_path, me
     assert sorted(asyncio.run(through_aiokafka())) == [b"by-aiokafka", b"by-librdkafka"]
     read = [key for key, _ in Client(settings).read(T.FEEDBACK, raw=True, max_records=2, timeout_s=30)]
     assert sorted(read) == ["by-aiokafka", "by-librdkafka"]
+
+
+@pytest.mark.parametrize("with_certificate", [True, False])
+def test_mutual_tls_without_sasl(secure_broker, tmp_path, with_certificate):
+    """KAFKA_SECURITY_PROTOCOL=SSL on a listener that requires a client certificate: the
+    certificate of KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE gets in, no certificate does not."""
+    broker, certs = secure_broker
+    env = pipeline_env(f"127.0.0.1:{broker.secure.tls_port}", tmp_path, KAFKA_SECURITY_PROTOCOL="SSL",
+                       KAFKA_SSL_CAFILE=str(certs / "ca.pem"))
+    if with_certificate:
+        env.update(KAFKA_SSL_CERTFILE=str(certs / "client.pem"), KAFKA_SSL_KEYFILE=str(certs / "client.key"))
+    settings = settings_from(env)
+    if not with_certificate:
+        with pytest.raises(KafkaException):
+            kafka_clients.admin(settings).list_topics(timeout=10)
+        return
+    ensure_topics(settings.bootstrap_servers, settings)
+
+    async def round_trip() -> bytes:
+        producer = kafka_clients.aio_producer(settings)
+        await producer.start()
+        try:
+            await producer.send_and_wait(T.FEEDBACK.name(settings), b"{}", key=b"over-mtls", partition=0)
+        finally:
+            await producer.stop()
+        consumer = kafka_clients.aio_consumer(settings, T.FEEDBACK.name(settings), group_id=None,
+                                              auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            for _ in range(6):
+                batch = await consumer.getmany(timeout_ms=10_000)
+                keys = [record.key for records in batch.values() for record in records]
+                if keys:
+                    return keys[0]
+            raise AssertionError("nothing read back over mutual TLS")
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(round_trip()) == b"over-mtls"
 
 
 def test_cli_worker_and_api_match_over_sasl_ssl_with_a_client_certificate(secure_broker, tmp_path):

@@ -39,7 +39,8 @@ class SecureListener:
     """A SASL_SSL listener next to the plaintext one: TLS with the keystore's certificate, SASL as
     SCRAM-SHA-256, SCRAM-SHA-512 (users stored in the cluster's metadata when storage is formatted)
     or PLAIN (users in the listener's JAAS config). With a truststore, clients may also present a
-    certificate it vouches for. The broker's own traffic stays on the plaintext loopback listener.
+    certificate it vouches for, and with `tls_port` an SSL listener there requires one (mutual TLS,
+    no SASL). The broker's own traffic stays on the plaintext loopback listener.
     """
 
     port: int
@@ -48,26 +49,39 @@ class SecureListener:
     users: dict[str, str] = field(default_factory=dict, repr=False)  # name -> password
     truststore: Path | None = None  # PKCS12, the CA of client certificates
     truststore_password: str = field(default="", repr=False)
+    tls_port: int | None = None  # an SSL listener requiring client certificates (needs the truststore)
 
     NAME = "SASL_SSL"
     MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
+
+    def listeners(self) -> dict[str, int]:
+        return {self.NAME: self.port, **({"SSL": self.tls_port} if self.tls_port is not None else {})}
+
+    def _tls(self, listener: str, client_auth: str) -> list[str]:
+        prefix = f"listener.name.{listener.lower()}"
+        lines = [f"{prefix}.ssl.keystore.type=PKCS12", f"{prefix}.ssl.keystore.location={self.keystore}",
+                 f"{prefix}.ssl.keystore.password={self.keystore_password}",
+                 f"{prefix}.ssl.key.password={self.keystore_password}"]
+        if self.truststore is not None:
+            lines += [f"{prefix}.ssl.truststore.type=PKCS12", f"{prefix}.ssl.truststore.location={self.truststore}",
+                      f"{prefix}.ssl.truststore.password={self.truststore_password}",
+                      f"{prefix}.ssl.client.auth={client_auth}"]
+        return lines
 
     def properties(self) -> list[str]:
         prefix = f"listener.name.{self.NAME.lower()}"
         plain_users = " ".join(f'user_{name}="{password}"' for name, password in self.users.items())
         lines = [
             f"sasl.enabled.mechanisms={','.join(self.MECHANISMS)}",
-            f"{prefix}.ssl.keystore.type=PKCS12",
-            f"{prefix}.ssl.keystore.location={self.keystore}",
-            f"{prefix}.ssl.keystore.password={self.keystore_password}",
-            f"{prefix}.ssl.key.password={self.keystore_password}",
+            *self._tls(self.NAME, "requested"),
             f"{prefix}.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;",
             f"{prefix}.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;",
             f"{prefix}.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};",
         ]
-        if self.truststore is not None:
-            lines += [f"{prefix}.ssl.truststore.type=PKCS12", f"{prefix}.ssl.truststore.location={self.truststore}",
-                      f"{prefix}.ssl.truststore.password={self.truststore_password}", f"{prefix}.ssl.client.auth=requested"]
+        if self.tls_port is not None:
+            if self.truststore is None:
+                raise ValueError("an SSL listener requiring client certificates needs a truststore")
+            lines += self._tls("SSL", "required")
         return lines
 
     def scram_arguments(self) -> list[str]:
@@ -77,9 +91,9 @@ class SecureListener:
 
     def added_to(self, config: str) -> str:
         """server.properties with this listener added to the listener lines, and its settings."""
-        extra = {"listeners=": f"{self.NAME}://127.0.0.1:{self.port}",
-                 "advertised.listeners=": f"{self.NAME}://127.0.0.1:{self.port}",
-                 "listener.security.protocol.map=": f"{self.NAME}:{self.NAME}"}
+        addresses = ",".join(f"{name}://127.0.0.1:{port}" for name, port in self.listeners().items())
+        extra = {"listeners=": addresses, "advertised.listeners=": addresses,
+                 "listener.security.protocol.map=": ",".join(f"{name}:{name}" for name in self.listeners())}
         lines = [line + "," + extra[key] if (key := next((k for k in extra if line.startswith(k)), None)) else line
                  for line in config.splitlines()]
         return "\n".join(lines + self.properties()) + "\n"
