@@ -82,6 +82,30 @@ def secure_env(secure_broker, data_dir: Path, mechanism: str = "SCRAM-SHA-512", 
     return env
 
 
+async def aiokafka_round_trip(settings: Settings, key: bytes, expected: int) -> list[bytes]:
+    """An aiokafka producer writes one record to hma.feedback; an aiokafka consumer reads the keys
+    of the topic until it has `expected` of them."""
+    producer = kafka_clients.aio_producer(settings, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(T.FEEDBACK.name(settings), b"{}", key=key, partition=0)
+    finally:
+        await producer.stop()
+    consumer = kafka_clients.aio_consumer(settings, T.FEEDBACK.name(settings), group_id=None,
+                                          auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        keys: list[bytes] = []
+        for _ in range(6):
+            batch = await consumer.getmany(timeout_ms=10_000)
+            keys += [record.key for records in batch.values() for record in records]
+            if len(keys) >= expected:
+                return keys
+        raise AssertionError(f"aiokafka read only {keys} over {settings.kafka_security_protocol}")
+    finally:
+        await consumer.stop()
+
+
 def test_settings_that_cannot_work_are_refused_at_load():
     with pytest.raises(ValueError, match="KAFKA_SASL_MECHANISM"):
         Settings(kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="GSSAPI", kafka_sasl_username="u")
@@ -112,27 +136,7 @@ def test_every_client_kind_round_trips_over_sasl_ssl(secure_broker, tmp_path, me
     client.produce(T.FEEDBACK, "by-librdkafka", {"content_id": "c1", "verdict": "harmful", "decided_at": 1})
     client.flush()
 
-    async def through_aiokafka() -> list[bytes]:
-        producer = kafka_clients.aio_producer(settings, acks="all")
-        await producer.start()
-        try:
-            await producer.send_and_wait(T.FEEDBACK.name(settings), b"{}", key=b"by-aiokafka", partition=0)
-        finally:
-            await producer.stop()
-        consumer = kafka_clients.aio_consumer(settings, T.FEEDBACK.name(settings), group_id=None,
-                                              auto_offset_reset="earliest", enable_auto_commit=False)
-        await consumer.start()
-        try:
-            keys: list[bytes] = []
-            while len(keys) < 2:
-                batch = await consumer.getmany(timeout_ms=10_000)
-                assert batch, f"aiokafka read only {keys} over {mechanism}"
-                keys += [record.key for records in batch.values() for record in records]
-            return keys
-        finally:
-            await consumer.stop()
-
-    assert sorted(asyncio.run(through_aiokafka())) == [b"by-aiokafka", b"by-librdkafka"]
+    assert sorted(asyncio.run(aiokafka_round_trip(settings, b"by-aiokafka", 2))) == [b"by-aiokafka", b"by-librdkafka"]
     read = [key for key, _ in Client(settings).read(T.FEEDBACK, raw=True, max_records=2, timeout_s=30)]
     assert sorted(read) == ["by-aiokafka", "by-librdkafka"]
 
@@ -153,27 +157,7 @@ def test_mutual_tls_without_sasl(secure_broker, tmp_path, with_certificate):
         return
     ensure_topics(settings.bootstrap_servers, settings)
 
-    async def round_trip() -> bytes:
-        producer = kafka_clients.aio_producer(settings)
-        await producer.start()
-        try:
-            await producer.send_and_wait(T.FEEDBACK.name(settings), b"{}", key=b"over-mtls", partition=0)
-        finally:
-            await producer.stop()
-        consumer = kafka_clients.aio_consumer(settings, T.FEEDBACK.name(settings), group_id=None,
-                                              auto_offset_reset="earliest")
-        await consumer.start()
-        try:
-            for _ in range(6):
-                batch = await consumer.getmany(timeout_ms=10_000)
-                keys = [record.key for records in batch.values() for record in records]
-                if keys:
-                    return keys[0]
-            raise AssertionError("nothing read back over mutual TLS")
-        finally:
-            await consumer.stop()
-
-    assert asyncio.run(round_trip()) == b"over-mtls"
+    assert asyncio.run(aiokafka_round_trip(settings, b"over-mtls", 1)) == [b"over-mtls"]
 
 
 def test_cli_worker_and_api_match_over_sasl_ssl_with_a_client_certificate(secure_broker, tmp_path):
