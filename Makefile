@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEBS   := g++ make pkg-config openjdk-17-jre-headless maven \
           libavcodec-dev libavformat-dev libavdevice-dev libavfilter-dev libswscale-dev libswresample-dev libavutil-dev \
-          chromium
+          chromium ffmpeg
 
 .PHONY: run test setup system-deps kafka-jars bench clean
 
@@ -23,7 +23,7 @@ setup: system-deps $(STAMP) kafka-jars
 # Java and Maven for the broker; Chromium for the browser tests of the web UI.
 system-deps:
 	@missing=""; \
-	for tool in g++ pkg-config java mvn chromium; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	for tool in g++ pkg-config java mvn chromium ffprobe; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
 	pkg-config --exists libavcodec libavformat libswscale 2>/dev/null || missing="$$missing ffmpeg-dev"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for:$$missing"; \

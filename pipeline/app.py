@@ -11,6 +11,7 @@ from typing import Any
 
 import faust
 
+from pipeline import kafka_clients
 from pipeline import topics as T
 from pipeline import transport
 from pipeline.config import Settings
@@ -91,6 +92,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerServices]:
     app = faust.App(
         faust_app_id(settings),
         broker=[f"{transport.SCHEME}://{server}" for server in settings.bootstrap_servers.split(",")],
+        broker_credentials=kafka_clients.faust_credentials(settings),
         store="rocksdb://",
         datadir=str(data_dir),
         topic_partitions=settings.topic_partitions,

@@ -42,6 +42,17 @@ class Settings:
     # Largest record (an inline upload): the one setting behind every size limit, the topics'
     # max.message.bytes, the producers' request size and the local broker's message.max.bytes.
     max_message_bytes: int = 8 * 1024 * 1024
+    # Kafka security (pipeline/kafka_clients.py makes every client with it): PLAINTEXT, SSL,
+    # SASL_PLAINTEXT or SASL_SSL; SASL as PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; the CA that signed
+    # the brokers' certificates, and a client certificate and key when the brokers ask for one.
+    # Environment names keep Kafka's usual KAFKA_ prefix (KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*).
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = dataclasses.field(default="", repr=False)
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
 
     # Local state: the managed broker's data, Faust's RocksDB tables.
     data_dir: Path = PROJECT_ROOT / ".hmas"
@@ -70,7 +81,15 @@ class Settings:
     # HTTP API (hmas api): upstream HMA's address; mutating routes need the token when it is set.
     api_host: str = "127.0.0.1"
     api_port: int = 5000
-    api_token: str = ""
+    api_token: str = dataclasses.field(default="", repr=False)  # a token of role admin (pipeline/api/auth.py)
+    # More tokens with roles: `token:role` entries (read, curate, admin), comma-separated, or the
+    # path of a file of them, one a line. Never logged, never in a repr.
+    api_tokens: str = dataclasses.field(default="", repr=False)
+    api_open_reads: int = 1  # 0: reading routes need a token too (any role) once tokens are configured
+    # Per-client rate limits (requests/s; a burst of twice that): lookups, and routes that fetch or
+    # hash content. 0 = no limit. A client is its token, or its address when it presents none.
+    api_lookup_rate: float = 5000.0
+    api_hash_rate: float = 20.0
     api_dev_routes: bool = False  # upstream's /dev routes (factory reset, seeding); never in production
     index_stale_s: float = 65.0  # /status answers INDEX-STALE when the view lags longer (as upstream)
 
@@ -97,6 +116,7 @@ class Settings:
 
     # Hashing.
     max_image_pixels: int = 50_000_000
+    max_video_seconds: float = 1800.0  # longer videos (and streams without an end) are refused for vPDQ
     pdq_min_quality: int = 50
 
     # Retroactive matching: the ring of recent hashes (run it on one worker: HMAS_RECENT_ENABLED=0 elsewhere).
@@ -115,6 +135,9 @@ class Settings:
     flood_replay_horizon_ms: int = 15 * 60_000
 
     def __post_init__(self) -> None:
+        from pipeline.kafka_clients import check_security
+
+        check_security(self)
         if self.index_shards < 1 or not -1 <= self.index_shard < self.index_shards:
             raise ValueError(
                 f"index_shard {self.index_shard} with index_shards {self.index_shards}: need 1 <= shards "
@@ -157,9 +180,16 @@ class Settings:
         return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
 
 
+# Settings read from Kafka's usual environment names, without the HMAS_ prefix.
+KAFKA_ENV_NAMES = frozenset({
+    "kafka_bootstrap_servers", "kafka_security_protocol", "kafka_sasl_mechanism", "kafka_sasl_username",
+    "kafka_sasl_password", "kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile",
+})
+
+
 def _env_name(field_name: str) -> str:
-    if field_name == "kafka_bootstrap_servers":
-        return "KAFKA_BOOTSTRAP_SERVERS"
+    if field_name in KAFKA_ENV_NAMES:
+        return field_name.upper()
     return "HMAS_" + field_name.upper()
 
 

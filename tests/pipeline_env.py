@@ -377,3 +377,48 @@ def check_view(view: BankView, model: dict[str, dict]) -> None:
             k for k, r in model.items() if r["signal_id"] == record["signal_id"])
     for bank in VIEW_MODEL_BANKS:
         assert sorted(e.key for e in view.entries(bank)) == sorted(k for k, r in model.items() if r["bank"] == bank)
+
+
+# -- the API app in this process -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.body)
+
+
+class InProcessApi:
+    """The real aiohttp app of `hmas api` on a loopback port of this process, on the test broker,
+    driven synchronously (for property tests that send it thousands of requests)."""
+
+    def __init__(self, settings: Settings) -> None:
+        import asyncio
+
+        self.settings = settings
+        self.loop = asyncio.new_event_loop()
+
+    def __enter__(self) -> "InProcessApi":
+        from aiohttp.test_utils import TestClient, TestServer
+
+        from pipeline.api.app import create_api
+
+        self.client = TestClient(TestServer(create_api(self.settings), host="127.0.0.1"), loop=self.loop)
+        self.loop.run_until_complete(self.client.start_server())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.run_until_complete(self.client.close())
+        self.loop.close()
+
+    def request(self, method: str, path: str, token: str = "", **kwargs: Any) -> Answer:
+        headers = {**kwargs.pop("headers", {}), **({"Authorization": f"Bearer {token}"} if token else {})}
+
+        async def send() -> Answer:
+            async with self.client.request(method, path, headers=headers, allow_redirects=False, **kwargs) as r:
+                return Answer(r.status, dict(r.headers), await r.read())
+        return self.loop.run_until_complete(send())

@@ -29,6 +29,7 @@ from connectors.exchanges.clients import exchange_client
 from connectors.exchanges.credentials import credentials_for
 from connectors.exchanges.records import BankOfExchange, record_id
 from connectors.exchanges.retry import backoff_s, rate_limited
+from pipeline import kafka_clients
 from pipeline import topics as T
 from pipeline.config import Settings
 from pipeline.metrics import EXCHANGE_FETCHES, EXCHANGE_LAST_SUCCESS, EXCHANGE_RECORDS
@@ -101,8 +102,8 @@ class ExchangeFetcher:
     async def start(self) -> None:
         self._claims = new_producer(self.settings)
         await self._claims.start()
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers, group_id=fetch_group(self.settings),
+        self._consumer = kafka_clients.aio_consumer(
+            self.settings, group_id=fetch_group(self.settings),
             enable_auto_commit=False, auto_offset_reset="earliest", client_id=f"hmas-{self.name}",
         )
         await self._consumer.start()
@@ -115,8 +116,8 @@ class ExchangeFetcher:
         assert self._consumer is not None
         self.exchanges.clear()
         await self._consumer.seek_to_beginning(*assigned)
-        self._tx = AIOKafkaProducer(
-            bootstrap_servers=self.settings.bootstrap_servers, transactional_id=fetch_group(self.settings),
+        self._tx = kafka_clients.aio_producer(
+            self.settings, transactional_id=fetch_group(self.settings),
             enable_idempotence=True, acks="all", max_request_size=self.settings.max_request_bytes,
         )
         await self._tx.start()  # fences the previous fetcher's producer

@@ -33,6 +33,7 @@ from connectors.exchanges.fetcher import Membership, redacted
 from connectors.exchanges.outbox import already_delivered, share_writes, wanted_shares
 from connectors.exchanges.retry import backoff_s
 from connectors.exchanges.writeback import WriteRefused, deliver, write_api
+from pipeline import kafka_clients
 from pipeline import topics as T
 from pipeline.config import Settings
 from pipeline.deadletters import dead_letter
@@ -71,9 +72,8 @@ class ExchangeWriter:
 
     # -- membership (the fetcher's Membership listener calls these) -----------------------------
     async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers, group_id=writer_group(self.settings),
-            enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
+        self._consumer = kafka_clients.aio_consumer(
+            self.settings, group_id=writer_group(self.settings), enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
             client_id=f"hmas-{self.name}",
         )
         await self._consumer.start()
@@ -83,8 +83,8 @@ class ExchangeWriter:
     async def _gained(self, assigned: set[TopicPartition]) -> None:
         if not assigned:
             return
-        self._tx = AIOKafkaProducer(
-            bootstrap_servers=self.settings.bootstrap_servers, transactional_id=writer_group(self.settings),
+        self._tx = kafka_clients.aio_producer(
+            self.settings, transactional_id=writer_group(self.settings),
             enable_idempotence=True, acks="all", max_request_size=self.settings.max_request_bytes,
         )
         await self._tx.start()  # fences the previous writer's producer

@@ -24,6 +24,7 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from pipeline import kafka_clients
 from pipeline import topics as T
 from pipeline.clock import now_ms
 from pipeline.config import Settings
@@ -95,9 +96,8 @@ class Activity:
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers, group_id=None,
-                                    enable_auto_commit=False, isolation_level="read_committed",
-                                    client_id="hmas-api-activity")
+        consumer = kafka_clients.aio_consumer(self.settings, group_id=None, enable_auto_commit=False,
+                                              isolation_level="read_committed", client_id="hmas-api-activity")
         await consumer.start()
         partitions = []
         for topic in self._specs:
@@ -109,7 +109,7 @@ class Activity:
             at = ends[tp] if since[tp] is None else since[tp].offset
             consumer.seek(tp, max(at, ends[tp] - BACKFILL_PER_PARTITION))
         self._consumer = consumer
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers, client_id="hmas-api-activity")
+        self._admin = AIOKafkaAdminClient(**kafka_clients.aiokafka_options(self.settings), client_id="hmas-api-activity")
         await self._admin.start()
         self._tasks = [asyncio.create_task(self._follow(), name="activity-follow"),
                        asyncio.create_task(self._sample_forever(), name="activity-sample")]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 
@@ -10,7 +9,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from pipeline.api import controls, curation, development, exchanges, explain, matching, recent, status
+from pipeline.api.auth import PUBLIC, READ, ApiTokens, allows, bearer
 from pipeline.api.http import ApiError, Route, reply
+from pipeline.api.limits import HASH, LOOKUP, RateLimiter, retry_after
 from pipeline.api.openapi import openapi_document
 from pipeline.api.ui import pages as ui_pages
 from pipeline.api.state import ApiState
@@ -30,7 +31,9 @@ STATE_KEY = web.AppKey("state", ApiState)
 def create_api(settings: Settings) -> web.Application:
     state = ApiState(settings)
     app = web.Application(
-        middlewares=[_errors, _auth(settings.api_token), _metrics],
+        middlewares=[_errors, _auth(ApiTokens.from_settings(settings), bool(settings.api_open_reads)),
+                     _limits({LOOKUP: RateLimiter(settings.api_lookup_rate), HASH: RateLimiter(settings.api_hash_rate)}),
+                     _metrics],
         client_max_size=settings.fetch_max_bytes,
     )
     app[STATE_KEY] = state
@@ -39,9 +42,10 @@ def create_api(settings: Settings) -> web.Application:
     table += recent.routes(state) + explain.routes(state) + exchanges.routes(state)
     if settings.api_dev_routes:
         table += development.routes(state)
-    table.append(Route("GET", "/openapi/openapi.json", lambda r: _openapi(table), "This document (upstream's path)", "Core"))
-    table.append(Route("GET", "/openapi.json", lambda r: _openapi(table), "This document", "Core"))
-    table.append(Route("GET", "/metrics", _prometheus(state), "Prometheus metrics", "Core"))
+    table.append(Route("GET", "/openapi/openapi.json", lambda r: _openapi(table), "This document (upstream's path)", "Core",
+                       role=PUBLIC))
+    table.append(Route("GET", "/openapi.json", lambda r: _openapi(table), "This document", "Core", role=PUBLIC))
+    table.append(Route("GET", "/metrics", _prometheus(state), "Prometheus metrics", "Core", role=PUBLIC))
     for route in table:
         app.router.add_route(route.method, route.path, route.handler)
     app["route_table"] = {(r.method, r.path): r for r in table}
@@ -68,7 +72,9 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
-        return reply({"message": exc.message}, exc.status)
+        response = reply({"message": exc.message}, exc.status)
+        response.headers.update(exc.headers)
+        return response
     except (NotCaughtUp, DeliveryFailed) as exc:
         return reply({"message": str(exc)}, 503)
     except web.HTTPRequestEntityTooLarge:
@@ -88,14 +94,44 @@ def _route_of(request: web.Request) -> Route | None:
     return request.app["route_table"].get((request.method, canonical))
 
 
-def _auth(token: str):
+CLIENT_KEY = web.RequestKey("client", str)  # the request's client for rate limits: its token's digest, or its address
+
+
+def _auth(tokens: ApiTokens, open_reads: bool):
+    """The role a route needs against the presented token's (401 without a token of ours, 403 with
+    one of too weak a role); no tokens configured: every route is open."""
     @web.middleware
     async def middleware(request: web.Request, handler) -> web.StreamResponse:
         route = _route_of(request)
-        if token and route is not None and route.writes:
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                raise ApiError(401, "this route needs `Authorization: Bearer <token>`")
+        presented = bearer(request)
+        role = tokens.role_of(presented) if presented and tokens.configured else None
+        request[CLIENT_KEY] = ApiTokens.client_id(presented) if role else (request.remote or "unknown")
+        needed = route.needs if route is not None else PUBLIC
+        if not tokens.configured or needed == PUBLIC or (needed == READ and open_reads):
+            return await handler(request)
+        if role is None:
+            raise ApiError(401, f"this route needs `Authorization: Bearer <token>` of role {needed} or above",
+                           {"WWW-Authenticate": "Bearer"})
+        if not allows(role, needed):
+            raise ApiError(403, f"this route needs a token of role {needed} or above; this token's role is {role}")
+        return await handler(request)
+    return middleware
+
+
+def _limits(limiters: dict[str, RateLimiter]):
+    """429 with Retry-After once a client is over its rate for the route's kind. A lookup given a
+    URL fetches and hashes: it counts as hashing."""
+    @web.middleware
+    async def middleware(request: web.Request, handler) -> web.StreamResponse:
+        route = _route_of(request)
+        kind = route.rate if route is not None else ""
+        if kind == LOOKUP and "url" in request.query:
+            kind = HASH
+        if kind:
+            wait = limiters[kind].take(request[CLIENT_KEY])
+            if wait > 0:
+                raise ApiError(429, f"over the rate limit of {limiters[kind].rate:g} {kind} requests/s for this client; "
+                               f"retry in {wait:.2f}s", {"Retry-After": retry_after(wait)})
         return await handler(request)
     return middleware
 

@@ -17,6 +17,7 @@ from aiohttp import web
 from pipeline import topics as T
 from pipeline.api.content import checked_signal, signals_of_bytes, signals_of_url
 from pipeline.api.http import ApiError, Route, flag, json_object, reply, uploaded_file
+from pipeline.api.limits import HASH
 from pipeline.api.renaming import finish_rename, rename_bank
 from pipeline.api.state import ApiState
 from pipeline.banks import (
@@ -248,7 +249,7 @@ def routes(state: ApiState) -> list[Route]:
               "Bank Controls", writes=True),
         Route("DELETE", "/c/bank/{bank}", bank_delete, "Delete a bank and its content", "Banks", writes=True),
         Route("POST", "/c/bank/{bank}/content", content_add, "Add content by URL or file upload", "Bank Content",
-              writes=True, params=("url", "content_type")),
+              writes=True, params=("url", "content_type"), rate=HASH),
         Route("POST", "/c/bank/{bank}/signal", signal_add, "Add signals directly", "Bank Content", writes=True),
         Route("GET", "/c/bank/{bank}/content/{content_id}", content_get, "Get a bank content item", "Bank Content",
               params=("include_signals", "include_metadata")),

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from pipeline import topics as T
+from pipeline.api.auth import ADMIN
 from pipeline.api.http import Route
 from pipeline.api.state import ApiState
 from pipeline.banks import bank_record, bank_signal_record
@@ -73,8 +74,9 @@ def routes(state: ApiState) -> list[Route]:
 
     return [
         Route("POST", "/dev/factory_reset", factory_reset, "Forget every bank, signal, feedback and quarantine record",
-              "Development", writes=True),
-        Route("POST", "/dev/seed_banks", seed_banks, "Two banks of random signals", "Development", writes=True),
+              "Development", writes=True, role=ADMIN),
+        Route("POST", "/dev/seed_banks", seed_banks, "Two banks of random signals", "Development", writes=True,
+              role=ADMIN),
         Route("POST", "/dev/setup_sample_example", setup_sample_example,
-              "python-threatexchange's sample signals in a bank", "Development", writes=True),
+              "python-threatexchange's sample signals in a bank", "Development", writes=True, role=ADMIN),
     ]

@@ -21,6 +21,7 @@ from connectors.exchanges.credentials import CredentialsUnavailable, found_outsi
 from connectors.exchanges.fetcher import initial_status
 from connectors.exchanges.writer import initial_write_status
 from pipeline import topics as T
+from pipeline.api.auth import ADMIN
 from pipeline.api.http import ApiError, Route, json_object, reply
 from pipeline.api.state import ApiState
 from pipeline.clock import now_ms
@@ -172,13 +173,17 @@ def routes(state: ApiState) -> list[Route]:
         Route("GET", "/c/exchanges/apis", apis, "List exchange API types", tag),
         Route("GET", "/c/exchanges/api/{api}", api_get, "Whether an exchange API takes and has credentials", tag),
         Route("POST", "/c/exchanges/api/{api}", api_credentials,
-              "Set (sealed with HMAS_SECRET_KEY) or unset ({}) an exchange API's credential_json", tag, writes=True),
+              "Set (sealed with HMAS_SECRET_KEY) or unset ({}) an exchange API's credential_json", tag, writes=True,
+              role=ADMIN),
         Route("GET", "/c/exchanges/api/{api}/schema", api_schema_get, "Field descriptors of api_json and credentials", tag),
-        Route("POST", "/c/exchanges", create, "Create an exchange and its bank: {bank, api, api_json, report_feedback, endpoint}", tag, writes=True),
+        Route("POST", "/c/exchanges", create, "Create an exchange and its bank: {bank, api, api_json, report_feedback, endpoint}", tag,
+              writes=True, role=ADMIN),
         Route("GET", "/c/exchanges", index, "List exchange names", tag),
         Route("GET", "/c/exchange/{name}", get, "Get an exchange's configuration", tag),
-        Route("PUT", "/c/exchange/{name}", update, "Enable or disable an exchange, or its feedback reports ({enabled, report_feedback})", tag, writes=True),
-        Route("DELETE", "/c/exchange/{name}", delete, "Remove an exchange, its bank and its content", tag, writes=True),
+        Route("PUT", "/c/exchange/{name}", update, "Enable or disable an exchange, or its feedback reports ({enabled, report_feedback})", tag,
+              writes=True, role=ADMIN),
+        Route("DELETE", "/c/exchange/{name}", delete, "Remove an exchange, its bank and its content", tag, writes=True,
+              role=ADMIN),
         Route("GET", "/c/exchange/{name}/status", status, "Fetch checkpoint and progress, and write-back status", tag),
-        Route("POST", "/c/exchange/{name}/fetch", fetch_now, "Fetch this exchange now", tag, writes=True),
+        Route("POST", "/c/exchange/{name}/fetch", fetch_now, "Fetch this exchange now", tag, writes=True, role=ADMIN),
     ]

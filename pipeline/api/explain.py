@@ -13,6 +13,7 @@ from pipeline import event_ids
 from pipeline import topics as T
 from pipeline.api.content import checked_signal, signals_of_bytes, signals_of_url
 from pipeline.api.http import ApiError, Route, int_param, query, reply, uploaded_file
+from pipeline.api.limits import HASH, LOOKUP
 from pipeline.api.state import ApiState
 from pipeline.clock import now_ms
 from pipeline.event_ids import Position
@@ -114,9 +115,9 @@ def routes(state: ApiState) -> list[Route]:
     params = ("nearest", "radius")
     return [
         Route("GET", "/m/explain", explain_get, "Why a signal, URL or past upload matches each bank or not",
-              "Matching", params=("signal_type", "signal", "url", "content_id", "content_type") + params),
+              "Matching", params=("signal_type", "signal", "url", "content_id", "content_type") + params, rate=LOOKUP),
         Route("POST", "/m/explain", explain_post, "Why an uploaded file (multipart) matches each bank or not",
-              "Matching", params=("content_id", "content_type") + params),
+              "Matching", params=("content_id", "content_type") + params, rate=HASH),
         Route("GET", "/m/explain/rerun", rerun_get, "A recent upload's match record then, its explanation now, what changed",
-              "Matching", params=("content_id",) + params),
+              "Matching", params=("content_id",) + params, rate=LOOKUP),
     ]

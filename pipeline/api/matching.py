@@ -16,6 +16,7 @@ from aiohttp import web
 
 from pipeline.api.content import checked_signal, signals_of_bytes, signals_of_url
 from pipeline.api.http import ApiError, Route, flag, json_object, query, reply, uploaded_file
+from pipeline.api.limits import HASH, LOOKUP
 from pipeline.api.state import ApiState
 from pipeline.clock import now_ms
 from pipeline.guard import MATCH
@@ -131,12 +132,14 @@ def routes(state: ApiState) -> list[Route]:
 
     return [
         Route("GET", "/m/lookup", lookup_get, "Look up a signal, or the content at a URL", "Matching",
-              params=("signal_type", "signal", "url", "content_type", "banks", "seed")),
+              params=("signal_type", "signal", "url", "content_type", "banks", "seed"), rate=LOOKUP),
         Route("POST", "/m/lookup", lookup_post, "Look up an uploaded file (multipart)", "Matching",
-              params=("content_type", "banks", "seed", "bypass_coinflip")),
+              params=("content_type", "banks", "seed", "bypass_coinflip"), rate=HASH),
         Route("GET", "/m/raw_lookup", raw_lookup, "Bank content ids near a signal, guard not applied", "Matching",
-              params=("signal_type", "signal", "include_distance", "banks")),
-        Route("POST", "/m/compare", compare, "Distances between pairs of signals", "Matching"),
-        Route("GET", "/h/hash", hash_get, "Hash the content at a URL", "Hashing", params=("url", "content_type")),
-        Route("POST", "/h/hash", hash_post, "Hash an uploaded file (multipart)", "Hashing", params=("content_type",)),
+              params=("signal_type", "signal", "include_distance", "banks"), rate=LOOKUP),
+        Route("POST", "/m/compare", compare, "Distances between pairs of signals", "Matching", rate=LOOKUP),
+        Route("GET", "/h/hash", hash_get, "Hash the content at a URL", "Hashing", params=("url", "content_type"),
+              rate=HASH),
+        Route("POST", "/h/hash", hash_post, "Hash an uploaded file (multipart)", "Hashing", params=("content_type",),
+              rate=HASH),
     ]

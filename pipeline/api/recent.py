@@ -10,6 +10,7 @@ from aiohttp import web
 
 from pipeline.api.content import checked_signal
 from pipeline.api.http import ApiError, Route, int_param, query, reply
+from pipeline.api.limits import LOOKUP
 from pipeline import topics as T
 from pipeline.api.state import ApiState
 from pipeline.clock import now_ms, parse_duration_ms
@@ -60,7 +61,7 @@ def routes(state: ApiState) -> list[Route]:
 
     return [
         Route("GET", "/recent/similar", similar, "Recent uploads near a hash, with their times", "Recent",
-              params=("signal_type", "signal", "distance", "limit")),
+              params=("signal_type", "signal", "distance", "limit"), rate=LOOKUP),
         Route("GET", "/recent/clusters", clusters_get, "Clusters of recent near-duplicates, largest first",
               "Recent", params=("window", "distance", "min_size")),
     ]

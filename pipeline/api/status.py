@@ -11,6 +11,7 @@ import re
 from aiohttp import web
 
 from pipeline import topics as T
+from pipeline.api.auth import ADMIN, PUBLIC
 from pipeline.api.http import ApiError, Route, json_object, reply
 from pipeline.api.state import ApiState
 from pipeline.banks import check_enabled_ratio
@@ -96,15 +97,16 @@ def routes(state: ApiState, table: list[Route]) -> list[Route]:
         return reply([{"name": c, "enabled": True} for c in CONTENT_TYPES])
 
     return [
-        Route("GET", "/status", status, "200 once this replica's view has caught up with the banks", "Core"),
-        Route("GET", "/status/live", live, "200 while the process runs", "Core"),
-        Route("GET", "/site-map", site_map, "Every route", "Core"),
+        Route("GET", "/status", status, "200 once this replica's view has caught up with the banks", "Core",
+              role=PUBLIC),
+        Route("GET", "/status/live", live, "200 while the process runs", "Core", role=PUBLIC),
+        Route("GET", "/site-map", site_map, "Every route", "Core", role=PUBLIC),
         Route("GET", "/m/index/status", index_status, "Index replica per signal type: present, built_to, size",
               "Matching", params=("signal_type",)),
         Route("GET", "/c/signal_type/index", signal_type_index, "Banked signals against what the index holds",
               "Signal Types", params=("signal_type",)),
         Route("GET", "/c/signal_type", signal_types, "Signal types and their enabled_ratio", "Signal Types"),
         Route("PUT", "/c/signal_type/{name}", signal_type_update,
-              "Set a signal type's enabled_ratio (0 disables it)", "Signal Types", writes=True),
+              "Set a signal type's enabled_ratio (0 disables it)", "Signal Types", writes=True, role=ADMIN),
         Route("GET", "/c/content_type", content_types, "Content types", "Signal Types"),
     ]

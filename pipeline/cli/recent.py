@@ -28,8 +28,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 def _get(settings: Settings, path: str, params: dict) -> list:
     url = f"http://{settings.api_host}:{settings.api_port}{path}?{urllib.parse.urlencode(params)}"
+    # HMAS_API_TOKEN, when set, also lets this reach an API whose reads are closed (HMAS_API_OPEN_READS=0)
+    headers = {"Authorization": f"Bearer {settings.api_token}"} if settings.api_token else {}
     try:
-        with urllib.request.urlopen(url, timeout=60) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as response:
             return json.load(response)
     except urllib.error.HTTPError as exc:
         raise CommandError(json.load(exc).get("message", str(exc))) from None

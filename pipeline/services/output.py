@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import RecordMetadata
 
-from pipeline import metrics
+from pipeline import kafka_clients, metrics
 from pipeline import topics as T
 from pipeline.config import Settings
 from pipeline.deadletters import dead_letter
@@ -45,9 +45,8 @@ def _key_bytes(key: Key) -> bytes | None:
 
 def new_producer(settings: Settings) -> AIOKafkaProducer:
     """A producer of the API and tools: every replica acknowledges, no duplicates on retries."""
-    return AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True,
-        max_request_size=settings.max_request_bytes,
+    return kafka_clients.aio_producer(
+        settings, acks="all", enable_idempotence=True, max_request_size=settings.max_request_bytes,
     )
 
 

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as CKTopicPartition
 
+from pipeline import kafka_clients
 from pipeline.config import Settings
 from pipeline.topics import TopicSpec
 from schemas.codec import DecodeError
@@ -63,8 +64,8 @@ class CompactedTopicFollower:
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
+        self._consumer = kafka_clients.aio_consumer(
+            self.settings,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -170,7 +171,7 @@ class CompactedTopicFollower:
 
 def topic_partitions(settings: Settings, topic: str, timeout_s: float = 10.0) -> set[int]:
     """The partition numbers of a topic; an error naming the topic if it does not exist."""
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "hmas-metadata"})
+    consumer = kafka_clients.consumer(settings, {"group.id": "hmas-metadata"})
     try:
         meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
     finally:
@@ -202,8 +203,7 @@ def _while_leaderless(call: Callable[[], Value], timeout_s: float) -> Value:
 def read_to_end(settings: Settings, spec: TopicSpec, timeout_s: float = 30.0) -> list[Change]:
     """Every record of a compacted topic up to its current end, in order (blocking)."""
     topic = spec.name(settings)
-    consumer = Consumer({
-        "bootstrap.servers": settings.bootstrap_servers,
+    consumer = kafka_clients.consumer(settings, {
         "group.id": "hmas-reader",
         "enable.auto.commit": False,
         "enable.partition.eof": True,
@@ -250,8 +250,7 @@ def read_at(settings: Settings, spec: TopicSpec, positions: list[tuple[int, int]
     topic = spec.name(settings)
     wanted = set(positions)
     found: dict[tuple[int, int], dict] = {}
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "hmas-reader",
-                         "enable.auto.commit": False})
+    consumer = kafka_clients.consumer(settings, {"group.id": "hmas-reader", "enable.auto.commit": False})
     try:
         for partition in sorted({p for p, _ in wanted}):
             offsets = sorted(o for p, o in wanted if p == partition)
@@ -279,8 +278,7 @@ def read_tail(settings: Settings, spec: TopicSpec, per_partition: int, timeout_s
     """How many records the topic keeps, and the newest `per_partition` of each partition (blocking);
     (0, []) when the topic does not exist. Reads only the tail: never the whole topic."""
     topic = spec.name(settings)
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "hmas-reader",
-                         "enable.auto.commit": False})
+    consumer = kafka_clients.consumer(settings, {"group.id": "hmas-reader", "enable.auto.commit": False})
     try:
         meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
         if meta is None or meta.error is not None:
@@ -303,9 +301,8 @@ def read_key_near(settings: Settings, spec: TopicSpec, key: str, since_ms: int, 
     of a record whose time is about known, never a scan of the whole topic."""
     topic = spec.name(settings)
     wanted = key.encode()
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "hmas-reader",
-                         "enable.auto.commit": False, "enable.partition.eof": True,
-                         "isolation.level": "read_committed"})
+    consumer = kafka_clients.consumer(settings, {"group.id": "hmas-reader", "enable.auto.commit": False,
+                                                 "enable.partition.eof": True, "isolation.level": "read_committed"})
     found: list[tuple[int, dict]] = []
     try:
         parts = sorted(topic_partitions(settings, topic, timeout_s))

@@ -1,7 +1,8 @@
-"""Who may change things from the UI: with HMAS_API_TOKEN set, a session cookie from the login
-form (the token never leaves the server again), signed with the token and good for SESSION_TTL_S
-(changing the token signs everybody out); on every change, a CSRF token from a cookie that the form
-must repeat (double submit). Cookies are HttpOnly and SameSite=Strict, and Secure over HTTPS."""
+"""Who may change things from the UI: with API tokens configured, a session cookie from the login
+form, given for a token of role curate or admin (pipeline/api/auth.py; the token never leaves the
+server again), signed with a key derived from the tokens and good for SESSION_TTL_S (changing the
+tokens signs everybody out); on every change, a CSRF token from a cookie that the form must repeat
+(double submit). Cookies are HttpOnly and SameSite=Strict, and Secure over HTTPS."""
 
 from __future__ import annotations
 
@@ -12,23 +13,28 @@ import time
 
 from aiohttp import web
 
+from pipeline.api.auth import CURATE, ApiTokens, allows
+
 SESSION_COOKIE, CSRF_COOKIE, CSRF_FIELD = "hmas_session", "hmas_csrf", "csrf"
 SESSION_TTL_S = 12 * 3600
 
 
 class UiAuth:
-    def __init__(self, token: str) -> None:
-        self.token = token
+    def __init__(self, tokens: ApiTokens) -> None:
+        self.tokens = tokens
+        self._key = tokens.session_key()
 
     @property
     def required(self) -> bool:
-        return bool(self.token)
+        return self.tokens.configured
 
     def _sign(self, payload: str) -> str:
-        return hmac.new(self.token.encode(), f"ui-session:{payload}".encode(), hashlib.sha256).hexdigest()
+        return hmac.new(self._key, f"ui-session:{payload}".encode(), hashlib.sha256).hexdigest()
 
     def token_matches(self, given: str) -> bool:
-        return self.required and hmac.compare_digest(given.encode(), self.token.encode())
+        """Whether a token may sign in to make changes: one of role curate or admin."""
+        role = self.tokens.role_of(given) if self.required and given else None
+        return role is not None and allows(role, CURATE)
 
     def session_cookie(self, now_s: float | None = None) -> str:
         payload = f"{secrets.token_hex(16)}.{int(time.time() if now_s is None else now_s)}"

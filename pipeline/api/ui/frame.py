@@ -11,6 +11,7 @@ from aiohttp import web
 
 from pipeline.api.http import ApiError
 from pipeline.api.state import ApiState
+from pipeline.api.auth import ApiTokens
 from pipeline.api.ui.auth import CSRF_FIELD, UiAuth
 from pipeline.api.ui.render import Html, esc, join, link, render, tag
 from pipeline.clock import now_ms
@@ -51,7 +52,7 @@ class Frame:
     def __init__(self, state: ApiState) -> None:
         self.state = state
         self.view = state.view
-        self.auth = UiAuth(state.settings.api_token)
+        self.auth = UiAuth(ApiTokens.from_settings(state.settings))
 
     # -- plumbing ---------------------------------------------------------------------------------
     def page(self, request: web.Request, title: str, body: Any, message: str = "", note: str = "",
