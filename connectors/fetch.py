@@ -26,7 +26,12 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class FetchError(ValueError):
-    """Content that could not be fetched; the message says why."""
+    """Content that could not be fetched; the message says why, `reason` names the kind (a metric
+    label: dns, refused_address, redirect, bad_url, http_status, too_large, timeout, connection)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def _kind_of(ip: Address) -> str | None:
@@ -57,12 +62,12 @@ def resolve_checked(host: str, port: int, settings: Settings) -> str:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise FetchError(f"cannot resolve host {host!r}: {exc.strerror}") from None
+        raise FetchError(f"cannot resolve host {host!r}: {exc.strerror}", "dns") from None
     for *_, sockaddr in infos:
         ip = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
         kind = _kind_of(ip)
         if kind is not None and not _allowed(host, ip, settings.fetch_allow_hosts):
-            raise FetchError(f"refused: {host} resolves to {ip}, a {kind} address")
+            raise FetchError(f"refused: {host} resolves to {ip}, a {kind} address", "refused_address")
     return infos[0][4][0]
 
 
@@ -91,11 +96,11 @@ def fetch_url(url: str, settings: Settings) -> bytes:
         status, location, body = _fetch_once(url, settings, deadline)
         if status in REDIRECTS:
             if not location:
-                raise FetchError(f"HTTP {status} redirect without a Location from {_short(url)}")
+                raise FetchError(f"HTTP {status} redirect without a Location from {_short(url)}", "redirect")
             url = urljoin(url, location)
             continue
         return body
-    raise FetchError(f"more than {settings.fetch_max_redirects} redirects")
+    raise FetchError(f"more than {settings.fetch_max_redirects} redirects", "redirect")
 
 
 def _fetch_once(url: str, settings: Settings, deadline: float) -> tuple[int, str | None, bytes]:
@@ -103,11 +108,11 @@ def _fetch_once(url: str, settings: Settings, deadline: float) -> tuple[int, str
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise FetchError(f"malformed URL: {exc}") from None
+        raise FetchError(f"malformed URL: {exc}", "bad_url") from None
     if parts.scheme not in ("http", "https"):
-        raise FetchError(f"URL scheme {parts.scheme or '(none)'!r} is not allowed; use http or https")
+        raise FetchError(f"URL scheme {parts.scheme or '(none)'!r} is not allowed; use http or https", "bad_url")
     if not parts.hostname:
-        raise FetchError("URL has no host")
+        raise FetchError("URL has no host", "bad_url")
     host = parts.hostname
     port = port or (443 if parts.scheme == "https" else 80)
     address = resolve_checked(host, port, settings)
@@ -121,15 +126,15 @@ def _fetch_once(url: str, settings: Settings, deadline: float) -> tuple[int, str
         if response.status in REDIRECTS:
             return response.status, response.getheader("Location"), b""
         if not 200 <= response.status < 300:
-            raise FetchError(f"HTTP {response.status} {response.reason} from {_short(url)}")
+            raise FetchError(f"HTTP {response.status} {response.reason} from {_short(url)}", "http_status")
         length = response.getheader("Content-Length")
         if length and length.isdigit() and int(length) > settings.fetch_max_bytes:
-            raise FetchError(f"content of {length} bytes is over the size cap of {settings.fetch_max_bytes} bytes")
+            raise FetchError(f"content of {length} bytes is over the size cap of {settings.fetch_max_bytes} bytes", "too_large")
         return response.status, None, _read_capped(response, settings.fetch_max_bytes, deadline, conn)
     except (socket.timeout, TimeoutError):
-        raise FetchError(f"timed out after {settings.fetch_timeout_s:g}s fetching {_short(url)}") from None
+        raise FetchError(f"timed out after {settings.fetch_timeout_s:g}s fetching {_short(url)}", "timeout") from None
     except (OSError, http.client.HTTPException) as exc:
-        raise FetchError(f"fetching {_short(url)} failed: {exc}") from None
+        raise FetchError(f"fetching {_short(url)} failed: {exc}", "connection") from None
     finally:
         conn.close()
 
@@ -147,7 +152,7 @@ def _read_capped(response: http.client.HTTPResponse, cap: int, deadline: float, 
             return b"".join(chunks)
         size += len(chunk)
         if size > cap:
-            raise FetchError(f"content is over the size cap of {cap} bytes")
+            raise FetchError(f"content is over the size cap of {cap} bytes", "too_large")
         chunks.append(chunk)
 
 

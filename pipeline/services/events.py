@@ -31,7 +31,7 @@ class EventDecoder:
         write the dead letter.
         """
         good, records = [], []
-        metrics.RECORDS_IN.labels(stage).inc(len(events))
+        metrics.took_batch(stage, spec.suffix, len(events))
         for event in events:
             try:
                 records.append(spec.codec.decode(event.value))
@@ -46,7 +46,7 @@ class EventDecoder:
     ) -> AsyncIterator[tuple[faust.EventT, dict[str, Any]]]:
         """Decoded records of a stream, one at a time; undecodable ones go to the dead letters."""
         async for event in stream.events():
-            metrics.RECORDS_IN.labels(stage).inc()
+            metrics.records_in(stage, spec.suffix).inc()
             try:
                 record = spec.codec.decode(event.value)
             except DecodeError as exc:
