@@ -49,7 +49,12 @@ class StatusServer:
 
     def start(self) -> "StatusServer":
         if self.port > 0:
-            self._server = ThreadingHTTPServer((self.host, self.port), _handler(self.ready))
+            try:
+                self._server = ThreadingHTTPServer((self.host, self.port), _handler(self.ready))
+            except OSError as exc:  # the port is taken: the process still runs; its probes will say so
+                log.error("metrics and status not served", extra={"host": self.host, "port": self.port,
+                                                                  "reason": str(exc)})
+                return self
             self._server.daemon_threads = True
             threading.Thread(target=self._server.serve_forever, name="status-server", daemon=True).start()
             log.info("serving metrics and status", extra={"host": self.host, "port": self.port})
