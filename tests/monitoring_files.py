@@ -1,5 +1,6 @@
-"""The monitoring files as data, for the tests: docs/metrics.md's tables, the PromQL of the Grafana
-dashboards and of the alert rules, and the metric names an expression uses.
+"""The monitoring and deployment files as data, for the tests: docs/metrics.md's tables, the PromQL
+of the Grafana dashboards and of the alert rules, the metric names an expression uses; and the
+Go-built checkers (promtool, helm) that `make tools` puts in .tools/bin.
 
 Test modules import from here (and from pipeline_env), never from one another.
 """
@@ -7,10 +8,13 @@ Test modules import from here (and from pipeline_env), never from one another.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,6 +22,17 @@ METRICS_DOC = REPO / "docs" / "metrics.md"
 MONITORING = REPO / "ops" / "monitoring"
 ALERT_RULES = MONITORING / "alerts.yml"
 DASHBOARDS = MONITORING / "grafana" / "dashboards"
+TOOLS = REPO / ".tools" / "bin"
+
+
+def go_tool(name: str) -> str:
+    """A checker `make tools` builds; in CI (CI=true) its absence fails the test, elsewhere it skips."""
+    path = TOOLS / name if (TOOLS / name).exists() else shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is missing: `make tools` builds it into .tools/bin")
+        pytest.skip(f"{name} is not built: run `make tools`")
+    return str(path)
 
 
 @dataclass(frozen=True)

@@ -9,28 +9,15 @@ the rules and panels use is exported by a running process).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 
-import pytest
 import yaml
 
-from tests.monitoring_files import ALERT_RULES, DASHBOARDS, MONITORING, REPO, alert_rules, dashboard_panels
+from tests.monitoring_files import ALERT_RULES, DASHBOARDS, MONITORING, REPO, alert_rules, dashboard_panels, go_tool
 
-TOOLS = REPO / ".tools" / "bin"
 REQUIRED_ALERTS = {"HmasConsumerLagGrowing", "HmasDeadLetterRate", "HmasIndexStale", "HmasSnapshotFailing",
                    "HmasWorkerRestarting", "HmasQuarantineRaised"}
-
-
-def go_tool(name: str) -> str:
-    """A tool `make tools` builds; in CI (CI=true) its absence fails the test, elsewhere it skips."""
-    path = TOOLS / name if (TOOLS / name).exists() else shutil.which(name)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name} is missing: `make tools` builds it into .tools/bin")
-        pytest.skip(f"{name} is not built: run `make tools`")
-    return str(path)
 
 
 def run(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
