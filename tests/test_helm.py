@@ -72,6 +72,8 @@ def test_replica_mode_workers_api_probes_volumes_and_budgets():
     assert {"name": "state", "mountPath": "/data"} in container(worker)["volumeMounts"]
     assert container(worker)["readinessProbe"]["httpGet"] == {"path": "/status", "port": "metrics"}
     assert container(worker)["livenessProbe"]["httpGet"] == {"path": "/status/live", "port": "metrics"}
+    # a long bank view load keeps the pod unready, never restarts it
+    assert container(worker)["startupProbe"]["httpGet"] == {"path": "/status/live", "port": "metrics"}
     assert "HMAS_RECENT_ENABLED=0" in container(worker)["args"][0]  # the ring on pod 0 only
     api = by_kind(manifests, "Deployment")["hmas-hma-streams-api"]
     assert container(api)["readinessProbe"]["httpGet"] == {"path": "/status", "port": "http"}

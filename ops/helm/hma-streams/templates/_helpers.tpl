@@ -87,11 +87,11 @@ affinity: {{- toYaml . | nindent 2 }}
       valueFrom: {fieldRef: {fieldPath: metadata.name}}
   ports:
     - {name: metrics, containerPort: {{ .root.Values.metrics.port }}}
-  startupProbe:
-    httpGet: {path: /status, port: metrics}
-    periodSeconds: 10
-    failureThreshold: {{ div (int .root.Values.worker.startupSeconds) 10 }}
-  readinessProbe:
+  startupProbe:  # the process is up; loading the bank view (minutes per 10M signals) is readiness, never a restart
+    httpGet: {path: /status/live, port: metrics}
+    periodSeconds: 5
+    failureThreshold: 24
+  readinessProbe:  # 503 until the bank view has caught up: a rolling update waits for it
     httpGet: {path: /status, port: metrics}
     periodSeconds: 10
   livenessProbe:
