@@ -47,6 +47,8 @@ kafka-jars: $(STAMP)
 	$(PY) -m pipeline kafka jars
 
 # promtool (Prometheus' Go module v0.316.0 is Prometheus 3.16) and helm; needs Go 1.24 or newer.
+# The first build downloads and compiles a lot (about 39 and 30 minutes on a busy 2-core machine);
+# later ones find the binaries in .tools/bin, and Go's module and build caches are kept.
 tools: $(TOOLS)/promtool $(TOOLS)/helm
 
 $(TOOLS)/promtool:
