@@ -27,9 +27,10 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 class FetchError(ValueError):
     """Content that could not be fetched; the message says why, `reason` names the kind (a metric
-    label: dns, refused_address, redirect, bad_url, http_status, too_large, timeout, connection)."""
+    label: dns, refused_address, redirect, bad_url, http_status, too_large, timeout, connection,
+    other)."""
 
-    def __init__(self, message: str, reason: str) -> None:
+    def __init__(self, message: str, reason: str = "other") -> None:
         super().__init__(message)
         self.reason = reason
 
