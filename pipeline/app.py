@@ -33,9 +33,8 @@ WORKER_ID_FILE = "worker-id"
 
 
 def faust_app_id(settings: Settings) -> str:
-    """The consumer group: shared by the main workers; each index shard has its own."""
-    shard = f"-shard-{settings.index_shard}" if settings.shard is not None else ""
-    return f"{settings.topic_prefix}{settings.app_id}{shard}"
+    """The consumer group (Settings.worker_group)."""
+    return settings.worker_group
 
 
 def group_instance_id(settings: Settings, data_dir: Path) -> str:

@@ -13,7 +13,7 @@ from pipeline.topics import BANKS
 
 BANK_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 # This project's bank controls, beside upstream's name and matching ratio (schemas/hma.Bank.avsc).
-CONTROL_FIELDS = ("action", "distances", "suppressed_by", "flood", "confirmed_bank", "deconfirm_disable_s")
+CONTROL_FIELDS = ("action", "distances", "suppressed_by", "flood", "confirmed_bank", "deconfirm_disable_s", "share_to")
 RENAMED_FROM = "renamed_from"  # metadata of a signal moved by a bank rename: the bank it came from
 
 
@@ -59,6 +59,9 @@ def checked_bank(bank: dict[str, Any], known_banks: Collection[str]) -> dict[str
     for other in named:
         if other not in known_banks and other != bank["name"]:
             raise InvalidBank(f"bank '{other}' named in the configuration does not exist")
+    share_to = bank.get("share_to") or []
+    if not isinstance(share_to, list) or not all(isinstance(x, str) and BANK_NAME.fullmatch(x) for x in share_to):
+        raise InvalidBank("share_to must be a list of exchange names, e.g. [\"STOPNCII\"]")
     try:
         return BANKS.codec.conform(bank)
     except ValueError as exc:

@@ -89,6 +89,14 @@ class Settings:
     exchange_fetch_interval_s: float = 60.0
     exchange_batch_records: int = 5000
     secret_key: str = dataclasses.field(default="", repr=False)  # never in a repr or a log line
+    # Retries (connectors/exchanges/retry.py): attempts of a rate-limited fetch, attempts per write
+    # before it is dead-lettered, the first retry's wait (doubling up to the cap); and how often the
+    # writer compares shared banks with what their exchanges were sent.
+    exchange_fetch_attempts: int = 3
+    exchange_write_attempts: int = 6
+    exchange_backoff_s: float = 1.0
+    exchange_backoff_max_s: float = 60.0
+    exchange_share_interval_s: float = 30.0
 
     # Hashing.
     max_image_pixels: int = 50_000_000
@@ -136,6 +144,12 @@ class Settings:
         from pipeline.sharding import ShardSpec
 
         return ShardSpec(self.index_shard, self.index_shards) if self.index_shard >= 0 else None
+
+    @property
+    def worker_group(self) -> str:
+        """The workers' consumer group (Faust's app id): shared by the main workers; each index shard has its own."""
+        shard = f"-shard-{self.index_shard}" if self.shard is not None else ""
+        return f"{self.topic_prefix}{self.app_id}{shard}"
 
     @property
     def uses_local_broker(self) -> bool:

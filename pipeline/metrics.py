@@ -69,6 +69,9 @@ EXCHANGE_RECORDS = Counter("hmas_exchange_records_total", "Exchange records fetc
 EXCHANGE_FETCHES = Counter("hmas_exchange_fetches_total", "Exchange fetches by outcome", ["exchange", "outcome"])
 EXCHANGE_LAST_SUCCESS = Gauge("hmas_exchange_last_success_timestamp_seconds", "Unix time of the last successful fetch",
                               ["exchange"])
+EXCHANGE_WRITES = Counter("hmas_exchange_writes_total",
+                          "Writes to exchanges (feedback, sharing) by outcome: delivered, skipped, retried, dead_lettered",
+                          ["exchange", "outcome"])
 
 
 @lru_cache(maxsize=None)

@@ -165,7 +165,9 @@ def test_factory_reset_forgets_everything_everywhere(api, env):
 
 
 def test_seed_banks_fills_two_banks(api):
-    assert requests.post(api.base + "/dev/seed_banks").status_code == 200
+    r = requests.post(api.base + "/dev/seed_banks", timeout=60)
+    assert [h.status_code for h in r.history] == [302] and r.url.startswith(api.base + "/ui?")  # upstream's redirect
+    assert r.status_code == 200 and "Seeded 2 banks with 10000 random signals" in r.text
     banks = {b["name"] for b in get(api, "/c/banks")}
     assert {"SEED_BANK_0", "SEED_BANK_1"} <= banks
     assert get(api, "/c/signal_type/index")["pdq"]["index_size"] >= 5000

@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from threatexchange.exchanges.auth import SignalExchangeAPIInvalidAuthException, SignalExchangeAPIMissingAuthException
@@ -23,10 +23,12 @@ from threatexchange.exchanges.fetch_state import FetchCheckpointBase
 from threatexchange.utils import dataclass_json
 
 from connectors.exchanges.config import (
-    FETCHED_SIGNAL_TYPES, SNAPSHOT_APIS, collab_config, exchange_api, supports_auth,
+    FETCHED_SIGNAL_TYPES, SNAPSHOT_APIS, collab_config, exchange_api,
 )
+from connectors.exchanges.clients import exchange_client
 from connectors.exchanges.credentials import credentials_for
 from connectors.exchanges.records import BankOfExchange, record_id
+from connectors.exchanges.retry import backoff_s, rate_limited
 from pipeline import topics as T
 from pipeline.config import Settings
 from pipeline.metrics import EXCHANGE_FETCHES, EXCHANGE_LAST_SUCCESS, EXCHANGE_RECORDS
@@ -104,7 +106,7 @@ class ExchangeFetcher:
             enable_auto_commit=False, auto_offset_reset="earliest", client_id=f"hmas-{self.name}",
         )
         await self._consumer.start()
-        self._consumer.subscribe([T.EXCHANGES.name(self.settings)], listener=_Membership(self))
+        self._consumer.subscribe([T.EXCHANGES.name(self.settings)], listener=Membership(self))
         self._loop = asyncio.create_task(self._follow_configs(), name=self.name)
 
     async def _gained(self, assigned: set[TopicPartition]) -> None:
@@ -198,7 +200,7 @@ class ExchangeFetcher:
             bank, stored, creds_record, content_id_base = await asyncio.to_thread(self._read_state, record)
             run = FetchRun(record, stored, time.time())
             await self._commit(name, [], run.progress(running_fetch_start_ts=int(run.started)))
-            await self._fetch_into(run, bank, creds_record, content_id_base)
+            await self._fetch_retrying(run, bank, creds_record, content_id_base)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -211,6 +213,23 @@ class ExchangeFetcher:
                 running_fetch_start_ts=None, last_fetch_complete_ts=int(time.time()), last_fetch_succeeded=False,
                 last_error=error, up_to_date=False))
         return run.status
+
+    async def _fetch_retrying(self, run: FetchRun, bank: BankOfExchange, creds_record: dict | None, base: int) -> None:
+        """Fetch; a rate-limited fetch is tried again after a backoff, up to
+        HMAS_EXCHANGE_FETCH_ATTEMPTS times, from the last checkpoint it committed."""
+        attempt = 1
+        while True:
+            try:
+                await self._fetch_into(run, bank, creds_record, base)
+                return
+            except Exception as exc:
+                if not rate_limited(exc) or attempt >= self.settings.exchange_fetch_attempts:
+                    raise
+                wait = backoff_s(self.settings, attempt)
+                log.warning("exchange fetch rate limited, retrying", extra={
+                    "exchange": run.record["name"], "attempt": attempt, "retry_in_s": wait})
+                attempt += 1
+                await asyncio.sleep(wait)
 
     def _read_state(self, record: dict[str, Any]) -> tuple[BankOfExchange, dict[str, Any], dict | None, int]:
         """Blocking: the bank's exchange records, the stored status, credentials, content-id base."""
@@ -233,11 +252,8 @@ class ExchangeFetcher:
         full = previous is None or previous.is_stale() or record["api"] in SNAPSHOT_APIS
         if full:
             previous = None
-        if supports_auth(api_cls):
-            creds = credentials_for(api_cls, creds_record, self.settings.secret_key)
-            client = api_cls.for_collab(bank.collab, creds)  # type: ignore[call-arg]
-        else:
-            client = api_cls.for_collab(bank.collab)
+        creds = credentials_for(api_cls, creds_record, self.settings.secret_key)
+        client = exchange_client(api_cls, bank.collab, creds, record["endpoint"])
         ids = ContentIds(Output(self.settings, lambda: self._claims), lambda: base)
         deltas = client.fetch_iter(list(FETCHED_SIGNAL_TYPES), previous)
         seen: set[str] = set()
@@ -302,12 +318,22 @@ def _check_forward(previous: FetchCheckpointBase | None, new: FetchCheckpointBas
         raise CheckpointWentBack(f"fetched checkpoint at {new_ts} is older than the stored one at {old_ts}")
 
 
-class _Membership(ConsumerRebalanceListener):
-    def __init__(self, fetcher: ExchangeFetcher) -> None:
-        self.fetcher = fetcher
+class SoleMember(Protocol):
+    """A process of which one member of a consumer group works: the one holding the partition."""
+
+    async def _gained(self, assigned: set[TopicPartition]) -> None: ...
+
+    async def _lost(self) -> None: ...
+
+
+class Membership(ConsumerRebalanceListener):
+    """Tells a sole-member process when it gains or loses its group's partition."""
+
+    def __init__(self, member: SoleMember) -> None:
+        self.member = member
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.fetcher._lost()
+        await self.member._lost()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.fetcher._gained(assigned)
+        await self.member._gained(assigned)

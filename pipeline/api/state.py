@@ -11,6 +11,7 @@ from typing import Sequence
 from aiokafka import AIOKafkaProducer
 
 from connectors.exchanges.view import ExchangeView
+from pipeline.api.activity import Activity
 from pipeline.config import Settings
 from pipeline.recent.feed import RecentFeed
 from pipeline.recent.ring import RecentRing
@@ -39,6 +40,7 @@ class ApiState:
         self.ring = RecentRing(settings.recent_horizon_ms, settings.recent_cap, settings.recent_bucket_ms)
         self._recent = RecentFeed(settings, self.ring, name="api-recent")
         self._feeding: asyncio.Task | None = None
+        self.activity = Activity(settings, settings.worker_group)
 
     def _started_producer(self) -> AIOKafkaProducer:
         assert self._producer is not None, "ApiState.start() first"
@@ -50,12 +52,14 @@ class ApiState:
         await self.bank_view.start()
         await self._recent.start()
         self._feeding = asyncio.create_task(self._feed_forever(), name="api-recent")
+        await self.activity.start()
 
     async def _feed_forever(self) -> None:
         while True:
             await self._recent.poll(timeout_ms=500)
 
     async def stop(self) -> None:
+        await self.activity.stop()
         if self._feeding is not None:
             self._feeding.cancel()
         await self._recent.stop()

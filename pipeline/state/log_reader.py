@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable, Iterable
+from typing import Awaitable, Callable, Iterable, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException
@@ -24,6 +24,7 @@ from schemas.codec import DecodeError
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 10
+Value = TypeVar("Value")
 Change = tuple[str, dict | None]  # key, decoded value (None = tombstone)
 ApplyBatch = Callable[[TopicSpec, list[Change]], Awaitable[None] | None]
 
@@ -185,10 +186,15 @@ def topic_partitions(settings: Settings, topic: str, timeout_s: float = 10.0) ->
 
 def _watermarks(consumer: Consumer, tp: CKTopicPartition, timeout_s: float) -> tuple[int, int]:
     """Low and high offsets, retried while a new topic's partition is still getting its leader."""
+    return _while_leaderless(lambda: consumer.get_watermark_offsets(tp, timeout=timeout_s), timeout_s)
+
+
+def _while_leaderless(call: Callable[[], Value], timeout_s: float) -> Value:
+    """A broker request, retried while a new topic's partition is still getting its leader."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            return consumer.get_watermark_offsets(tp, timeout=timeout_s)
+            return call()
         except KafkaException as exc:
             if not exc.args[0].retriable() and exc.args[0].code() != KafkaError.NOT_LEADER_FOR_PARTITION:
                 raise
@@ -292,3 +298,43 @@ def read_tail(settings: Settings, spec: TopicSpec, per_partition: int, timeout_s
         consumer.close()
     found = read_at(settings, spec, positions, timeout_s) if positions else {}
     return kept, [found[p] for p in positions if p in found]
+
+
+def read_key_near(settings: Settings, spec: TopicSpec, key: str, since_ms: int, until_ms: int,
+                  max_records: int = 50_000, timeout_s: float = 30.0) -> list[dict]:
+    """The records of one key written between two times (blocking), oldest first: each partition
+    is read from the offset for `since_ms` up to `until_ms`, at most `max_records` in all. A look-up
+    of a record whose time is about known, never a scan of the whole topic."""
+    topic = spec.name(settings)
+    wanted = key.encode()
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "hmas-reader",
+                         "enable.auto.commit": False, "enable.partition.eof": True,
+                         "isolation.level": "read_committed"})
+    found: list[tuple[int, dict]] = []
+    try:
+        parts = sorted(topic_partitions(settings, topic, timeout_s))
+        starts = _while_leaderless(lambda: consumer.offsets_for_times(
+            [CKTopicPartition(topic, p, since_ms) for p in parts], timeout=timeout_s), timeout_s)
+        pending = {tp.partition for tp in starts if tp.offset >= 0}
+        consumer.assign([tp for tp in starts if tp.offset >= 0])
+        read, deadline = 0, time.monotonic() + timeout_s
+        while pending and read < max_records and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    pending.discard(msg.partition())
+                continue
+            read += 1
+            if msg.timestamp()[1] > until_ms:
+                pending.discard(msg.partition())
+                consumer.pause([CKTopicPartition(topic, msg.partition())])
+                continue
+            if msg.key() == wanted:
+                change = decode_change(spec, msg.key(), msg.value())
+                if change is not None and change[1] is not None:
+                    found.append((msg.timestamp()[1], change[1]))
+    finally:
+        consumer.close()
+    return [record for _, record in sorted(found, key=lambda f: f[0])]
