@@ -9,12 +9,18 @@ DEBS   := g++ make pkg-config openjdk-17-jre-headless maven \
           libavcodec-dev libavformat-dev libavdevice-dev libavfilter-dev libswscale-dev libswresample-dev libavutil-dev \
           chromium ffmpeg
 
-.PHONY: run test setup system-deps kafka-jars bench clean
+# Go-built checkers for the monitoring files and the Helm chart (tests/test_monitoring.py,
+# tests/test_helm.py), built once into .tools/bin from the Go module proxy.
+TOOLS            := $(CURDIR)/.tools/bin
+PROMTOOL_VERSION := v0.316.0
+HELM_VERSION     := v3.22.0
+
+.PHONY: run test setup system-deps kafka-jars tools bench clean
 
 run: setup
 	$(PY) -m pipeline up --demo
 
-test: setup
+test: setup tools
 	$(PY) -m pytest
 
 setup: system-deps $(STAMP) kafka-jars
@@ -40,9 +46,20 @@ $(STAMP): pyproject.toml
 kafka-jars: $(STAMP)
 	$(PY) -m pipeline kafka jars
 
+# promtool (Prometheus' Go module v0.316.0 is Prometheus 3.16) and helm; needs Go 1.24 or newer.
+# The first build downloads and compiles a lot (about 39 and 30 minutes on a busy 2-core machine);
+# later ones find the binaries in .tools/bin, and Go's module and build caches are kept.
+tools: $(TOOLS)/promtool $(TOOLS)/helm
+
+$(TOOLS)/promtool:
+	GOBIN=$(TOOLS) go install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+
+$(TOOLS)/helm:
+	GOBIN=$(TOOLS) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
 bench: setup
 	$(PY) -m pipeline bench index --n 1000000
 
 clean:
 	-$(PY) -m pipeline kafka stop
-	rm -rf $(VENV) .hmas ops/kafka/lib
+	rm -rf $(VENV) .hmas .tools ops/kafka/lib

@@ -29,7 +29,13 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class FetchError(ValueError):
-    """Content that could not be fetched; the message says why."""
+    """Content that could not be fetched; the message says why, `reason` names the kind (a metric
+    label: dns, refused_address, redirect, bad_url, http_status, too_large, timeout, connection,
+    other)."""
+
+    def __init__(self, message: str, reason: str = "other") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def _kind_of(ip: Address) -> str | None:
@@ -59,7 +65,7 @@ def _check(host: str, address: str, settings: Settings, what: str) -> None:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     kind = _kind_of(ip)
     if kind is not None and not _allowed(host, ip, settings.fetch_allow_hosts):
-        raise FetchError(f"refused: {host} {what} {ip}, a {kind} address")
+        raise FetchError(f"refused: {host} {what} {ip}, a {kind} address", "refused_address")
 
 
 def resolve_checked(host: str, port: int, settings: Settings) -> str:
@@ -67,7 +73,7 @@ def resolve_checked(host: str, port: int, settings: Settings) -> str:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise FetchError(f"cannot resolve host {host!r}: {exc.strerror}") from None
+        raise FetchError(f"cannot resolve host {host!r}: {exc.strerror}", "dns") from None
     for *_, sockaddr in infos:
         _check(host, sockaddr[0], settings, "resolves to")
     return infos[0][4][0]
@@ -133,11 +139,11 @@ def fetch_url(url: str, settings: Settings) -> bytes:
         status, location, body = _fetch_once(url, settings, deadline)
         if status in REDIRECTS:
             if not location:
-                raise FetchError(f"HTTP {status} redirect without a Location from {_short(url)}")
+                raise FetchError(f"HTTP {status} redirect without a Location from {_short(url)}", "redirect")
             url = urljoin(url, location)
             continue
         return body
-    raise FetchError(f"more than {settings.fetch_max_redirects} redirects")
+    raise FetchError(f"more than {settings.fetch_max_redirects} redirects", "redirect")
 
 
 def _fetch_once(url: str, settings: Settings, deadline: float) -> tuple[int, str | None, bytes]:
@@ -145,11 +151,11 @@ def _fetch_once(url: str, settings: Settings, deadline: float) -> tuple[int, str
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise FetchError(f"malformed URL: {exc}") from None
+        raise FetchError(f"malformed URL: {exc}", "bad_url") from None
     if parts.scheme not in ("http", "https"):
-        raise FetchError(f"URL scheme {parts.scheme or '(none)'!r} is not allowed; use http or https")
+        raise FetchError(f"URL scheme {parts.scheme or '(none)'!r} is not allowed; use http or https", "bad_url")
     if not parts.hostname:
-        raise FetchError("URL has no host")
+        raise FetchError("URL has no host", "bad_url")
     host = parts.hostname
     port = port or (443 if parts.scheme == "https" else 80)
     address = resolve_checked(host, port, settings)
@@ -157,7 +163,7 @@ def _fetch_once(url: str, settings: Settings, deadline: float) -> tuple[int, str
     conn_type = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
     conn = conn_type(host, port, address, timeout=max(0.1, remaining), settings=settings)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    timed_out = FetchError(f"timed out after {settings.fetch_timeout_s:g}s fetching {_short(url)}")
+    timed_out = FetchError(f"timed out after {settings.fetch_timeout_s:g}s fetching {_short(url)}", "timeout")
     watchdog = _Watchdog(conn, remaining)
     try:
         conn.request("GET", path, headers={"User-Agent": "hma-streams", "Accept": "*/*"})
@@ -165,10 +171,10 @@ def _fetch_once(url: str, settings: Settings, deadline: float) -> tuple[int, str
         if response.status in REDIRECTS:
             return response.status, response.getheader("Location"), b""
         if not 200 <= response.status < 300:
-            raise FetchError(f"HTTP {response.status} {response.reason} from {_short(url)}")
+            raise FetchError(f"HTTP {response.status} {response.reason} from {_short(url)}", "http_status")
         length = response.getheader("Content-Length")
         if length and length.isdigit() and int(length) > settings.fetch_max_bytes:
-            raise FetchError(f"content of {length} bytes is over the size cap of {settings.fetch_max_bytes} bytes")
+            raise FetchError(f"content of {length} bytes is over the size cap of {settings.fetch_max_bytes} bytes", "too_large")
         body = _read_capped(response, settings.fetch_max_bytes, deadline, conn)
         if watchdog.expired:  # the body ended because the watchdog cut it
             raise timed_out
@@ -178,7 +184,7 @@ def _fetch_once(url: str, settings: Settings, deadline: float) -> tuple[int, str
     except (OSError, http.client.HTTPException) as exc:
         if watchdog.expired:
             raise timed_out from None
-        raise FetchError(f"fetching {_short(url)} failed: {exc}") from None
+        raise FetchError(f"fetching {_short(url)} failed: {exc}", "connection") from None
     finally:
         watchdog.cancel()
         conn.close()
@@ -197,7 +203,7 @@ def _read_capped(response: http.client.HTTPResponse, cap: int, deadline: float, 
             return b"".join(chunks)
         size += len(chunk)
         if size > cap:
-            raise FetchError(f"content is over the size cap of {cap} bytes")
+            raise FetchError(f"content is over the size cap of {cap} bytes", "too_large")
         chunks.append(chunk)
 
 

@@ -12,11 +12,13 @@ from typing import Any
 import faust
 
 from pipeline import kafka_clients
+from pipeline import metrics
 from pipeline import topics as T
 from pipeline import transport
 from pipeline.config import Settings
 from pipeline.logs import log_handler
 from pipeline.services.bank_view import BankViewService
+from pipeline.services.consumer_lag import ConsumerLagWatch
 from pipeline.services.content_ids import ContentIds
 from pipeline.services.events import EventDecoder
 from pipeline.services.output import DeliveryFailed, Output
@@ -111,9 +113,14 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerServices]:
         loghandlers=[log_handler()],
     )
     services = worker_services(settings, app)
+    lag_watch = ConsumerLagWatch(settings, app, faust_app_id(settings))
+    lag_watch.register()
+    metrics.set_process_role("worker" if settings.shard is None else "shard-worker", faust_app_id(settings),
+                             "" if settings.shard is None else str(settings.index_shard))
 
     @app.on_before_shutdown.connect
     async def stop_services(app: faust.App, **kwargs: Any) -> None:
+        await lag_watch.stop()
         await services.stop()
 
     for module in worker_agents(settings):

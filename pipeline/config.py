@@ -66,7 +66,10 @@ class Settings:
     worker_id: str = ""
     # How long the broker waits for a silent worker before its partitions go to the others.
     worker_session_timeout_s: float = 30.0
-    metrics_port: int = 0  # Prometheus metrics of the worker; 0 = off
+    # The worker's and the fetcher's /metrics and /status (pipeline/services/status_server.py); 0 = off.
+    # In a container, HMAS_METRICS_HOST=0.0.0.0 lets Prometheus and the probes reach it.
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
     hash_workers: int = 2
     view_snapshot_interval_s: float = 300.0  # how often a worker saves its bank view (0: never)
     # How long the worker's producer waits to fill a batch: fewer, larger produce requests cost the

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from pipeline import event_ids
+from pipeline import event_ids, metrics
 from pipeline.banks import exchange_source
 from pipeline.clock import now_ms
 from pipeline.config import Settings
@@ -60,7 +61,13 @@ def search_plan(view: BankView, plan: LookupPlan) -> dict[str, list[list[tuple[i
     """The index searches of a plan: (row, distance) per query. Safe on another thread than the
     one applying bank changes (the PDQ kernels release the GIL, so the event loop keeps going);
     run it and collect_hits inside one `view.pinned()`."""
-    return {kind: view.search_rows(kind, [v for _, v in items], plan.widest[kind]) for kind, items in plan.queries.items()}
+    found: dict[str, list[list[tuple[int, int]]]] = {}
+    for kind, items in plan.queries.items():
+        started = time.perf_counter()
+        found[kind] = view.search_rows(kind, [v for _, v in items], plan.widest[kind])
+        metrics.SEARCH_SECONDS.labels(kind).observe(time.perf_counter() - started)
+        metrics.LOOKUPS.labels(kind).inc(len(items))
+    return found
 
 
 def collect_hits(view: BankView, plan: LookupPlan, found: dict[str, list[list[tuple[int, int]]]]) -> list[list[Hit]]:

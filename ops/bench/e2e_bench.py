@@ -4,6 +4,7 @@ throughput and upload-to-match latency against them, on a broker and workers of 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -66,15 +67,28 @@ def _wait_acted(settings: Settings, ids: set[str], timeout_s: float) -> None:
             return
 
 
-def run_e2e_bench(n: int, uploads: int, rate: int, seconds: int, workers: int = 1) -> dict[str, Any]:
+def _rss_mb(pid: int) -> float:
+    """A process's resident memory now (Linux), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def run_e2e_bench(n: int, uploads: int, rate: int, seconds: int, workers: int = 1, shards: int = 1) -> dict[str, Any]:
+    """Replica mode (shards=1): `workers` main workers. Shard mode: `workers` main workers (the
+    merger) and one shard worker per index shard."""
     rng = np.random.default_rng(2)
-    with BenchPipeline() as p:
+    with BenchPipeline(HMAS_INDEX_SHARDS=str(shards)) as p:
         settings, client = p.settings, p.client
         codes = load_bank(settings, n)
         for i in range(workers):
             p.start_worker(log_name=f"worker-{i}", data_dir=p.dir / f"replica-{i}")
+        if shards > 1:
+            for k in range(shards):
+                p.start_worker("--shard", str(k), log_name=f"shard-{k}")
         ready_s = p.wait_until_matching(codes[0].tobytes().hex())
-        log(f"e2e: {workers} worker(s) matching after {ready_s:,.0f}s (loading {n:,} signals)")
+        log(f"e2e: {workers} worker(s), {shards} shard(s) matching after {ready_s:,.0f}s (loading {n:,} signals)")
 
         burst = _uploads(codes, uploads, "burst", rng)
         start = time.perf_counter()
@@ -101,8 +115,10 @@ def run_e2e_bench(n: int, uploads: int, rate: int, seconds: int, workers: int = 
         progress.update(len(paced), final=True)
         timed = _wait_matched(settings, {u["content_id"] for u in paced}, 600, "e2e paced")
         latency = np.array([r["matched_at"] - r["submitted_at"] for r in timed.values()], dtype=float)
+        rss = {p.log_names[w.pid]: _rss_mb(w.pid) for w in p.workers}
     return {
-        "banked_signals": n, "machine": machine(), "workers": workers, "worker_ready_s": round(ready_s, 1),
+        "banked_signals": n, "machine": machine(), "workers": workers, "shards": shards,
+        "worker_ready_s": round(ready_s, 1), "rss_mb": rss,
         "burst_uploads": uploads, "burst_matched": len(matched), "uploads_per_s": round(throughput),
         "paced_rate_per_s": rate, "paced_seconds": seconds, "paced_matched": len(timed),
         "latency_ms_p50": round(float(np.percentile(latency, 50)), 1),

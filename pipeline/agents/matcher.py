@@ -73,6 +73,7 @@ async def emit_matches(services: WorkerServices, judged: list[tuple[bytes | None
                     "content_id": record["content_id"], "matched_at": record["matched_at"],
                     "event_id": event_ids.flood_hit(record.get("event_id"), hit["signal_id"]),
                 }))
+    metrics.count_actions(action for _, action in actions)
     await services.output.send_many(T.MATCHES, judged, stage)
     await services.output.send_many(T.ACTIONS, actions, stage)
     await services.output.send_many(T.FLOOD_HITS, flood_hits, stage)

@@ -6,8 +6,9 @@ import logging
 import time
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from pipeline import metrics
 from pipeline.api import controls, curation, development, exchanges, explain, matching, recent, status
 from pipeline.api.auth import PUBLIC, READ, ApiTokens, allows, bearer
 from pipeline.api.http import ApiError, Route, reply
@@ -18,18 +19,15 @@ from pipeline.api.state import ApiState
 from pipeline.services.output import DeliveryFailed
 from pipeline.services.read_back import NotCaughtUp
 from pipeline.config import Settings
-from pipeline.signal_types import SIGNAL_TYPES
 
 log = logging.getLogger(__name__)
 
-REQUESTS = Counter("hmas_api_requests_total", "API requests", ["route", "status"])
-LATENCY = Histogram("hmas_api_request_seconds", "API request latency", ["route"])
-INDEX_SIZE = Gauge("hmas_api_index_signals", "Signals in the API's index replica", ["signal_type"])
 STATE_KEY = web.AppKey("state", ApiState)
 
 
 def create_api(settings: Settings) -> web.Application:
     state = ApiState(settings)
+    metrics.set_process_role("api")
     app = web.Application(
         middlewares=[_errors, _auth(ApiTokens.from_settings(settings), bool(settings.api_open_reads)),
                      _limits({LOOKUP: RateLimiter(settings.api_lookup_rate), HASH: RateLimiter(settings.api_hash_rate)}),
@@ -45,7 +43,7 @@ def create_api(settings: Settings) -> web.Application:
     table.append(Route("GET", "/openapi/openapi.json", lambda r: _openapi(table), "This document (upstream's path)", "Core",
                        role=PUBLIC))
     table.append(Route("GET", "/openapi.json", lambda r: _openapi(table), "This document", "Core", role=PUBLIC))
-    table.append(Route("GET", "/metrics", _prometheus(state), "Prometheus metrics", "Core", role=PUBLIC))
+    table.append(Route("GET", "/metrics", _prometheus, "Prometheus metrics (docs/metrics.md)", "Core", role=PUBLIC))
     for route in table:
         app.router.add_route(route.method, route.path, route.handler)
     app["route_table"] = {(r.method, r.path): r for r in table}
@@ -59,12 +57,8 @@ async def _openapi(table: list[Route]) -> web.Response:
     return reply(openapi_document(table))
 
 
-def _prometheus(state: ApiState):
-    async def handler(request: web.Request) -> web.Response:
-        for kind in SIGNAL_TYPES:
-            INDEX_SIZE.labels(kind).set(state.view.signal_count(kind))
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-    return handler
+async def _prometheus(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @web.middleware
@@ -150,5 +144,5 @@ async def _metrics(request: web.Request, handler) -> web.StreamResponse:
         status = exc.status
         raise
     finally:
-        REQUESTS.labels(name, str(status)).inc()
-        LATENCY.labels(name).observe(time.perf_counter() - start)
+        metrics.API_REQUESTS.labels(name, str(status)).inc()
+        metrics.API_REQUEST_SECONDS.labels(name).observe(time.perf_counter() - start)

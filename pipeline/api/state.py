@@ -50,7 +50,6 @@ class ApiState:
         self._producer = new_producer(self.settings)
         await self._producer.start()
         await self.bank_view.start()
-        self.bank_view.start_stale_watch()
         await self._recent.start()
         self._feeding = asyncio.create_task(self._feed_forever(), name="api-recent")
         await self.activity.start()

@@ -139,10 +139,12 @@ def redeliver(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_fetcher(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.admin import ensure_topics
-    from pipeline.metrics import serve
+    from pipeline.metrics import set_process_role
+    from pipeline.services.status_server import StatusServer
 
     ensure_topics(settings.bootstrap_servers, settings)
-    serve(settings.metrics_port)
+    set_process_role("fetcher")
+    StatusServer(settings.metrics_host, settings.metrics_port).start()
 
     async def run() -> None:
         fetcher, writer = ExchangeFetcher(settings), ExchangeWriter(settings)

@@ -49,7 +49,7 @@ class EventDecoder:
         write the dead letter.
         """
         good, records = [], []
-        metrics.RECORDS_IN.labels(stage).inc(len(events))
+        metrics.took_batch(stage, spec.suffix, len(events))
         for event in events:
             record = decoded(spec, event)
             if isinstance(record, dict):
@@ -64,7 +64,7 @@ class EventDecoder:
     ) -> AsyncIterator[tuple[faust.EventT, dict[str, Any]]]:
         """Decoded records of a stream, one at a time; undecodable ones go to the dead letters."""
         async for event in stream.events():
-            metrics.RECORDS_IN.labels(stage).inc()
+            metrics.records_in(stage, spec.suffix).inc()
             record = decoded(spec, event)
             if isinstance(record, str):
                 await self.output.send_dead_letter(event.message, record, stage)

@@ -153,10 +153,14 @@ class CompactedTopicFollower:
             out[tp.topic] = out.get(tp.topic, 0) + end
         return out
 
+    async def lag(self) -> dict[str, int]:
+        """Records (and transaction markers) not read yet, per topic name, up to the current ends."""
+        consumed = await self._consumed()
+        return {topic: max(0, end - consumed.get(topic, 0)) for topic, end in (await self.end_offsets()).items()}
+
     async def behind(self) -> bool:
         """Whether records exist that this view has not read yet."""
-        consumed = await self._consumed()
-        return any(consumed.get(topic, 0) < end for topic, end in (await self.end_offsets()).items() if end)
+        return any((await self.lag()).values())
 
     async def stop(self) -> None:
         if self._task is not None:
