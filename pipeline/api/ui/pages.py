@@ -189,7 +189,7 @@ class UiPages:
         ends = await bank_view.end_offsets() if self.state.ready else {}
         topic = T.BANK_SIGNALS.name(self.state.settings)
         consumed, end = bank_view.positions.get(topic, 0), ends.get(topic, 0)
-        kinds = [k for k, st in SIGNAL_TYPES.items() if st.matchable]
+        kinds = list(SIGNAL_TYPES)
         newest = view.newest_signal_ms
         current = "yes" if consumed >= end else f"{end - consumed:,} records behind"
         rows = [[k, f"{view.signal_count(k):,}", f"{consumed:,} of {end:,}", current] for k in kinds]
@@ -218,7 +218,7 @@ class UiPages:
         q = request.query
         kind = q.get("signal_type", "pdq")
         options = join(tag("option", k, value=k, selected="selected" if k == kind else None)
-                       for k, st in SIGNAL_TYPES.items() if st.matchable)
+                       for k in SIGNAL_TYPES)
         return render("match.html", kind_options=options, signal=q.get("signal", ""), url=q.get("url", ""),
                       content_id=q.get("content_id", ""), nearest=q.get("nearest", DEFAULT_NEAREST),
                       radius=q.get("radius", DEFAULT_RADIUS), max_radius=MAX_RADIUS, result=result)
@@ -304,7 +304,8 @@ class UiPages:
         parts = []
         for kind in common:
             st = SIGNAL_TYPES[kind]
-            distance = st.distance(a[kind], b[kind])
+            compared = st.compare(a[kind], b[kind])
+            distance = compared.distance
             if st.hamming:
                 near = "within" if distance <= st.default_distance else "past"
                 parts += [tag("p", f"{kind} distance {distance} of {4 * len(a[kind])} bits "
@@ -312,7 +313,8 @@ class UiPages:
                           bit_grid(a[kind], b[kind]),
                           tag("p", "Each square is one bit, row by row from the first hex digit; red ones differ.")]
             else:
-                parts.append(tag("p", f"{kind}: {'equal' if distance == 0 else 'different'}", id=f"distance-{kind}"))
+                parts.append(tag("p", f"{kind}: {'a match' if compared.match else 'no match'} (distance {distance})",
+                                 id=f"distance-{kind}"))
         return join(parts)
 
     # -- banks ------------------------------------------------------------------------------------
