@@ -65,6 +65,7 @@ class SignalPlugin:
     default_distance = 0
     max_distance = 0
     hamming = False  # values are bit strings compared bit by bit (the UI draws the bits)
+    frames = False  # its recent_codes are frames of one signal (a video's), not the signal itself
     description = ""  # the value's form, in error messages; empty: the type's own message
 
     def __init__(self, tx: type[signal_base.SignalType]) -> None:
@@ -176,20 +177,28 @@ def default_tx_types() -> list[type[signal_base.SignalType]]:
     return list(_DEFAULT_SIGNAL_TYPES)
 
 
-def extension_tx_types(required: tuple[str, ...]) -> list[type[signal_base.SignalType]]:
-    """The signal types of the bundled extensions that load, and of every extension named in settings."""
+def load_extension(module: str) -> list[type[signal_base.SignalType]]:
+    """The signal types of one extension module (its TX_MANIFEST); ValueError if it does not load."""
     from threatexchange.extensions.manifest import ThreatExchangeExtensionManifest
 
+    try:
+        return list(ThreatExchangeExtensionManifest.load_from_module_name(module).signal_types)
+    except (ImportError, ValueError) as exc:
+        raise ValueError(f"signal extension {module!r} does not load: {exc}") from None
+
+
+def extension_tx_types(required: tuple[str, ...]) -> list[type[signal_base.SignalType]]:
+    """The signal types of the bundled extensions that load, and of every extension named in settings."""
     found: list[type[signal_base.SignalType]] = []
-    for module in BUNDLED_EXTENSIONS + tuple(m for m in required if m not in BUNDLED_EXTENSIONS):
-        try:
-            manifest = ThreatExchangeExtensionManifest.load_from_module_name(module)
-        except (ImportError, ValueError) as exc:
-            if module in required:
-                raise ValueError(f"signal extension {module!r} does not load: {exc}") from None
-            log.debug("bundled extension not installed", extra={"extension": module, "reason": str(exc)})
+    for module in BUNDLED_EXTENSIONS:
+        if module in required:
             continue
-        found += manifest.signal_types
+        try:
+            found += load_extension(module)
+        except ValueError as exc:
+            log.debug("bundled extension not installed", extra={"extension": module, "reason": str(exc)})
+    for module in required:
+        found += load_extension(module)
     return found
 
 
@@ -243,7 +252,7 @@ class Registry(Mapping[str, SignalPlugin]):
     def add_extension(self, module: str) -> list[str]:
         """Load one more extension into this process's registry; the names of its signal types."""
         own = _own_plugins()
-        added = [plugin_for(tx, own) for tx in extension_tx_types((module,))]
+        added = [plugin_for(tx, own) for tx in load_extension(module)]
         plugins = self._loaded()
         for plugin in added:
             plugins.setdefault(plugin.name, plugin)

@@ -14,19 +14,24 @@ from pipeline.api.state import ApiState
 from pipeline.clock import now_ms, parse_duration_ms
 from pipeline.index.codes import codes_from_hex
 from pipeline.recent.clusters import clusters
+from pipeline.signal_types import SIGNAL_TYPES
 from pipeline.state.log_reader import read_at
 
 
 def routes(state: ApiState) -> list[Route]:
     async def similar(request: web.Request) -> web.Response:
         kind = query(request, "signal_type")
-        if kind != "pdq":
-            raise ApiError(400, "recent similarity is kept for signal_type=pdq")
         value = checked_signal(kind, query(request, "signal"))
+        codes = SIGNAL_TYPES[kind].recent_codes(value)
+        if not codes:
+            raise ApiError(400, f"recent similarity is not kept for signal_type={kind} (it has no PDQ codes)")
         distance = int_param(request, "distance", 31, 0, 256)
         limit = int_param(request, "limit", 100, 1, 10_000)
-        hits = await asyncio.to_thread(state.ring.search, codes_from_hex([value]), distance)
-        hits = sorted(hits, key=lambda h: (h.distance, -h.hashed_at))[:limit]
+        found = await asyncio.to_thread(state.ring.search, codes_from_hex(codes), distance)
+        nearest = {}  # a video's frames hit once per frame: one hit per upload, its nearest
+        for h in sorted(found, key=lambda h: (h.distance, -h.hashed_at)):
+            nearest.setdefault((h.partition, h.offset), h)
+        hits = list(nearest.values())[:limit]
         records = await asyncio.to_thread(read_at, state.settings, T.HASHES, [(h.partition, h.offset) for h in hits])
         out = []
         for h in hits:

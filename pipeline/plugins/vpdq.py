@@ -164,6 +164,7 @@ class VpdqFrameIndex:
 class VpdqPlugin(SignalPlugin):
     default_distance = FRAME_DISTANCE
     max_distance = 256
+    frames = True
     description = "a JSON list of \"pdq_hex,quality,timestamp\" frames (python-threatexchange's vPDQ)"
 
     @staticmethod
