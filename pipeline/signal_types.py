@@ -23,7 +23,7 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -276,6 +276,21 @@ def signal_type(name: str) -> SignalPlugin:
         return SIGNAL_TYPES[name]
     except KeyError:
         raise InvalidSignal(f"unknown signal type {name!r}; known: {', '.join(SIGNAL_TYPES)}") from None
+
+
+def default_signal_type() -> str:
+    """The type a bare hash is taken to be where none is named (a form, a CLI argument): the first
+    of the registry's types compared bit by bit (python-threatexchange's photo hash)."""
+    return next(name for name, plugin in SIGNAL_TYPES.items() if plugin.hamming)
+
+
+def content_type_of(signal_type_names: Iterable[str]) -> str:
+    """The content type of uploads that bring these signals: the first one their types share."""
+    shared: set[str] | None = None
+    for name in signal_type_names:
+        served = signal_type(name).content_types
+        shared = set(served) if shared is None else shared & served
+    return next((c for c in content_types() if c in (shared or ())), content_types()[0])
 
 
 def content_types() -> list[str]:

@@ -14,6 +14,7 @@ from pipeline.api.http import ApiError, Route, int_param, reply, uploaded_file
 from pipeline.api.state import ApiState
 from pipeline.clock import now_ms
 from pipeline.explain import DEFAULT_NEAREST, DEFAULT_RADIUS, MAX_RADIUS, Explanation
+from pipeline.signal_types import default_signal_type
 from pipeline.state.log_reader import read_at
 
 LOOKUP_ID = "explain"  # the content id of a hash or file explained without one (it picks the coin)
@@ -44,7 +45,7 @@ async def hashed_from_query(state: ApiState, request: web.Request) -> dict[str, 
     q = request.query
     content_id = q.get("content_id") or ""
     if q.get("signal"):
-        kind = q.get("signal_type") or "pdq"
+        kind = q.get("signal_type") or default_signal_type()
         value = checked_signal(kind, q["signal"].strip())
         return {**hashed_upload(content_id or LOOKUP_ID, {}), "signals": {kind: {"value": value, "quality": None}}}
     if q.get("url"):

@@ -25,7 +25,7 @@ from pipeline.explain import DEFAULT_NEAREST, DEFAULT_RADIUS, MAX_RADIUS
 from pipeline.matching import bank_distance
 from pipeline.services.output import DeliveryFailed
 from pipeline.services.read_back import NotCaughtUp
-from pipeline.signal_types import SIGNAL_TYPES
+from pipeline.signal_types import SIGNAL_TYPES, default_signal_type
 from pipeline.state.log_reader import read_tail
 
 log = logging.getLogger(__name__)
@@ -76,9 +76,9 @@ def bank_changes(bank: dict[str, Any], form: dict[str, str]) -> dict[str, Any]:
     distances = dict(bank["distances"])
     distance = _number(form, "pdq_distance", int, "PDQ distance")
     if distance is None:
-        distances.pop("pdq", None)
+        distances.pop(default_signal_type(), None)
     else:
-        distances["pdq"] = distance
+        distances[default_signal_type()] = distance
     body["distances"] = distances
     body["suppressed_by"] = [b.strip() for b in form.get("suppressed_by", "").split(",") if b.strip()]
     flood_max = _number(form, "flood_max", int, "Flood limit")
@@ -216,7 +216,7 @@ class UiPages:
     # -- match lab --------------------------------------------------------------------------------
     def _match_form(self, request: web.Request, result: Any) -> Html:
         q = request.query
-        kind = q.get("signal_type", "pdq")
+        kind = q.get("signal_type", default_signal_type())
         options = join(tag("option", k, value=k, selected="selected" if k == kind else None)
                        for k in SIGNAL_TYPES)
         return render("match.html", kind_options=options, signal=q.get("signal", ""), url=q.get("url", ""),
@@ -260,7 +260,8 @@ class UiPages:
             rows = [[verdict_badge(e["verdict"]), e["reason"], f"{e['distance']} / {e['threshold']}",
                      e["bank_content_id"], e["signal_type"],
                      ", ".join(f"{k}={v}" for k, v in sorted(e["metadata"].items())),
-                     link("/ui/compare", "compare", left=query, right=e["value"]) if e["signal_type"] == "pdq" else ""]
+                     link("/ui/compare", "compare", left=query, right=e["value"])
+                     if e["signal_type"] == default_signal_type() else ""]
                     for e in bank["nearest"]]
             sections.append(tag("section", join([heading, table(
                 ["verdict", "reason", "distance / threshold", "content id", "signal type", "metadata", ""], rows,
@@ -276,7 +277,7 @@ class UiPages:
                 return {k: sv.value for k, sv in (await signals_of_bytes(upload.file.read(), upload.filename, None)).items()}
             if text.startswith(("http://", "https://")):
                 return {k: sv.value for k, sv in (await signals_of_url(text, None, self.state.settings)).items()}
-            return {"pdq": checked_signal("pdq", text)}
+            return {default_signal_type(): checked_signal(default_signal_type(), text)}
         except ApiError as exc:
             raise ApiError(exc.status, f"{label}: {exc.message}") from None
 
@@ -326,7 +327,7 @@ class UiPages:
             b = self.view.banks[name]
             flood = b["flood"]
             rows.append([link(f"/ui/bank/{quote(name)}", name), f"{b['enabled_ratio']:g}" if b["enabled"] else "disabled",
-                         b["action"], bank_distance(b, "pdq"), ", ".join(b["suppressed_by"]),
+                         b["action"], bank_distance(b, default_signal_type()), ", ".join(b["suppressed_by"]),
                          f"{flood['max_matches']} / {format_duration_ms(flood['window_ms'])}" if flood else ""])
         bank_table = table(["bank", "enabled ratio", "action", "PDQ distance", "negative banks", "flood limit"], rows,
                            empty="no banks yet", id="banks")
@@ -343,7 +344,7 @@ class UiPages:
                                     "action": str(form.get("action", "")).strip() or "review"}
             distance = _number(form, "pdq_distance", int, "PDQ distance")
             if distance is not None:
-                body["distances"] = {"pdq": distance}
+                body["distances"] = {default_signal_type(): distance}
             record = await self.curation.create_bank(body)
         except ApiError as exc:
             return self.page(request, "Banks", self._banks_body(request), message=exc.message, status=exc.status)
@@ -369,7 +370,7 @@ class UiPages:
         return render(
             "bank.html", csrf=csrf, action_url=path, add_url=f"{path}/content",
             enabled_ratio=f"{bank['enabled_ratio'] if bank['enabled'] else 0:g}", bank_action=bank["action"],
-            pdq_distance=bank["distances"].get("pdq", ""), suppressed_by=", ".join(bank["suppressed_by"]),
+            pdq_distance=bank["distances"].get(default_signal_type(), ""), suppressed_by=", ".join(bank["suppressed_by"]),
             flood_max=flood.get("max_matches", ""),
             flood_window=format_duration_ms(flood["window_ms"]) if flood else "",
             flood_baseline=flood.get("baseline_multiple") or "", confirmed_bank=bank["confirmed_bank"] or "",
@@ -409,7 +410,7 @@ class UiPages:
             metadata = content_metadata(None, str(form.get("note", "")).strip() or None)
             upload = form.get("file")
             if str(form.get("signal", "")).strip():
-                signals = {"pdq": str(form["signal"]).strip()}
+                signals = {default_signal_type(): str(form["signal"]).strip()}
             elif str(form.get("url", "")).strip():
                 url = str(form["url"]).strip()
                 hashed = await signals_of_url(url, None, self.state.settings)
