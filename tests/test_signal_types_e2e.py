@@ -6,6 +6,7 @@ that the project does not know (tests/signal_extension.py)."""
 from __future__ import annotations
 
 import hashlib
+import uuid
 
 import pytest
 
@@ -14,6 +15,7 @@ from pipeline.client import Client
 from pipeline.uploads import new_upload
 from tests.pipeline_env import (
     EDITS, SHIPPED_MEDIA, UNRELATED, VIDEO, PipelineStack, collect_until, ffmpeg, hmas, pipeline_env, vpdq_decision,
+    wait_until,
 )
 from tests.signal_extension import WordSetSignal
 
@@ -34,6 +36,15 @@ class Stack(PipelineStack):
         for upload in uploads:
             client.produce(T.UPLOADS, upload["content_id"], upload)
         client.flush()
+
+    def wait_for_worker(self, banks, probe):
+        """Submit probe uploads (`probe(content_id)`) until one matches every bank named: the API
+        wrote the banks' signals, and the worker reads them on its own, a moment later."""
+        def caught_up():
+            cid = f"probe-{uuid.uuid4().hex[:8]}"
+            self.submit([probe(cid)])
+            return set(banks) <= {h["bank"] for h in self.matched(cid)[cid]["matches"]}
+        wait_until(caught_up, 180, f"the worker to read the signals of {', '.join(banks)}", interval_s=1)
 
     def matched(self, *content_ids):
         """Each upload's one match record."""
@@ -78,6 +89,9 @@ def test_videos_match_by_vpdq_with_the_guard(stack, videos):
     for bank in ("VIDEOS", "STRICT", "SAFE", "GUARDED", "FLOODED"):
         banked = stack.bank_video(bank, videos["original"])
     assert set(banked["signals"]) >= {"vpdq", "video_md5", "video_sha256"}
+    md5 = {"video_md5": banked["signals"]["video_md5"]}  # its flood limit counts vPDQ hits, not these
+    stack.wait_for_worker(("VIDEOS", "STRICT", "SAFE", "GUARDED", "FLOODED"),
+                          lambda cid: new_upload(cid, "video", signals=md5))
     data = {name: path.read_bytes() for name, path in videos.items()}
     stack.submit([new_upload(f"v-{name}", "video", content=content) for name, content in data.items()])
     records = stack.matched(*(f"v-{name}" for name in data))
@@ -87,6 +101,7 @@ def test_videos_match_by_vpdq_with_the_guard(stack, videos):
     for name in ("original", "reencoded", "resized"):
         found = hits(records[f"v-{name}"], "vpdq")
         assert vpdq_decision(vpdq[name], original, 31), name  # python-threatexchange calls these copies matches
+        assert ("VIDEOS", "match") in found, (name, records[f"v-{name}"]["matches"], records[f"v-{name}"]["skipped"])
         distance = found[("VIDEOS", "match")]["distance"]
         assert 0 <= distance <= 31 and vpdq_decision(vpdq[name], original, distance), name
         assert (("STRICT", "match") in found) == vpdq_decision(vpdq[name], original, 0), name  # its own distance
@@ -127,6 +142,8 @@ def test_text_and_urls_match_end_to_end(stack):
     stack.call("POST", "/c/bank/URLS/signal", json={"url": "https://bad.example/the/page"})
     md5 = stack.call("GET", "/h/hash", params={"url": "https://worse.example/other", "content_type": "url"})["url_md5"]
     stack.call("POST", "/c/bank/URLS/signal", json={"url_md5": md5})
+    stack.wait_for_worker(("TEXTS",), lambda cid: new_upload(cid, "text", signals={"raw_text": banked_text}))
+    stack.wait_for_worker(("URLS",), lambda cid: new_upload(cid, "url", signals={"url_md5": md5}))
     edited = banked_text.replace("People", "Peeple").replace("Justice", "justice")
     stack.submit([
         new_upload("t-edited", "text", content=edited.encode()),
@@ -154,6 +171,7 @@ def test_a_signal_type_from_an_installed_extension_is_banked_looked_up_and_match
     stack.call("POST", "/c/bank/WORDS/signal", json={"word_set": banked})
     query = WordSetSignal.hash_from_str("The quick brown fox jumps over the lazy DOG!")
     assert "WORDS" in stack.call("GET", "/m/lookup", params={"signal_type": "word_set", "signal": query})
+    stack.wait_for_worker(("WORDS",), lambda cid: new_upload(cid, "text", content=b"the quick brown fox jumps over the lazy dog"))
     stack.submit([new_upload("w-near", "text", content=b"the quick brown fox jumps over the lazy cat"),
                   new_upload("w-far", "text", content=b"an entirely different sentence")])
     records = stack.matched("w-near", "w-far")
