@@ -143,6 +143,18 @@ def test_vpdq_decisions_on_the_reference_videos_are_python_threatexchanges(media
                         for video, _ in media.videos()})
 
 
+def test_the_vpdq_index_is_rebuilt_from_its_export(videos):
+    """A bank view snapshot keeps the videos' values; the frames are indexed again from them."""
+    plugin = SIGNAL_TYPES["vpdq"]
+    index = plugin.new_index()
+    index.add([3, 5], [videos["original"], videos["testsrc"]])
+    index.remove([5])
+    restored = plugin.new_index(index.export())
+    assert len(restored) == 1 and restored.values([3]) == [videos["original"]]
+    queries = [videos["reencoded"], videos["testsrc"]]
+    assert restored.search(queries, 31) == index.search(queries, 31) and restored.search(queries, 31)[0]
+
+
 def test_vpdq_values_of_the_earlier_form_still_validate():
     plugin = SIGNAL_TYPES["vpdq"]
     earlier = "0,100,dadb999c25266273529cadac8dcb52c22324ad3bce99726c38668d93c799f06c,0.000\n" \

@@ -38,7 +38,8 @@ def hash_content(content_type: str, data: bytes) -> dict[str, SignalValue]:
 
 
 def detect_content_type(data: bytes, filename: str | None = None) -> str:
-    """'video' for the common video containers (by magic bytes, then extension), else 'photo'."""
+    """'video' for the common video containers (by magic bytes, then extension), 'text' for a
+    .txt file, else 'photo'."""
     head = data[:16]
     if head[4:8] == b"ftyp" or head[:4] == b"\x1a\x45\xdf\xa3" or head[:3] == b"FLV":
         return "video"
@@ -46,6 +47,8 @@ def detect_content_type(data: bytes, filename: str | None = None) -> str:
         return "video"
     if filename and Path(filename).suffix.lower() in VIDEO_EXTENSIONS:
         return "video"
+    if filename and Path(filename).suffix.lower() == ".txt":
+        return "text"
     return "photo"
 
 
