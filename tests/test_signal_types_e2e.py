@@ -117,7 +117,7 @@ def test_videos_match_by_vpdq_with_the_guard(stack, videos):
     # the exact copy also matches by the file's MD5 and SHA-256; the edited ones do not
     exact = records["v-original"]
     assert ("VIDEOS", "match") in hits(exact, "video_sha256") and ("VIDEOS", "match") in hits(exact, "video_md5")
-    assert hits(records["v-reencoded"], "video_sha256") == {}
+    assert ("VIDEOS", "match") not in hits(records["v-reencoded"], "video_sha256")
     actions = collect_until(stack.settings, T.ACTIONS, {"v-reencoded"})
     assert "remove" in {a["action"] for a in actions["v-reencoded"]}
 
