@@ -9,13 +9,14 @@ import hashlib
 import uuid
 
 import pytest
+import requests
 
 from pipeline import topics as T
 from pipeline.client import Client
 from pipeline.uploads import new_upload
 from tests.pipeline_env import (
-    EDITS, SHIPPED_MEDIA, UNRELATED, VIDEO, PipelineStack, collect_until, ffmpeg, hmas, pipeline_env, vpdq_decision,
-    wait_until,
+    EDITS, SHIPPED_MEDIA, UNRELATED, VIDEO, PipelineStack, checked, collect_until, ffmpeg, hmas, pipeline_env,
+    vpdq_decision, wait_until,
 )
 from tests.signal_extension import WordSetSignal
 
@@ -29,7 +30,9 @@ class Stack(PipelineStack):
         self.call("POST", "/c/banks", 201, json={"name": name, **config})
 
     def bank_video(self, bank, path):
-        return self.call("POST", f"/c/bank/{bank}/content", files={"file": (path.name, path.read_bytes())})
+        """Bank a video through the API, which hashes every frame first: longer than other calls."""
+        return checked(requests.post(f"{self.api.base}/c/bank/{bank}/content", headers={"Authorization": f"Bearer {TOKEN}"},
+                                     files={"file": (path.name, path.read_bytes())}, timeout=300))
 
     def submit(self, uploads):
         client = Client(self.settings)
@@ -121,7 +124,7 @@ def test_videos_match_by_vpdq_with_the_guard(stack, videos):
     actions = collect_until(stack.settings, T.ACTIONS, {"v-reencoded"})
     assert "remove" in {a["action"] for a in actions["v-reencoded"]}
 
-    looked_up = stack.call("POST", "/m/lookup", files={"file": ("r.mp4", data["resized"])})
+    looked_up = checked(requests.post(f"{stack.api.base}/m/lookup", files={"file": ("r.mp4", data["resized"])}, timeout=300))
     assert "VIDEOS" in looked_up["vpdq"] and "GUARDED" not in looked_up["vpdq"]
     sha = hashlib.sha256(data["original"]).hexdigest()
     assert "VIDEOS" in stack.call("GET", "/m/lookup", params={"signal_type": "video_sha256", "signal": sha})
