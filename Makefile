@@ -26,10 +26,11 @@ test: setup tools
 setup: system-deps $(STAMP) kafka-jars
 
 # Build tools for the packages that compile from source (pdqhash; vpdq against FFmpeg),
-# Java and Maven for the broker; Chromium for the browser tests of the web UI.
+# Java and Maven for the broker; Chromium for the browser tests of the web UI; the ffmpeg command
+# for the tests' edited copies of videos.
 system-deps:
 	@missing=""; \
-	for tool in g++ pkg-config java mvn chromium ffprobe; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	for tool in g++ pkg-config java mvn chromium ffmpeg ffprobe; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
 	pkg-config --exists libavcodec libavformat libswscale 2>/dev/null || missing="$$missing ffmpeg-dev"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for:$$missing"; \

@@ -121,6 +121,9 @@ class Settings:
     max_image_pixels: int = 50_000_000
     max_video_seconds: float = 1800.0  # longer videos (and streams without an end) are refused for vPDQ
     pdq_min_quality: int = 50
+    # Signal types: modules with a python-threatexchange TX_MANIFEST whose signal types are added to
+    # python-threatexchange's own and its bundled extensions' (pipeline/signal_types.py).
+    signal_extensions: tuple[str, ...] = ()
 
     # Retroactive matching: the ring of recent hashes (run it on one worker: HMAS_RECENT_ENABLED=0 elsewhere).
     recent_enabled: int = 1

@@ -204,16 +204,16 @@ def _skip_reason(
     kind_name: str, signal: dict[str, Any], settings: Settings, view: BankView, content_id: str | None
 ) -> str:
     kind = SIGNAL_TYPES.get(kind_name)
-    if kind is None or not kind.matchable:
+    if kind is None:
         return f"{kind_name} is not matched"
     ratio = view.signal_type_ratio(kind_name)
     if ratio <= 0:
         return f"signal type {kind_name} is disabled (enabled_ratio 0)"
     if (coin := sampled_out(ratio, content_id)) is not None:
         return f"signal type {kind_name} is sampled out for this content (its coin {coin:.3f} >= enabled_ratio {ratio:g})"
-    quality = signal.get("quality")
-    if kind_name == "pdq" and quality is not None and quality < settings.pdq_min_quality:
-        return f"PDQ quality {quality} is below {settings.pdq_min_quality}"
+    quality, floor = signal.get("quality"), kind.min_quality(settings)
+    if floor is not None and quality is not None and quality < floor:
+        return f"{kind_name} quality {quality} is below {floor}"
     return ""
 
 

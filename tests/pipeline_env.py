@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -98,6 +99,49 @@ def media_set(name: str) -> MediaSet:
 
 def hamming(a: str, b: str) -> int:
     return bin(int(a, 16) ^ int(b, 16)).count("1")
+
+
+# -- videos: edited copies, and python-threatexchange's vPDQ decision --------------------------------
+VIDEO = "tmk/sample-videos/doorknob-hd-no-bar.mp4"
+EDITS = {  # ffmpeg arguments making an edited copy of a video
+    "reencoded": ["-c:v", "libx264", "-crf", "34"],
+    "cropped": ["-vf", "crop=iw*0.85:ih*0.85", "-c:v", "libx264"],
+    "trimmed": ["-ss", "1", "-t", "2", "-c:v", "libx264"],
+    "resized": ["-vf", "scale=iw/3:-2", "-c:v", "libx264"],
+}
+UNRELATED = {  # videos from ffmpeg's own sources, unlike any other
+    "testsrc": ["-f", "lavfi", "-i", "testsrc2=duration=3:size=640x360:rate=25"],
+    "mandelbrot": ["-f", "lavfi", "-i", "mandelbrot=size=640x360:rate=25", "-t", "3"],
+}
+
+
+def ffmpeg(args: list[str], out: Path) -> Path:
+    """A video made by the ffmpeg command (skips the test, saying why, without it)."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("the ffmpeg command makes the edited copies of videos: install FFmpeg")
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", *args, "-an", str(out)], check=True, timeout=300)
+    return out
+
+
+def vpdq_decision(query: str, banked: str, frame_distance: int) -> bool:
+    """Whether python-threatexchange's vPDQ brute-force matcher matches two vPDQ values at a frame
+    distance, with its quality floor and share thresholds. Its per-frame distance (a Python loop
+    over 256 characters) is swapped for the same Hamming distance on integers, or a few videos
+    of every frame would take the test minutes."""
+    from unittest import mock
+
+    from threatexchange.extensions.vpdq import vpdq_brute_matcher
+    from threatexchange.extensions.vpdq.vpdq_util import (
+        VPDQ_INDEX_MATCH_THRESHOLD_PERCENT, VPDQ_QUALITY_THRESHOLD, VPDQ_QUERY_MATCH_THRESHOLD_PERCENT, json_to_vpdq,
+    )
+
+    q, b = json_to_vpdq(query), json_to_vpdq(banked)
+    if not any(f.quality >= VPDQ_QUALITY_THRESHOLD for f in q) or not any(f.quality >= VPDQ_QUALITY_THRESHOLD for f in b):
+        return False  # its matcher divides by the frames left: a video without any matches nothing
+    with mock.patch.object(vpdq_brute_matcher, "simple_distance", hamming):
+        result = vpdq_brute_matcher.match_VPDQ_hash_brute(q, b, VPDQ_QUALITY_THRESHOLD, frame_distance)
+    return (result.query_match_percent >= VPDQ_QUERY_MATCH_THRESHOLD_PERCENT
+            and result.compared_match_percent >= VPDQ_INDEX_MATCH_THRESHOLD_PERCENT)
 
 
 # -- waiting and setup requests ------------------------------------------------------------------

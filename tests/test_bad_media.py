@@ -4,6 +4,7 @@ reason (HashingError), none crashes or holds a hashing process for long."""
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import struct
 import subprocess
@@ -112,19 +113,19 @@ def ffmpeg_video(tmp_path, seconds: int, fps: int = 1) -> bytes:
 
 @needs_vpdq
 def test_a_video_too_long_to_hash_is_refused_before_decoding(tmp_path):
-    from pipeline.hashing.video import VpdqHasher
+    from pipeline.hashing.video import vpdq_signal
 
     endless = ffmpeg_video(tmp_path, seconds=7200)  # two hours of frames in about 100 KB
     with pytest.raises(HashingError, match="video of 7200s is over the limit of 60s"):
-        VpdqHasher(max_seconds=60).hash_bytes(endless)
-    short = VpdqHasher(max_seconds=60).hash_bytes(ffmpeg_video(tmp_path, seconds=3))
-    assert len(short.value.split()) == 3
+        vpdq_signal(endless, max_seconds=60)
+    short = vpdq_signal(ffmpeg_video(tmp_path, seconds=3), max_seconds=60)
+    assert len(json.loads(short.value)) == 3
 
 
 @needs_vpdq
 @pytest.mark.parametrize("damage", ["random bytes", "truncated", "header only", "stream without a duration"])
 def test_corrupt_videos_are_refused_with_a_reason(tmp_path, damage):
-    from pipeline.hashing.video import VpdqHasher
+    from pipeline.hashing.video import vpdq_signal
 
     video = ffmpeg_video(tmp_path, seconds=5)
     data = {
@@ -134,7 +135,7 @@ def test_corrupt_videos_are_refused_with_a_reason(tmp_path, damage):
         "stream without a duration": raw_h264(tmp_path),
     }[damage]
     with pytest.raises(HashingError) as info:
-        VpdqHasher(max_seconds=60).hash_bytes(data)
+        vpdq_signal(data, max_seconds=60)
     assert str(info.value)
 
 

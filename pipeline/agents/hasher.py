@@ -16,7 +16,7 @@ from connectors.fetch import FetchError, fetch_url
 from pipeline import event_ids, metrics
 from pipeline import topics as T
 from pipeline.clock import now_ms
-from pipeline.hashing import HashingError, hash_content
+from pipeline.hashing import URL_CONTENT, HashingError, hash_content
 from pipeline.services.events import position
 from pipeline.services.worker import WorkerServices
 from pipeline.uploads import InvalidUpload, decode_content_b64, parse_upload
@@ -56,7 +56,9 @@ async def hash_upload(services: WorkerServices, upload: dict[str, Any]) -> dict[
     if upload["signals"] is not None:
         return prehashed_record(upload)
     loop = asyncio.get_running_loop()
-    if upload["url"] is not None:
+    if upload["url"] is not None and upload["content_type"] == URL_CONTENT:
+        data, source = upload["url"].encode(), "url"  # the address is the content: never fetched
+    elif upload["url"] is not None:
         data = await loop.run_in_executor(services.pools.fetch, fetch_url, upload["url"], services.settings)
         source = "url"
     else:

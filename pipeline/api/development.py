@@ -8,6 +8,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from aiohttp import web
+from threatexchange.signal_type.signal_base import CanGenerateRandomSignal
 
 from pipeline import topics as T
 from pipeline.api.auth import ADMIN
@@ -16,6 +17,7 @@ from pipeline.api.state import ApiState
 from pipeline.banks import bank_record, bank_signal_record
 from pipeline.clock import now_ms
 from pipeline.config_keys import CONTENT_ID_BASE, RESET_AT, is_signal_type_ratio_key, setting_record
+from pipeline.signal_types import SIGNAL_TYPES
 
 SEED_BANKS = 2
 SEED_SIGNALS = 10_000
@@ -46,17 +48,15 @@ def routes(state: ApiState) -> list[Route]:
         return to_home("Factory reset done")
 
     async def seed_banks(request: web.Request) -> web.Response:
-        import numpy as np
-
-        rng = np.random.default_rng()
+        kinds = [k for k, p in SIGNAL_TYPES.items() if issubclass(p.tx, CanGenerateRandomSignal)]
         writes = []
         for b in range(SEED_BANKS):
             name = f"SEED_BANK_{b}"
             writes.append((T.BANKS, name, T.BANKS.codec.conform(bank_record(name))))
             ids = await state.next_content_ids(name, SEED_SIGNALS // SEED_BANKS)
             for i, content_id in enumerate(ids):
-                kind, nbytes = ("pdq", 32) if i % 2 == 0 else ("video_md5", 16)
-                key, record = bank_signal_record(name, content_id, kind, rng.bytes(nbytes).hex())
+                kind = kinds[i % len(kinds)]
+                key, record = bank_signal_record(name, content_id, kind, SIGNAL_TYPES[kind].tx.get_random_signal())
                 writes.append((T.BANK_SIGNALS, key, record))
         await state.write(writes)
         return to_home(f"Seeded {SEED_BANKS} banks with {SEED_SIGNALS} random signals")

@@ -19,6 +19,7 @@ from pipeline.clock import now_ms
 from pipeline.event_ids import Position
 from pipeline.explain import DEFAULT_NEAREST, DEFAULT_RADIUS, MAX_RADIUS, Explanation
 from pipeline.rerun import what_changed
+from pipeline.signal_types import default_signal_type
 from pipeline.state.log_reader import read_at, read_key_near
 
 MATCHED_WITHIN_MS = 10 * 60_000  # how long after its hashing a re-run looks for an upload's match record
@@ -67,7 +68,7 @@ async def hashed_from_query(state: ApiState, request: web.Request) -> dict[str, 
     q = request.query
     content_id = q.get("content_id") or ""
     if q.get("signal"):
-        kind = q.get("signal_type") or "pdq"
+        kind = q.get("signal_type") or default_signal_type()
         value = checked_signal(kind, q["signal"].strip())
         return {**hashed_upload(content_id or LOOKUP_ID, {}), "signals": {kind: {"value": value, "quality": None}}}
     if q.get("url"):

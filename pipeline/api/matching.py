@@ -73,7 +73,7 @@ def _content_id(request: web.Request) -> str:
 
 
 def _plain(signals: dict[str, Any]) -> dict[str, str]:
-    return {kind: sv.value for kind, sv in signals.items() if SIGNAL_TYPES[kind].matchable}
+    return {kind: sv.value for kind, sv in signals.items()}
 
 
 def routes(state: ApiState) -> list[Route]:
@@ -115,9 +115,8 @@ def routes(state: ApiState) -> list[Route]:
             if kind not in SIGNAL_TYPES:
                 raise ApiError(400, f"No such SignalType '{kind}'")
             left, right = (checked_signal(kind, str(v)) for v in pair)
-            st = SIGNAL_TYPES[kind]
-            distance = st.distance(left, right)
-            out[kind] = [distance <= st.default_distance if st.hamming else distance == 0, {"distance": distance}]
+            compared = SIGNAL_TYPES[kind].compare(left, right)
+            out[kind] = [compared.match, {"distance": compared.distance}]
         return reply(out)
 
     async def hash_get(request: web.Request) -> web.Response:

@@ -16,15 +16,20 @@ from pipeline.api.state import ApiState
 from pipeline.clock import now_ms, parse_duration_ms
 from pipeline.index.codes import codes_from_hex
 from pipeline.recent.clusters import clusters
+from pipeline.signal_types import SIGNAL_TYPES
 from pipeline.state.log_reader import read_at
 
 CLUSTER_DISTANCE = 16  # default PDQ distance that joins two recent uploads into a cluster
 
 
-async def similar_uploads(state: ApiState, value: str, distance: int, limit: int) -> list[dict[str, Any]]:
-    """Recent uploads within `distance` of a PDQ hash, nearest first, with their hma.hashes records' fields."""
-    hits = await asyncio.to_thread(state.ring.search, codes_from_hex([value]), distance)
-    hits = sorted(hits, key=lambda h: (h.distance, -h.hashed_at))[:limit]
+async def similar_uploads(state: ApiState, codes: list[str], distance: int, limit: int) -> list[dict[str, Any]]:
+    """Recent uploads within `distance` of any of a signal's PDQ codes (one for a photo, a video's
+    frames), nearest first, one per upload, with their hma.hashes records' fields."""
+    found = await asyncio.to_thread(state.ring.search, codes_from_hex(codes), distance)
+    nearest = {}  # a video's frames hit once per frame: one hit per upload, its nearest
+    for h in sorted(found, key=lambda h: (h.distance, -h.hashed_at)):
+        nearest.setdefault((h.partition, h.offset), h)
+    hits = list(nearest.values())[:limit]
     records = await asyncio.to_thread(read_at, state.settings, T.HASHES, [(h.partition, h.offset) for h in hits])
     out = []
     for h in hits:
@@ -47,12 +52,13 @@ async def recent_clusters(state: ApiState, window: str, distance: int, min_size:
 def routes(state: ApiState) -> list[Route]:
     async def similar(request: web.Request) -> web.Response:
         kind = query(request, "signal_type")
-        if kind != "pdq":
-            raise ApiError(400, "recent similarity is kept for signal_type=pdq")
         value = checked_signal(kind, query(request, "signal"))
+        codes = SIGNAL_TYPES[kind].recent_codes(value)
+        if not codes:
+            raise ApiError(400, f"recent similarity is not kept for signal_type={kind} (it has no PDQ codes)")
         distance = int_param(request, "distance", 31, 0, 256)
         limit = int_param(request, "limit", 100, 1, 10_000)
-        return reply(await similar_uploads(state, value, distance, limit))
+        return reply(await similar_uploads(state, codes, distance, limit))
 
     async def clusters_get(request: web.Request) -> web.Response:
         distance = int_param(request, "distance", CLUSTER_DISTANCE, 0, 31)

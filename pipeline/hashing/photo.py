@@ -54,8 +54,7 @@ def pixel_array(image: Image.Image) -> np.ndarray:
 
 
 class PdqHasher:
-    signal_type = "pdq"
-    content_types = frozenset({"photo"})
+    """The PDQ plug-in's hasher (pipeline/plugins/pdq.py)."""
 
     def __init__(self, max_pixels: int | None = None) -> None:
         self.max_pixels = max_pixels or load_settings().max_image_pixels

@@ -1,17 +1,14 @@
-"""Video signals: MD5 of the file (python-threatexchange's `video_md5`), and vPDQ when the
-`vpdq` package (built against FFmpeg) is installed.
-"""
+"""vPDQ of a video (the `vpdq` package, built against FFmpeg), for the vPDQ plug-in
+(pipeline/plugins/vpdq.py), with the video's stated length checked first: vPDQ hashes every frame,
+so a video longer than the limit (or of unknown length) would hold a hashing process for as long
+as it runs."""
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import os
-import shutil
 import subprocess
 import tempfile
 
-from pipeline.config import load_settings
 from pipeline.hashing.base import HashingError, SignalValue
 
 PROBE_TIMEOUT_S = 20.0
@@ -33,48 +30,26 @@ def video_seconds(path: str) -> float:
         raise HashingError("video states no duration (a stream without an end?): refused") from None
 
 
-class VideoMd5Hasher:
-    signal_type = "video_md5"
-    content_types = frozenset({"video"})
+def vpdq_signal(data: bytes, max_seconds: float) -> SignalValue:
+    """vPDQ hashes of every frame, in python-threatexchange's form (a JSON list of
+    `pdq_hex,quality,timestamp`); the signal's quality is the lowest frame quality."""
+    import vpdq
+    from threatexchange.extensions.vpdq.vpdq_util import VpdqCompactFeature, vpdq_to_json
 
-    def hash_bytes(self, data: bytes) -> SignalValue:
-        return SignalValue(hashlib.md5(data).hexdigest())
-
-
-class VpdqHasher:
-    """vPDQ frame hashes, one line per hashed frame: `frame,quality,pdq_hex,timestamp` (the form of
-    the vPDQ reference hashes); the signal's quality is the lowest frame quality.
-    """
-
-    signal_type = "vpdq"
-    content_types = frozenset({"video"})
-
-    def __init__(self, max_seconds: float | None = None) -> None:
-        # vPDQ hashes every frame: a video longer than this (or of unknown length) would hold a
-        # hashing process for as long as it runs.
-        self.max_seconds = max_seconds or load_settings().max_video_seconds
-
-    @staticmethod
-    def available() -> bool:
-        return importlib.util.find_spec("vpdq") is not None and shutil.which("ffprobe") is not None
-
-    def hash_bytes(self, data: bytes) -> SignalValue:
-        import vpdq
-
-        with tempfile.NamedTemporaryFile(suffix=".mp4", delete=False) as tmp:
-            tmp.write(data)
-        try:
-            seconds = video_seconds(tmp.name)
-            if seconds > self.max_seconds:
-                raise HashingError(f"video of {seconds:.0f}s is over the limit of {self.max_seconds:g}s")
-            frames = vpdq.computeHash(tmp.name, seconds_per_hash=0)
-        except HashingError:
-            raise
-        except Exception as exc:
-            raise HashingError(f"vPDQ could not decode the video: {exc}") from None
-        finally:
-            os.unlink(tmp.name)
-        if not frames:
-            raise HashingError("vPDQ found no frames in the video")
-        value = "\n".join(f"{f.frame_number},{f.quality},{f.hex},{f.timestamp:.3f}" for f in frames)
-        return SignalValue(value, min(f.quality for f in frames))
+    with tempfile.NamedTemporaryFile(suffix=".mp4", delete=False) as tmp:
+        tmp.write(data)
+    try:
+        seconds = video_seconds(tmp.name)
+        if seconds > max_seconds:
+            raise HashingError(f"video of {seconds:.0f}s is over the limit of {max_seconds:g}s")
+        frames = vpdq.computeHash(tmp.name, seconds_per_hash=0)
+    except HashingError:
+        raise
+    except Exception as exc:
+        raise HashingError(f"vPDQ could not decode the video: {exc}") from None
+    finally:
+        os.unlink(tmp.name)
+    if not frames:
+        raise HashingError("vPDQ found no frames in the video")
+    value = vpdq_to_json([VpdqCompactFeature.from_vpdq_feature(f) for f in frames])
+    return SignalValue(value, min(f.quality for f in frames))

@@ -29,13 +29,13 @@ from pipeline.api.ui.svg import bars, bit_grid, lines
 from pipeline.clock import format_duration_ms, iso_utc, now_ms, parse_duration_ms
 from pipeline.explain import DEFAULT_NEAREST, DEFAULT_RADIUS, MAX_RADIUS
 from pipeline.matching import bank_distance
-from pipeline.signal_types import SIGNAL_TYPES
+from pipeline.signal_types import SIGNAL_TYPES, default_signal_type
 from pipeline.state.log_reader import read_tail
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_TAIL = 50  # newest dead letters read per partition for the home page
-DISTANCE_TYPES = [k for k, st in SIGNAL_TYPES.items() if st.matchable and st.hamming]  # a bank sets a distance for each
+DISTANCE_TYPES = [k for k, st in SIGNAL_TYPES.items() if st.max_distance]  # a bank sets a distance for each
 
 
 def distance_inputs(distances: dict[str, int]) -> Html:
@@ -125,7 +125,7 @@ class UiPages(Frame):
         ends = await bank_view.end_offsets() if self.state.ready else {}
         topic = T.BANK_SIGNALS.name(self.state.settings)
         consumed, end = bank_view.positions.get(topic, 0), ends.get(topic, 0)
-        kinds = [k for k, st in SIGNAL_TYPES.items() if st.matchable]
+        kinds = list(SIGNAL_TYPES)
         newest = view.newest_signal_ms
         current = "yes" if consumed >= end else f"{end - consumed:,} records behind"
         rows = [[k, f"{view.signal_count(k):,}", f"{consumed:,} of {end:,}", current] for k in kinds]
@@ -159,9 +159,9 @@ class UiPages(Frame):
     # -- match lab --------------------------------------------------------------------------------
     def _match_form(self, request: web.Request, result: Any) -> Html:
         q = request.query
-        kind = q.get("signal_type", "pdq")
+        kind = q.get("signal_type", default_signal_type())
         options = join(tag("option", k, value=k, selected="selected" if k == kind else None)
-                       for k, st in SIGNAL_TYPES.items() if st.matchable)
+                       for k in SIGNAL_TYPES)
         return render("match.html", kind_options=options, signal=q.get("signal", ""), url=q.get("url", ""),
                       content_id=q.get("content_id", ""), nearest=q.get("nearest", DEFAULT_NEAREST),
                       radius=q.get("radius", DEFAULT_RADIUS), max_radius=MAX_RADIUS, result=result)
@@ -203,7 +203,8 @@ class UiPages(Frame):
             rows = [[verdict_badge(e["verdict"]), e["reason"], f"{e['distance']} / {e['threshold']}",
                      e["bank_content_id"], e["signal_type"],
                      ", ".join(f"{k}={v}" for k, v in sorted(e["metadata"].items())),
-                     link("/ui/compare", "compare", left=query, right=e["value"]) if e["signal_type"] == "pdq" else ""]
+                     link("/ui/compare", "compare", left=query, right=e["value"])
+                     if e["signal_type"] == default_signal_type() else ""]
                     for e in bank["nearest"]]
             sections.append(tag("section", join([heading, table(
                 ["verdict", "reason", "distance / threshold", "content id", "signal type", "metadata", ""], rows,
@@ -219,7 +220,7 @@ class UiPages(Frame):
                 return {k: sv.value for k, sv in (await signals_of_bytes(upload.file.read(), upload.filename, None)).items()}
             if text.startswith(("http://", "https://")):
                 return {k: sv.value for k, sv in (await signals_of_url(text, None, self.state.settings)).items()}
-            return {"pdq": checked_signal("pdq", text)}
+            return {default_signal_type(): checked_signal(default_signal_type(), text)}
         except ApiError as exc:
             raise ApiError(exc.status, f"{label}: {exc.message}") from None
 
@@ -247,7 +248,8 @@ class UiPages(Frame):
         parts = []
         for kind in common:
             st = SIGNAL_TYPES[kind]
-            distance = st.distance(a[kind], b[kind])
+            compared = st.compare(a[kind], b[kind])
+            distance = compared.distance
             if st.hamming:
                 near = "within" if distance <= st.default_distance else "past"
                 parts += [tag("p", f"{kind} distance {distance} of {4 * len(a[kind])} bits "
@@ -255,7 +257,8 @@ class UiPages(Frame):
                           bit_grid(a[kind], b[kind]),
                           tag("p", "Each square is one bit, row by row from the first hex digit; red ones differ.")]
             else:
-                parts.append(tag("p", f"{kind}: {'equal' if distance == 0 else 'different'}", id=f"distance-{kind}"))
+                parts.append(tag("p", f"{kind}: {'a match' if compared.match else 'no match'} (distance {distance})",
+                                 id=f"distance-{kind}"))
         return join(parts)
 
     # -- banks ------------------------------------------------------------------------------------
@@ -267,7 +270,7 @@ class UiPages(Frame):
             b = self.view.banks[name]
             flood = b["flood"]
             rows.append([link(f"/ui/bank/{quote(name)}", name), f"{b['enabled_ratio']:g}" if b["enabled"] else "disabled",
-                         b["action"], bank_distance(b, "pdq"), ", ".join(b["suppressed_by"]),
+                         b["action"], bank_distance(b, default_signal_type()), ", ".join(b["suppressed_by"]),
                          f"{flood['max_matches']} / {format_duration_ms(flood['window_ms'])}" if flood else ""])
         bank_table = table(["bank", "enabled ratio", "action", "PDQ distance", "negative banks", "flood limit"], rows,
                            empty="no banks yet", id="banks")
@@ -284,7 +287,7 @@ class UiPages(Frame):
                                     "action": str(form.get("action", "")).strip() or "review"}
             distance = _number(form, "pdq_distance", int, "PDQ distance")
             if distance is not None:
-                body["distances"] = {"pdq": distance}
+                body["distances"] = {default_signal_type(): distance}
             record = await self.curation.create_bank(body)
         except ApiError as exc:
             return self.page(request, "Banks", self._banks_body(request), message=exc.message, status=exc.status)
@@ -356,7 +359,7 @@ class UiPages(Frame):
             metadata = content_metadata(None, str(form.get("note", "")).strip() or None)
             upload = form.get("file")
             if str(form.get("signal", "")).strip():
-                signals = {"pdq": str(form["signal"]).strip()}
+                signals = {default_signal_type(): str(form["signal"]).strip()}
             elif str(form.get("url", "")).strip():
                 url = str(form["url"]).strip()
                 hashed = await signals_of_url(url, None, self.state.settings)

@@ -15,6 +15,7 @@ from pipeline.api.recent import CLUSTER_DISTANCE, recent_clusters, similar_uploa
 from pipeline.api.ui.frame import PAGE, Frame, age, pager
 from pipeline.api.ui.render import Html, join, link, render, table, tag
 from pipeline.clock import format_duration_ms, iso_utc
+from pipeline.signal_types import SIGNAL_TYPES, default_signal_type
 
 SIMILAR_DISTANCE = 31
 
@@ -32,9 +33,10 @@ class RecentPages(Frame):
         message, near = "", Html("")
         if q.get("signal", "").strip():
             try:
-                value = checked_signal("pdq", q["signal"].strip())
+                kind = default_signal_type()
+                value = checked_signal(kind, q["signal"].strip())
                 distance = int_param(request, "distance", SIMILAR_DISTANCE, 0, 256)
-                found = await similar_uploads(self.state, value, distance, PAGE)
+                found = await similar_uploads(self.state, SIGNAL_TYPES[kind].recent_codes(value), distance, PAGE)
                 near = table(["content id", "distance", "uploaded", "content type", "metadata", ""], [
                     [u["content_id"], u["distance"], f"{iso_utc(u['uploaded_at'])} ({age(u['uploaded_at'])})",
                      u["content_type"] or "", ", ".join(f"{k}={v}" for k, v in sorted(u["metadata"].items())),
@@ -63,7 +65,7 @@ class RecentPages(Frame):
             samples = join(tag("div", link("/ui/rerun", cid, content_id=cid)) for cid in c["content_ids"])
             rows.append([c["size"], f"{iso_utc(c['first_upload_at'])} ({age(c['first_upload_at'])})",
                          f"{iso_utc(c['last_upload_at'])} ({age(c['last_upload_at'])})", samples,
-                         join([tag("code", c["pdq"]), " ", link("/ui/match", "explain", signal_type="pdq", signal=c["pdq"])]),
+                         join([tag("code", c["pdq"]), " ", link("/ui/match", "explain", signal_type=default_signal_type(), signal=c["pdq"])]),
                          self._bank_form(request, c["pdq"], c["size"], banks)])
         return join([pager("/ui/recent", offset, len(found), window=window, cluster_distance=distance),
                      table(["uploads", "first seen", "last seen", "samples", "hash (first upload)", "bank it"], rows,
@@ -83,7 +85,8 @@ class RecentPages(Frame):
         form = await self.changing_form(request)
         bank = str(form.get("bank", ""))
         self.curation.existing_bank(bank)
-        value = checked_signal("pdq", str(form.get("signal", "")).strip())
+        kind = default_signal_type()  # a cluster is of the ring's photo hashes
+        value = checked_signal(kind, str(form.get("signal", "")).strip())
         note = f"recent cluster of {form.get('size', '?')} uploads"
-        added = await self.curation.add_signals(bank, {"pdq": value}, content_metadata(None, note))
+        added = await self.curation.add_signals(bank, {kind: value}, content_metadata(None, note))
         raise self.done(f"/ui/bank/{quote(bank)}", f"Added content {added['id']}.")
