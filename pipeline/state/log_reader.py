@@ -288,3 +288,16 @@ def read_tail(settings: Settings, spec: TopicSpec, per_partition: int, timeout_s
         consumer.close()
     found = read_at(settings, spec, positions, timeout_s) if positions else {}
     return kept, [found[p] for p in positions if p in found]
+
+
+def end_offset(settings: Settings, spec: TopicSpec, timeout_s: float = 30.0) -> int:
+    """The topic's end offset, summed over its partitions (blocking): for the one-partition
+    hma.content-ids, the offset the next claim gets."""
+    topic = spec.name(settings)
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "hmas-reader",
+                         "enable.auto.commit": False})
+    try:
+        parts = sorted(topic_partitions(settings, topic, timeout_s))
+        return sum(_watermarks(consumer, CKTopicPartition(topic, p), timeout_s)[1] for p in parts)
+    finally:
+        consumer.close()
