@@ -79,6 +79,12 @@ def _digest(record: dict[str, Any], ignore: frozenset[str] = frozenset()) -> str
     return hashlib.sha1(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _signal_digest(record: dict[str, Any]) -> int:
+    """What a bank signal record says, as one number (in-process hash: compared within one run)."""
+    return hash((record["bank_content_id"], record["value"], record["disable_until_ts"], record["added_at"],
+                 tuple(sorted(record["metadata"].items()))))
+
+
 class TargetState:
     """What this deployment's compacted topics hold now, as far as a migration compares with it.
     Bank signals are kept as digests (key -> content id, digest): a million of them fit."""
@@ -88,14 +94,14 @@ class TargetState:
         self.exchanges = read_latest(settings, T.EXCHANGES)
         self.fetches = read_latest(settings, T.EXCHANGE_FETCH)
         self.config = read_latest(settings, T.CONFIG)
-        self.signals: dict[str, tuple[int, str]] = {}
+        self.signals: dict[str, tuple[int, int]] = {}
         self.content_bank: dict[int, str] = {}  # content id -> bank holding it
         self.exchange_records: dict[str, set[str]] = defaultdict(set)  # exchange -> record ids its bank holds
         for key, record in read_to_end(settings, T.BANK_SIGNALS):
             if record is None:
                 self.signals.pop(key, None)
                 continue
-            self.signals[key] = (record["bank_content_id"], _digest(record))
+            self.signals[key] = (record["bank_content_id"], _signal_digest(record))
             metadata = record["metadata"]
             if EXCHANGE in metadata and EXCHANGE_RECORD in metadata:
                 self.exchange_records[metadata[EXCHANGE]].add(metadata[EXCHANGE_RECORD])
@@ -106,7 +112,7 @@ class TargetState:
         self.content_id_base = base
 
     def hold(self, key: str, record: dict[str, Any]) -> None:
-        self.signals[key] = (record["bank_content_id"], _digest(record))
+        self.signals[key] = (record["bank_content_id"], _signal_digest(record))
         self.content_bank[record["bank_content_id"]] = record["bank"]
 
 
@@ -149,7 +155,7 @@ def content_signal_writes(item: UpstreamContent, report: MigrationReport) -> lis
             report.skipped["content of banks with invalid names"] += 1
             return []
         record.update(disable_until_ts=item.disable_until_ts, added_at=item.created_s * 1000)
-        out.append((key, T.BANK_SIGNALS.codec.conform(record)))
+        out.append((key, record))
     if not item.signals:
         report.skipped["content without signals"] += 1
     return out
@@ -216,7 +222,7 @@ class Migration:
                 self.report.skipped[f"settings of a signal type this deployment does not have ({kind})"] += 1
                 continue
             key = signal_type_ratio_key(kind)
-            if target.config.get(key, {}).get("number") == float(ratio):
+            if target.config.get(key, {}).get("number", 1.0) == float(ratio):  # unset: 1.0, as upstream
                 self.report.unchanged[T.CONFIG.suffix] += 1
                 continue
             out.append((T.CONFIG, key, setting_record(key, ratio)))
@@ -309,7 +315,7 @@ class Migration:
                     continue
                 if item.exchange is not None:
                     target.exchange_records[item.exchange].add(record["metadata"][EXCHANGE_RECORD])
-                if held is not None and held[1] == _digest(record):
+                if held is not None and held[1] == _signal_digest(record):
                     self.report.unchanged[T.BANK_SIGNALS.suffix] += 1
                     continue
                 target.hold(key, record)
