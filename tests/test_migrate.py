@@ -16,6 +16,8 @@ from connectors.hma.source import PostgresSource, SourceError
 from ops.bench.migrate_bench import check_every_signal_matches, create_upstream_schema, fill_random_content
 from pipeline import topics as T
 from pipeline.banks import bank_signal_key
+from pipeline.cli import CommandError
+from pipeline.cli.migrate import from_hma
 from pipeline.config_keys import signal_type_ratio_key
 from pipeline.services.content_ids import claim_content_ids
 from pipeline.signal_types import signal_id
@@ -174,13 +176,24 @@ def test_the_command_reports_and_bad_sources_say_what_is_wrong(kafka_broker, tmp
     assert unreachable.returncode == 2
     assert "cannot connect to postgresql://hma:***@127.0.0.1" in unreachable.stderr and "secret" not in unreachable.stderr
 
+    settings = settings_from(env)
     empty = postgres.create_database(f"empty_{uuid.uuid4().hex[:8]}")
-    wrong = hmas(env, "migrate", "from-hma", empty, check=False)
-    assert wrong.returncode == 2 and "is not an HMA database: missing bank.id" in wrong.stderr
-    with pytest.raises(SourceError, match="not an HMA database"):
-        PostgresSource(empty)
-    neither = hmas(env, "migrate", "from-hma", check=False)
-    assert neither.returncode == 2 and "postgresql://" in neither.stderr
+    with pytest.raises(CommandError, match="is not an HMA database: missing bank.id"):
+        from_hma(command_args(empty), settings)
+    with pytest.raises(CommandError, match="postgresql://"):
+        from_hma(command_args(None), settings)
+    with pytest.raises(CommandError, match="cannot reach http://127.0.0.1"):
+        from_hma(command_args(None, from_api=f"http://127.0.0.1:{free_port()}"), settings)
+
+
+def command_args(dsn: str | None, **options):
+    """`hmas migrate from-hma` arguments, as the parser gives them."""
+    from pipeline.cli import build_parser
+
+    argv = ["migrate", "from-hma"] + ([dsn] if dsn else [])
+    for name, value in options.items():
+        argv += [f"--{name.replace('_', '-')}", value]
+    return build_parser().parse_args(argv)
 
 
 def test_content_ids_held_by_another_bank_are_conflicts(settings, upstream):
@@ -220,7 +233,7 @@ def test_the_api_is_a_second_source(kafka_broker, tmp_path, upstream):
     try:
         env_b = pipeline_env(kafka_broker.bootstrap, tmp_path / "b")
         hmas(env_b, "topics", "create")
-        done = hmas(env_b, "migrate", "from-hma", "--from-api", api.base)
+        done = hmas(env_b, "migrate", "from-hma", "--from-api", api.base, "--max-gap", "20")
     finally:
         api.stop()
     report = json.loads(done.stdout.strip().splitlines()[-1])

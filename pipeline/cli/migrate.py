@@ -20,6 +20,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="the HMA database (its tables bank, bank_content, content_signal, exchange, ...)")
     p.add_argument("--from-api", metavar="URL", help="read through HMA's HTTP API instead of its database")
     p.add_argument("--api-token", default="", help="bearer token for --from-api, if the API wants one")
+    p.add_argument("--max-gap", type=int, default=1000, metavar="N",
+                   help="--from-api: stop looking for content after N ids in a row that no bank holds (default 1000)")
     p.add_argument("--dry-run", action="store_true", help="report what would be written; write nothing")
     p.add_argument("--batch", type=int, default=10_000, help="content items per acknowledged batch (default 10,000)")
     p.set_defaults(handler=from_hma)
@@ -52,7 +54,7 @@ def _source(args: argparse.Namespace):
     if args.from_api:
         from connectors.hma.api_source import ApiSource
 
-        return ApiSource(args.from_api, args.api_token)
+        return ApiSource(args.from_api, args.api_token, max_gap=args.max_gap)
     from connectors.hma.source import PostgresSource
 
     return PostgresSource(args.dsn)
