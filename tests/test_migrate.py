@@ -65,13 +65,13 @@ def upstream(postgres) -> str:
             "bank_content_metadata, note) VALUES "
             "(3, 1, NULL, 1, 'https://origin.example/a.jpg', %s, 'first'), (5, 1, NULL, 0, NULL, NULL, NULL), "
             "(6, 2, NULL, 2000000000, NULL, NULL, 'later'), (9, 3, 1, 1, NULL, NULL, NULL), "
-            "(10, 2, NULL, 1, NULL, NULL, NULL)",
+            "(10, 2, NULL, 1, NULL, NULL, NULL), (11, 1, NULL, 1, NULL, NULL, NULL)",
             (json.dumps({"content_id": "abc", "content_uri": "https://client.example/a.jpg", "json": {"k": [1, 2]}}),))
         conn.execute(
             "INSERT INTO content_signal (content_id, signal_type, signal_val, create_time) VALUES "
             "(3, 'pdq', %s, %s), (3, 'video_md5', %s, %s), (5, 'pdq', %s, %s), (6, 'pdq', %s, %s), "
-            "(9, 'pdq', %s, %s), (10, 'custom_hash', 'xyz', %s)",
-            (P1, CREATED, M1, CREATED, P2, CREATED, P3, CREATED, P4, CREATED, CREATED))
+            "(9, 'pdq', %s, %s), (10, 'custom_hash', 'xyz', %s), (11, 'pdq', %s, %s)",
+            (P1, CREATED, M1, CREATED, P2, CREATED, P3, CREATED, P4, CREATED, CREATED, P2, CREATED))
         conn.execute("INSERT INTO signal_type_override (name, enabled_ratio) VALUES ('video_md5', 0.5), ('custom_hash', 1.0)")
     return dsn
 
@@ -120,10 +120,11 @@ def test_every_kind_of_row_is_migrated(settings, upstream):
     config = read_latest(settings, T.CONFIG)
     assert config[signal_type_ratio_key("video_md5")]["number"] == 0.5
     assert signal_type_ratio_key("custom_hash") not in config
-    assert claim_content_ids(settings, "ALPHA") == [11]  # new content continues above upstream's ids
+    assert claim_content_ids(settings, "ALPHA") == [12]  # new content continues above upstream's ids
 
-    assert report.content_items == 5 and report.signals == 5
+    assert report.content_items == 6 and report.signals == 6
     assert report.skipped == {"signals of a type this deployment does not bank (custom_hash)": 1,
+                              "signals that another content item of the same bank holds already": 1,
                               "settings of a signal type this deployment does not have (custom_hash)": 1}
     assert dict(report.written) == {"banks": 4, "config": 2, "bank-signals": 5, "exchange-fetch": 1, "exchanges": 1}
     assert not report.conflicts
@@ -149,7 +150,7 @@ def test_an_interrupted_run_resumes_after_its_checkpoint(settings, upstream):
 
     resumed = migrate(settings, upstream, batch=2)
     assert resumed.resumed_after == 5
-    assert resumed.content_items == 3  # 6, 9, 10: the first two were not read again
+    assert resumed.content_items == 4  # 6, 9, 10, 11: the first two were not read again
     assert {r["bank_content_id"] for r in read_latest(settings, T.BANK_SIGNALS).values()} == {3, 5, 6, 9}
     assert read_latest(settings, T.EXCHANGE_FETCH)["TX_GROUP"]["fetched_items"] == 1
     assert migrate(settings, upstream).changes == 0  # finished: a new run compares everything again

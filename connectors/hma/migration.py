@@ -35,7 +35,7 @@ from pipeline.config_keys import CONTENT_ID_BASE, setting_record, signal_type_ra
 from pipeline.progress import ProgressBar
 from pipeline.services.content_ids import claim_content_ids, content_id_from_offset
 from pipeline.signal_types import SIGNAL_TYPES, InvalidSignal
-from pipeline.state.log_reader import end_offset, read_latest, read_to_end
+from pipeline.state.log_reader import end_offset, iter_to_end, read_latest
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class TargetState:
         self.signals: dict[str, tuple[int, int]] = {}
         self.content_bank: dict[int, str] = {}  # content id -> bank holding it
         self.exchange_records: dict[str, set[str]] = defaultdict(set)  # exchange -> record ids its bank holds
-        for key, record in read_to_end(settings, T.BANK_SIGNALS):
+        for key, record in iter_to_end(settings, T.BANK_SIGNALS):
             if record is None:
                 self.signals.pop(key, None)
                 continue
