@@ -85,6 +85,35 @@ def enabled_fields(ratio: float) -> dict[str, Any]:
     return {"enabled_ratio": float(ratio), "enabled": ratio > 0}
 
 
+# Bank signal metadata of upstream's content fields: the client's metadata ({content_id,
+# content_uri, json}, `json` kept as JSON text), the note, and the source's URI of imported content.
+METADATA_KEYS = ("content_id", "content_uri", "json")
+NOTE = "note"
+ORIGINAL_MEDIA_URI = "original_media_uri"
+
+
+def content_metadata_fields(raw: dict[str, Any] | None, note: Any) -> dict[str, str]:
+    """Upstream's BankedContentMetadata and note as bank signal metadata; ValueError for what
+    upstream refuses (keys it does not know, a note that is no string or too long)."""
+    out: dict[str, str] = {}
+    if raw is not None:
+        if not isinstance(raw, dict):
+            raise ValueError("metadata should be a json object")
+        unexpected = set(raw) - set(METADATA_KEYS) - {"collab"}
+        if unexpected:
+            raise ValueError(f"Invalid metadata: unexpected keys {', '.join(sorted(unexpected))}")
+        for key in METADATA_KEYS:
+            if key in raw and raw[key] is not None:
+                out[key] = json.dumps(raw[key]) if key == "json" else str(raw[key])
+    if note:
+        if not isinstance(note, str):
+            raise ValueError("note should be a string")
+        if len(note) > 255:
+            raise ValueError("note must be at most 255 characters")
+        out[NOTE] = note
+    return out
+
+
 # Bank signal metadata of signals fetched from an exchange (connectors/exchanges/records.py).
 EXCHANGE = "exchange"
 EXCHANGE_RECORD = "exchange_record"

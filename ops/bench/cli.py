@@ -47,6 +47,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=int, default=200, help="uploads/s")
     p.add_argument("--plot", default="soak-rss.svg", help="where the RSS chart (SVG) goes")
 
+    p = bsub.add_parser("migrate", help="hmas migrate from-hma of N signals: its own PostgreSQL server and broker")
+    p.add_argument("--signals", type=int, default=1_000_000, help="upstream content items of one PDQ signal each")
+    p.add_argument("--batch", type=int, default=10_000, help="content items per acknowledged batch")
+    p.set_defaults(handler=migrate)
+
     p = bsub.add_parser("replay", help="records/s of hmas replay over hma.hashes (starts its own broker)")
     p.add_argument("--n", type=int, default=200_000)
     p.set_defaults(handler=replay_rate)
@@ -72,6 +77,13 @@ def ring(args: argparse.Namespace, settings: Settings) -> int:
     from ops.bench.ring_bench import run_ring_bench
 
     print(json.dumps(run_ring_bench(args.n, args.signals), indent=2))
+    return 0
+
+
+def migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.bench.migrate_bench import run_migrate_bench
+
+    print(json.dumps(run_migrate_bench(args.signals, args.batch), indent=2))
     return 0
 
 

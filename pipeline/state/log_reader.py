@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable, Iterable, TypeVar
+from typing import Awaitable, Callable, Iterable, Iterator, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException
@@ -206,6 +206,12 @@ def _while_leaderless(call: Callable[[], Value], timeout_s: float) -> Value:
 
 def read_to_end(settings: Settings, spec: TopicSpec, timeout_s: float = 30.0) -> list[Change]:
     """Every record of a compacted topic up to its current end, in order (blocking)."""
+    return list(iter_to_end(settings, spec, timeout_s))
+
+
+def iter_to_end(settings: Settings, spec: TopicSpec, timeout_s: float = 30.0, batch: int = 10_000) -> Iterator[Change]:
+    """read_to_end's records one at a time, fetched `batch` at a time: a reader that keeps less
+    than every record (a digest, a count) never holds them all."""
     topic = spec.name(settings)
     consumer = kafka_clients.consumer(settings, {
         "group.id": "hmas-reader",
@@ -220,20 +226,23 @@ def read_to_end(settings: Settings, spec: TopicSpec, timeout_s: float = 30.0) ->
             if high > low:
                 pending.add(p)
         consumer.assign([CKTopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        changes: list[Change] = []
+        idle_since = time.monotonic()
         while pending:
-            msg = consumer.poll(timeout_s)
-            if msg is None:
-                raise TimeoutError(f"no records from {topic} within {timeout_s}s")
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    pending.discard(msg.partition())
-                    continue
-                raise RuntimeError(str(msg.error()))
-            change = decode_change(spec, msg.key(), msg.value())
-            if change is not None:
-                changes.append(change)
-        return changes
+            messages = consumer.consume(batch, 0.1)  # what arrived within 0.1 s, up to `batch`
+            if not messages:
+                if time.monotonic() - idle_since > timeout_s:
+                    raise TimeoutError(f"no records from {topic} within {timeout_s}s")
+                continue
+            idle_since = time.monotonic()
+            for msg in messages:
+                if msg.error():
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        pending.discard(msg.partition())
+                        continue
+                    raise RuntimeError(str(msg.error()))
+                change = decode_change(spec, msg.key(), msg.value())
+                if change is not None:
+                    yield change
     finally:
         consumer.close()
 
@@ -335,3 +344,15 @@ def read_key_near(settings: Settings, spec: TopicSpec, key: str, since_ms: int, 
     finally:
         consumer.close()
     return [record for _, record in sorted(found, key=lambda f: f[0])]
+
+
+def end_offset(settings: Settings, spec: TopicSpec, timeout_s: float = 30.0) -> int:
+    """The topic's end offset, summed over its partitions (blocking): for the one-partition
+    hma.content-ids, the offset the next claim gets."""
+    topic = spec.name(settings)
+    consumer = kafka_clients.consumer(settings, {"group.id": "hmas-reader", "enable.auto.commit": False})
+    try:
+        parts = sorted(topic_partitions(settings, topic, timeout_s))
+        return sum(_watermarks(consumer, CKTopicPartition(topic, p), timeout_s)[1] for p in parts)
+    finally:
+        consumer.close()
