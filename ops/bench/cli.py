@@ -45,6 +45,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=int, default=200, help="uploads/s")
     p.add_argument("--plot", default="soak-rss.svg", help="where the RSS chart (SVG) goes")
 
+    p = _bench_with_bank(bsub, "api", api, "lookups/s through the HTTP API (wrk) beside the index's own rate")
+    p.add_argument("--seconds", type=float, default=20, help="length of each wrk run")
+    p.add_argument("--connections", default="4,16,64", help="wrk connections, one run each (comma-separated)")
+    p.add_argument("--routes", default="raw_lookup,lookup", help="routes driven (raw_lookup, lookup)")
+    p.add_argument("--processes", type=int, default=1, help="API server processes (HMAS_API_PROCESSES)")
+    p.add_argument("--tail", type=float, default=0.01, help="share of the bank changed while the API is down")
+    p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+
     p = bsub.add_parser("replay", help="records/s of hmas replay over hma.hashes (starts its own broker)")
     p.add_argument("--n", type=int, default=200_000)
     p.set_defaults(handler=replay_rate)
@@ -108,4 +116,13 @@ def restart(args: argparse.Namespace, settings: Settings) -> int:
     from ops.bench.restart_bench import run_restart_bench
 
     print(json.dumps(run_restart_bench(args.n, args.tail, args.kill), indent=2))
+    return 0
+
+
+def api(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.bench.api_bench import markdown, run_api_bench
+
+    report = run_api_bench(args.n, args.seconds, [int(c) for c in args.connections.split(",")],
+                           args.routes.split(","), args.processes, args.tail)
+    print(json.dumps(report, indent=2) if args.json else markdown(report))
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import time
@@ -25,10 +26,12 @@ REQUESTS = Counter("hmas_api_requests_total", "API requests", ["route", "status"
 LATENCY = Histogram("hmas_api_request_seconds", "API request latency", ["route"])
 INDEX_SIZE = Gauge("hmas_api_index_signals", "Signals in the API's index replica", ["signal_type"])
 STATE_KEY = web.AppKey("state", ApiState)
+ROUTES_KEY = web.AppKey("routes", dict)  # aiohttp's route -> ours (one dict lookup per request)
 
 
-def create_api(settings: Settings) -> web.Application:
-    state = ApiState(settings)
+def create_api(settings: Settings, state: ApiState | None = None) -> web.Application:
+    """The application over `state` (by default a new one of its own)."""
+    state = state if state is not None else ApiState(settings)
     app = web.Application(
         middlewares=[_errors, _auth(settings.api_token), _metrics],
         client_max_size=settings.fetch_max_bytes,
@@ -42,9 +45,7 @@ def create_api(settings: Settings) -> web.Application:
     table.append(Route("GET", "/openapi/openapi.json", lambda r: _openapi(table), "This document (upstream's path)", "Core"))
     table.append(Route("GET", "/openapi.json", lambda r: _openapi(table), "This document", "Core"))
     table.append(Route("GET", "/metrics", _prometheus(state), "Prometheus metrics", "Core"))
-    for route in table:
-        app.router.add_route(route.method, route.path, route.handler)
-    app["route_table"] = {(r.method, r.path): r for r in table}
+    app[ROUTES_KEY] = {app.router.add_route(r.method, r.path, r.handler): r for r in table}
     ui_pages.setup(app, state)
     app.on_startup.append(lambda _: state.start())
     app.on_cleanup.append(lambda _: state.stop())
@@ -83,9 +84,7 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
 
 
 def _route_of(request: web.Request) -> Route | None:
-    info = request.match_info.route.resource
-    canonical = info.canonical if info is not None else request.path
-    return request.app["route_table"].get((request.method, canonical))
+    return request.app[ROUTES_KEY].get(request.match_info.route)
 
 
 def _auth(token: str):
@@ -114,5 +113,16 @@ async def _metrics(request: web.Request, handler) -> web.StreamResponse:
         status = exc.status
         raise
     finally:
-        REQUESTS.labels(name, str(status)).inc()
-        LATENCY.labels(name).observe(time.perf_counter() - start)
+        _counted(name, status).inc()
+        _timed(name).observe(time.perf_counter() - start)
+
+
+@functools.lru_cache(maxsize=4096)
+def _counted(route: str, status: int) -> Counter:
+    """The labelled counter of a route and status, looked up once (labels() costs a lock and a hash)."""
+    return REQUESTS.labels(route, str(status))
+
+
+@functools.lru_cache(maxsize=1024)
+def _timed(route: str) -> Histogram:
+    return LATENCY.labels(route)
