@@ -18,6 +18,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -121,11 +122,11 @@ def planted(codes: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarr
 
 
 class ApiUnderTest:
-    """`hmas api` processes of the bench, one port; `pids` are the processes serving it."""
+    """`hmas api` processes of the bench on one port, with a data dir of their own (their snapshot)."""
 
-    def __init__(self, p: BenchPipeline, port: int, processes: int) -> None:
-        self.p, self.port, self.processes = p, port, processes
-        self.url = f"http://127.0.0.1:{port}"
+    def __init__(self, p: BenchPipeline, name: str, processes: int, source: Path | None = None) -> None:
+        self.p, self.name, self.processes, self.source = p, name, processes, source
+        self.url = f"http://127.0.0.1:{free_port()}"
         self.runs = 0
         self.procs: list[subprocess.Popen] = []
 
@@ -134,9 +135,14 @@ class ApiUnderTest:
         self.runs += 1
         started = time.perf_counter()
         env = {"HMAS_API_PROCESSES": str(self.processes)}
-        self.procs = [self.p.start_command("api", "--port", str(self.port), log_name=f"api-{self.runs}", env=env)]
+        self.procs = [self.p.start_command("api", "--port", self.url.rsplit(":", 1)[1], log_name=self.log_name,
+                                           env=env, source=self.source, data_dir=self.p.dir / self.name)]
         wait_ready(self.url)
         return time.perf_counter() - started
+
+    @property
+    def log_name(self) -> str:
+        return f"{self.name}-{self.runs}"
 
     @property
     def pids(self) -> list[int]:
@@ -149,7 +155,7 @@ class ApiUnderTest:
                 out += [int(pid) for pid in children.read_text().split()]
         return out
 
-    def rss_mb(self) -> dict[str, float]:
+    def memory_mb(self) -> dict[str, float]:
         """Resident memory summed over the API's processes, and proportional (shared pages split)."""
         rss = sum(rss_mb(pid) for pid in self.pids)
         pss = 0.0
@@ -163,11 +169,76 @@ class ApiUnderTest:
             self.p.stop_worker(proc)
 
     def log(self) -> str:
-        return self.p.worker_log(f"api-{self.runs}")
+        return self.p.worker_log(self.log_name)
 
 
-def run_api_bench(n: int, seconds: float, connections: list[int], routes: list[str], processes: int = 1,
-                  tail_share: float = 0.01) -> dict[str, Any]:
+@dataclass
+class Workload:
+    """What every API of one bench is measured with."""
+
+    codes: np.ndarray  # banked, content ids 1..n
+    checked: np.ndarray  # queries whose answers are compared with the index's
+    script: Path
+    paths: dict[str, Path]  # route -> its request paths (random codes)
+    seconds: float
+    connections: list[int]
+    tail_share: float
+
+
+def measure(p: BenchPipeline, api: ApiUnderTest, work: Workload, rng: np.random.Generator) -> dict[str, Any]:
+    """One API: cold start, wrk runs, memory, checked answers; then a restart after bank changes."""
+    n = len(work.codes)
+    cold_s = api.start()
+    log(f"{api.name}: ready after {cold_s:,.1f}s (cold, {n:,} signals read from the topic)")
+    first = next(iter(work.paths.values()))
+    probe = f"{api.url}{first.read_text().split(chr(10), 1)[0]}"
+    while True:  # the first lookups may compile the index's kernels
+        try:
+            get_json(probe)
+            break
+        except (urllib.error.URLError, TimeoutError):
+            time.sleep(1)
+    drive(api.url, first, work.script, max(work.connections), 5, api.pids)  # warm-up
+    runs = []
+    for route, paths in work.paths.items():
+        for c in work.connections:
+            run = {"api": api.name, "route": route, **drive(api.url, paths, work.script, c, work.seconds, api.pids)}
+            runs.append(run)
+            log(f"{api.name}: {route} c={c}: {run['requests_per_s']:,}/s, p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, "
+                f"api {run['api_cores']} cores ({run['api_cpu_us_per_request']} us/request), wrk {run['wrk_cores']}")
+    memory = api.memory_mb()
+    answers = [get_json(f"{api.url}/m/raw_lookup?signal_type=pdq&include_distance=true&signal={q.tobytes().hex()}")
+               for q in work.checked]
+    api.stop()
+
+    tail = max(int(n * work.tail_share), 2)
+    fresh = rng.integers(0, 256, (tail // 2, 32), dtype=np.uint8)
+    first_id = n + 1 + int(rng.integers(0, 10**9))
+    for i, code in enumerate(fresh):
+        p.client.produce(T.BANK_SIGNALS, *bank_signal_record("BENCH", first_id + i, "pdq", code.tobytes().hex()))
+    removed = rng.choice(n, tail - len(fresh), replace=False)
+    for i in removed:
+        key, _ = bank_signal_record("BENCH", int(i) + 1, "pdq", work.codes[i].tobytes().hex())
+        p.client.produce(T.BANK_SIGNALS, key, None)
+    p.client.flush(600)
+    restart_s = api.start()
+    log(f"{api.name}: ready again after {restart_s:,.1f}s ({tail:,} bank changes while it was down)")
+    loaded = [ln for ln in api.log().splitlines() if "loaded from snapshot" in ln]
+    new_hits = get_json(f"{api.url}/m/raw_lookup?signal_type=pdq&signal={fresh[-1].tobytes().hex()}")["matches"]
+    gone_hits = get_json(f"{api.url}/m/raw_lookup?signal_type=pdq&signal={work.codes[removed[0]].tobytes().hex()}")["matches"]
+    api.stop()
+    return {
+        "runs": runs, **memory, "ready_cold_s": round(cold_s, 1), "ready_after_restart_s": round(restart_s, 1),
+        "changes_while_down": tail, "snapshot_log": loaded[-1] if loaded else None,
+        "new_signal_found": first_id + len(fresh) - 1 in new_hits, "removed_signal_gone": int(removed[0]) + 1 not in gone_hits,
+        "answers": answers,
+    }
+
+
+def run_api_bench(n: int, seconds: float, connections: list[int], routes: list[str], processes: list[int],
+                  tail_share: float = 0.01, sources: list[Path] | None = None) -> dict[str, Any]:
+    """The API with each count of `processes`, then the API of each of `sources` (other checkouts,
+    one process: a before/after comparison on one machine), on the same bank and queries."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk; the Makefile's setup does it)")
     rng = np.random.default_rng(5)
@@ -182,67 +253,34 @@ def run_api_bench(n: int, seconds: float, connections: list[int], routes: list[s
         hexes = [q.tobytes().hex() for q in queries]
         for route in routes:
             (p.dir / f"{route}.paths").write_text("".join(ROUTES[route].format(h) + "\n" for h in hexes))
-
-        api = ApiUnderTest(p, free_port(), processes)
-        cold_s = api.start()
-        log(f"api: ready after {cold_s:,.1f}s (cold, {n:,} signals read from the topic)")
-        drive(api.url, p.dir / f"{routes[0]}.paths", script, max(connections), 3, api.pids)  # warm-up
-        runs = []
-        for route in routes:
-            for c in connections:
-                run = {"route": route, **drive(api.url, p.dir / f"{route}.paths", script, c, seconds, api.pids)}
-                runs.append(run)
-                log(f"api: {route} c={c}: {run['requests_per_s']:,}/s, p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, "
-                    f"api {run['api_cores']} cores, wrk {run['wrk_cores']}")
-        memory = api.rss_mb()
-        answers = [get_json(f"{api.url}/m/raw_lookup?signal_type=pdq&include_distance=true&signal={q.tobytes().hex()}")
-                   for q in checked]
-
-        api.stop()
-        tail = int(n * tail_share)
-        fresh = rng.integers(0, 256, (max(tail // 2, 1), 32), dtype=np.uint8)
-        for i, code in enumerate(fresh):
-            p.client.produce(T.BANK_SIGNALS, *bank_signal_record("BENCH", n + i + 1, "pdq", code.tobytes().hex()))
-        removed = rng.choice(n, max(tail - len(fresh), 1), replace=False)
-        for i in removed:
-            key, _ = bank_signal_record("BENCH", int(i) + 1, "pdq", codes[i].tobytes().hex())
-            p.client.produce(T.BANK_SIGNALS, key, None)
-        p.client.flush(600)
-        restart_s = api.start()
-        log(f"api: ready again after {restart_s:,.1f}s ({len(fresh) + len(removed):,} bank changes while it was down)")
-        loaded = [ln for ln in api.log().splitlines() if "loaded from snapshot" in ln]
-        after = {
-            "new_signal_found": get_json(f"{api.url}/m/raw_lookup?signal_type=pdq&signal={fresh[-1].tobytes().hex()}")
-            ["matches"] == [n + len(fresh)],
-            "removed_signal_gone": int(removed[0]) + 1 not in get_json(
-                f"{api.url}/m/raw_lookup?signal_type=pdq&signal={codes[removed[0]].tobytes().hex()}")["matches"],
-        }
-        api.stop()
+        work = Workload(codes, checked, script, {r: p.dir / f"{r}.paths" for r in routes}, seconds, connections,
+                        tail_share)
+        apis = [ApiUnderTest(p, f"api-{k}p", k) for k in processes]
+        apis += [ApiUnderTest(p, f"api-from-{source.name}", 1, source) for source in sources or []]
+        measured = {api.name: measure(p, api, work, rng) for api in apis}
 
         log("index: the same codes and queries, batches of 1,000, one core (its own process) ...")
         index = run_peer("hma-streams", p.dir, len(checked) + len(queries), [31])
-        truth = [sorted((cid + 1, d) for cid, d in hits) for hits in index["hits"]["31"][:len(checked)]]
-        mine = [sorted((int(m["bank_content_id"]), int(m["distance"])) for m in a["matches"]) for a in answers]
-        exact = sum(a == b for a, b in zip(mine, truth))
-    best = max(r["requests_per_s"] for r in runs)
+    truth = [sorted((cid + 1, d) for cid, d in hits) for hits in index["hits"]["31"][:len(checked)]]
+    for m in measured.values():
+        mine = [sorted((int(h["bank_content_id"]), int(h["distance"])) for h in a["matches"]) for a in m.pop("answers")]
+        m["answers_identical_to_index"] = sum(a == b for a, b in zip(mine, truth))
+        m["http_vs_index"] = round(max(r["requests_per_s"] for r in m["runs"]) / index["lookups_per_s"], 2)
     return {
-        "banked_signals": n, "machine": machine(), "api_processes": processes, "seconds_per_run": seconds,
-        "runs": runs, **memory,
-        "ready_cold_s": round(cold_s, 1), "ready_after_restart_s": round(restart_s, 1),
-        "changes_while_down": len(fresh) + len(removed), "snapshot_log": loaded[-1] if loaded else None, **after,
-        "index_lookups_per_s": round(index["lookups_per_s"]),
-        "http_vs_index": round(best / index["lookups_per_s"], 2),
-        "answers_checked": len(checked), "answers_identical_to_index": exact,
-        "checked_with_hits": sum(1 for t in truth if t),
+        "banked_signals": n, "machine": machine(), "seconds_per_run": seconds,
+        "index_lookups_per_s": round(index["lookups_per_s"]), "answers_checked": len(checked),
+        "checked_with_hits": sum(1 for t in truth if t), "apis": measured,
     }
 
 
 def markdown(report: dict[str, Any]) -> str:
-    cols = ["route", "connections", "requests_per_s", "p50_ms", "p99_ms", "max_ms", "errors", "non_2xx",
+    cols = ["api", "route", "connections", "requests_per_s", "p50_ms", "p99_ms", "max_ms", "errors", "non_2xx",
             "api_cores", "api_cpu_us_per_request", "wrk_cores"]
-    lines = [f"N = {report['banked_signals']:,}; API processes: {report['api_processes']}; machine: {report['machine']}", "",
+    lines = [f"N = {report['banked_signals']:,}; machine: {report['machine']}", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(run[c]) for c in cols) + " |" for run in report["runs"]]
-    rest = {k: v for k, v in report.items() if k not in ("runs", "machine")}
+    for m in report["apis"].values():
+        lines += ["| " + " | ".join(str(run[c]) for c in cols) + " |" for run in m["runs"]]
+    rest = {k: v for k, v in report.items() if k not in ("apis", "machine")}
+    rest["apis"] = {name: {k: v for k, v in m.items() if k != "runs"} for name, m in report["apis"].items()}
     lines += ["", "```json", json.dumps(rest, indent=2), "```"]
     return "\n".join(lines)

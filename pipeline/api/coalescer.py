@@ -19,11 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.config import Settings
-from pipeline.matching import judge_batch, lookup_batch_on
+from pipeline.matching import judge_batch, lookup_batch, lookup_batch_on
 from pipeline.state.bank_view import BankView
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 512  # lookups per index search; more wait for the next one
+# A lone lookup is searched on the event loop itself: handing it to the index thread and back costs
+# more than the search saves the loop, and requests arriving meanwhile form the next batch anyway.
+ALONE = 1
 
 
 @dataclass
@@ -82,10 +85,13 @@ class LookupCoalescer:
                 pending.answer.set_result(record)
 
     async def _search(self, part: list[_Pending], sample: bool) -> list[dict[str, Any]]:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="api-index")
         hashed = [p.hashed for p in part]
-        records, hits = await lookup_batch_on(self._executor, hashed, self.view, self.settings, sample)
+        if len(part) <= ALONE:
+            records, hits = lookup_batch(hashed, self.view, self.settings, sample)
+        else:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="api-index")
+            records, hits = await lookup_batch_on(self._executor, hashed, self.view, self.settings, sample)
         self.batches += 1
         self.lookups += len(part)
         return judge_batch(records, hits, self.view, sample=sample)

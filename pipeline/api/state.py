@@ -62,6 +62,10 @@ class ApiState:
         self.bank_view.start_stale_watch()
         await self._recent.start()
         self._feeding = asyncio.create_task(self._feed_forever(), name="api-recent")
+        if self.bank_view.loaded_at is not None:
+            # one of several processes on one port: it takes connections once it has read the
+            # tail (the port is bound after start), so a lookup never reaches one not yet ready
+            await self.bank_view.ready()
 
     async def _feed_forever(self) -> None:
         while True:

@@ -127,7 +127,8 @@ class BankViewService:
                     "age_s": round(time.time() - snap.created_at), "positions": snap.positions})
                 positions = snap.positions
         if positions is not None:
-            self._snapshot_positions = dict(positions)
+            # a view loaded by another process: the snapshot it came from may be behind, save once caught up
+            self._snapshot_positions = dict(positions) if self.loaded_at is None else {}
             follower = CompactedTopicFollower(self.settings, self.topics, self._apply, name=self.name,
                                               start_positions=positions)
             try:
@@ -170,16 +171,18 @@ class BankViewService:
             "signals": self.view.signal_count(), "seconds": round(time.monotonic() - started, 1),
             "path": str(self.snapshot_path)})
 
-    async def stop(self) -> None:
-        """Stop following; the worker's view is saved first (a failed save does not stop the shutdown)."""
+    async def stop(self, save: bool = True) -> None:
+        """Stop following; the view is saved first if it has a snapshot path and `save` (a failed
+        save does not stop the shutdown)."""
         for task in self._tasks:
             task.cancel()
         if self.follower is None:
             return
-        try:
-            await self.save_snapshot()
-        except Exception:
-            log.exception("view snapshot not saved at shutdown")
+        if save:
+            try:
+                await self.save_snapshot()
+            except Exception:
+                log.exception("view snapshot not saved at shutdown")
         await self.follower.stop()
 
 
@@ -192,10 +195,10 @@ class LoadedView:
 
 
 async def load_view(settings: Settings, snapshot_path: Path | None) -> LoadedView:
-    """A view caught up with the topics (from the snapshot, then the tail), its reader stopped and
-    the snapshot saved if it moved, no thread of its own left: for processes forked to share it."""
+    """A view caught up with the topics (from the snapshot, then the tail), its reader stopped,
+    no thread of its own left: for processes forked to share it (the first of them saves it)."""
     service = BankViewService(settings, BankView(), "view-loader", snapshot_path=snapshot_path)
     await service.ready()
-    await service.stop()
+    await service.stop(save=False)
     service.view.settle()
     return LoadedView(service.view, dict(service.positions))
