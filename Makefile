@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEBS   := g++ make pkg-config openjdk-17-jre-headless maven \
           libavcodec-dev libavformat-dev libavdevice-dev libavfilter-dev libswscale-dev libswresample-dev libavutil-dev \
-          chromium
+          chromium wrk
 
 .PHONY: run test setup system-deps kafka-jars bench clean
 
@@ -20,10 +20,10 @@ test: setup
 setup: system-deps $(STAMP) kafka-jars
 
 # Build tools for the packages that compile from source (pdqhash; vpdq against FFmpeg),
-# Java and Maven for the broker; Chromium for the browser tests of the web UI.
+# Java and Maven for the broker; Chromium for the browser tests of the web UI; wrk for `hmas bench api`.
 system-deps:
 	@missing=""; \
-	for tool in g++ pkg-config java mvn chromium; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	for tool in g++ pkg-config java mvn chromium wrk; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
 	pkg-config --exists libavcodec libavformat libswscale 2>/dev/null || missing="$$missing ffmpeg-dev"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for:$$missing"; \
