@@ -227,6 +227,8 @@ def measure(p: BenchPipeline, api: ApiUnderTest, work: Workload, rng: np.random.
     new_hits = get_json(f"{api.url}/m/raw_lookup?signal_type=pdq&signal={fresh[-1].tobytes().hex()}")["matches"]
     gone_hits = get_json(f"{api.url}/m/raw_lookup?signal_type=pdq&signal={work.codes[removed[0]].tobytes().hex()}")["matches"]
     api.stop()
+    log(f"{api.name}: {memory['rss_mb']:,} MB resident ({memory['pss_mb']:,} MB proportional), new signal found: "
+        f"{first_id + len(fresh) - 1 in new_hits}, removed one gone: {int(removed[0]) + 1 not in gone_hits}")
     return {
         "runs": runs, **memory, "ready_cold_s": round(cold_s, 1), "ready_after_restart_s": round(restart_s, 1),
         "changes_while_down": tail, "snapshot_log": loaded[-1] if loaded else None,
