@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEBS   := g++ make pkg-config openjdk-17-jre-headless maven \
           libavcodec-dev libavformat-dev libavdevice-dev libavfilter-dev libswscale-dev libswresample-dev libavutil-dev \
-          chromium ffmpeg postgresql
+          chromium ffmpeg postgresql wrk
 
 # Go-built checkers for the monitoring files and the Helm chart (tests/test_monitoring.py,
 # tests/test_helm.py), built once into .tools/bin from the Go module proxy.
@@ -28,10 +28,10 @@ setup: system-deps $(STAMP) kafka-jars
 # Build tools for the packages that compile from source (pdqhash; vpdq against FFmpeg),
 # Java and Maven for the broker; Chromium for the browser tests of the web UI; the ffmpeg command
 # for the tests' edited copies of videos; PostgreSQL's server for the tests of
-# `hmas migrate from-hma` (they start a throwaway server; no Docker).
+# `hmas migrate from-hma` (they start a throwaway server; no Docker); wrk for `hmas bench api`.
 system-deps:
 	@missing=""; \
-	for tool in g++ pkg-config java mvn chromium ffmpeg ffprobe; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	for tool in g++ pkg-config java mvn chromium ffmpeg ffprobe wrk; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
 	pkg-config --exists libavcodec libavformat libswscale 2>/dev/null || missing="$$missing ffmpeg-dev"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \

@@ -95,6 +95,9 @@ class Settings:
     api_hash_rate: float = 20.0
     api_dev_routes: bool = False  # upstream's /dev routes (factory reset, seeding); never in production
     index_stale_s: float = 65.0  # /status answers INDEX-STALE when the view lags longer (as upstream)
+    # Server processes of one `hmas api`, forked once the bank view is loaded so that they share
+    # it, all on one port (SO_REUSEPORT; pipeline/api/serve.py).
+    api_processes: int = 1
 
     # Content fetching (connectors/fetch.py).
     fetch_timeout_s: float = 10.0

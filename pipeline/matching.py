@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections import defaultdict
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -93,6 +95,19 @@ def lookup_batch(
     plan = plan_lookups(hashed, view, settings, sample)
     with view.pinned():
         return plan.records, collect_hits(view, plan, search_plan(view, plan))
+
+
+async def lookup_batch_on(
+    executor: Executor, hashed: Sequence[dict[str, Any]], view: BankView, settings: Settings, sample: bool = True
+) -> tuple[list[dict[str, Any]], list[list[Hit]]]:
+    """lookup_batch, with the index searches on `executor` (one thread): the event loop keeps
+    serving while the compiled kernels (which release the GIL) search on the other core."""
+    plan = plan_lookups(hashed, view, settings, sample)
+    if not plan.queries:
+        return plan.records, [[] for _ in plan.records]
+    with view.pinned():
+        found = await asyncio.get_running_loop().run_in_executor(executor, search_plan, view, plan)
+        return plan.records, collect_hits(view, plan, found)
 
 
 def judge_batch(

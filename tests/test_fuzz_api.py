@@ -10,13 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 from pipeline.admin import ensure_topics
-from pipeline.api.app import create_api
+from pipeline.api.app import ROUTES_KEY, create_api
 from pipeline.config import Settings
 from tests.pipeline_env import InProcessApi, pipeline_env, settings_from
 
 pytestmark = pytest.mark.kafka
 
-ROUTES = sorted((route.method, route.path, route.params) for route in create_api(Settings())["route_table"].values())
+ROUTES = sorted((route.method, route.path, route.params) for route in create_api(Settings())[ROUTES_KEY].values())
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
 ANY_JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
     st.sampled_from(["name", "pdq", "md5", "signal", "signal_type", "url", "enabled", "enabled_ratio", "distances",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from pipeline.config import Settings
 
@@ -51,6 +52,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--signals", type=int, default=1_000_000, help="upstream content items of one PDQ signal each")
     p.add_argument("--batch", type=int, default=10_000, help="content items per acknowledged batch")
     p.set_defaults(handler=migrate)
+
+    p = _bench_with_bank(bsub, "api", api, "lookups/s through the HTTP API (wrk) beside the index's own rate")
+    p.add_argument("--seconds", type=float, default=20, help="length of each wrk run")
+    p.add_argument("--connections", default="4,16,64", help="wrk connections, one run each (comma-separated)")
+    p.add_argument("--routes", default="raw_lookup,lookup", help="routes driven (raw_lookup, lookup)")
+    p.add_argument("--processes", default="1", help="API server processes (HMAS_API_PROCESSES), comma-separated: one API each")
+    p.add_argument("--tail", type=float, default=0.01, help="share of the bank changed while the API is down")
+    p.add_argument("--compare", action="append", default=[], metavar="CHECKOUT",
+                   help="also measure the API of another checkout of this project, on the same bank (repeatable)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
 
     p = bsub.add_parser("replay", help="records/s of hmas replay over hma.hashes (starts its own broker)")
     p.add_argument("--n", type=int, default=200_000)
@@ -122,4 +133,13 @@ def restart(args: argparse.Namespace, settings: Settings) -> int:
     from ops.bench.restart_bench import run_restart_bench
 
     print(json.dumps(run_restart_bench(args.n, args.tail, args.kill), indent=2))
+    return 0
+
+
+def api(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.bench.api_bench import markdown, run_api_bench
+
+    report = run_api_bench(args.n, args.seconds, [int(c) for c in args.connections.split(",")],
+                           args.routes.split(","), [int(k) for k in args.processes.split(",")], args.tail, [Path(c) for c in args.compare])
+    print(json.dumps(report, indent=2) if args.json else markdown(report))
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
@@ -23,10 +24,12 @@ from pipeline.config import Settings
 log = logging.getLogger(__name__)
 
 STATE_KEY = web.AppKey("state", ApiState)
+ROUTES_KEY = web.AppKey("routes", dict)  # aiohttp's route -> ours (one dict lookup per request)
 
 
-def create_api(settings: Settings) -> web.Application:
-    state = ApiState(settings)
+def create_api(settings: Settings, state: ApiState | None = None) -> web.Application:
+    """The application over `state` (by default a new one of its own)."""
+    state = state if state is not None else ApiState(settings)
     metrics.set_process_role("api")
     app = web.Application(
         middlewares=[_errors, _auth(ApiTokens.from_settings(settings), bool(settings.api_open_reads)),
@@ -44,9 +47,7 @@ def create_api(settings: Settings) -> web.Application:
                        role=PUBLIC))
     table.append(Route("GET", "/openapi.json", lambda r: _openapi(table), "This document", "Core", role=PUBLIC))
     table.append(Route("GET", "/metrics", _prometheus, "Prometheus metrics (docs/metrics.md)", "Core", role=PUBLIC))
-    for route in table:
-        app.router.add_route(route.method, route.path, route.handler)
-    app["route_table"] = {(r.method, r.path): r for r in table}
+    app[ROUTES_KEY] = {app.router.add_route(r.method, r.path, r.handler): r for r in table}
     ui_pages.setup(app, state)
     app.on_startup.append(lambda _: state.start())
     app.on_cleanup.append(lambda _: state.stop())
@@ -83,9 +84,7 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
 
 
 def _route_of(request: web.Request) -> Route | None:
-    info = request.match_info.route.resource
-    canonical = info.canonical if info is not None else request.path
-    return request.app["route_table"].get((request.method, canonical))
+    return request.app[ROUTES_KEY].get(request.match_info.route)
 
 
 CLIENT_KEY = web.RequestKey("client", str)  # the request's client for rate limits: its token's digest, or its address
@@ -144,5 +143,16 @@ async def _metrics(request: web.Request, handler) -> web.StreamResponse:
         status = exc.status
         raise
     finally:
-        metrics.API_REQUESTS.labels(name, str(status)).inc()
-        metrics.API_REQUEST_SECONDS.labels(name).observe(time.perf_counter() - start)
+        _counted(name, status).inc()
+        _timed(name).observe(time.perf_counter() - start)
+
+
+@functools.lru_cache(maxsize=4096)
+def _counted(route: str, status: int):
+    """The labelled counter of a route and status, looked up once (labels() costs a lock and a hash)."""
+    return metrics.API_REQUESTS.labels(route, str(status))
+
+
+@functools.lru_cache(maxsize=1024)
+def _timed(route: str):
+    return metrics.API_REQUEST_SECONDS.labels(route)

@@ -9,7 +9,7 @@ upstream's does.
 
 from __future__ import annotations
 
-import secrets
+import random
 from typing import Any
 
 from aiohttp import web
@@ -20,15 +20,15 @@ from pipeline.api.limits import HASH, LOOKUP
 from pipeline.api.state import ApiState
 from pipeline.clock import now_ms
 from pipeline.guard import MATCH
-from pipeline.matching import match_batch
 from pipeline.signal_types import SIGNAL_TYPES
 
 
-def lookup_hits(
+async def lookup_hits(
     state: ApiState, signals: dict[str, str], banks: set[str] | None, content_id: str, sample: bool = True
 ) -> dict[str, list[dict]]:
     """Hits per signal type, from one synthetic hashed upload with this content id (`sample=False`:
-    upstream's bypass_coinflip, every fractional enabled_ratio keeps it)."""
+    upstream's bypass_coinflip, every fractional enabled_ratio keeps it), searched together with
+    the lookups of concurrent requests (pipeline/api/coalescer.py)."""
     if not state.ready:
         raise ApiError(503, "index not yet ready")
     hashed = {
@@ -36,7 +36,7 @@ def lookup_hits(
         "signals": {kind: {"value": value, "quality": None} for kind, value in signals.items()},
         "hashed_at": now_ms(),
     }
-    [record] = match_batch([hashed], state.view, state.settings, sample=sample)
+    record = await state.lookups.match(hashed, sample=sample)
     out: dict[str, list[dict]] = {kind: [] for kind in signals}
     for hit in record["matches"]:
         if banks is None or hit["bank"] in banks:
@@ -69,7 +69,7 @@ def _banks_param(request: web.Request) -> set[str] | None:
 
 def _content_id(request: web.Request) -> str:
     """Upstream's `seed` (a content id, for a coin that decides the same way again), or a fresh one."""
-    return request.query.get("seed") or f"lookup-{secrets.token_hex(8)}"
+    return request.query.get("seed") or f"lookup-{random.getrandbits(64):016x}"  # a coin, not a secret
 
 
 def _plain(signals: dict[str, Any]) -> dict[str, str]:
@@ -81,25 +81,25 @@ def routes(state: ApiState) -> list[Route]:
         banks = _banks_param(request)
         if request.query.get("url"):
             signals = _plain(await signals_of_url(request.query["url"], request.query.get("content_type"), state.settings))
-            hits = lookup_hits(state, signals, banks, _content_id(request))
+            hits = await lookup_hits(state, signals, banks, _content_id(request))
             return reply({kind: by_bank(h) for kind, h in hits.items()})
         kind, value = request.query.get("signal_type"), request.query.get("signal")
         if not kind or not value:
             raise ApiError(400, "Either url or both signal and signal_type are required")
         value = checked_signal(kind, value)
-        return reply(by_bank(lookup_hits(state, {kind: value}, banks, _content_id(request))[kind]))
+        return reply(by_bank((await lookup_hits(state, {kind: value}, banks, _content_id(request)))[kind]))
 
     async def lookup_post(request: web.Request) -> web.Response:
         data, filename, _ = await uploaded_file(request)
         signals = _plain(await signals_of_bytes(data, filename, request.query.get("content_type")))
         bypass = flag(request, "bypass_coinflip")  # upstream's POST honours it, its GET does not
-        hits = lookup_hits(state, signals, _banks_param(request), _content_id(request), sample=not bypass)
+        hits = await lookup_hits(state, signals, _banks_param(request), _content_id(request), sample=not bypass)
         return reply({kind: by_bank(h) for kind, h in hits.items()})
 
     async def raw_lookup(request: web.Request) -> web.Response:
         kind = query(request, "signal_type")
         value = checked_signal(kind, query(request, "signal"))
-        hits = lookup_hits(state, {kind: value}, _banks_param(request), _content_id(request))[kind]
+        hits = (await lookup_hits(state, {kind: value}, _banks_param(request), _content_id(request)))[kind]
         if flag(request, "include_distance"):
             return reply({"matches": [match_with_distance(h) for h in hits]})
         return reply({"matches": [h["bank_content_id"] for h in hits]})

@@ -57,6 +57,9 @@ class PdqSignalIndex:
     def stats(self) -> dict[str, int]:
         return self._index.stats()
 
+    def wait_for_merges(self) -> None:
+        self._index.wait_for_merges()
+
     def export(self) -> dict[str, np.ndarray]:
         codes, ids = self._index.live()
         return {"codes": codes, "ids": ids}

@@ -153,6 +153,9 @@ class VpdqFrameIndex:
     def stats(self) -> dict[str, int]:
         return {"videos": len(self._value_of), "frames": len(self._video_of)}
 
+    def wait_for_merges(self) -> None:
+        self._frames.wait_for_merges()
+
     def export(self) -> dict[str, np.ndarray]:
         with self._lock:
             ids = np.fromiter(self._value_of.keys(), dtype=np.int64, count=len(self._value_of))

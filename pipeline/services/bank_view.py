@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -31,11 +32,15 @@ WATCH_EVERY_S = 5.0  # how often the view's lag behind its topics is measured
 
 class BankViewService:
     def __init__(self, settings: Settings, view: BankView, name: str, snapshot_path: Path | None = None,
-                 listeners: Mapping[T.TopicSpec, ApplyBatch] | None = None, log_stats: bool = False) -> None:
+                 listeners: Mapping[T.TopicSpec, ApplyBatch] | None = None, log_stats: bool = False,
+                 loaded_at: Mapping[str, int] | None = None) -> None:
         """`snapshot_path`: where the view is saved every HMAS_VIEW_SNAPSHOT_INTERVAL_S (None: never).
-        `listeners`: also given the records of a topic, after the view applied them (if it follows it)."""
+        `listeners`: also given the records of a topic, after the view applied them (if it follows it).
+        `loaded_at`: the view already holds the view topics up to these positions (a view loaded
+        by a parent process before it forked): follow on from there, read no snapshot."""
         self.settings = settings
         self.view = view
+        self.loaded_at = dict(loaded_at) if loaded_at is not None else None
         self.name = name
         self.snapshot_path = snapshot_path if settings.view_snapshot_interval_s > 0 else None
         self.listeners = dict(listeners or {})
@@ -130,18 +135,21 @@ class BankViewService:
 
     async def _start_follower(self) -> CompactedTopicFollower:
         started = time.monotonic()
-        snap = None
-        if self.snapshot_path is not None:
+        positions = self.loaded_at
+        if positions is None and self.snapshot_path is not None:
             snap = await asyncio.to_thread(read_snapshot, self.snapshot_path, self.settings, self._view_topics)
-        if snap is not None:
-            await asyncio.to_thread(self.view.load, snap.arrays, snap.meta)
-            log.info("bank view loaded from snapshot", extra={
-                "signals": self.view.signal_count(), "seconds": round(time.monotonic() - started, 1),
-                "age_s": round(time.time() - snap.created_at), "positions": snap.positions})
-            self._snapshot_positions = dict(snap.positions)
-            self._snapshot_current_at = snap.created_at
+            if snap is not None:
+                await asyncio.to_thread(self.view.load, snap.arrays, snap.meta)
+                log.info("bank view loaded from snapshot", extra={
+                    "signals": self.view.signal_count(), "seconds": round(time.monotonic() - started, 1),
+                    "age_s": round(time.time() - snap.created_at), "positions": snap.positions})
+                positions = snap.positions
+                self._snapshot_current_at = snap.created_at
+        if positions is not None:
+            # a view loaded by another process: the snapshot it came from may be behind, save once caught up
+            self._snapshot_positions = dict(positions) if self.loaded_at is None else {}
             follower = CompactedTopicFollower(self.settings, self.topics, self._apply, name=self.name,
-                                              start_positions=snap.positions)
+                                              start_positions=positions)
             try:
                 await follower.start()
                 return follower
@@ -189,15 +197,35 @@ class BankViewService:
             "signals": self.view.signal_count(), "seconds": round(time.monotonic() - started, 1),
             "path": str(self.snapshot_path)})
 
-    async def stop(self) -> None:
-        """Stop following; the worker's view is saved first (a failed save does not stop the shutdown)."""
+    async def stop(self, save: bool = True) -> None:
+        """Stop following; the view is saved first if it has a snapshot path and `save` (a failed
+        save does not stop the shutdown)."""
         for task in self._tasks:
             task.cancel()
         metrics.STATE.remove_source("bank_view", self.metric_families)
         if self.follower is None:
             return
-        try:
-            await self.save_snapshot()
-        except Exception:
-            log.exception("view snapshot not saved at shutdown")
+        if save:
+            try:
+                await self.save_snapshot()
+            except Exception:
+                log.exception("view snapshot not saved at shutdown")
         await self.follower.stop()
+
+
+@dataclass(frozen=True)
+class LoadedView:
+    """A bank view that holds the view topics up to `positions`, nothing following it."""
+
+    view: BankView
+    positions: dict[str, int]
+
+
+async def load_view(settings: Settings, snapshot_path: Path | None) -> LoadedView:
+    """A view caught up with the topics (from the snapshot, then the tail), its reader stopped,
+    no thread of its own left: for processes forked to share it (the first of them saves it)."""
+    service = BankViewService(settings, BankView(), "view-loader", snapshot_path=snapshot_path)
+    await service.ready()
+    await service.stop(save=False)
+    service.view.settle()
+    return LoadedView(service.view, dict(service.positions))

@@ -420,6 +420,14 @@ class BankView:
                 out[f"index_{self.rows.kind_names[kind]}"] = stats()
         return out
 
+    def settle(self) -> None:
+        """Wait until no index works in the background (merges): before a process forks, so that
+        no thread is holding an index's lock."""
+        for index in self._indices.values():
+            wait = getattr(index, "wait_for_merges", None)
+            if wait is not None:
+                wait()
+
     def signal_count(self, kind: str | None = None) -> int:
         if kind is None:
             return self._live
