@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from connectors.hma.migration import Migration
-from connectors.hma.source import PostgresSource, SourceError
+from connectors.hma.source import PostgresSource
 from ops.bench.migrate_bench import check_every_signal_matches, create_upstream_schema, fill_random_content
 from pipeline import topics as T
 from pipeline.banks import bank_signal_key
