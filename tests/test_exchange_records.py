@@ -53,12 +53,12 @@ def test_ncmec_records_become_bank_content_items_updated_and_removed():
 
     # the same record without a signal it converts to: its signal is removed
     gone = {"e1": bank.convert("e1", ncmec_entry("e1", None))}
-    assert bank.writes(gone, iter(())) == [(T.BANK_SIGNALS, key, None)] and bank.records == {}
+    assert bank.writes(gone, iter(())) == [(T.BANK_SIGNALS, key, None)] and bank.record_ids() == []
 
     # loading what the bank holds, then a deletion (None)
     reloaded = BankOfExchange("NCMEC", NCMECSignalExchangeAPI, collab_config(record))
     reloaded.load([(key, value), ("OTHER/pdq/1", {**value, "bank": "OTHER"})])
-    assert list(reloaded.records) == ["e1"]
+    assert reloaded.record_ids() == ["e1"]
     assert reloaded.writes({"e1": reloaded.convert("e1", None)}, iter(())) == [(T.BANK_SIGNALS, key, None)]
 
 
@@ -85,3 +85,21 @@ def test_credentials_are_sealed_on_the_topic():
 def test_errors_are_redacted():
     text = redacted(RuntimeError("GET https://graph.facebook.com/x?access_token=1234|abcd&limit=5 failed"))
     assert "abcd" not in text and "limit=5" in text
+
+
+def test_the_held_map_follows_topic_order_and_a_full_fetch_removes_what_it_did_not_see(tmp_path):
+    record = exchange_record("NCMEC", "ncmec", NCMEC_API_JSON)
+    bank = BankOfExchange("NCMEC", NCMECSignalExchangeAPI, collab_config(record), tmp_path)
+    fetched = {"e1": ncmec_entry("e1", MD5), "e2": ncmec_entry("e2", "b" * 32)}
+    writes = bank.writes({record_id(k): bank.convert(k, v) for k, v in fetched.items()}, iter([1, 2]))
+    [key1, key2] = [key for _, key, _ in writes]
+    assert len(bank) == 2
+
+    reloaded = BankOfExchange("NCMEC", NCMECSignalExchangeAPI, collab_config(record), tmp_path)
+    reloaded.load([(key, value) for _, key, value in writes] + [(key2, None)])  # e2 removed later in the topic
+    assert reloaded.record_ids() == ["e1"] and len(reloaded) == 1
+    reloaded.saw(["e3"])
+    assert reloaded.removals() == [(T.BANK_SIGNALS, key1, None)] and len(reloaded) == 0
+    bank.close()
+    reloaded.close()
+    assert list(tmp_path.iterdir()) == []

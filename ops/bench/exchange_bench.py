@@ -32,6 +32,13 @@ PROBE_EVERY_S = 0.05
 EXCHANGE = "RANDOM"
 
 
+def cpu_s(pid: int) -> float:
+    """User and system CPU seconds of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def memory_kb(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM (peak resident) of a process, in kB."""
     out = {}
@@ -92,21 +99,20 @@ def run_exchange_bench(n: int, match: bool = True, seed: int = 7) -> dict[str, A
                                    stdout=open(p.dir / "fetcher.log", "ab"), stderr=subprocess.STDOUT)
         last_delta = delta_codes(seed, (n - 1) // per_delta, n - (n - 1) // per_delta * per_delta)
         progress = ProgressBar("exchange fetch", n, "signals")
-        peak, rss_at_end, probes, sent = 0, 0, 0, {}
+        peak, rss_at_end, probes, cpu = 0, 0, 0, 0.0
         started = time.time()
         try:
             while True:
                 if fetcher.poll() is not None:
                     raise RuntimeError(f"fetcher exited with {fetcher.returncode}: see {p.dir / 'fetcher.log'}")
-                mem = memory_kb(fetcher.pid)
+                mem, cpu = memory_kb(fetcher.pid), cpu_s(fetcher.pid)
                 peak = max(peak, mem["VmHWM"])
                 done = statuses[-1] if statuses else {}
-                progress.update(done.get("records_last_fetch") or 0)
+                progress.update(done.get("records_last_fetch") or 0, f"fetcher RSS {mem['VmRSS'] // 1024} MB")
                 if done.get("last_fetch_succeeded") is False:
                     raise RuntimeError(f"fetch failed: {done.get('last_error')}")
                 if match and (done.get("records_last_fetch") or 0) >= n - 2 * per_delta:
                     cid = f"probe-{probes}"
-                    sent[cid] = time.time()
                     p.client.produce(T.UPLOADS, cid, new_upload(cid, "photo", signals={"pdq": last_delta[probes % len(last_delta)]}))
                     p.client.flush()
                     probes += 1
@@ -131,6 +137,7 @@ def run_exchange_bench(n: int, match: bool = True, seed: int = 7) -> dict[str, A
             "signals": n, "machine": machine(), "load_average": os.getloadavg(),
             "signals_per_s": final["records_per_s"],
             "fetch_s": round(final["updated_at"] / 1000 - statuses[0]["running_fetch_start_ts"], 1),
+            "fetcher_cpu_s": round(cpu, 1), "signals_per_fetcher_cpu_s": round(n / max(cpu, 1e-3)),
             "fetcher_peak_rss_mb": round(peak / 1024, 1), "fetcher_rss_at_end_mb": round(rss_at_end / 1024, 1),
         }
         if match:

@@ -20,6 +20,7 @@ from threatexchange.signal_type.signal_base import SignalType
 from connectors.exchanges.config import install_exchange_api
 
 API_NAME = "random_pdq"
+PDQ = PdqSignal.get_name()
 
 
 @dataclass
@@ -78,7 +79,8 @@ class RandomPdqExchange(SignalExchangeAPIWithSimpleUpdates[RandomPdqConfig, Rand
             count = min(c.per_delta, c.signals - done)
             codes = delta_codes(c.seed, done // c.per_delta, count)
             done += count
-            updates = {(PdqSignal.get_name(), code): state.FetchedSignalMetadata() for code in codes}
+            meta = state.FetchedSignalMetadata()
+            updates = {(PDQ, code): meta for code in codes}
             yield state.FetchDelta(updates, RandomPdqCheckpoint(done))
 
 

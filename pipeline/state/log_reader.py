@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable, Iterable
+from typing import Awaitable, Callable, Iterable, Iterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException
@@ -195,6 +195,11 @@ def _watermarks(consumer: Consumer, tp: CKTopicPartition, timeout_s: float) -> t
 
 def read_to_end(settings: Settings, spec: TopicSpec, timeout_s: float = 30.0) -> list[Change]:
     """Every record of a compacted topic up to its current end, in order (blocking)."""
+    return list(iter_to_end(settings, spec, timeout_s))
+
+
+def iter_to_end(settings: Settings, spec: TopicSpec, timeout_s: float = 30.0) -> Iterator[Change]:
+    """`read_to_end` as a stream, for topics too large to hold (blocking)."""
     topic = spec.name(settings)
     consumer = Consumer({
         "bootstrap.servers": settings.bootstrap_servers,
@@ -210,7 +215,6 @@ def read_to_end(settings: Settings, spec: TopicSpec, timeout_s: float = 30.0) ->
             if high > low:
                 pending.add(p)
         consumer.assign([CKTopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        changes: list[Change] = []
         while pending:
             msg = consumer.poll(timeout_s)
             if msg is None:
@@ -222,8 +226,7 @@ def read_to_end(settings: Settings, spec: TopicSpec, timeout_s: float = 30.0) ->
                 raise RuntimeError(str(msg.error()))
             change = decode_change(spec, msg.key(), msg.value())
             if change is not None:
-                changes.append(change)
-        return changes
+                yield change
     finally:
         consumer.close()
 
