@@ -9,7 +9,7 @@ from threatexchange.exchanges.impl.ncmec_api import NCMECSignalExchangeAPI
 from threatexchange.exchanges.clients.ncmec.hash_api import NCMECEntryType, NCMECEntryUpdate
 
 from connectors.exchanges.config import (
-    InvalidExchange, collab_config, exchange_api, exchange_json, exchange_record, field_descriptors,
+    FETCHED_SIGNAL_TYPES, InvalidExchange, collab_config, exchange_api, exchange_json, exchange_record, field_descriptors,
 )
 from connectors.exchanges.credentials import CredentialsUnavailable, sealed_record, unsealed, where_to_provide
 from connectors.exchanges.fetcher import redacted
@@ -103,3 +103,24 @@ def test_the_held_map_follows_topic_order_and_a_full_fetch_removes_what_it_did_n
     bank.close()
     reloaded.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_bench_exchange_resumes_from_its_checkpoint_and_converts_like_the_package():
+    from ops.bench.random_exchange import RandomPdqCheckpoint, RandomPdqConfig, RandomPdqExchange, install
+
+    install()
+    api = RandomPdqExchange(RandomPdqConfig(name="RANDOM", api="random_pdq", signals=12, per_delta=5))
+    deltas = list(api.fetch_iter([], None))
+    assert [len(d.updates) for d in deltas] == [5, 5, 2]
+    assert [d.checkpoint.fetched for d in deltas] == [5, 10, 12]
+    [resumed] = api.fetch_iter([], RandomPdqCheckpoint(10))
+    assert resumed.updates.keys() == deltas[2].updates.keys()
+
+    # records whose keys are their signals convert without the package's per-record conversion,
+    # to what that conversion gives
+    bank = BankOfExchange("RANDOM", RandomPdqExchange, api.collab)
+    (kind, code), meta = next(iter(deltas[0].updates.items()))
+    by_package = RandomPdqExchange.naive_convert_to_signal_type(list(FETCHED_SIGNAL_TYPES), api.collab, {(kind, code): meta})
+    assert [(t.get_name(), s) for t, signals in by_package.items() for s in signals] == [(kind, code)]
+    assert list(bank.convert((kind, code), meta)) == [(kind, code)]
+    assert bank.convert(("pdq", "not a hash"), meta) == {} and bank.convert(("sha1", code), meta) == {}
