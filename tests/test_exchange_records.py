@@ -106,9 +106,8 @@ def test_the_held_map_follows_topic_order_and_a_full_fetch_removes_what_it_did_n
 
 
 def test_the_bench_exchange_resumes_from_its_checkpoint_and_converts_like_the_package():
-    from ops.bench.random_exchange import RandomPdqCheckpoint, RandomPdqConfig, RandomPdqExchange, install
+    from ops.bench.random_exchange import RandomPdqCheckpoint, RandomPdqConfig, RandomPdqExchange
 
-    install()
     api = RandomPdqExchange(RandomPdqConfig(name="RANDOM", api="random_pdq", signals=12, per_delta=5))
     deltas = list(api.fetch_iter([], None))
     assert [len(d.updates) for d in deltas] == [5, 5, 2]
