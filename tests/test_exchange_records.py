@@ -13,7 +13,7 @@ from connectors.exchanges.config import (
 )
 from connectors.exchanges.credentials import CredentialsUnavailable, sealed_record, unsealed, where_to_provide
 from connectors.exchanges.fetcher import redacted
-from connectors.exchanges.records import BankOfExchange, _keys_are_signals, record_id
+from connectors.exchanges.records import BankOfExchange, keys_are_signals, record_id
 from pipeline import topics as T
 
 MD5 = "facefacefacefacefacefacefaceface"
@@ -124,4 +124,4 @@ def test_the_bench_exchange_resumes_from_its_checkpoint_and_converts_like_the_pa
     assert list(bank.convert((kind, code), meta)) == [(kind, code)]
     assert bank.convert(("pdq", "not a hash"), meta) == {} and bank.convert(("sha1", code), meta) == {}
     # ThreatExchange's API subclasses the simple-updates APIs with a conversion of its own: it keeps it
-    assert _keys_are_signals(exchange_api("local_file")) and not _keys_are_signals(exchange_api("fb_threatexchange"))
+    assert keys_are_signals(exchange_api("local_file")) and not keys_are_signals(exchange_api("fb_threatexchange"))

@@ -32,7 +32,7 @@ TYPE_NAMES = {stype: stype.get_name() for stype in FETCHED_SIGNAL_TYPES}
 TYPES_BY_NAME = {name: stype for stype, name in TYPE_NAMES.items()}
 
 
-def _keys_are_signals(api_cls: TSignalExchangeAPICls) -> bool:
+def keys_are_signals(api_cls: TSignalExchangeAPICls) -> bool:
     """Whether the API converts as python-threatexchange's simple-updates APIs do: a record's key
     is its (signal type, signal). ThreatExchange's API subclasses them with a conversion of its own."""
     simple = SignalExchangeAPIWithSimpleUpdates.naive_convert_to_signal_type.__func__  # type: ignore[attr-defined]
@@ -61,7 +61,7 @@ class BankOfExchange:
         self.collab = collab
         self.folder = folder
         self._held: HeldRecords | None = None
-        self._simple = _keys_are_signals(api_cls)
+        self._simple = keys_are_signals(api_cls)
         self.rejected = 0  # signals that the bank's signal types do not accept
 
     @property
