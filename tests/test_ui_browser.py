@@ -232,10 +232,10 @@ def test_bad_input_gets_a_message_on_the_page(page, tmp_path):
     page.fill("input[name=url]", f"http://127.0.0.1:{free_port()}/nothing.jpg")
     page.click("button:has-text('Explain')")
     expect(page.get_by_role("alert")).to_contain_text("Failed to fetch URL")
-    text_file = tmp_path / "notes.txt"
-    text_file.write_text("this is not an image")
+    not_an_image = tmp_path / "photo.jpg"  # named like a photo; a text file would be hashed as text
+    not_an_image.write_text("this is not an image")
     page.goto("/ui/match")
-    page.set_input_files("input[name=file]", str(text_file))
+    page.set_input_files("input[name=file]", str(not_an_image))
     page.click("button:has-text('Explain file')")
     expect(page.get_by_role("alert")).to_contain_text("cannot hash")
     page.goto("/ui/compare?left=abc&right=def")

@@ -62,6 +62,12 @@ def exchange_api(name: str) -> TSignalExchangeAPICls:
         raise InvalidExchange(f"No such exchange type '{name}'") from None
 
 
+def install_exchange_api(api_cls: TSignalExchangeAPICls) -> None:
+    """Makes one more SignalExchangeAPI known to this process, as upstream's configurable exchange
+    types do (the exchange bench's random exchange)."""
+    EXCHANGE_APIS[api_cls.get_name()] = api_cls
+
+
 def supports_auth(api_cls: TSignalExchangeAPICls) -> bool:
     return issubclass(api_cls, SignalExchangeWithAuth)
 

@@ -36,7 +36,7 @@ from pipeline.metrics import EXCHANGE_FETCHES, EXCHANGE_LAST_SUCCESS, EXCHANGE_R
 from pipeline.services.content_ids import ContentIds
 from pipeline.services.output import Output, Write, new_producer
 from pipeline.state.bank_view import BankView
-from pipeline.state.log_reader import read_latest, read_to_end
+from pipeline.state.log_reader import iter_to_end, read_latest, read_to_end
 
 log = logging.getLogger(__name__)
 
@@ -197,8 +197,9 @@ class ExchangeFetcher:
         name = record["name"]
         self.last_start_ms[name] = int(time.time() * 1000)
         run: FetchRun | None = None
+        bank = BankOfExchange(name, exchange_api(record["api"]), collab_config(record), self.settings.data_dir)
         try:
-            bank, stored, creds_record, content_id_base = await asyncio.to_thread(self._read_state, record)
+            stored, creds_record, content_id_base = await asyncio.to_thread(self._read_state, record, bank)
             run = FetchRun(record, stored, time.time())
             await self._commit(name, [], run.progress(running_fetch_start_ts=int(run.started)))
             await self._fetch_retrying(run, bank, creds_record, content_id_base)
@@ -213,6 +214,8 @@ class ExchangeFetcher:
             await self._commit(name, [], run.progress(
                 running_fetch_start_ts=None, last_fetch_complete_ts=int(time.time()), last_fetch_succeeded=False,
                 last_error=error, up_to_date=False))
+        finally:
+            bank.close()
         return run.status
 
     async def _fetch_retrying(self, run: FetchRun, bank: BankOfExchange, creds_record: dict | None, base: int) -> None:
@@ -232,16 +235,16 @@ class ExchangeFetcher:
                 attempt += 1
                 await asyncio.sleep(wait)
 
-    def _read_state(self, record: dict[str, Any]) -> tuple[BankOfExchange, dict[str, Any], dict | None, int]:
-        """Blocking: the bank's exchange records, the stored status, credentials, content-id base."""
-        name, api_cls = record["name"], exchange_api(record["api"])
-        bank = BankOfExchange(name, api_cls, collab_config(record))
-        bank.load(read_latest(self.settings, T.BANK_SIGNALS).items())
+    def _read_state(self, record: dict[str, Any], bank: BankOfExchange) -> tuple[dict[str, Any], dict | None, int]:
+        """Blocking: loads the bank's exchange records; the stored status, credentials, content-id base."""
+        name = record["name"]
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        bank.load(iter_to_end(self.settings, T.BANK_SIGNALS))
         stored = read_latest(self.settings, T.EXCHANGE_FETCH).get(name) or initial_status(name, record["api"])
         creds = read_latest(self.settings, T.EXCHANGE_CREDENTIALS).get(record["api"])
         config = BankView()
         config.apply(T.CONFIG, read_to_end(self.settings, T.CONFIG))
-        return bank, stored, creds, config.content_id_base
+        return stored, creds, config.content_id_base
 
     async def _fetch_into(self, run: FetchRun, bank: BankOfExchange, creds_record: dict | None, base: int) -> None:
         record, name = run.record, run.record["name"]
@@ -257,7 +260,6 @@ class ExchangeFetcher:
         client = exchange_client(api_cls, bank.collab, creds, record["endpoint"])
         ids = ContentIds(Output(self.settings, lambda: self._claims), lambda: base)
         deltas = client.fetch_iter(list(FETCHED_SIGNAL_TYPES), previous)
-        seen: set[str] = set()
         log.info("exchange fetch started", extra={"exchange": name, "full": full})
         while True:
             delta = await asyncio.to_thread(next, deltas, None)
@@ -268,13 +270,12 @@ class ExchangeFetcher:
             size = max(1, self.settings.exchange_batch_records)
             for start in range(0, max(len(items), 1), size):
                 chunk = items[start:start + size]
-                converted = {record_id(k): bank.convert(k, v) for k, v in chunk}
-                seen.update(converted)
-                wanted = bank.new_records(converted)
+                # the conversion and the held map work in a thread: the loop keeps the group's heartbeats
+                converted, wanted = await asyncio.to_thread(_plan, bank, chunk, full)
                 new_ids = await ids.claim(bank.bank, wanted) if wanted else []
-                writes = bank.writes(converted, iter(new_ids))
+                writes = await asyncio.to_thread(bank.writes, converted, iter(new_ids))
                 run.applied += len(chunk)
-                changes: dict[str, Any] = {"fetched_items": len(bank.records)}
+                changes: dict[str, Any] = {"fetched_items": len(bank)}
                 if start + size >= len(items) and not full:  # the delta's last batch carries its checkpoint
                     changes.update(_checkpoint_fields(delta.checkpoint))
                 await self._commit(name, writes, run.progress(**changes))
@@ -283,10 +284,10 @@ class ExchangeFetcher:
             previous = delta.checkpoint
             log.info("exchange fetch progress", extra={
                 "exchange": name, "records": run.applied, "per_s": run.status["records_per_s"]})
-        removals = bank.removals(seen) if full else []
+        removals = bank.removals() if full else []
         now = int(time.time())
         final = {"running_fetch_start_ts": None, "last_fetch_complete_ts": now, "last_fetch_succeeded": True,
-                 "last_success_ts": now, "last_error": None, "up_to_date": True, "fetched_items": len(bank.records)}
+                 "last_success_ts": now, "last_error": None, "up_to_date": True, "fetched_items": len(bank)}
         if previous is not None:
             final.update(_checkpoint_fields(previous))
         await self._commit(name, removals, run.progress(**final))
@@ -294,7 +295,7 @@ class ExchangeFetcher:
         EXCHANGE_LAST_SUCCESS.labels(name).set(now)
         log.info("exchange fetch done", extra={
             "exchange": name, "records": run.applied, "removed": len(removals),
-            "held": len(bank.records), "per_s": run.status["records_per_s"]})
+            "held": len(bank), "per_s": run.status["records_per_s"]})
 
     async def _commit(self, exchange: str, writes: list[Write], status: dict[str, Any]) -> None:
         """Bank-signal records and the status after them, in one transaction."""
@@ -303,6 +304,14 @@ class ExchangeFetcher:
             raise RuntimeError("not the elected exchange fetcher")
         async with producer.transaction():
             await Output(self.settings, lambda: producer).deliver(writes + [(T.EXCHANGE_FETCH, exchange, status)])
+
+
+def _plan(bank: BankOfExchange, chunk: list[tuple[Any, Any]], full: bool) -> tuple[dict[str, Any], int]:
+    """Blocking: a batch converted, marked seen on a full fetch, and how many content ids it needs."""
+    converted = {record_id(k): bank.convert(k, v) for k, v in chunk}
+    if full:
+        bank.saw(converted)
+    return converted, bank.new_records(converted)
 
 
 def _checkpoint_fields(checkpoint: FetchCheckpointBase) -> dict[str, Any]:

@@ -63,6 +63,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="also measure the API of another checkout of this project, on the same bank (repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
 
+    p = _bench_with_bank(bsub, "exchange", exchange,
+                         "an exchange of N random PDQ signals fetched into a bank: rate, match after commit, fetcher memory")
+    p.add_argument("--no-match", action="store_true", help="no worker and no probe uploads (the fetcher alone)")
+
     p = bsub.add_parser("replay", help="records/s of hmas replay over hma.hashes (starts its own broker)")
     p.add_argument("--n", type=int, default=200_000)
     p.set_defaults(handler=replay_rate)
@@ -118,6 +122,13 @@ def e2e(args: argparse.Namespace, settings: Settings) -> int:
     from ops.bench.e2e_bench import run_e2e_bench
 
     print(json.dumps(run_e2e_bench(args.n, args.uploads, args.rate, args.seconds, args.workers, args.shards), indent=2))
+    return 0
+
+
+def exchange(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.bench.exchange_bench import run_exchange_bench
+
+    print(json.dumps(run_exchange_bench(args.n, not args.no_match), indent=2))
     return 0
 
 
