@@ -31,6 +31,12 @@ def test_a_long_list_is_paged():
     assert "10,000,000 of 10,000,000" in last and f"offset={10_000_000 - 10 - PAGE}" in last
 
 
+def test_a_second_list_on_a_page_is_paged_by_its_own_offset():
+    second = pager("/ui/recent", PAGE, 3 * PAGE, offset_param="near_offset", signal="ab")
+    assert f"near_offset={2 * PAGE}" in second and "near_offset=0" in second and "signal=ab" in second
+    assert "?offset=" not in second and "&offset=" not in second
+
+
 def test_the_bit_grid_fills_exactly_the_differing_bits():
     a = "00" * 32
     b = "80" + "00" * 30 + "01"  # bit 0 and bit 255

@@ -22,14 +22,18 @@ from pipeline.state.log_reader import read_at
 CLUSTER_DISTANCE = 16  # default PDQ distance that joins two recent uploads into a cluster
 
 
-async def similar_uploads(state: ApiState, codes: list[str], distance: int, limit: int) -> list[dict[str, Any]]:
-    """Recent uploads within `distance` of any of a signal's PDQ codes (one for a photo, a video's
-    frames), nearest first, one per upload, with their hma.hashes records' fields."""
+async def similar_hits(state: ApiState, codes: list[str], distance: int) -> list[Any]:
+    """Ring hits within `distance` of any of a signal's PDQ codes (one for a photo, a video's
+    frames), nearest first, one per upload."""
     found = await asyncio.to_thread(state.ring.search, codes_from_hex(codes), distance)
     nearest = {}  # a video's frames hit once per frame: one hit per upload, its nearest
     for h in sorted(found, key=lambda h: (h.distance, -h.hashed_at)):
         nearest.setdefault((h.partition, h.offset), h)
-    hits = list(nearest.values())[:limit]
+    return list(nearest.values())
+
+
+async def uploads_of(state: ApiState, hits: list[Any]) -> list[dict[str, Any]]:
+    """Ring hits with their hma.hashes records' fields (read at their positions, not scanned)."""
     records = await asyncio.to_thread(read_at, state.settings, T.HASHES, [(h.partition, h.offset) for h in hits])
     out = []
     for h in hits:
@@ -37,6 +41,11 @@ async def similar_uploads(state: ApiState, codes: list[str], distance: int, limi
         out.append({"content_id": h.content_id, "distance": h.distance, "uploaded_at": h.hashed_at,
                     "content_type": record.get("content_type"), "metadata": record.get("metadata", {})})
     return out
+
+
+async def similar_uploads(state: ApiState, codes: list[str], distance: int, limit: int) -> list[dict[str, Any]]:
+    """The `limit` recent uploads nearest a signal, with their records' fields."""
+    return await uploads_of(state, (await similar_hits(state, codes, distance))[:limit])
 
 
 async def recent_clusters(state: ApiState, window: str, distance: int, min_size: int) -> list[dict[str, Any]]:

@@ -24,13 +24,15 @@ PAGE = 50  # rows per page of every list
 UiHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def pager(path: str, offset: int, total: int, **params: Any) -> Html:
-    """Previous / next links over a list of `total` rows shown PAGE at a time."""
+def pager(path: str, offset: int, total: int, offset_param: str = "offset", **params: Any) -> Html:
+    """Previous / next links over a list of `total` rows shown PAGE at a time (`offset_param`: the
+    query parameter of this list's offset, for a page with two lists)."""
     if total <= PAGE and offset == 0:
         return Html("")
-    parts = [link(path, "← previous", offset=max(0, offset - PAGE), **params) if offset > 0 else tag("span", "← previous")]
+    before, after = {offset_param: max(0, offset - PAGE)}, {offset_param: offset + PAGE}
+    parts = [link(path, "← previous", **before, **params) if offset > 0 else tag("span", "← previous")]
     parts.append(tag("span", f"{offset + 1 if total else 0:,}–{min(total, offset + PAGE):,} of {total:,}"))
-    parts.append(link(path, "next →", offset=offset + PAGE, **params) if offset + PAGE < total else tag("span", "next →"))
+    parts.append(link(path, "next →", **after, **params) if offset + PAGE < total else tag("span", "next →"))
     return tag("div", join(parts), class_="pager")
 
 

@@ -11,7 +11,7 @@ from aiohttp import web
 from pipeline.api.content import checked_signal
 from pipeline.api.curation import Curation, content_metadata
 from pipeline.api.http import ApiError, int_param
-from pipeline.api.recent import CLUSTER_DISTANCE, recent_clusters, similar_uploads
+from pipeline.api.recent import CLUSTER_DISTANCE, recent_clusters, similar_hits, uploads_of
 from pipeline.api.ui.frame import PAGE, Frame, age, pager
 from pipeline.api.ui.render import Html, join, link, render, table, tag
 from pipeline.clock import format_duration_ms, iso_utc
@@ -36,12 +36,17 @@ class RecentPages(Frame):
                 kind = default_signal_type()
                 value = checked_signal(kind, q["signal"].strip())
                 distance = int_param(request, "distance", SIMILAR_DISTANCE, 0, 256)
-                found = await similar_uploads(self.state, SIGNAL_TYPES[kind].recent_codes(value), distance, PAGE)
-                near = table(["content id", "distance", "uploaded", "content type", "metadata", ""], [
-                    [u["content_id"], u["distance"], f"{iso_utc(u['uploaded_at'])} ({age(u['uploaded_at'])})",
-                     u["content_type"] or "", ", ".join(f"{k}={v}" for k, v in sorted(u["metadata"].items())),
-                     link("/ui/rerun", "re-run", content_id=u["content_id"])] for u in found],
-                    empty=f"no recent upload within {distance} of this hash", id="similar")
+                hits = await similar_hits(self.state, SIGNAL_TYPES[kind].recent_codes(value), distance)
+                near_offset = int_param(request, "near_offset", 0, 0, 10**9)
+                found = await uploads_of(self.state, hits[near_offset:near_offset + PAGE])
+                rows = [[u["content_id"], u["distance"], f"{iso_utc(u['uploaded_at'])} ({age(u['uploaded_at'])})",
+                         u["content_type"] or "", ", ".join(f"{k}={v}" for k, v in sorted(u["metadata"].items())),
+                         link("/ui/rerun", "re-run", content_id=u["content_id"])] for u in found]
+                near = join([
+                    pager("/ui/recent", near_offset, len(hits), offset_param="near_offset", signal=value,
+                          distance=distance, window=q.get("window", "1h")),
+                    table(["content id", "distance", "uploaded", "content type", "metadata", ""], rows,
+                          empty=f"no recent upload within {distance} of this hash", id="similar")])
             except ApiError as exc:
                 message = exc.message
         try:
