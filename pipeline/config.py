@@ -90,6 +90,9 @@ class Settings:
     # Hashing.
     max_image_pixels: int = 50_000_000
     pdq_min_quality: int = 50
+    # "exact": python-threatexchange's PDQ bit for bit; "fast": JPEGs decoded at reduced scale (see
+    # pipeline/hashing/photo.py and BENCHMARKS.md for its distance to the exact hash).
+    photo_hash: str = "exact"
 
     # Retroactive matching: the ring of recent hashes (run it on one worker: HMAS_RECENT_ENABLED=0 elsewhere).
     recent_enabled: int = 1
