@@ -20,6 +20,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
     p.set_defaults(handler=index)
 
+    p = bsub.add_parser("hash", help="photos hashed per core (PDQ exact and fast) beside python-threatexchange")
+    p.add_argument("--rounds", type=int, default=3, help="times each photo is hashed per hasher")
+    p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    p.set_defaults(handler=hash_speed)
+
     p = bsub.add_parser("ring", help="the ring of recent hashes: memory when full, searches of new signals")
     p.add_argument("--n", type=int, default=1_000_000)
     p.add_argument("--signals", type=int, default=1000)
@@ -62,6 +67,14 @@ def index(args: argparse.Namespace, settings: Settings) -> int:
     from ops.bench.index_bench import markdown, run_index_bench
 
     report = run_index_bench(args.n, args.queries, args.peers.split(","), args.slow_queries)
+    print(json.dumps(report, indent=2) if args.json else markdown(report))
+    return 0
+
+
+def hash_speed(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.bench.hash_bench import markdown, run_hash_bench
+
+    report = run_hash_bench(args.rounds)
     print(json.dumps(report, indent=2) if args.json else markdown(report))
     return 0
 
