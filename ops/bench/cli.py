@@ -16,7 +16,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queries", type=int, default=10_000)
     p.add_argument("--slow-queries", type=int, default=200,
                    help="queries timed for the slow peers (PDQIndex, faiss flat), default 200")
-    p.add_argument("--peers", default=",".join(("hma-streams", "faiss-flat", "faiss-multihash", "threatexchange")))
+    p.add_argument("--peers", default=",".join(("hma-streams", "faiss-flat", "faiss-multihash", "faiss-multihash-16", "threatexchange")))
     p.add_argument("--distribution", default="uniform,clustered",
                    help="banked codes: uniform, clustered (near-duplicate clusters, correlated bits) or both")
     p.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")

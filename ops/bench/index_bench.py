@@ -111,6 +111,9 @@ def _faiss(codes: np.ndarray, kind: str):
 
     if kind == "faiss-flat":
         index = faiss.IndexBinaryFlat(256)
+    elif kind == "faiss-multihash-16":
+        index = faiss.IndexBinaryMultiHash(256, 16, 16)
+        index.nflip = 1  # exact up to distance 31 with 16 substrings, as python-threatexchange sets it
     else:
         index = faiss.IndexBinaryMultiHash(256, 11, 23)
         index.nflip = 2  # exact up to distance 32 with 11 substrings, as ours
