@@ -64,3 +64,12 @@ def test_fast_mode_stays_near_the_exact_hash(media):
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="photo_hash"):
         PdqHasher(MAX_PIXELS, "approximate")
+
+
+def test_without_pdqhashs_exported_routine_the_reference_path_hashes(monkeypatch):
+    from pipeline.hashing import pdq_native
+
+    monkeypatch.setattr(pdq_native, "AVAILABLE", False)
+    for name in ("mode L", "mode RGB", "noise grey"):
+        got = PdqHasher(MAX_PIXELS, "exact").hash_bytes(VARIANTS[name])
+        assert (got.value, got.quality) == pdq_from_bytes(VARIANTS[name]), name

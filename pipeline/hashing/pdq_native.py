@@ -17,10 +17,14 @@ _SYMBOL = "_ZN8facebook3pdq7hashing23pdqHash256FromFloatLumaEPfS2_iiPA64_fS4_PA1
 _floats = np.ctypeslib.ndpointer(dtype=np.float32, flags="C_CONTIGUOUS")
 _hash256 = np.ctypeslib.ndpointer(dtype=np.uint16, shape=(16,), flags="C_CONTIGUOUS")
 
-_routine = getattr(ctypes.CDLL(pdqhash.bindings.__file__), _SYMBOL)
-_routine.restype = None
-_routine.argtypes = [_floats, _floats, ctypes.c_int, ctypes.c_int, _floats, _floats, _floats, _hash256,
-                     ctypes.POINTER(ctypes.c_int)]
+try:
+    _routine = getattr(ctypes.CDLL(pdqhash.bindings.__file__), _SYMBOL)
+    _routine.restype = None
+    _routine.argtypes = [_floats, _floats, ctypes.c_int, ctypes.c_int, _floats, _floats, _floats, _hash256,
+                         ctypes.POINTER(ctypes.c_int)]
+except (OSError, AttributeError):  # a pdqhash build that does not export it: callers use pdqhash.compute
+    _routine = None
+AVAILABLE = _routine is not None
 
 
 def hash_luma(plane: np.ndarray) -> tuple[bytes, int]:

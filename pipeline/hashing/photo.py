@@ -73,7 +73,9 @@ def pixel_array(image: Image.Image) -> np.ndarray:
 
 def pdq_of_pixels(array: np.ndarray) -> tuple[str, int]:
     """(hex hash, quality) of the array pixel_array gives, as pdqhash.compute gives them."""
-    if array.dtype != np.uint8 or (array.ndim == 3 and array.shape[2] < 3):
+    if not pdq_native.AVAILABLE or array.dtype != np.uint8 or (array.ndim == 3 and array.shape[2] < 3):
+        if array.ndim == 2:
+            array = np.repeat(array[..., np.newaxis], 3, axis=2)
         bits, quality = pdqhash.compute(array)  # unusual layouts (1-bit, 16-bit): the reference itself
         return np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes().hex(), int(quality)
     plane = pdq_luma.luma(array)
