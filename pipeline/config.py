@@ -127,6 +127,9 @@ class Settings:
     # Signal types: modules with a python-threatexchange TX_MANIFEST whose signal types are added to
     # python-threatexchange's own and its bundled extensions' (pipeline/signal_types.py).
     signal_extensions: tuple[str, ...] = ()
+    # "exact": python-threatexchange's PDQ bit for bit; "fast": JPEGs decoded at reduced scale (see
+    # pipeline/hashing/photo.py and BENCHMARKS.md for its distance to the exact hash).
+    photo_hash: str = "exact"
 
     # Retroactive matching: the ring of recent hashes (run it on one worker: HMAS_RECENT_ENABLED=0 elsewhere).
     recent_enabled: int = 1

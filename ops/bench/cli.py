@@ -17,9 +17,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queries", type=int, default=10_000)
     p.add_argument("--slow-queries", type=int, default=200,
                    help="queries timed for the slow peers (PDQIndex, faiss flat), default 200")
-    p.add_argument("--peers", default=",".join(("hma-streams", "faiss-flat", "faiss-multihash", "threatexchange")))
+    p.add_argument("--peers", default=",".join(("hma-streams", "faiss-flat", "faiss-multihash", "faiss-multihash-16", "threatexchange")))
+    p.add_argument("--distribution", default="uniform,clustered",
+                   help="banked codes: uniform, clustered (near-duplicate clusters, correlated bits) or both")
     p.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
     p.set_defaults(handler=index)
+
+    p = bsub.add_parser("hash", help="photos hashed per core (PDQ exact and fast) beside python-threatexchange")
+    p.add_argument("--rounds", type=int, default=3, help="times each photo is hashed per hasher")
+    p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    p.set_defaults(handler=hash_speed)
 
     p = bsub.add_parser("ring", help="the ring of recent hashes: memory when full, searches of new signals")
     p.add_argument("--n", type=int, default=1_000_000)
@@ -83,7 +90,16 @@ def _bench_with_bank(bsub: argparse._SubParsersAction, name: str, handler, help:
 def index(args: argparse.Namespace, settings: Settings) -> int:
     from ops.bench.index_bench import markdown, run_index_bench
 
-    report = run_index_bench(args.n, args.queries, args.peers.split(","), args.slow_queries)
+    reports = [run_index_bench(args.n, args.queries, args.peers.split(","), args.slow_queries, distribution)
+               for distribution in args.distribution.split(",")]
+    print(json.dumps(reports, indent=2) if args.json else "\n\n".join(map(markdown, reports)))
+    return 0
+
+
+def hash_speed(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.bench.hash_bench import markdown, run_hash_bench
+
+    report = run_hash_bench(args.rounds)
     print(json.dumps(report, indent=2) if args.json else markdown(report))
     return 0
 
