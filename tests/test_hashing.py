@@ -61,7 +61,7 @@ def test_image_modes_hash_without_error():
 
 
 def test_hash_files_reports_errors_per_file(tmp_path):
-    bad = tmp_path / "notes.txt"
+    bad = tmp_path / "photo.jpg"  # named like a photo (a .txt file is hashed as text)
     bad.write_text("hello")
     good, failed, missing = hash_files([str(ORIGINAL), str(bad), str(tmp_path / "missing.jpg")])
     assert good["signals"]["pdq"]["quality"] == 100
