@@ -501,9 +501,9 @@ def test_bad_input_on_the_new_pages_gets_a_message(page, tmp_path):
     page.fill("form[action$='/content'] input[name=signal]", "12345")
     page.click("button:has-text('Add')")
     expect(page.get_by_role("alert")).to_contain_text("invalid signal")
-    text_file = tmp_path / "notes.txt"
-    text_file.write_text("this is not an image")
-    page.set_input_files("form[action$='/content'] input[name=file]", str(text_file))
+    not_an_image = tmp_path / "photo.jpg"  # named like a photo; a text file would be hashed as text
+    not_an_image.write_text("this is not an image")
+    page.set_input_files("form[action$='/content'] input[name=file]", str(not_an_image))
     page.click("button:has-text('Add')")
     expect(page.get_by_role("alert")).to_contain_text("cannot hash")
     page.fill("input[name=flood_max]", "5")
