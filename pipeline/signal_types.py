@@ -118,7 +118,13 @@ class SignalPlugin:
                 text = data.decode("utf-8")
             except UnicodeDecodeError:
                 raise HashingError(f"{content_type} content is not UTF-8 text") from None
-            value = tx.hash_from_str(text) if issubclass(tx, signal_base.TextHasher) else text
+            if issubclass(tx, signal_base.TextHasher):
+                value = tx.hash_from_str(text)
+            else:  # the text is the signal, when it is one of this type (a trend query is JSON)
+                try:
+                    value = tx.validate_signal_str(text)
+                except Exception:
+                    return None
         elif issubclass(tx, signal_base.FileHasher):
             value = _hash_as_file(tx, data)
         else:

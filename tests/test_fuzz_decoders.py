@@ -31,7 +31,8 @@ _PRIMITIVES = {
     "float": st.floats() | st.integers(), "double": st.floats() | st.integers(),
 }
 _VALID_PRIMITIVES = {**_PRIMITIVES, "int": st.integers(-(2**31), 2**31 - 1), "long": st.integers(-(2**63), 2**63 - 1),
-                     "float": st.floats(width=32, allow_nan=False), "double": st.floats(allow_nan=False),
+                     "float": st.floats(width=32, allow_nan=False, allow_infinity=False),
+                     "double": st.floats(allow_nan=False, allow_infinity=False),
                      "bytes": st.binary(max_size=10)}
 
 
