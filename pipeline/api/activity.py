@@ -52,6 +52,7 @@ class Minute:
 
     latency: np.ndarray = field(default_factory=lambda: np.zeros(len(LATENCY_EDGES_MS) + 1, np.int64))
     matches: dict[str, int] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)  # event ids counted: a record written twice counts once
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,11 @@ class Activity:
             self._publish(feed_event("action", record))
             return
         minute = self._minute(record["matched_at"])
+        event_id = record.get("event_id")
+        if minute is not None and event_id:
+            if event_id in minute.seen:
+                return
+            minute.seen.add(event_id)
         if minute is not None:
             for bank in {h["bank"] for h in record["matches"] if h["status"] == "match"}:
                 minute.matches[bank] = minute.matches.get(bank, 0) + 1
