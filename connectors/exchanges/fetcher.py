@@ -144,20 +144,10 @@ class ExchangeFetcher:
 
     async def run_until(self, stop: asyncio.Event) -> None:
         """Until `stop` is set; raises what ended the fetcher's loop if it ended first."""
-        assert self._loop is not None, "start() first"
-        stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait([stopping, self._loop], return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if self._loop.done():
-            self._loop.result()
+        await run_loop_until(self._loop, stop)
 
     async def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.cancel()
-            try:
-                await self._loop
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_loop(self._loop)
         await self._lost()
         if self._consumer is not None:
             await self._consumer.stop()
@@ -335,6 +325,26 @@ class SoleMember(Protocol):
 
     async def _lost(self) -> None: ...
 
+
+
+async def run_loop_until(loop: "asyncio.Task | None", stop: asyncio.Event) -> None:
+    """Wait for `stop` or the end of a member's loop; raises what ended the loop if it ended first."""
+    assert loop is not None, "start() first"
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait([stopping, loop], return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if loop.done():
+        loop.result()
+
+
+async def cancel_loop(loop: "asyncio.Task | None") -> None:
+    """A member's loop cancelled and awaited (what it ended with is already logged)."""
+    if loop is not None:
+        loop.cancel()
+        try:
+            await loop
+        except (asyncio.CancelledError, Exception):
+            pass
 
 class Membership(ConsumerRebalanceListener):
     """Tells a sole-member process when it gains or loses its group's partition."""

@@ -29,7 +29,7 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from connectors.exchanges.clients import exchange_client
 from connectors.exchanges.config import collab_config, exchange_api
 from connectors.exchanges.credentials import credentials_for
-from connectors.exchanges.fetcher import Membership, redacted
+from connectors.exchanges.fetcher import Membership, cancel_loop, redacted, run_loop_until
 from connectors.exchanges.outbox import already_delivered, share_writes, wanted_shares
 from connectors.exchanges.retry import backoff_s
 from connectors.exchanges.writeback import WriteRefused, deliver, write_api
@@ -105,20 +105,10 @@ class ExchangeWriter:
         log.info("exchange writer stood down", extra={"writer": self.name})
 
     async def run_until(self, stop: asyncio.Event) -> None:
-        assert self._loop is not None, "start() first"
-        stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait([stopping, self._loop], return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if self._loop.done():
-            self._loop.result()
+        await run_loop_until(self._loop, stop)
 
     async def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.cancel()
-            try:
-                await self._loop
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_loop(self._loop)
         await self._lost()
         if self._consumer is not None:
             await self._consumer.stop()
