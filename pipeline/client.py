@@ -27,6 +27,7 @@ class Client:
         if self._producer is None:
             self._producer = kafka_clients.producer(self.settings, {
                 "enable.idempotence": True,
+                "acks": "all",  # idempotence asks for it too: every in-sync replica has the record
                 "log_level": 3,  # a new broker's "coordinator load in progress" is retried, not news
                 "linger.ms": 5,
                 "message.max.bytes": self.settings.max_request_bytes,

@@ -33,9 +33,15 @@ class Settings:
     kafka_bootstrap_servers: str = ""
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
+    # Nodes of the local cluster (`hmas kafka start --brokers N`): node k listens on kafka_port + 2(k-1)
+    # and its controller on kafka_controller_port + 2(k-1); clients bootstrap from all of them.
+    kafka_brokers: int = 1
     topic_prefix: str = "hma."
     topic_partitions: int = 4
+    # Copies of every partition, and how many must have a write before it is acknowledged (the
+    # producers send with acks=all): 3 and 2 on a cluster of three brokers, so one can be down.
     topic_replication: int = 1
+    topic_min_isr: int = 1
     uploads_retention_ms: int = 7 * 24 * 3600 * 1000
     hashes_retention_ms: int = 7 * 24 * 3600 * 1000
     feedback_retention_ms: int = -1  # reviewers' decisions are kept: tallies are rebuilt from them
@@ -150,6 +156,9 @@ class Settings:
         from pipeline.kafka_clients import check_security
 
         check_security(self)
+        if not 1 <= self.topic_min_isr <= self.topic_replication:
+            raise ValueError(f"topic_min_isr {self.topic_min_isr} with topic_replication {self.topic_replication}: "
+                             "need 1 <= min ISR <= replication")
         if self.index_shards < 1 or not -1 <= self.index_shard < self.index_shards:
             raise ValueError(
                 f"index_shard {self.index_shard} with index_shards {self.index_shards}: need 1 <= shards "
@@ -188,8 +197,13 @@ class Settings:
         return not self.kafka_bootstrap_servers
 
     @property
+    def local_kafka_ports(self) -> list[tuple[int, int]]:
+        """(port, controller port) of each node of the local broker or cluster, node 1 first."""
+        return [(self.kafka_port + 2 * k, self.kafka_controller_port + 2 * k) for k in range(self.kafka_brokers)]
+
+    @property
     def bootstrap_servers(self) -> str:
-        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+        return self.kafka_bootstrap_servers or ",".join(f"127.0.0.1:{port}" for port, _ in self.local_kafka_ports)
 
 
 # Settings read from Kafka's usual environment names, without the HMAS_ prefix.

@@ -24,10 +24,11 @@ class TopicSpec:
         return codec(self.schema)
 
     def config(self, settings: Settings) -> dict[str, str]:
-        max_bytes = getattr(settings, self.max_bytes_setting)
+        kept = {"max.message.bytes": str(getattr(settings, self.max_bytes_setting)),
+                "min.insync.replicas": str(settings.topic_min_isr)}
         if self.compact:
-            return {"cleanup.policy": "compact", "max.message.bytes": str(max_bytes)}
-        conf = {"cleanup.policy": "delete", "max.message.bytes": str(max_bytes)}
+            return {"cleanup.policy": "compact", **kept}
+        conf = {"cleanup.policy": "delete", **kept}
         if self.retention_setting:
             conf["retention.ms"] = str(getattr(settings, self.retention_setting))
         return conf

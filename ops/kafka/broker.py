@@ -1,9 +1,11 @@
-"""The local single-node Kafka broker (KRaft combined mode) that `hmas kafka`, `hmas up` and the
-test session run: jars from Maven Central via ops/kafka/pom.xml, data in a project-local folder.
+"""The local Kafka broker (KRaft combined mode) that `hmas kafka`, `hmas up` and the test session
+run: jars from Maven Central via ops/kafka/pom.xml, data in a project-local folder. A node of a
+local cluster is one too (ops/kafka/cluster.py).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import hashlib
@@ -14,6 +16,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,6 +150,15 @@ def _assemble(lib_dir: Path, kafka_version: str | None, stamp: str, quiet: bool)
     say(f"Kafka jars ready: {sum(1 for _ in lib_dir.glob('*.jar'))} in {lib_dir}")
 
 
+def new_cluster_id() -> str:
+    """A new KRaft cluster id, as `kafka-storage random-uuid` makes one (a random UUID in URL-safe
+    base64 without padding, never starting with "-"): every node of one cluster is formatted with it."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def free_ports(count: int) -> list[int]:
     """Distinct free loopback ports: all held open together so that the OS cannot hand one out twice."""
     with contextlib.ExitStack() as stack:
@@ -161,12 +173,18 @@ def free_port() -> int:
 
 
 class LocalBroker:
-    """One broker+controller JVM on loopback; its config, storage, log and pid file live in data_dir."""
+    """One broker+controller JVM on loopback; its config, storage, log and pid file live in data_dir.
+
+    Alone it is its own quorum (node 1). As a node of a local cluster, `node_id`, the quorum's
+    `voters` ("1@127.0.0.1:port,..."), the cluster's shared `cluster_id` and the replication of
+    Kafka's own topics (and the default of topics created without their own) are the cluster's.
+    """
 
     def __init__(
         self, data_dir: Path, port: int = 9092, controller_port: int = 9093,
         lib_dir: Path = LIB_DIR, kafka_version: str | None = None, message_max_bytes: int | None = None,
-        secure: SecureListener | None = None,
+        secure: SecureListener | None = None, node_id: int = 1, voters: str | None = None,
+        replication: int = 1, min_isr: int = 1, cluster_id: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()  # the pid check matches the config path in the command line
         self.port = port
@@ -180,6 +198,11 @@ class LocalBroker:
         self.config_file = self.data_dir / "server.properties"
         self.storage_dir = self.data_dir / "logs"
         self.secure = secure  # a SASL_SSL listener besides the plaintext one
+        self.node_id = node_id
+        self.voters = voters or f"{node_id}@127.0.0.1:{controller_port}"
+        self.replication = replication
+        self.min_isr = min_isr
+        self.cluster_id = cluster_id  # None: a random one when the storage is formatted
 
     @property
     def bootstrap(self) -> str:
@@ -232,7 +255,8 @@ class LocalBroker:
         template = (KAFKA_DIR / "server.properties.template").read_text()
         config = template.format(
             port=self.port, controller_port=self.controller_port, log_dir=self.storage_dir,
-            message_max_bytes=self.message_max_bytes,
+            message_max_bytes=self.message_max_bytes, node_id=self.node_id, voters=self.voters,
+            replication=self.replication, min_isr=self.min_isr,
         )
         self.config_file.write_text(config if self.secure is None else self.secure.added_to(config))
 
@@ -241,7 +265,7 @@ class LocalBroker:
         if (self.storage_dir / "meta.properties").exists():
             return
         storage_tool = "kafka.tools.StorageTool"
-        cluster_id = self._run(storage_tool, "random-uuid").strip().splitlines()[-1]
+        cluster_id = self.cluster_id or new_cluster_id()
         scram = self.secure.scram_arguments() if self.secure is not None else []
         self._run(storage_tool, "format", "-t", cluster_id, "-c", str(self.config_file), *scram)
         log.info("broker storage formatted", extra={"cluster_id": cluster_id, "dir": str(self.storage_dir)})
@@ -253,14 +277,19 @@ class LocalBroker:
         return result.stdout
 
     def start(self, wait_s: float = 90.0) -> None:
-        """Start the broker detached and wait until it answers; a no-op if it is running already.
+        """Start the broker detached and wait until it answers; a no-op if it is running already."""
+        if self.is_running():
+            log.info("broker already running", extra={"bootstrap": self.bootstrap})
+            return
+        self.wait_answering(self.launch(), wait_s)
+
+    def launch(self) -> subprocess.Popen:
+        """Start the broker's JVM detached, without waiting: a cluster's nodes answer only once a
+        quorum of them runs, so a cluster launches them all before it waits.
 
         The JVM gets its own session, so a Ctrl-C in the terminal that started it does not reach
         it: whoever started it decides when to stop it.
         """
-        if self.is_running():
-            log.info("broker already running", extra={"bootstrap": self.bootstrap})
-            return
         self.ensure_jars()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._write_config()
@@ -271,6 +300,10 @@ class LocalBroker:
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
         self.pid_file.write_text(f"{proc.pid}\n")
+        return proc
+
+    def wait_answering(self, proc: subprocess.Popen, wait_s: float = 90.0) -> None:
+        """Wait until the launched broker answers; stop it and raise if it exits or stays silent."""
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:
