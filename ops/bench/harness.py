@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ops.kafka.broker import LocalBroker, free_ports
+from ops.kafka.cluster import LocalCluster, replication_for
 from pipeline import topics as T
 from pipeline.admin import ensure_topics
 from pipeline.client import Client
@@ -26,12 +27,20 @@ def log(msg: str) -> None:
 
 
 class BenchPipeline:
-    """A broker, topics and settings in a temporary folder; `with BenchPipeline() as p: ...`."""
+    """A broker (or a local cluster of `brokers`, topics replicated on every node), topics and
+    settings in a temporary folder; `with BenchPipeline() as p: ...`."""
 
-    def __init__(self, **env: str) -> None:
+    def __init__(self, brokers: int = 1, **env: str) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="hmas-bench-")
         self.dir = Path(self._tmp.name)
-        self.broker = LocalBroker(self.dir / "kafka", *free_ports(2))
+        self.broker: LocalBroker | LocalCluster
+        if brokers == 1:
+            self.broker = LocalBroker(self.dir / "kafka", *free_ports(2))
+        else:
+            ports = free_ports(2 * brokers)
+            self.broker = LocalCluster(self.dir / "kafka", list(zip(ports[::2], ports[1::2])))
+            replication, min_isr = replication_for(brokers)
+            env = {"HMAS_TOPIC_REPLICATION": str(replication), "HMAS_TOPIC_MIN_ISR": str(min_isr), **env}
         self.extra_env = env
         self.workers: list[subprocess.Popen] = []
         self.log_names: dict[int, str] = {}
