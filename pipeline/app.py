@@ -30,6 +30,11 @@ from pipeline.state.tables import raw_topic
 
 log = logging.getLogger(__name__)
 PRODUCER_BATCH_BYTES = 1 << 20  # send_many hands over one batch per partition of an agent's batch
+# What bounds the memory of a worker whose input runs ahead of it: Faust stops fetching a partition
+# whose stream buffer holds this many events, and fetches at most this much of a partition at a time
+# (a record larger than that still comes, alone). Unread uploads wait in Kafka, not in the worker.
+STREAM_BUFFER_EVENTS = 4096
+CONSUMER_FETCH_BYTES = 1 << 20
 WORKER_ID_FILE = "worker-id"
 
 
@@ -100,6 +105,8 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerServices]:
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         consumer_auto_offset_reset="earliest",
+        consumer_max_fetch_size=CONSUMER_FETCH_BYTES,
+        stream_buffer_maxsize=STREAM_BUFFER_EVENTS,
         consumer_group_instance_id=group_instance_id(settings, data_dir),
         broker_session_timeout=settings.worker_session_timeout_s,
         web_enabled=settings.worker_web_port > 0,

@@ -74,6 +74,23 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                          "an exchange of N random PDQ signals fetched into a bank: rate, match after commit, fetcher memory")
     p.add_argument("--no-match", action="store_true", help="no worker and no probe uploads (the fetcher alone)")
 
+    p = _bench_with_bank(bsub, "faults-cluster", faults_cluster,
+                         "a broker of a three-broker cluster stopped mid-stream and restarted: nothing lost, the stall")
+    p.set_defaults(n=100_000)
+    p.add_argument("--uploads", type=int, default=30_000, help="pre-hashed uploads, half of them matching")
+    p.add_argument("--rate", type=int, default=500, help="uploads/s")
+    p.add_argument("--stop-after", type=float, default=15, help="seconds into the stream the broker is stopped")
+    p.add_argument("--down", type=float, default=20, help="seconds the broker stays down")
+
+    p = _bench_with_bank(bsub, "overload", overload,
+                         "uploads at 5x what the worker sustains, slow photos by URL among them: memory, drain, accounting")
+    p.set_defaults(n=100_000)
+    p.add_argument("--sustain-uploads", type=int, default=30_000, help="the burst that measures the sustained rate")
+    p.add_argument("--factor", type=float, default=5, help="times the sustained rate produced")
+    p.add_argument("--seconds", type=float, default=120, help="length of the overload")
+    p.add_argument("--photo-every", type=int, default=500, help="one upload in this many is a photo by URL")
+    p.add_argument("--photo-delay", type=float, default=0.5, help="seconds the slow server waits before each photo")
+
     p = bsub.add_parser("replay", help="records/s of hmas replay over hma.hashes (starts its own broker)")
     p.add_argument("--n", type=int, default=200_000)
     p.set_defaults(handler=replay_rate)
@@ -139,6 +156,22 @@ def e2e(args: argparse.Namespace, settings: Settings) -> int:
 
     print(json.dumps(run_e2e_bench(args.n, args.uploads, args.rate, args.seconds, args.workers, args.shards), indent=2))
     return 0
+
+
+def faults_cluster(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.bench.cluster_faults import run_cluster_faults
+
+    report = run_cluster_faults(args.n, args.uploads, args.rate, args.stop_after, args.down)
+    print(json.dumps(report, indent=2))
+    return 0 if report["nothing_lost"] else 1
+
+
+def overload(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.bench.overload import run_overload_bench
+
+    report = run_overload_bench(args.n, args.sustain_uploads, args.factor, args.seconds, args.photo_every, args.photo_delay)
+    print(json.dumps(report, indent=2))
+    return 0 if report["nothing_lost"] else 1
 
 
 def exchange(args: argparse.Namespace, settings: Settings) -> int:
