@@ -49,3 +49,13 @@ def test_the_compose_broker_accepts_what_the_default_producers_send():
     compose = (PROJECT_ROOT / "docker-compose.yml").read_text()
     [limit] = re.findall(r"KAFKA_MESSAGE_MAX_BYTES: (\d+)", compose)
     assert int(limit) == Settings().max_request_bytes
+
+
+def test_a_local_cluster_is_bootstrapped_from_every_node_and_topics_take_its_replication(tmp_path):
+    s = load_settings(env={"HMAS_KAFKA_BROKERS": "3", "HMAS_TOPIC_REPLICATION": "3", "HMAS_TOPIC_MIN_ISR": "2"},
+                      config_file=tmp_path / "none.toml")
+    assert s.bootstrap_servers == "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096"
+    assert s.local_kafka_ports == [(9092, 9093), (9094, 9095), (9096, 9097)]
+    assert {spec.config(s)["min.insync.replicas"] for spec in T.ALL_TOPICS} == {"2"}
+    with pytest.raises(ValueError, match="min ISR"):
+        load_settings(env={"HMAS_TOPIC_MIN_ISR": "2"}, config_file=tmp_path / "none.toml")

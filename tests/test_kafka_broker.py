@@ -35,12 +35,12 @@ def test_the_session_broker_reports_running(kafka_broker, settings, capsys):
     # `hmas kafka status` finds it where `hmas kafka start` would have put it.
     local = settings.with_overrides(kafka_bootstrap_servers="", data_dir=broker.data_dir.parent,
                                     kafka_port=broker.port, kafka_controller_port=broker.controller_port)
-    assert kafka_cli.run(argparse.Namespace(action="status"), local) == 0
+    assert kafka_cli.run(argparse.Namespace(action="status", brokers=None, node=None), local) == 0
     assert capsys.readouterr().out.startswith("running")
 
 
 def test_kafka_start_uses_a_configured_cluster_and_starts_nothing(settings, capsys):
-    assert kafka_cli.run(argparse.Namespace(action="start"), settings) == 0
+    assert kafka_cli.run(argparse.Namespace(action="start", brokers=None, node=None), settings) == 0
     assert settings.kafka_bootstrap_servers in capsys.readouterr().out
     assert not (settings.data_dir / "kafka").exists()
 
@@ -58,6 +58,7 @@ def test_topics_are_created_once_with_their_policies(kafka_broker, settings):
         name = spec.name(settings)
         assert configs[name]["cleanup.policy"].value == ("compact" if spec.compact else "delete"), name
         assert configs[name]["max.message.bytes"].value == spec.config(settings)["max.message.bytes"], name
+        assert configs[name]["min.insync.replicas"].value == str(settings.topic_min_isr), name
         assert len(meta[name].partitions) == partitions_for(spec, settings), name
     assert any(spec.compact for spec in ALL_TOPICS) and partitions_for(UPLOADS, settings) == 2
 
