@@ -40,6 +40,11 @@ def local_cluster(settings: Settings) -> LocalCluster:
     return LocalCluster(cluster_dir(settings), settings.local_kafka_ports, message_max_bytes=settings.max_request_bytes)
 
 
+def local_kafka(settings: Settings) -> LocalBroker | LocalCluster:
+    """What `hmas up` starts: the single broker, or the cluster of HMAS_KAFKA_BROKERS nodes."""
+    return local_cluster(settings) if settings.kafka_brokers > 1 else local_broker(settings)
+
+
 def nodes_on_disk(settings: Settings) -> int:
     """Nodes a cluster started here has had (its node folders): `stop` and `status` reach them all."""
     return len(list(cluster_dir(settings).glob("node-*")))

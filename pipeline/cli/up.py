@@ -50,7 +50,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def up(args: argparse.Namespace, settings: Settings) -> int:
-    from ops.kafka.cli import local_broker
+    from ops.kafka.cli import local_kafka
     from pipeline.admin import ensure_topics
     from pipeline.demo import run_demo
     from pipeline.topology import plan, write_prometheus_targets
@@ -61,7 +61,7 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(str(exc)) from None
     broker = None
     if settings.uses_local_broker:
-        broker = local_broker(settings)
+        broker = local_kafka(settings)  # a cluster of HMAS_KAFKA_BROKERS nodes when that is over 1
         if broker.is_running():
             print(f"using the local broker already running on {broker.bootstrap}", flush=True)
             broker = None  # not ours to stop
