@@ -79,17 +79,21 @@ class BrokerOutage(threading.Thread):
             self.error = exc
 
 
-def stall(settings: Settings, ids: set[str]) -> dict[str, Any]:
-    """The longest gap between consecutive match records of the run, and the uploads' trip times."""
+def stall(settings: Settings, ids: set[str], origin_ms: int) -> dict[str, Any]:
+    """The longest gap between consecutive match records of the run (and when it began, in seconds
+    from `origin_ms`, to set beside the outage's times), and the uploads' trip times."""
     matched_at, trip_ms = [], []
     for key, record in Client(settings).read(T.MATCHES, idle_timeout_s=5):
         if key in ids:
             matched_at.append(record["matched_at"])
             trip_ms.append(record["matched_at"] - record["submitted_at"])
-    gaps = np.diff(np.sort(np.array(matched_at, dtype=float)))
+    times = np.sort(np.array(matched_at, dtype=float))
+    gaps = np.diff(times)
     trips = np.array(trip_ms, dtype=float)
+    longest = int(gaps.argmax()) if len(gaps) else None
     return {
-        "longest_gap_between_matches_s": round(float(gaps.max()) / 1000, 2) if len(gaps) else None,
+        "longest_gap_between_matches_s": None if longest is None else round(float(gaps[longest]) / 1000, 2),
+        "longest_gap_began_s_from_start": None if longest is None else round((times[longest] - origin_ms) / 1000, 1),
         "upload_to_match_ms_p50": round(float(np.percentile(trips, 50)), 1),
         "upload_to_match_ms_p99": round(float(np.percentile(trips, 99)), 1),
         "upload_to_match_s_max": round(float(trips.max()) / 1000, 2),
@@ -109,7 +113,7 @@ def run_cluster_faults(n: int, uploads: int, rate: int, stop_after_s: float, dow
         batch = _uploads(codes, uploads, PREFIX, rng)
         ids = {u["content_id"] for u in batch}
         acted = {u["content_id"] for i, u in enumerate(batch) if i % 2 == 0}  # the near-duplicates
-        start = time.perf_counter()
+        start, start_ms = time.perf_counter(), now_ms()
         outage = BrokerOutage(p.broker, node, start, start + stop_after_s, down_s)
         outage.start()
         for i, upload in enumerate(batch):
@@ -132,6 +136,6 @@ def run_cluster_faults(n: int, uploads: int, rate: int, stop_after_s: float, dow
             "uploads_topic": replication_of(p.settings, T.UPLOADS),
             "uploads": uploads, "rate_per_s": rate, "produced_in_s": round(produced_s, 1),
             "node_stopped": node, "outage_s_from_start": outage.times,
-            **stall(p.settings, ids), "accounting": accounting, "nothing_lost": nothing_lost(accounting),
+            **stall(p.settings, ids, start_ms), "accounting": accounting, "nothing_lost": nothing_lost(accounting),
         }
     return report
