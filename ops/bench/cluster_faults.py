@@ -79,9 +79,10 @@ class BrokerOutage(threading.Thread):
             self.error = exc
 
 
-def stall(settings: Settings, ids: set[str], origin_ms: int) -> dict[str, Any]:
+def stall(settings: Settings, ids: set[str], origin_ms: int, outage_s: tuple[float, float]) -> dict[str, Any]:
     """The longest gap between consecutive match records of the run (and when it began, in seconds
-    from `origin_ms`, to set beside the outage's times), and the uploads' trip times."""
+    from `origin_ms`, to set beside the outage's times), the longest that began while the node was
+    down or coming back (`outage_s`: from, to), and the uploads' trip times."""
     matched_at, trip_ms = [], []
     for key, record in Client(settings).read(T.MATCHES, idle_timeout_s=5):
         if key in ids:
@@ -91,7 +92,10 @@ def stall(settings: Settings, ids: set[str], origin_ms: int) -> dict[str, Any]:
     gaps = np.diff(times)
     trips = np.array(trip_ms, dtype=float)
     longest = int(gaps.argmax()) if len(gaps) else None
+    began_s = (times[:-1] - origin_ms) / 1000
+    during = gaps[(began_s >= outage_s[0]) & (began_s <= outage_s[1])]
     return {
+        "longest_gap_during_outage_s": round(float(during.max()) / 1000, 2) if len(during) else None,
         "longest_gap_between_matches_s": None if longest is None else round(float(gaps[longest]) / 1000, 2),
         "longest_gap_began_s_from_start": None if longest is None else round((times[longest] - origin_ms) / 1000, 1),
         "upload_to_match_ms_p50": round(float(np.percentile(trips, 50)), 1),
@@ -136,6 +140,6 @@ def run_cluster_faults(n: int, uploads: int, rate: int, stop_after_s: float, dow
             "uploads_topic": replication_of(p.settings, T.UPLOADS),
             "uploads": uploads, "rate_per_s": rate, "produced_in_s": round(produced_s, 1),
             "node_stopped": node, "outage_s_from_start": outage.times,
-            **stall(p.settings, ids, start_ms), "accounting": accounting, "nothing_lost": nothing_lost(accounting),
+            **stall(p.settings, ids, start_ms, (outage.times["stopping"], outage.times["answering_again"])), "accounting": accounting, "nothing_lost": nothing_lost(accounting),
         }
     return report
