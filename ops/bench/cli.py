@@ -75,16 +75,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-match", action="store_true", help="no worker and no probe uploads (the fetcher alone)")
 
     p = _bench_with_bank(bsub, "faults-cluster", faults_cluster,
-                         "a broker of a three-broker cluster stopped mid-stream and restarted: nothing lost, the stall")
-    p.set_defaults(n=100_000)
+                         "a broker of a three-broker cluster stopped mid-stream and restarted: nothing lost, the stall",
+                         n=100_000)
     p.add_argument("--uploads", type=int, default=30_000, help="pre-hashed uploads, half of them matching")
     p.add_argument("--rate", type=int, default=500, help="uploads/s")
     p.add_argument("--stop-after", type=float, default=15, help="seconds into the stream the broker is stopped")
     p.add_argument("--down", type=float, default=20, help="seconds the broker stays down")
 
     p = _bench_with_bank(bsub, "overload", overload,
-                         "uploads at 5x what the worker sustains, slow photos by URL among them: memory, drain, accounting")
-    p.set_defaults(n=100_000)
+                         "uploads at 5x what the worker sustains, slow photos by URL among them: memory, drain, accounting",
+                         n=100_000)
     p.add_argument("--sustain-uploads", type=int, default=30_000, help="the burst that measures the sustained rate")
     p.add_argument("--factor", type=float, default=5, help="times the sustained rate produced")
     p.add_argument("--seconds", type=float, default=120, help="length of the overload")
@@ -96,10 +96,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=replay_rate)
 
 
-def _bench_with_bank(bsub: argparse._SubParsersAction, name: str, handler, help: str) -> argparse.ArgumentParser:
+def _bench_with_bank(bsub: argparse._SubParsersAction, name: str, handler, help: str,
+                     n: int = 1_000_000) -> argparse.ArgumentParser:
     """A bench over a bank of --n random PDQ signals."""
     p = bsub.add_parser(name, help=help)
-    p.add_argument("--n", type=int, default=1_000_000, help="banked signals (default 1,000,000)")
+    p.add_argument("--n", type=int, default=n, help=f"banked signals (default {n:,})")
     p.set_defaults(handler=handler)
     return p
 
