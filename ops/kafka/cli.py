@@ -69,9 +69,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 return _run_cluster(args, settings.with_overrides(kafka_brokers=brokers))
             return _run_broker(args, local_broker(settings))
         # stop and status: the single broker and the cluster, whichever ran here
+        if brokers == 1:
+            return _run_broker(args, local_broker(settings))
+        print("single broker: ", end="")
         codes = [_run_broker(args, local_broker(settings))]
-        if brokers > 1:
-            codes.append(_run_cluster(args, settings.with_overrides(kafka_brokers=brokers)))
+        print(f"cluster of {brokers}:")
+        codes.append(_run_cluster(args, settings.with_overrides(kafka_brokers=brokers)))
         return min(codes)
     except (BrokerError, ValueError) as exc:
         print(f"hmas kafka {args.action}: {exc}")
