@@ -3,7 +3,8 @@ until uploads of its hashes match, and the fetcher's peak memory, on a broker of
 
 The fetcher runs in a process of its own (`python -m ops.bench.exchange_bench`, the
 `ExchangeFetcher` class that `hmas fetcher` runs, with the random exchange installed), so its
-resident memory is its alone.
+resident memory is its alone. HMAS_BENCH_PROFILE=<file> runs it under cProfile (its event
+loop's thread: where the fetcher waits and what it spends outside its conversion threads).
 """
 
 from __future__ import annotations
@@ -162,4 +163,8 @@ async def _run_fetcher() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(_run_fetcher())
+    if os.environ.get("HMAS_BENCH_PROFILE"):
+        import cProfile
+        cProfile.run("asyncio.run(_run_fetcher())", os.environ["HMAS_BENCH_PROFILE"])
+    else:
+        asyncio.run(_run_fetcher())
