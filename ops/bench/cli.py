@@ -73,6 +73,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = _bench_with_bank(bsub, "exchange", exchange,
                          "an exchange of N random PDQ signals fetched into a bank: rate, match after commit, fetcher memory")
     p.add_argument("--no-match", action="store_true", help="no worker and no probe uploads (the fetcher alone)")
+    p.add_argument("--batch-records", type=int, default=None,
+                   help="records per transaction (HMAS_EXCHANGE_BATCH_RECORDS; default: the setting's)")
 
     p = bsub.add_parser("replay", help="records/s of hmas replay over hma.hashes (starts its own broker)")
     p.add_argument("--n", type=int, default=200_000)
@@ -144,7 +146,7 @@ def e2e(args: argparse.Namespace, settings: Settings) -> int:
 def exchange(args: argparse.Namespace, settings: Settings) -> int:
     from ops.bench.exchange_bench import run_exchange_bench
 
-    print(json.dumps(run_exchange_bench(args.n, not args.no_match), indent=2))
+    print(json.dumps(run_exchange_bench(args.n, not args.no_match, batch_records=args.batch_records), indent=2))
     return 0
 
 
