@@ -105,6 +105,8 @@ class ExchangeFetcher:
         self._consumer = kafka_clients.aio_consumer(
             self.settings, group_id=fetch_group(self.settings),
             enable_auto_commit=False, auto_offset_reset="earliest", client_id=f"hmas-{self.name}",
+            # a fetcher starved of CPU for a few seconds (converting on a busy host) keeps its place
+            session_timeout_ms=int(self.settings.worker_session_timeout_s * 1000),
         )
         await self._consumer.start()
         self._consumer.subscribe([T.EXCHANGES.name(self.settings)], listener=Membership(self))
@@ -195,6 +197,7 @@ class ExchangeFetcher:
             await self._commit(name, [], run.progress(running_fetch_start_ts=int(run.started)))
             await self._fetch_retrying(run, bank, creds_record, content_id_base)
         except asyncio.CancelledError:
+            self.last_start_ms.pop(name, None)  # unfinished: due again when this fetcher is elected again
             raise
         except Exception as exc:
             error = redacted(exc)
