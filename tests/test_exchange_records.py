@@ -107,6 +107,21 @@ def test_the_held_map_follows_topic_order_and_a_full_fetch_removes_what_it_did_n
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_full_fetch_into_an_empty_bank_removes_nothing_it_brought(tmp_path):
+    """Loaded empty, the bank needs no seen marks: what it holds at the end came from this fetch,
+    even records that the fetch returned only once, early."""
+    record = exchange_record("NCMEC", "ncmec", NCMEC_API_JSON)
+    bank = BankOfExchange("NCMEC", NCMECSignalExchangeAPI, collab_config(record), tmp_path)
+    bank.load([])
+    converted = {record_id(k): bank.convert(k, v) for k, v in {"e1": ncmec_entry("e1", MD5)}.items()}
+    bank.saw(converted)
+    bank.writes(converted, iter([1]))
+    bank.saw(["e2"])
+    assert bank.held.unseen() == ["e1"]  # no marks written...
+    assert bank.removals() == [] and len(bank) == 1  # ...and nothing removed
+    bank.close()
+
+
 def test_the_bench_exchange_resumes_from_its_checkpoint_and_converts_like_the_package():
     from ops.bench.random_exchange import RandomPdqCheckpoint, RandomPdqConfig, RandomPdqExchange
 
