@@ -21,7 +21,7 @@ from pipeline.services.bank_view import BankViewService
 from pipeline.services.consumer_lag import ConsumerLagWatch
 from pipeline.services.content_ids import ContentIds
 from pipeline.services.events import EventDecoder
-from pipeline.services.output import DeliveryFailed, Output
+from pipeline.services.output import PRODUCER_BATCH_BYTES, DeliveryFailed, Output
 from pipeline.services.pools import ExecutorPools
 from pipeline.services.worker import WorkerServices
 from pipeline.state.bank_view import BankView
@@ -29,7 +29,6 @@ from pipeline.state.snapshot import snapshot_path
 from pipeline.state.tables import raw_topic
 
 log = logging.getLogger(__name__)
-PRODUCER_BATCH_BYTES = 1 << 20  # send_many hands over one batch per partition of an agent's batch
 # What bounds the memory of a worker whose input runs ahead of it: Faust stops fetching a partition
 # whose stream buffer holds this many events, and fetches at most this much of a partition at a time
 # (a record larger than that still comes, alone). Unread uploads wait in Kafka, not in the worker.

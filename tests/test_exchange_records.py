@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import pytest
+from threatexchange.exchanges import fetch_state as state
 from threatexchange.exchanges.impl.ncmec_api import NCMECSignalExchangeAPI
 from threatexchange.exchanges.clients.ncmec.hash_api import NCMECEntryType, NCMECEntryUpdate
 
@@ -12,7 +14,7 @@ from connectors.exchanges.config import (
     FETCHED_SIGNAL_TYPES, InvalidExchange, collab_config, exchange_api, exchange_json, exchange_record, field_descriptors,
 )
 from connectors.exchanges.credentials import CredentialsUnavailable, sealed_record, unsealed, where_to_provide
-from connectors.exchanges.fetcher import redacted
+from connectors.exchanges.fetcher import CheckpointWentBack, fetch_batches, redacted
 from connectors.exchanges.records import BankOfExchange, keys_are_signals, record_id
 from pipeline import topics as T
 
@@ -105,6 +107,21 @@ def test_the_held_map_follows_topic_order_and_a_full_fetch_removes_what_it_did_n
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_full_fetch_into_an_empty_bank_removes_nothing_it_brought(tmp_path):
+    """Loaded empty, the bank needs no seen marks: what it holds at the end came from this fetch,
+    even records that the fetch returned only once, early."""
+    record = exchange_record("NCMEC", "ncmec", NCMEC_API_JSON)
+    bank = BankOfExchange("NCMEC", NCMECSignalExchangeAPI, collab_config(record), tmp_path)
+    bank.load([])
+    converted = {record_id(k): bank.convert(k, v) for k, v in {"e1": ncmec_entry("e1", MD5)}.items()}
+    bank.saw(converted)
+    bank.writes(converted, iter([1]))
+    bank.saw(["e2"])
+    assert bank.held.unseen() == ["e1"]  # no marks written...
+    assert bank.removals() == [] and len(bank) == 1  # ...and nothing removed
+    bank.close()
+
+
 def test_the_bench_exchange_resumes_from_its_checkpoint_and_converts_like_the_package():
     from ops.bench.random_exchange import RandomPdqCheckpoint, RandomPdqConfig, RandomPdqExchange
 
@@ -125,3 +142,35 @@ def test_the_bench_exchange_resumes_from_its_checkpoint_and_converts_like_the_pa
     assert bank.convert(("pdq", "not a hash"), meta) == {} and bank.convert(("sha1", code), meta) == {}
     # ThreatExchange's API subclasses the simple-updates APIs with a conversion of its own: it keeps it
     assert keys_are_signals(exchange_api("local_file")) and not keys_are_signals(exchange_api("fb_threatexchange"))
+
+
+# -- deltas regrouped into the fetcher's transactions -------------------------------------------
+@dataclass
+class AtCheckpoint(state.FetchCheckpointBase):
+    at: int = 0
+
+    def get_progress_timestamp(self) -> int:
+        return self.at
+
+
+def _delta(keys: list[str], at: int) -> state.FetchDelta:
+    return state.FetchDelta({k: None for k in keys}, AtCheckpoint(at=at))
+
+
+def test_fetch_batches_join_small_deltas_split_large_ones_and_carry_the_last_complete_checkpoint():
+    deltas = [_delta(["a", "b"], 1), _delta(["c"], 2), _delta(["d", "e", "f", "g", "h"], 3), _delta([], 4),
+              _delta(["i"], 5)]
+    batches = [([k for k, _ in b.items], b.checkpoint.at if b.checkpoint else None)
+               for b in fetch_batches(iter(deltas), None, 3)]
+    assert batches == [
+        (["a", "b", "c"], 2),  # two deltas end in it: the later checkpoint
+        (["d", "e", "f"], None),  # delta 3 goes on past it: no checkpoint yet
+        (["g", "h", "i"], 5),  # the rest of 3, the empty 4 and 5
+    ]
+
+
+def test_fetch_batches_refuse_a_checkpoint_that_goes_back():
+    batches = fetch_batches(iter([_delta(["a"], 5), _delta(["b"], 4)]), AtCheckpoint(at=3), 1)
+    assert [k for k, _ in next(batches).items] == ["a"]
+    with pytest.raises(CheckpointWentBack):
+        list(batches)

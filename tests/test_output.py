@@ -116,6 +116,21 @@ def test_the_blocking_client_reports_a_refused_delivery(settings):
     client.flush()  # reported once: later deliveries are judged on their own
 
 
+def test_a_delivery_in_several_batches_reports_where_each_record_landed(settings):
+    """Records to two topics, more than one batch holds: each one's offset, in the order given."""
+    big = "x" * 4000  # a few records fill a default 16 kB batch
+
+    async def use(output, producer, reported):
+        writes = [(T.CONTENT_IDS, "BANK_A", {"bank": "BANK_A", "claimed_at": i}) if i % 3 else
+                  (T.EXCHANGE_FETCH, f"X{i}", {"exchange": f"X{i}", "api": big}) for i in range(30)]
+        return await output.deliver(writes)
+
+    landed = asyncio.run(with_output(settings, use))
+    claims = [m.offset for m in landed if m.topic == T.CONTENT_IDS.name(settings)]
+    statuses = [m.offset for m in landed if m.topic == T.EXCHANGE_FETCH.name(settings)]
+    assert claims == list(range(20)) and statuses == list(range(10))
+
+
 def test_content_ids_count_up_for_every_writer(settings):
     async def use(output, producer, reported):
         return await ContentIds(output, lambda: 0).claim("BANK_A", 3)

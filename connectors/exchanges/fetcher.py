@@ -15,11 +15,11 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from threatexchange.exchanges.auth import SignalExchangeAPIInvalidAuthException, SignalExchangeAPIMissingAuthException
-from threatexchange.exchanges.fetch_state import FetchCheckpointBase
+from threatexchange.exchanges.fetch_state import FetchCheckpointBase, FetchDelta
 from threatexchange.utils import dataclass_json
 
 from connectors.exchanges.config import (
@@ -34,7 +34,7 @@ from pipeline import topics as T
 from pipeline.config import Settings
 from pipeline.metrics import EXCHANGE_FETCHES, EXCHANGE_LAST_SUCCESS, EXCHANGE_RECORDS
 from pipeline.services.content_ids import ContentIds
-from pipeline.services.output import Output, Write, new_producer
+from pipeline.services.output import Output, Write, bulk_options, new_producer
 from pipeline.state.bank_view import BankView
 from pipeline.state.log_reader import iter_to_end, read_latest, read_to_end
 
@@ -100,11 +100,13 @@ class ExchangeFetcher:
 
     # -- membership -------------------------------------------------------------------------------
     async def start(self) -> None:
-        self._claims = new_producer(self.settings)
+        self._claims = new_producer(self.settings, **bulk_options(self.settings))
         await self._claims.start()
         self._consumer = kafka_clients.aio_consumer(
             self.settings, group_id=fetch_group(self.settings),
             enable_auto_commit=False, auto_offset_reset="earliest", client_id=f"hmas-{self.name}",
+            # a fetcher starved of CPU for a few seconds (converting on a busy host) keeps its place
+            session_timeout_ms=int(self.settings.worker_session_timeout_s * 1000),
         )
         await self._consumer.start()
         self._consumer.subscribe([T.EXCHANGES.name(self.settings)], listener=Membership(self))
@@ -119,6 +121,7 @@ class ExchangeFetcher:
         self._tx = kafka_clients.aio_producer(
             self.settings, transactional_id=fetch_group(self.settings),
             enable_idempotence=True, acks="all", max_request_size=self.settings.max_request_bytes,
+            **bulk_options(self.settings),
         )
         await self._tx.start()  # fences the previous fetcher's producer
         self.leader.set()
@@ -194,6 +197,7 @@ class ExchangeFetcher:
             await self._commit(name, [], run.progress(running_fetch_start_ts=int(run.started)))
             await self._fetch_retrying(run, bank, creds_record, content_id_base)
         except asyncio.CancelledError:
+            self.last_start_ms.pop(name, None)  # unfinished: due again when this fetcher is elected again
             raise
         except Exception as exc:
             error = redacted(exc)
@@ -249,31 +253,37 @@ class ExchangeFetcher:
         creds = credentials_for(api_cls, creds_record, self.settings.secret_key)
         client = exchange_client(api_cls, bank.collab, creds, record["endpoint"])
         ids = ContentIds(Output(self.settings, lambda: self._claims), lambda: base)
-        deltas = client.fetch_iter(list(FETCHED_SIGNAL_TYPES), previous)
+        batches = fetch_batches(client.fetch_iter(list(FETCHED_SIGNAL_TYPES), previous), previous,
+                                max(1, self.settings.exchange_batch_records))
         log.info("exchange fetch started", extra={"exchange": name, "full": full})
-        while True:
-            delta = await asyncio.to_thread(next, deltas, None)
-            if delta is None:
-                break
-            _check_forward(previous, delta.checkpoint)
-            items = list(delta.updates.items())
-            size = max(1, self.settings.exchange_batch_records)
-            for start in range(0, max(len(items), 1), size):
-                chunk = items[start:start + size]
-                # the conversion and the held map work in a thread: the loop keeps the group's heartbeats
-                converted, wanted = await asyncio.to_thread(_plan, bank, chunk, full)
+        committing: asyncio.Task | None = None  # the previous batch's transaction
+        try:
+            while True:
+                # fetching, converting and the held map work in threads: the loop keeps the group's
+                # heartbeats and commits the previous batch meanwhile
+                batch = await asyncio.to_thread(next, batches, None)
+                if batch is None:
+                    break
+                converted, wanted = await asyncio.to_thread(_plan, bank, batch.items, full)
                 new_ids = await ids.claim(bank.bank, wanted) if wanted else []
                 writes = await asyncio.to_thread(bank.writes, converted, iter(new_ids))
-                run.applied += len(chunk)
+                if committing is not None:
+                    await committing  # one transaction at a time, in fetch order
                 changes: dict[str, Any] = {"fetched_items": len(bank)}
-                if start + size >= len(items) and not full:  # the delta's last batch carries its checkpoint
-                    changes.update(_checkpoint_fields(delta.checkpoint))
-                await self._commit(name, writes, run.progress(**changes))
-                EXCHANGE_RECORDS.labels(name).inc(len(chunk))
-                log.debug("exchange batch committed", extra={"exchange": name, "records": run.applied})
-            previous = delta.checkpoint
-            log.info("exchange fetch progress", extra={
-                "exchange": name, "records": run.applied, "per_s": run.status["records_per_s"]})
+                if batch.checkpoint is not None:
+                    previous = batch.checkpoint
+                    if not full:  # a full fetch commits its checkpoint when it has removed what is gone
+                        changes.update(_checkpoint_fields(batch.checkpoint))
+                run.applied += len(batch.items)
+                committing = asyncio.create_task(self._commit_batch(name, writes, run, changes, len(batch.items)))
+            if committing is not None:
+                await committing
+        except BaseException as exc:
+            if committing is not None and not committing.done():
+                if isinstance(exc, asyncio.CancelledError):
+                    committing.cancel()  # the transaction aborts: a fenced or stopped fetcher
+                await asyncio.gather(committing, return_exceptions=True)
+            raise
         removals = bank.removals() if full else []
         now = int(time.time())
         final = {"running_fetch_start_ts": None, "last_fetch_complete_ts": now, "last_fetch_succeeded": True,
@@ -287,6 +297,13 @@ class ExchangeFetcher:
             "exchange": name, "records": run.applied, "removed": len(removals),
             "held": len(bank), "per_s": run.status["records_per_s"]})
 
+    async def _commit_batch(self, exchange: str, writes: list[Write], run: FetchRun, changes: dict[str, Any],
+                            records: int) -> None:
+        await self._commit(exchange, writes, run.progress(**changes))
+        EXCHANGE_RECORDS.labels(exchange).inc(records)
+        log.debug("exchange batch committed", extra={"exchange": exchange, "records": run.applied,
+                                                     "per_s": run.status["records_per_s"]})
+
     async def _commit(self, exchange: str, writes: list[Write], status: dict[str, Any]) -> None:
         """Bank-signal records and the status after them, in one transaction."""
         producer = self._tx
@@ -294,6 +311,41 @@ class ExchangeFetcher:
             raise RuntimeError("not the elected exchange fetcher")
         async with producer.transaction():
             await Output(self.settings, lambda: producer).deliver(writes + [(T.EXCHANGE_FETCH, exchange, status)])
+
+
+@dataclass
+class FetchBatch:
+    """Fetched records written in one transaction, and the checkpoint of the last delta they
+    complete (None: no delta ends in them)."""
+
+    items: list[tuple[Any, Any]]
+    checkpoint: FetchCheckpointBase | None
+
+
+def fetch_batches(deltas: Iterator[FetchDelta], previous: FetchCheckpointBase | None,
+                  size: int) -> Iterator[FetchBatch]:
+    """Blocking: an exchange's deltas regrouped into batches of `size` records (small deltas
+    together, a large one split), each checked never to go back from the one before."""
+    items: list[tuple[Any, Any]] = []
+    checkpoint: FetchCheckpointBase | None = None
+    for delta in deltas:
+        _check_forward(previous, delta.checkpoint)
+        previous = delta.checkpoint
+        updates = list(delta.updates.items())
+        taken = 0
+        while len(updates) - taken > size - len(items):  # the delta goes on past this batch
+            cut = taken + size - len(items)
+            items += updates[taken:cut]
+            taken = cut
+            yield FetchBatch(items, checkpoint)
+            items, checkpoint = [], None
+        items += updates[taken:]
+        checkpoint = delta.checkpoint
+        if len(items) >= size:
+            yield FetchBatch(items, checkpoint)
+            items, checkpoint = [], None
+    if items or checkpoint is not None:
+        yield FetchBatch(items, checkpoint)
 
 
 def _plan(bank: BankOfExchange, chunk: list[tuple[Any, Any]], full: bool) -> tuple[dict[str, Any], int]:

@@ -24,10 +24,12 @@ class HeldRecords:
         self._db = sqlite3.connect(Path(self._dir.name) / "held.sqlite", check_same_thread=False)
         for pragma in ("journal_mode=OFF", "synchronous=OFF", f"cache_size=-{CACHE_KB}", "temp_store=FILE"):
             self._db.execute(f"PRAGMA {pragma}")
-        self._db.execute("CREATE TABLE signal (key TEXT PRIMARY KEY, rid TEXT NOT NULL, content_id INTEGER NOT NULL)")
+        # keyed tables without rowids: one b-tree each instead of a table and its key's index
+        self._db.execute("CREATE TABLE signal (key TEXT PRIMARY KEY, rid TEXT NOT NULL, content_id INTEGER NOT NULL)"
+                         " WITHOUT ROWID")
         self._db.execute("CREATE INDEX signal_rid ON signal (rid)")
-        self._db.execute("CREATE TABLE record (rid TEXT PRIMARY KEY, content_id INTEGER NOT NULL)")
-        self._db.execute("CREATE TABLE seen (rid TEXT PRIMARY KEY)")
+        self._db.execute("CREATE TABLE record (rid TEXT PRIMARY KEY, content_id INTEGER NOT NULL) WITHOUT ROWID")
+        self._db.execute("CREATE TABLE seen (rid TEXT PRIMARY KEY) WITHOUT ROWID")
         self._count = 0
 
     def close(self) -> None:

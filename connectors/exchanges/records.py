@@ -62,6 +62,7 @@ class BankOfExchange:
         self.folder = folder
         self._held: HeldRecords | None = None
         self._simple = keys_are_signals(api_cls)
+        self._held_at_load: int | None = None  # records the bank held when loaded (None: not loaded)
         self.rejected = 0  # signals that the bank's signal types do not accept
 
     @property
@@ -95,6 +96,7 @@ class BankOfExchange:
                 continue
             held.put_signal(key, meta[EXCHANGE_RECORD], value["bank_content_id"])
         held.index_records()
+        self._held_at_load = len(held)
 
     def convert(self, key: Any, value: Any) -> Signals:
         """The signals one fetched record stands for; none for a deletion (None) or a record that
@@ -162,10 +164,14 @@ class BankOfExchange:
         return out
 
     def saw(self, record_ids: Iterable[str]) -> None:
-        """Records that the current full fetch returned (a deletion counts: it removes itself)."""
-        self.held.saw(record_ids)
+        """Records that the current full fetch returned (a deletion counts: it removes itself).
+        A bank that held nothing when loaded needs no marks: all it holds, this fetch brought."""
+        if self._held_at_load != 0:
+            self.held.saw(record_ids)
 
     def removals(self) -> list[Write]:
         """Tombstones for every held record that the full fetch did not return: what the exchange
         no longer holds."""
+        if self._held_at_load == 0:
+            return []
         return self.writes({rid: {} for rid in self.held.unseen()}, iter(()))

@@ -73,6 +73,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = _bench_with_bank(bsub, "exchange", exchange,
                          "an exchange of N random PDQ signals fetched into a bank: rate, match after commit, fetcher memory")
     p.add_argument("--no-match", action="store_true", help="no worker and no probe uploads (the fetcher alone)")
+    p.add_argument("--batch-records", type=int, default=None,
+                   help="records per transaction (HMAS_EXCHANGE_BATCH_RECORDS; default: the setting's)")
 
     p = _bench_with_bank(bsub, "faults-cluster", faults_cluster,
                          "a broker of a three-broker cluster stopped mid-stream and restarted: nothing lost, the stall",
@@ -178,7 +180,7 @@ def overload(args: argparse.Namespace, settings: Settings) -> int:
 def exchange(args: argparse.Namespace, settings: Settings) -> int:
     from ops.bench.exchange_bench import run_exchange_bench
 
-    print(json.dumps(run_exchange_bench(args.n, not args.no_match), indent=2))
+    print(json.dumps(run_exchange_bench(args.n, not args.no_match, batch_records=args.batch_records), indent=2))
     return 0
 
 

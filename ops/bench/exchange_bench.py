@@ -3,7 +3,8 @@ until uploads of its hashes match, and the fetcher's peak memory, on a broker of
 
 The fetcher runs in a process of its own (`python -m ops.bench.exchange_bench`, the
 `ExchangeFetcher` class that `hmas fetcher` runs, with the random exchange installed), so its
-resident memory is its alone.
+resident memory is its alone. HMAS_BENCH_PROFILE=<file> runs it under cProfile (its event
+loop's thread: where the fetcher waits and what it spends outside its conversion threads).
 """
 
 from __future__ import annotations
@@ -74,13 +75,14 @@ class Follower(threading.Thread):
             consumer.close()
 
 
-def run_exchange_bench(n: int, match: bool = True, seed: int = 7) -> dict[str, Any]:
+def run_exchange_bench(n: int, match: bool = True, seed: int = 7, batch_records: int | None = None) -> dict[str, Any]:
+    """`batch_records`: records per transaction (HMAS_EXCHANGE_BATCH_RECORDS; None: the setting's default)."""
     from connectors.exchanges.config import creation_writes, exchange_record
 
     install()
     per_delta = 5000
-    with BenchPipeline(HMAS_EXCHANGE_FETCH_INTERVAL_S="86400",
-                       HMAS_EXCHANGE_BATCH_RECORDS=str(per_delta)) as p:
+    batch_env = {} if batch_records is None else {"HMAS_EXCHANGE_BATCH_RECORDS": str(batch_records)}
+    with BenchPipeline(HMAS_EXCHANGE_FETCH_INTERVAL_S="86400", **batch_env) as p:
         record = exchange_record(EXCHANGE, API_NAME, {"signals": n, "per_delta": per_delta, "seed": seed})
         for spec, key, value in creation_writes(record, bank_exists=False):
             p.client.produce(spec, key, value)
@@ -135,7 +137,8 @@ def run_exchange_bench(n: int, match: bool = True, seed: int = 7) -> dict[str, A
         # the status committed with the last batch: its updated_at is taken just before that commit
         last_batch = next(s for s in statuses if s.get("records_last_fetch") == n)
         report: dict[str, Any] = {
-            "signals": n, "machine": machine(), "load_average": os.getloadavg(),
+            "signals": n, "batch_records": p.settings.exchange_batch_records,
+            "machine": machine(), "load_average": os.getloadavg(),
             "signals_per_s": final["records_per_s"],
             "fetch_s": round(final["updated_at"] / 1000 - statuses[0]["running_fetch_start_ts"], 1),
             "fetcher_cpu_s": round(cpu, 1), "signals_per_fetcher_cpu_s": round(n / max(cpu, 1e-3)),
@@ -162,4 +165,8 @@ async def _run_fetcher() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(_run_fetcher())
+    if os.environ.get("HMAS_BENCH_PROFILE"):
+        import cProfile
+        cProfile.run("asyncio.run(_run_fetcher())", os.environ["HMAS_BENCH_PROFILE"])
+    else:
+        asyncio.run(_run_fetcher())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
@@ -33,6 +34,7 @@ Key = str | bytes | None
 KeyedRecord = tuple[Key, dict[str, Any]]
 Write = tuple[T.TopicSpec, Key, dict[str, Any] | None]  # None: a tombstone
 PARTITIONER = DefaultPartitioner()
+PRODUCER_BATCH_BYTES = 1 << 20  # a producer that sends records in bulk hands over one batch per partition
 
 
 class DeliveryFailed(Exception):
@@ -43,11 +45,16 @@ def _key_bytes(key: Key) -> bytes | None:
     return key.encode("utf-8") if isinstance(key, str) else key
 
 
-def new_producer(settings: Settings) -> AIOKafkaProducer:
+def new_producer(settings: Settings, **options: Any) -> AIOKafkaProducer:
     """A producer of the API and tools: every replica acknowledges, no duplicates on retries."""
     return kafka_clients.aio_producer(
-        settings, acks="all", enable_idempotence=True, max_request_size=settings.max_request_bytes,
+        settings, acks="all", enable_idempotence=True, max_request_size=settings.max_request_bytes, **options,
     )
+
+
+def bulk_options(settings: Settings) -> dict[str, Any]:
+    """Options of a producer that sends thousands of records at once (`deliver`, `send_many`)."""
+    return {"max_batch_size": min(PRODUCER_BATCH_BYTES, settings.max_request_bytes)}
 
 
 class Output:
@@ -76,51 +83,33 @@ class Output:
         """
         if not records:
             return
-        producer = self._producer()
-        topic = spec.name(self.settings)
-        partitions = sorted(await producer.partitions_for(topic))
         encoding = self.settings.output_encoding
-        batches: dict[int, Any] = {}
-        counts: dict[int, int] = {}
+        batches = Batches(self._producer(), self.settings)
         for key, record in records:
-            if isinstance(key, str):
-                key = key.encode("utf-8")
-            value = spec.codec.encode(record, encoding)
-            partition = PARTITIONER(key, partitions, partitions)
-            batch = batches.get(partition)
-            if batch is None:
-                batch = batches[partition] = producer.create_batch()
-                counts[partition] = 0
-            if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
-                await self._send_batch(producer, batch, spec, partition, counts[partition])
-                batch = batches[partition] = producer.create_batch()
-                counts[partition] = 0
-                if batch.append(key=key, value=value, timestamp=None) is None:  # larger than a batch
-                    sent = await producer.send(topic, value, key=key, partition=partition)
-                    sent.add_done_callback(self._checker(spec, 1))
-                    continue
-            counts[partition] += 1
-        for partition, batch in batches.items():
-            if counts[partition]:
-                await self._send_batch(producer, batch, spec, partition, counts[partition])
+            await batches.add(spec, key, spec.codec.encode(record, encoding))
+        for sent in await batches.close():
+            sent.future.add_done_callback(self._checker(sent.spec, len(sent.positions)))
         metrics.records_out(stage, spec.suffix).inc(len(records))
 
-    async def _send_batch(self, producer: AIOKafkaProducer, batch: Any, spec: T.TopicSpec, partition: int,
-                          count: int) -> None:
-        sent = await producer.send_batch(batch, spec.name(self.settings), partition=partition)
-        sent.add_done_callback(self._checker(spec, count))
-
     async def deliver(self, writes: Sequence[Write], encoding: str = "json") -> list[RecordMetadata]:
-        """Send records (None = tombstone) and wait for their delivery: where each one landed."""
-        producer = self._producer()
-        pending = []
-        for spec, key, record in writes:
-            value = None if record is None else spec.codec.encode(record, encoding)
-            pending.append(await producer.send(spec.name(self.settings), value, key=_key_bytes(key)))
+        """Send records (None = tombstone), in batches per partition, and wait for their delivery:
+        where each one landed, in the order of `writes`."""
+        if not writes:
+            return []
+        encoded = [(spec, key, None if record is None else spec.codec.encode(record, encoding))
+                   for spec, key, record in writes]
+        landed: list[RecordMetadata | None] = [None] * len(writes)
         try:
-            return list(await asyncio.gather(*pending))
+            batches = Batches(self._producer(), self.settings)
+            for spec, key, value in encoded:
+                await batches.add(spec, key, value)
+            sent = await batches.close()
+            for batch, first in zip(sent, await asyncio.gather(*(b.future for b in sent))):
+                for i, position in enumerate(batch.positions):  # a batch's records have consecutive offsets
+                    landed[position] = first._replace(offset=first.offset + i)
         except Exception as exc:
             raise self._lost(writes[0][0].suffix, len(writes), exc) from exc
+        return landed  # type: ignore[return-value]
 
     async def send_dead_letter(self, message: Any, reason: str, stage: str, kind: str = "undecodable") -> None:
         """A hma.dead-letters record for a consumed message (a Faust Message) that could not be
@@ -161,3 +150,61 @@ class Output:
         failure = DeliveryFailed(f"{records} record(s) to {topic} not delivered: {type(exc).__name__}: {exc}")
         failure.__cause__ = exc
         return failure
+
+
+@dataclass
+class SentBatch:
+    """A batch handed to the producer: its delivery future (the first record's metadata) and the
+    positions of its records among those added."""
+
+    spec: T.TopicSpec
+    future: asyncio.Future
+    positions: list[int]
+
+
+class Batches:
+    """Encoded records gathered into one aiokafka batch per topic partition (another when one is
+    full) and handed to the producer with `send_batch`: one future per batch, not per record. A
+    one-partition topic needs no partitioner call."""
+
+    def __init__(self, producer: AIOKafkaProducer, settings: Settings) -> None:
+        self.producer = producer
+        self.settings = settings
+        self._added = 0
+        self._open: dict[tuple[str, int], tuple[T.TopicSpec, Any, list[int]]] = {}
+        self._partitions: dict[str, list[int]] = {}
+        self._sent: list[SentBatch] = []
+
+    async def add(self, spec: T.TopicSpec, key: Key, value: bytes | None) -> None:
+        topic = spec.name(self.settings)
+        partitions = self._partitions.get(topic)
+        if partitions is None:
+            partitions = self._partitions[topic] = sorted(await self.producer.partitions_for(topic))
+        key = _key_bytes(key)
+        partition = partitions[0] if len(partitions) == 1 else PARTITIONER(key, partitions, partitions)
+        position, self._added = self._added, self._added + 1
+        _, batch, positions = self._open.get((topic, partition)) or self._new(spec, topic, partition)
+        if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
+            await self._send(topic, partition)
+            _, batch, positions = self._new(spec, topic, partition)
+            if batch.append(key=key, value=value, timestamp=None) is None:  # larger than a batch: alone
+                future = await self.producer.send(topic, value, key=key, partition=partition)
+                self._sent.append(SentBatch(spec, future, [position]))
+                return
+        positions.append(position)
+
+    async def close(self) -> list[SentBatch]:
+        """Sends the batches still open; every batch sent, in the order sent."""
+        for topic, partition in list(self._open):
+            await self._send(topic, partition)
+        return self._sent
+
+    def _new(self, spec: T.TopicSpec, topic: str, partition: int) -> tuple[T.TopicSpec, Any, list[int]]:
+        entry = self._open[topic, partition] = (spec, self.producer.create_batch(), [])
+        return entry
+
+    async def _send(self, topic: str, partition: int) -> None:
+        spec, batch, positions = self._open.pop((topic, partition))
+        if positions:
+            future = await self.producer.send_batch(batch, topic, partition=partition)
+            self._sent.append(SentBatch(spec, future, positions))
