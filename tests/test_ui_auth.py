@@ -27,6 +27,8 @@ def test_a_session_is_good_until_it_expires_or_the_token_changes():
     assert auth.session_of_cookie(cookie, now_s=1_000_000 + SESSION_TTL_S - 1) == SESSION
     assert auth.session_of_cookie(cookie, now_s=1_000_000 + SESSION_TTL_S) is None
     assert ui_auth("another-token").session_of_cookie(cookie, now_s=1_000_000) is None
+    demoted = UiAuth(ApiTokens([("the-token", READ)]))  # the same token, another role: signed out
+    assert demoted.session_of_cookie(cookie, now_s=1_000_000) is None
 
 
 def test_a_forged_or_altered_session_is_refused():

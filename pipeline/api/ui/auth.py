@@ -1,8 +1,8 @@
 """Who may see and change what from the UI: with API tokens configured, a session cookie from the
 sign-in form, given for a token of any role (pipeline/api/auth.py; the token never leaves the
 server again). The cookie names the token's role and its rate-limit client (a digest, never the
-token), is signed with a key derived from the tokens and good for SESSION_TTL_S (changing the
-tokens signs everybody out). On every change, a CSRF token from a cookie that the form must repeat
+token), is signed with a key derived from the tokens and their roles and good for SESSION_TTL_S
+(changing the tokens or their roles signs everybody out). On every change, a CSRF token from a cookie that the form must repeat
 (double submit). Cookies are HttpOnly and SameSite=Strict, and Secure over HTTPS."""
 
 from __future__ import annotations
