@@ -188,6 +188,16 @@ def settings_from(env: dict[str, str]) -> Settings:
     return load_settings(env=env, config_file=os.devnull)
 
 
+def create_topics(env: dict[str, str]) -> None:
+    """The topics of `env`'s prefix, created in this process as `hmas topics create` creates them
+    (the command itself runs in tests/test_pipeline_e2e.py, tests/test_up.py and over SASL in
+    tests/test_kafka_security.py): a subprocess less for every fixture that only needs them."""
+    from pipeline.admin import ensure_topics
+
+    settings = settings_from(env)
+    ensure_topics(settings.bootstrap_servers, settings)
+
+
 def hmas(env: dict[str, str], *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run one `hmas` command as a user would, in its own process."""
     return subprocess.run(
@@ -214,15 +224,11 @@ class HmasProcess:
         return self
 
     def stop(self, timeout_s: float = 30) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
+        stop_all(self, timeout_s=timeout_s)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def kill(self) -> None:
         """SIGKILL, as a crash: no shutdown, no offsets committed, no goodbye to the consumer group."""
@@ -233,6 +239,23 @@ class HmasProcess:
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def stop_all(*processes: HmasProcess, timeout_s: float = 30) -> None:
+    """SIGTERM to every running process at once, then each waited for (killed once `timeout_s` has
+    passed): their shutdowns (a worker closing its tables, an API saving its snapshot) overlap
+    instead of adding up."""
+    running = [p for p in processes if p.running]
+    for process in running:
+        process.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for process in running:
+        try:
+            process.proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.proc.kill()
+            process.proc.wait()
+        process._log.close()
 
 
 class WorkerProcess(HmasProcess):
@@ -278,8 +301,7 @@ class PipelineStack:
         self.api = ApiProcess(self.env, self.tmp / "api.log", self.port).start()
 
     def stop(self) -> None:
-        self.api.stop()
-        self.worker.stop()
+        stop_all(self.api, self.worker)
 
     def call(self, method: str, path: str, expect: int = 200, **kwargs: Any) -> Any:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}

@@ -12,9 +12,7 @@ import pytest
 from pipeline import topics as T
 from pipeline.client import Client
 from pipeline.uploads import new_upload
-from tests.pipeline_env import (
-    BRIDGE, PipelineStack, collect_until, hmas, pipeline_env, wait_until,
-)
+from tests.pipeline_env import BRIDGE, PipelineStack, collect_until, create_topics, pipeline_env, wait_until
 
 pytestmark = pytest.mark.kafka
 TOKEN = "controls-token"
@@ -43,7 +41,7 @@ class Stack(PipelineStack):
 def stack(kafka_broker, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("controls")
     env = pipeline_env(kafka_broker.bootstrap, tmp / "state", HMAS_API_TOKEN=TOKEN, HMAS_FLOOD_BUCKET_MS="10000")
-    hmas(env, "topics", "create")
+    create_topics(env)
     s = Stack(env, tmp)
     yield s
     s.stop()

@@ -22,7 +22,8 @@ from pipeline import topics as T
 from pipeline.client import Client
 from pipeline.uploads import new_upload
 from tests.pipeline_env import (
-    BRIDGE, REPO, ApiProcess, HmasProcess, WorkerProcess, collect_until, flip, hmas, pipeline_env, settings_from, wait_until,
+    BRIDGE, REPO, ApiProcess, HmasProcess, WorkerProcess, collect_until, create_topics, flip, pipeline_env,
+    settings_from, wait_until,
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -46,7 +47,7 @@ def env(kafka_broker, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ui")
     env = pipeline_env(kafka_broker.bootstrap, tmp / "state", HMAS_API_TOKEN=TOKEN, HMAS_FLOOD_BUCKET_MS="10000",
                        HMAS_FETCH_ALLOW_HOSTS=MEDIA_HOST, HMAS_FETCH_MAX_BYTES="2000000")
-    hmas(env, "topics", "create")
+    create_topics(env)
     worker = WorkerProcess(env, tmp / "worker.log").start()
     yield {**env, "tmp": str(tmp)}
     worker.stop()
