@@ -342,12 +342,13 @@ def test_the_match_lab_shows_a_quarantined_signal_and_a_past_upload(page, env, a
     expect(bank_row(page, "FLOODED").locator(".verdict")).to_have_text("quarantined")
 
 
-def reload_until(page, locator, text: str, attempts: int = 60) -> bool:
-    """Reload until the locator shows the text: what the worker writes reaches the API on its own."""
+def reload_until(page, locator, text: str, attempts: int = 240) -> bool:
+    """Reload until the locator shows the text: what the worker writes reaches the API on its own
+    (every 250 ms, for a minute at most)."""
     for _ in range(attempts):
         if locator.count() and text in (locator.first.text_content() or ""):
             return True
-        page.wait_for_timeout(1000)
+        page.wait_for_timeout(250)
         page.reload()
     return False
 
@@ -524,7 +525,7 @@ def test_home_draws_throughput_lag_and_latency(page, env):
     latency = page.locator("figure", has_text="Upload-to-match latency").locator("text.legend")
     assert reload_until(page, latency, " ms"), "no upload-to-match latency was drawn"
     throughput = page.locator("figure", has_text="Throughput").locator("text.legend")
-    assert reload_until(page, throughput, "/s", attempts=90), "no throughput was drawn"
+    assert reload_until(page, throughput, "/s", attempts=360), "no throughput was drawn"
     shoot(page, "home")
 
 
