@@ -270,9 +270,14 @@ class ApiProcess(HmasProcess):
         super().__init__({**env, "HMAS_API_PORT": str(port)}, log_path, "api", *extra)
         self.base = f"http://127.0.0.1:{port}"
 
-    def start(self, wait_s: float = 60) -> "ApiProcess":
+    def start(self, wait_s: float = 120) -> "ApiProcess":
+        """Started once it answers; one that never does is stopped (not left running) before the failure."""
         super().start()
-        wait_until(self._ready, wait_s, "hmas api to answer /status with 200", interval_s=0.3, detail=self.log_tail)
+        try:
+            wait_until(self._ready, wait_s, "hmas api to answer /status with 200", interval_s=0.3, detail=self.log_tail)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _ready(self) -> bool:
@@ -298,7 +303,11 @@ class PipelineStack:
 
     def start(self) -> None:
         self.worker = WorkerProcess(self.env, self.tmp / "worker.log").start()
-        self.api = ApiProcess(self.env, self.tmp / "api.log", self.port).start()
+        try:
+            self.api = ApiProcess(self.env, self.tmp / "api.log", self.port).start()
+        except BaseException:
+            self.worker.stop()  # no stack to stop later: leave no worker behind
+            raise
 
     def stop(self) -> None:
         stop_all(self.api, self.worker)
