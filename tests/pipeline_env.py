@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -315,6 +315,17 @@ class PipelineStack:
     def call(self, method: str, path: str, expect: int = 200, **kwargs: Any) -> Any:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         return checked(requests.request(method, self.api.base + path, headers=headers, timeout=30, **kwargs), expect)
+
+
+def running_stack(make: Callable[[dict[str, str], Path], PipelineStack], bootstrap: str, tmp: Path,
+                  **extra: str) -> Iterator[PipelineStack]:
+    """A module's stack (`make(env, tmp)`) on its own topics, stopped once the module is done: the
+    body of a module-scoped `stack` fixture (`yield from running_stack(...)`)."""
+    env = pipeline_env(bootstrap, tmp / "state", **extra)
+    create_topics(env)
+    stack = make(env, tmp)
+    yield stack
+    stack.stop()
 
 
 def collect_until(
