@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -188,6 +188,16 @@ def settings_from(env: dict[str, str]) -> Settings:
     return load_settings(env=env, config_file=os.devnull)
 
 
+def create_topics(env: dict[str, str]) -> None:
+    """The topics of `env`'s prefix, created in this process as `hmas topics create` creates them
+    (the command itself runs in tests/test_pipeline_e2e.py, tests/test_up.py and over SASL in
+    tests/test_kafka_security.py): a subprocess less for every fixture that only needs them."""
+    from pipeline.admin import ensure_topics
+
+    settings = settings_from(env)
+    ensure_topics(settings.bootstrap_servers, settings)
+
+
 def hmas(env: dict[str, str], *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run one `hmas` command as a user would, in its own process."""
     return subprocess.run(
@@ -214,15 +224,11 @@ class HmasProcess:
         return self
 
     def stop(self, timeout_s: float = 30) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
+        stop_all(self, timeout_s=timeout_s)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def kill(self) -> None:
         """SIGKILL, as a crash: no shutdown, no offsets committed, no goodbye to the consumer group."""
@@ -233,6 +239,23 @@ class HmasProcess:
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def stop_all(*processes: HmasProcess, timeout_s: float = 30) -> None:
+    """SIGTERM to every running process at once, then each waited for (killed once `timeout_s` has
+    passed): their shutdowns (a worker closing its tables, an API saving its snapshot) overlap
+    instead of adding up."""
+    running = [p for p in processes if p.running]
+    for process in running:
+        process.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for process in running:
+        try:
+            process.proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.proc.kill()
+            process.proc.wait()
+        process._log.close()
 
 
 class WorkerProcess(HmasProcess):
@@ -247,9 +270,14 @@ class ApiProcess(HmasProcess):
         super().__init__({**env, "HMAS_API_PORT": str(port)}, log_path, "api", *extra)
         self.base = f"http://127.0.0.1:{port}"
 
-    def start(self, wait_s: float = 60) -> "ApiProcess":
+    def start(self, wait_s: float = 120) -> "ApiProcess":
+        """Started once it answers; one that never does is stopped (not left running) before the failure."""
         super().start()
-        wait_until(self._ready, wait_s, "hmas api to answer /status with 200", interval_s=0.3, detail=self.log_tail)
+        try:
+            wait_until(self._ready, wait_s, "hmas api to answer /status with 200", interval_s=0.3, detail=self.log_tail)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _ready(self) -> bool:
@@ -275,15 +303,29 @@ class PipelineStack:
 
     def start(self) -> None:
         self.worker = WorkerProcess(self.env, self.tmp / "worker.log").start()
-        self.api = ApiProcess(self.env, self.tmp / "api.log", self.port).start()
+        try:
+            self.api = ApiProcess(self.env, self.tmp / "api.log", self.port).start()
+        except BaseException:
+            self.worker.stop()  # no stack to stop later: leave no worker behind
+            raise
 
     def stop(self) -> None:
-        self.api.stop()
-        self.worker.stop()
+        stop_all(self.api, self.worker)
 
     def call(self, method: str, path: str, expect: int = 200, **kwargs: Any) -> Any:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         return checked(requests.request(method, self.api.base + path, headers=headers, timeout=30, **kwargs), expect)
+
+
+def running_stack(make: Callable[[dict[str, str], Path], PipelineStack], bootstrap: str, tmp: Path,
+                  **extra: str) -> Iterator[PipelineStack]:
+    """A module's stack (`make(env, tmp)`) on its own topics, stopped once the module is done: the
+    body of a module-scoped `stack` fixture (`yield from running_stack(...)`)."""
+    env = pipeline_env(bootstrap, tmp / "state", **extra)
+    create_topics(env)
+    stack = make(env, tmp)
+    yield stack
+    stack.stop()
 
 
 def collect_until(

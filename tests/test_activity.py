@@ -48,8 +48,8 @@ def test_subscribers_get_each_event_and_the_end_of_the_stream():
 def test_lag_and_throughput_per_agent_from_the_offset_samples():
     activity = Activity(Settings(), "group")
     zero = {agent: 0 for agent in AGENT_INPUTS}
-    activity.samples.append(AgentSample(0, {**zero, "matcher": 100}, {**zero, "matcher": 150}))
-    activity.samples.append(AgentSample(10_000, {**zero, "matcher": 600}, {**zero, "matcher": 700}))
+    activity.samples.append(AgentSample(0, {**zero, "matcher": 100}, {**zero, "matcher": 50}))
+    activity.samples.append(AgentSample(10_000, {**zero, "matcher": 600}, {**zero, "matcher": 100}))
     throughput, lag = activity.agent_series()
     assert throughput["matcher"] == [(10_000, 50.0)] and throughput["hasher"] == [(10_000, 0.0)]
     assert lag["matcher"] == [(0, 50.0), (10_000, 100.0)]

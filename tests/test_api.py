@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from ops.kafka.broker import free_port
-from tests.pipeline_env import BRIDGE, ApiProcess, checked, hmas, pipeline_env
+from tests.pipeline_env import BRIDGE, ApiProcess, checked, create_topics, pipeline_env
 from tests.upstream_api_client import UpstreamClient, check_every_upstream_route
 
 pytestmark = pytest.mark.kafka
@@ -46,7 +46,7 @@ def api(kafka_broker, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("api")
     env = pipeline_env(kafka_broker.bootstrap, tmp / "state", HMAS_API_TOKEN=TOKEN, HMAS_FETCH_MAX_BYTES="2000000",
                        HMAS_FETCH_ALLOW_HOSTS=MEDIA_HOST)
-    hmas(env, "topics", "create")
+    create_topics(env)
     process = ApiProcess(env, tmp / "api.log", free_port()).start()
     yield process
     process.stop()

@@ -9,7 +9,6 @@ import pytest
 from pipeline.admin import ensure_topics
 from pipeline.api.auth import ADMIN, CURATE, READ, ApiTokens, allows, parse_token_entries
 from pipeline.api.limits import RateLimiter
-from pipeline.api.ui.auth import UiAuth
 from tests.pipeline_env import InProcessApi
 
 READER, CURATOR, ADMINISTRATOR = "reader-7f3a9c", "curator-1b2d8e", "admin-c4e5f6"
@@ -33,13 +32,6 @@ def test_role_of_a_presented_token():
     assert tokens.role_of("") is None and tokens.role_of(READER + "x") is None and tokens.role_of(READER[:-1]) is None
     assert allows(ADMIN, READ) and allows(CURATE, CURATE) and not allows(READ, CURATE) and not allows(CURATE, ADMIN)
     assert READER not in ApiTokens.client_id(READER)
-
-
-def test_the_ui_signs_in_curators_and_admins_only():
-    ui = UiAuth(ApiTokens([(READER, READ), (CURATOR, CURATE), (ADMINISTRATOR, ADMIN)]))
-    assert ui.required and ui.token_matches(CURATOR) and ui.token_matches(ADMINISTRATOR)
-    assert not ui.token_matches(READER) and not ui.token_matches("") and not ui.token_matches("guess")
-    assert not UiAuth(ApiTokens([])).required
 
 
 def test_a_token_bucket_per_client():

@@ -12,7 +12,9 @@ from ops.kafka.broker import free_port
 from pipeline import topics as T
 from pipeline.client import Client
 from pipeline.uploads import new_upload
-from tests.pipeline_env import ApiProcess, HmasProcess, WorkerProcess, collect_until, hmas, pipeline_env, settings_from
+from tests.pipeline_env import (
+    ApiProcess, HmasProcess, WorkerProcess, collect_until, create_topics, hmas, pipeline_env, settings_from, stop_all,
+)
 
 pytestmark = pytest.mark.kafka
 TOKEN = "exchange-token"
@@ -23,7 +25,7 @@ SECRET = "12345789|000000000000"
 def api(kafka_broker, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("api-exchanges")
     env = pipeline_env(kafka_broker.bootstrap, tmp / "state", HMAS_API_TOKEN=TOKEN)
-    hmas(env, "topics", "create")
+    create_topics(env)
     process = ApiProcess(env, tmp / "api.log", free_port()).start()
     yield process
     process.stop()
@@ -138,9 +140,6 @@ def test_a_fetched_exchange_matches_uploads(kafka_broker, tmp_path):
         assert removed == {"exchange": "FILE_E", "removed_signals": 1}
         assert hmas(env, "exchange", "status", "FILE_E", check=False).returncode == 2
     finally:
-        api.stop()
-        worker.stop()
-        for fetcher in fetchers:
-            fetcher.stop()
+        stop_all(api, worker, *fetchers)
     elected = [f for f in fetchers if "exchange fetcher elected" in f.log_path.read_text()]
     assert len(elected) >= 1

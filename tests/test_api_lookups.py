@@ -20,7 +20,8 @@ from pipeline.config import Settings
 from pipeline.matching import match_batch
 from pipeline.state.snapshot import snapshot_path
 from tests.pipeline_env import (
-    ApiProcess, checked, conformed_bank, flip, hashed, hmas, pipeline_env, random_pdq, settings_from, view_with,
+    ApiProcess, checked, conformed_bank, create_topics, flip, hashed, pipeline_env, random_pdq, settings_from,
+    view_with,
 )
 
 TOKEN = "lookup-token"
@@ -114,7 +115,7 @@ def answers_of(base: str, codes: list[str]) -> list[list[dict]]:
 def test_the_api_restarts_from_its_snapshot_with_the_changes_made_meanwhile(kafka_broker, tmp_path, processes):
     env = pipeline_env(kafka_broker.bootstrap, tmp_path / "state", HMAS_API_TOKEN=TOKEN,
                        HMAS_API_PROCESSES=str(processes))
-    hmas(env, "topics", "create")
+    create_topics(env)
     settings = settings_from(env)
     auth = {"Authorization": f"Bearer {TOKEN}"}
     port = free_port()

@@ -17,7 +17,7 @@ from pipeline.client import Client
 from pipeline.signal_types import SIGNAL_TYPES
 from pipeline.uploads import new_upload
 from tests.pipeline_env import (
-    ApiProcess, WorkerProcess, checked, collect_until, hmas, pipeline_env, settings_from, wait_until,
+    ApiProcess, WorkerProcess, checked, collect_until, create_topics, pipeline_env, settings_from, wait_until,
 )
 from tests.upstream_api_client import UpstreamClient, check_upstream_flows_on_an_empty_server
 
@@ -29,7 +29,7 @@ LARGE_BANK = 300_000
 def env(kafka_broker, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("operations")
     env = pipeline_env(kafka_broker.bootstrap, tmp / "state")
-    hmas(env, "topics", "create")
+    create_topics(env)
     return env, tmp
 
 

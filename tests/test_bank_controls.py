@@ -12,9 +12,7 @@ import pytest
 from pipeline import topics as T
 from pipeline.client import Client
 from pipeline.uploads import new_upload
-from tests.pipeline_env import (
-    BRIDGE, PipelineStack, collect_until, hmas, pipeline_env, wait_until,
-)
+from tests.pipeline_env import BRIDGE, PipelineStack, collect_until, running_stack, wait_until
 
 pytestmark = pytest.mark.kafka
 TOKEN = "controls-token"
@@ -41,12 +39,8 @@ class Stack(PipelineStack):
 
 @pytest.fixture(scope="module")
 def stack(kafka_broker, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("controls")
-    env = pipeline_env(kafka_broker.bootstrap, tmp / "state", HMAS_API_TOKEN=TOKEN, HMAS_FLOOD_BUCKET_MS="10000")
-    hmas(env, "topics", "create")
-    s = Stack(env, tmp)
-    yield s
-    s.stop()
+    yield from running_stack(Stack, kafka_broker.bootstrap, tmp_path_factory.mktemp("controls"), HMAS_API_TOKEN=TOKEN,
+                             HMAS_FLOOD_BUCKET_MS="10000")
 
 
 def photo_upload(cid, path):

@@ -25,8 +25,8 @@ from pipeline.state.bank_view import BankView
 from pipeline.state.log_reader import read_to_end
 from pipeline.uploads import new_upload
 from tests.pipeline_env import (
-    BRIDGE_ORIGINAL, SHIPPED_MEDIA, ApiProcess, WorkerProcess, collect_until, hmas, pipeline_env, settings_from,
-    wait_until,
+    BRIDGE_ORIGINAL, SHIPPED_MEDIA, ApiProcess, WorkerProcess, collect_until, create_topics, hmas, pipeline_env,
+    settings_from, stop_all, wait_until,
 )
 
 pytestmark = pytest.mark.kafka
@@ -39,12 +39,11 @@ FIRST_ID = 5_000_000
 def stack(kafka_broker, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rename")
     env = pipeline_env(kafka_broker.bootstrap, tmp / "state")
-    hmas(env, "topics", "create")
+    create_topics(env)
     worker = WorkerProcess(env, tmp / "worker.log").start()
     api = ApiProcess(env, tmp / "api.log", free_port()).start()
     yield settings_from(env), api, env
-    api.stop()
-    worker.stop()
+    stop_all(api, worker)
 
 
 def call(api, method, path, expect=200, **kwargs):

@@ -6,9 +6,10 @@ received once despite retries; sharing a bank, with what it held before sharing 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable, TypeVar
 
 import pytest
 import requests
@@ -24,7 +25,7 @@ from pipeline import topics as T
 from pipeline.banks import bank_record, bank_signal_record
 from pipeline.state.log_reader import read_latest, read_to_end
 from tests.fake_exchanges import FakeNCMEC, FakeStopNCII, FakeThreatExchange, NCMECEntry, StopNCIIHash
-from tests.test_exchange_fetcher import bank_signals, fetched, started
+from tests.test_exchange_fetcher import bank_signals, fetched
 
 pytestmark = pytest.mark.kafka
 WAIT_S = 90
@@ -47,6 +48,20 @@ async def wait_async(check: Callable[[], Any], what: str) -> Any:
     return await asyncio.to_thread(wait_for, check, what)
 
 
+Member = TypeVar("Member", ExchangeFetcher, ExchangeWriter)
+
+
+@contextlib.asynccontextmanager
+async def elected(member: Member) -> AsyncIterator[Member]:
+    """A fetcher or a writer started, once it leads its group; stopped on the way out."""
+    await member.start()
+    try:
+        await asyncio.wait_for(member.leader.wait(), WAIT_S)
+        yield member
+    finally:
+        await member.stop()
+
+
 def write_status(settings, exchange: str) -> dict:
     return read_latest(settings, T.EXCHANGE_WRITE_STATUS).get(exchange) or {}
 
@@ -65,6 +80,21 @@ def stopncii(monkeypatch):
     fake.stop()
 
 
+@pytest.fixture
+def ncmec():
+    fake = FakeNCMEC("user", "password").start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def threatexchange(monkeypatch):
+    fake = FakeThreatExchange(TE_TOKEN, 777).start()
+    monkeypatch.setenv("TX_ACCESS_TOKEN", TE_TOKEN)
+    yield fake
+    fake.stop()
+
+
 def test_stopncii_fetch_pages_rate_limit_malformed_answer_and_expired_credential(settings, stopncii, monkeypatch):
     now = int(time.time())
     stopncii.hashes += [StopNCIIHash(v, now - 100 + i) for i, v in enumerate(PDQ[:5])]
@@ -72,8 +102,7 @@ def test_stopncii_fetch_pages_rate_limit_malformed_answer_and_expired_credential
     configure(settings, record)
 
     async def scenario() -> None:
-        fetcher = await started(ExchangeFetcher(settings))
-        try:
+        async with elected(ExchangeFetcher(settings)):
             stopncii.fail("FetchHashes", 429)  # rate limited once: the client waits and asks again
             status = await fetched(settings, record)
             assert status["last_fetch_succeeded"] and status["fetched_items"] == 5
@@ -98,8 +127,6 @@ def test_stopncii_fetch_pages_rate_limit_malformed_answer_and_expired_credential
             status = await fetched(settings, record)
             assert status["last_fetch_succeeded"] and status["fetched_items"] == 6
             assert set(bank_signals(settings, "STOPNCII_X")) == set(PDQ[:6])
-        finally:
-            await fetcher.stop()
 
     asyncio.run(scenario())
 
@@ -113,10 +140,7 @@ def test_writes_are_retried_delivered_once_and_dead_lettered(settings, stopncii)
     doomed = outbox_record("STOPNCII_W", "deconfirm", "pdq", PDQ[1], "feedback/STOPNCII_W/two", "content-2")
 
     async def scenario() -> None:
-        writer = ExchangeWriter(settings)
-        await writer.start()
-        await asyncio.wait_for(writer.leader.wait(), WAIT_S)
-        try:
+        async with elected(ExchangeWriter(settings)):
             stopncii.fail("SubmitFeedback", 503)  # the exchange fails the first attempt
             produce(settings, [(T.EXCHANGE_OUTBOX, confirm["idempotency_key"], confirm)])
             await wait_async(lambda: write_status(settings, "STOPNCII_W").get("delivered") == 1, "delivery")
@@ -130,8 +154,6 @@ def test_writes_are_retried_delivered_once_and_dead_lettered(settings, stopncii)
             assert dead == doomed
             produce(settings, [(T.EXCHANGE_OUTBOX, dead["idempotency_key"], dead)])  # `hmas exchange redeliver`
             await wait_async(lambda: write_status(settings, "STOPNCII_W").get("delivered") == 2, "the redelivery")
-        finally:
-            await writer.stop()
 
     asyncio.run(scenario())
     assert stopncii.applied == [("SubmitFeedback", PDQ[0], "Blocked"), ("SubmitFeedback", PDQ[1], "NotBlocked")]
@@ -156,10 +178,7 @@ def test_a_shared_bank_publishes_what_it_held_before_and_its_changes(settings, s
             + [(T.BANK_SIGNALS, k, r) for k, r in signals.items()])
 
     async def scenario() -> None:
-        writer = ExchangeWriter(settings)
-        await writer.start()
-        await asyncio.wait_for(writer.leader.wait(), WAIT_S)
-        try:
+        async with elected(ExchangeWriter(settings)) as writer:
             assert await writer.share() == 0  # not shared yet
             produce(settings, [(T.BANKS, "SHARED", T.BANKS.codec.conform(
                 bank_record("SHARED", share_to=["STOPNCII_S", "FILE_S"])))])
@@ -173,15 +192,8 @@ def test_a_shared_bank_publishes_what_it_held_before_and_its_changes(settings, s
             assert await writer.share() == 2
             await wait_async(lambda: write_status(settings, "FILE_S").get("delivered") == 4, "file withdrawal")
             await wait_async(lambda: write_status(settings, "STOPNCII_S").get("delivered") == 4, "StopNCII withdrawal")
-        finally:
-            await writer.stop()
-        again = ExchangeWriter(settings, name="again")  # a new writer knows what was sent
-        await again.start()
-        await asyncio.wait_for(again.leader.wait(), WAIT_S)
-        try:
+        async with elected(ExchangeWriter(settings, name="again")) as again:  # a new writer knows what was sent
             assert await again.share() == 0
-        finally:
-            await again.stop()
 
     asyncio.run(scenario())
     assert stopncii.submitted == {PDQ[0]: "Blocked", PDQ[1]: "Blocked", PDQ[2]: "Blocked"}
@@ -191,11 +203,11 @@ def test_a_shared_bank_publishes_what_it_held_before_and_its_changes(settings, s
     assert share_key("FILE_S", "pdq", PDQ[0]) not in delivered and share_key("FILE_S", "pdq", PDQ[1]) in delivered
 
 
-def test_ncmec_pages_and_feedback_votes(settings):
+def test_ncmec_pages_and_feedback_votes(settings, ncmec):
     from cryptography.fernet import Fernet
 
     settings = quick(settings).with_overrides(secret_key=Fernet.generate_key().decode())
-    fake = FakeNCMEC("user", "password").start()
+    fake = ncmec
     now = int(time.time())
     fake.entries += [NCMECEntry(42, f"entry{i}", now - 3000 + 100 * i, v) for i, v in enumerate(PDQ[:5])]
     record = exchange_record("NCMEC_X", "ncmec", {"environment": "https://exttest.cybertip.org/hashsharing"},
@@ -203,10 +215,7 @@ def test_ncmec_pages_and_feedback_votes(settings):
     configure(settings, record)
 
     async def scenario() -> None:
-        fetcher = await started(ExchangeFetcher(settings))
-        writer = ExchangeWriter(settings)
-        await writer.start()
-        try:
+        async with elected(ExchangeFetcher(settings)), elected(ExchangeWriter(settings)):
             status = await fetched(settings, record)
             assert status["last_fetch_succeeded"] is False and "missing authentification" in status["last_error"]
             other_key = settings.with_overrides(secret_key=Fernet.generate_key().decode())
@@ -228,20 +237,13 @@ def test_ncmec_pages_and_feedback_votes(settings):
             status = await fetched(settings, record)
             assert set(bank_signals(settings, "NCMEC_X")) == set(PDQ[:5]) - {PDQ[1]}
 
-            await asyncio.wait_for(writer.leader.wait(), WAIT_S)
             fake.fail("/feedback", 500)
             for op, value, rid in (("confirm", PDQ[0], "42-entry0"), ("deconfirm", PDQ[2], "42-entry2")):
                 write = outbox_record("NCMEC_X", op, "pdq", value, f"feedback/NCMEC_X/{value}", "c", rid)
                 produce(settings, [(T.EXCHANGE_OUTBOX, write["idempotency_key"], write)])
             await wait_async(lambda: write_status(settings, "NCMEC_X").get("delivered") == 2, "votes")
-        finally:
-            await writer.stop()
-            await fetcher.stop()
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        fake.stop()
+    asyncio.run(scenario())
     assert fake.votes == {(42, "entry0", "PDQ"): "affirmative", (42, "entry2", "PDQ"): "negative"}
     assert [a[1:4] for a in fake.applied] == [(42, "entry0", "PDQ"), (42, "entry2", "PDQ")]
 
@@ -253,10 +255,9 @@ def stored_credentials(settings, api: str, credential_json: dict) -> dict:
     return sealed_record(exchange_api(api), credential_json, settings.secret_key)
 
 
-def test_threatexchange_pages_reactions_and_descriptor_upload_and_delete(settings, monkeypatch):
+def test_threatexchange_pages_reactions_and_descriptor_upload_and_delete(settings, threatexchange):
     settings = quick(settings)
-    fake = FakeThreatExchange(TE_TOKEN, 777).start()
-    monkeypatch.setenv("TX_ACCESS_TOKEN", TE_TOKEN)
+    fake = threatexchange
     now = int(time.time())
     for i, v in enumerate(PDQ[:5]):
         fake.add(555, v, now - 100 + i, tags=["te-tag"])
@@ -267,10 +268,7 @@ def test_threatexchange_pages_reactions_and_descriptor_upload_and_delete(setting
                                         endpoint=fake.endpoint))
 
     async def scenario() -> None:
-        fetcher = await started(ExchangeFetcher(settings))
-        writer = ExchangeWriter(settings)
-        await writer.start()
-        try:
+        async with elected(ExchangeFetcher(settings)), elected(ExchangeWriter(settings)):
             status = await fetched(settings, record)
             held = bank_signals(settings, "TE_X")
             assert status["last_fetch_succeeded"] and set(held) == set(PDQ[:5])
@@ -287,7 +285,6 @@ def test_threatexchange_pages_reactions_and_descriptor_upload_and_delete(setting
             assert status["last_fetch_succeeded"] is False and "429" in status["last_error"]
             assert status["checkpoint_ts"] == checkpoint
 
-            await asyncio.wait_for(writer.leader.wait(), WAIT_S)
             fake.fail("/threat_descriptors", 500)  # the upload's first search fails
             writes = [outbox_record("TE_X", "confirm", "pdq", PDQ[0], "feedback/TE_X/1", "c"),
                       outbox_record("TE_OUT", "share_add", "pdq", PDQ[7], share_key("TE_OUT", "pdq", PDQ[7]), "B"),
@@ -296,27 +293,21 @@ def test_threatexchange_pages_reactions_and_descriptor_upload_and_delete(setting
             produce(settings, [(T.EXCHANGE_OUTBOX, w["idempotency_key"], w) for w in writes])
             await wait_async(lambda: write_status(settings, "TE_OUT").get("delivered") == 2, "upload and delete")
             await wait_async(lambda: write_status(settings, "TE_X").get("delivered") == 1, "reaction")
-        finally:
-            await writer.stop()
-            await fetcher.stop()
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        fake.stop()
+    asyncio.run(scenario())
     assert sorted(fake.applied, key=str) == sorted([("react", 1001, "HELPFUL"), ("upload", PDQ[7]), ("delete", PDQ[7])],
                                                    key=str)
     assert write_status(settings, "TE_OUT")["skipped"] == 1
 
 
 def test_feedback_through_the_api_reaches_an_exchange_that_opted_in(kafka_broker, tmp_path):
-    from tests.pipeline_env import ApiProcess, HmasProcess, hmas, pipeline_env
+    from tests.pipeline_env import ApiProcess, HmasProcess, create_topics, hmas, pipeline_env, stop_all
 
     fake = FakeStopNCII("fetch-key", "subscription-key").start()
     fake.hashes += [StopNCIIHash(v, int(time.time()) - 100 + i) for i, v in enumerate(PDQ[:2])]
     env = pipeline_env(kafka_broker.bootstrap, tmp_path / "state", HMAS_API_TOKEN="t",
                        TX_STOPNCII_KEYS="fetch-key,subscription-key", HMAS_EXCHANGE_BACKOFF_S="0.05")
-    hmas(env, "topics", "create")
+    create_topics(env)
     fetcher = HmasProcess(env, tmp_path / "fetcher.log", "fetcher").start()
     api = ApiProcess(env, tmp_path / "api.log", free_port()).start()
 
@@ -347,8 +338,7 @@ def test_feedback_through_the_api_reaches_an_exchange_that_opted_in(kafka_broker
         assert call("POST", "/c/feedback", json={"content_id": "c-2", "verdict": "harmful",
                                                  "signals": [sid]})["exchange_reports"] == 0
     finally:
-        api.stop()
-        fetcher.stop()
+        stop_all(api, fetcher)
         fake.stop()
 
 

@@ -15,9 +15,7 @@ from pipeline import topics as T
 from pipeline.client import Client
 from pipeline.sampling import content_coin
 from pipeline.uploads import new_upload
-from tests.pipeline_env import (
-    PipelineStack, collect_until, flip, hmas, pipeline_env, wait_until,
-)
+from tests.pipeline_env import PipelineStack, collect_until, flip, running_stack, wait_until
 
 pytestmark = pytest.mark.kafka
 TOKEN = "explain-token"
@@ -37,12 +35,8 @@ class Stack(PipelineStack):
 
 @pytest.fixture(scope="module")
 def stack(kafka_broker, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("explain")
-    env = pipeline_env(kafka_broker.bootstrap, tmp / "state", HMAS_API_TOKEN=TOKEN, HMAS_FLOOD_BUCKET_MS="10000")
-    hmas(env, "topics", "create")
-    s = Stack(env, tmp)
-    yield s
-    s.stop()
+    yield from running_stack(Stack, kafka_broker.bootstrap, tmp_path_factory.mktemp("explain"), HMAS_API_TOKEN=TOKEN,
+                             HMAS_FLOOD_BUCKET_MS="10000")
 
 
 def random_pdq(seed: int) -> str:

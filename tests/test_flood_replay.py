@@ -8,7 +8,7 @@ from pipeline import event_ids
 from pipeline import topics as T
 from pipeline.client import Client
 from pipeline.clock import now_ms
-from tests.pipeline_env import WorkerProcess, collect_until, hmas, pipeline_env, settings_from
+from tests.pipeline_env import WorkerProcess, collect_until, create_topics, hmas, pipeline_env, settings_from
 
 pytestmark = pytest.mark.kafka
 
@@ -24,7 +24,7 @@ def hit(content_id: str) -> dict:
 
 def test_a_hit_written_twice_counts_once(kafka_broker, tmp_path):
     env = pipeline_env(kafka_broker.bootstrap, tmp_path / "state")
-    hmas(env, "topics", "create")
+    create_topics(env)
     hmas(env, "bank", "create", "FLOODED", "--flood-max", str(LIMIT), "--flood-window", "600")
     settings = settings_from(env)
     worker = WorkerProcess(env, tmp_path / "worker.log").start()

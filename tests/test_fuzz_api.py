@@ -53,7 +53,7 @@ def api(kafka_broker, tmp_path_factory):
 
 
 @pytest.mark.parametrize("method, path, params", ROUTES, ids=[f"{m} {p}" for m, p, _ in ROUTES])
-@hypothesis_settings(max_examples=15, deadline=None,
+@hypothesis_settings(max_examples=10, deadline=None,
                      suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_no_route_answers_500(api, method, path, params, data):

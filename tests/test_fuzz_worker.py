@@ -13,7 +13,9 @@ from pipeline import topics as T
 from pipeline.client import Client
 from pipeline.uploads import new_upload
 from schemas.codec import AVRO_MAGIC
-from tests.pipeline_env import WorkerProcess, collect_until, hmas, pipeline_env, random_pdq, settings_from
+from tests.pipeline_env import (
+    WorkerProcess, collect_until, create_topics, hmas, pipeline_env, random_pdq, settings_from,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -49,7 +51,7 @@ def invalid_uploads() -> list[bytes]:
 def test_a_burst_of_bad_records_all_become_dead_letters_and_matching_goes_on(kafka_broker, tmp_path):
     env = pipeline_env(kafka_broker.bootstrap, tmp_path / "state", HMAS_FETCH_TIMEOUT_S="2")
     settings = settings_from(env)
-    hmas(env, "topics", "create")
+    create_topics(env)
     banked = random_pdq()
     hmas(env, "bank", "create", "FUZZ", "--action", "remove")
     hmas(env, "bank", "add", "FUZZ", "--signal", f"pdq:{banked}")

@@ -17,7 +17,9 @@ from pipeline import topics as T
 from pipeline.client import Client
 from pipeline.uploads import new_upload
 from tests.monitoring_files import documented_metrics, monitoring_expressions, metric_names_in
-from tests.pipeline_env import BRIDGE_ORIGINAL, SHIPPED_MEDIA, HmasProcess, PipelineStack, hmas, pipeline_env, wait_until
+from tests.pipeline_env import (
+    BRIDGE_ORIGINAL, SHIPPED_MEDIA, HmasProcess, PipelineStack, create_topics, pipeline_env, stop_all, wait_until,
+)
 
 pytestmark = pytest.mark.kafka
 TOKEN = "metrics-token"
@@ -60,8 +62,7 @@ class MetricsStack(PipelineStack):
         self.fetcher.start()
 
     def stop(self) -> None:
-        self.fetcher.stop()
-        super().stop()
+        stop_all(self.fetcher, self.api, self.worker)
 
     def scrape(self, process: str) -> Scraped:
         base = {"worker": self.worker_metrics, "api": self.api.base, "fetcher": self.fetcher_metrics}[process]
@@ -80,7 +81,7 @@ def stack(kafka_broker, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("metrics")
     env = pipeline_env(kafka_broker.bootstrap, tmp / "state", HMAS_API_TOKEN=TOKEN,
                        HMAS_METRICS_PORT=str(free_port()))
-    hmas(env, "topics", "create")
+    create_topics(env)
     s = MetricsStack(env, tmp)
     try:
         s.call("POST", "/c/banks", 201, json={"name": BANK})

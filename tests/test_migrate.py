@@ -22,7 +22,7 @@ from pipeline.config_keys import signal_type_ratio_key
 from pipeline.services.content_ids import claim_content_ids
 from pipeline.signal_types import signal_id
 from pipeline.state.log_reader import read_latest
-from tests.pipeline_env import ApiProcess, hmas, pipeline_env, settings_from
+from tests.pipeline_env import ApiProcess, create_topics, hmas, pipeline_env, settings_from
 
 pytestmark = pytest.mark.kafka
 
@@ -166,7 +166,7 @@ def test_a_dry_run_writes_nothing_and_reports_what_it_would(settings, upstream):
 
 def test_the_command_reports_and_bad_sources_say_what_is_wrong(kafka_broker, tmp_path, postgres, upstream):
     env = pipeline_env(kafka_broker.bootstrap, tmp_path / "state")
-    hmas(env, "topics", "create")
+    create_topics(env)
     done = hmas(env, "migrate", "from-hma", upstream, "--dry-run")
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["dry_run"] is True and report["would_write"]["bank-signals"] == 5
@@ -227,13 +227,13 @@ def test_the_api_is_a_second_source(kafka_broker, tmp_path, upstream):
     from ops.kafka.broker import free_port
 
     env_a = pipeline_env(kafka_broker.bootstrap, tmp_path / "a")
-    hmas(env_a, "topics", "create")
+    create_topics(env_a)
     settings_a = settings_from(env_a)
     migrate(settings_a, upstream)
     api = ApiProcess(env_a, tmp_path / "api.log", free_port()).start()
     try:
         env_b = pipeline_env(kafka_broker.bootstrap, tmp_path / "b")
-        hmas(env_b, "topics", "create")
+        create_topics(env_b)
         done = hmas(env_b, "migrate", "from-hma", "--from-api", api.base, "--max-gap", "20")
     finally:
         api.stop()

@@ -9,7 +9,7 @@ from pipeline.clock import now_ms
 from pipeline.config import Settings
 from pipeline.state.log_reader import read_key_near
 from pipeline.uploads import new_upload
-from tests.pipeline_env import hmas, pipeline_env, settings_from
+from tests.pipeline_env import create_topics, pipeline_env, settings_from
 
 pytestmark = pytest.mark.kafka
 HOUR_MS = 3_600_000
@@ -28,7 +28,7 @@ def produce_at(settings: Settings, records: list[tuple[str, int]]) -> None:
 
 def test_only_the_keys_records_within_the_times_are_read(kafka_broker, tmp_path):
     env = pipeline_env(kafka_broker.bootstrap, tmp_path / "state")
-    hmas(env, "topics", "create")
+    create_topics(env)
     settings = settings_from(env)
     t0 = now_ms() - 3 * HOUR_MS  # past record times the broker takes, within the topic's retention
     produce_at(settings, [("a", t0), ("b", t0 + 1), ("a", t0 + HOUR_MS), ("a", t0 + 2 * HOUR_MS)])

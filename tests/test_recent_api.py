@@ -11,7 +11,8 @@ from pipeline import topics as T
 from pipeline.client import Client
 from pipeline.uploads import new_upload
 from tests.pipeline_env import (
-    BRIDGE, ApiProcess, WorkerProcess, collect_until, hmas, pipeline_env, settings_from, wait_until,
+    BRIDGE, ApiProcess, WorkerProcess, collect_until, create_topics, hmas, pipeline_env, settings_from, stop_all,
+    wait_until,
 )
 
 pytestmark = pytest.mark.kafka
@@ -31,7 +32,7 @@ def variants(rng, n: int) -> list[str]:
 
 def test_recent_similar_and_three_clusters(kafka_broker, tmp_path):
     env = pipeline_env(kafka_broker.bootstrap, tmp_path / "state")
-    hmas(env, "topics", "create")
+    create_topics(env)
     settings = settings_from(env)
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     api = ApiProcess(env, tmp_path / "api.log", free_port()).start()
@@ -71,5 +72,4 @@ def test_recent_similar_and_three_clusters(kafka_broker, tmp_path):
         cli = hmas({**env, "HMAS_API_PORT": api.base.rsplit(":", 1)[1]}, "recent", "clusters", "--distance", "16")
         assert len(cli.stdout.splitlines()) == 3
     finally:
-        api.stop()
-        worker.stop()
+        stop_all(api, worker)

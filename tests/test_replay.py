@@ -13,7 +13,9 @@ from pipeline.banks import bank_record, bank_signal_record
 from pipeline.client import Client
 from pipeline.replay import parse_time
 from pipeline.uploads import new_upload
-from tests.pipeline_env import WorkerProcess, collect_until, hmas, pipeline_env, settings_from, wait_until
+from tests.pipeline_env import (
+    WorkerProcess, collect_until, create_topics, hmas, pipeline_env, settings_from, wait_until,
+)
 
 UPLOADS = 40
 HORIZON_MS, BUCKET_MS = 2000, 1000  # the ring keeps 2 s of uploads, dropped a whole 1 s bucket at a time
@@ -34,7 +36,7 @@ def test_time_forms():
 def test_replay_matches_what_the_ring_dropped_resumes_and_never_acts_twice(kafka_broker, tmp_path):
     env = pipeline_env(kafka_broker.bootstrap, tmp_path / "state", HMAS_RECENT_HORIZON_MS=str(HORIZON_MS),
                        HMAS_RECENT_BUCKET_MS=str(BUCKET_MS))
-    hmas(env, "topics", "create")
+    create_topics(env)
     settings = settings_from(env)
     rng = np.random.default_rng(12)
     code = rng.integers(0, 256, 32, dtype=np.uint8)

@@ -10,7 +10,9 @@ from pipeline.banks import bank_record, bank_signal_record
 from pipeline.client import Client
 from pipeline.hashing import hash_content
 from pipeline.uploads import new_upload
-from tests.pipeline_env import BRIDGE, WorkerProcess, collect_until, hmas, pipeline_env, settings_from, wait_until
+from tests.pipeline_env import (
+    BRIDGE, WorkerProcess, collect_until, create_topics, pipeline_env, settings_from, wait_until,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -19,7 +21,7 @@ pytestmark = pytest.mark.kafka
 def env(kafka_broker, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("retro")
     e = pipeline_env(kafka_broker.bootstrap, tmp / "state", HMAS_RECENT_BUCKET_MS="60000")
-    hmas(e, "topics", "create")
+    create_topics(e)
     return e, tmp
 
 

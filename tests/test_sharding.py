@@ -20,7 +20,7 @@ from pipeline.sharding import ShardSpec, shard_of
 from pipeline.signal_types import signal_id
 from pipeline.state.bank_view import BankView
 from pipeline.uploads import new_upload
-from tests.pipeline_env import HmasProcess, WorkerProcess, collect_until, hmas, pipeline_env, settings_from
+from tests.pipeline_env import HmasProcess, WorkerProcess, collect_until, create_topics, pipeline_env, settings_from
 
 SHARDS = 2
 
@@ -197,7 +197,7 @@ def test_two_shard_workers_write_the_match_records_of_one_worker(kafka_broker, t
     env_sharded = pipeline_env(kafka_broker.bootstrap, tmp_path / "sharded", HMAS_RECENT_ENABLED="0",
                                HMAS_INDEX_SHARDS=str(SHARDS))
     for env in (env_one, env_sharded):
-        hmas(env, "topics", "create")
+        create_topics(env)
         publish(settings_from(env), scenario)
     procs = [
         WorkerProcess(env_one, tmp_path / "one.log").start(),

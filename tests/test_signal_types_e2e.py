@@ -15,8 +15,7 @@ from pipeline import topics as T
 from pipeline.client import Client
 from pipeline.uploads import new_upload
 from tests.pipeline_env import (
-    EDITS, SHIPPED_MEDIA, UNRELATED, VIDEO, PipelineStack, checked, collect_until, ffmpeg, hmas, pipeline_env,
-    vpdq_decision, wait_until,
+    EDITS, SHIPPED_MEDIA, UNRELATED, VIDEO, PipelineStack, checked, collect_until, ffmpeg, running_stack, vpdq_decision, wait_until,
 )
 from tests.signal_extension import WordSetSignal
 
@@ -58,12 +57,8 @@ class Stack(PipelineStack):
 
 @pytest.fixture(scope="module")
 def stack(kafka_broker, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("signals")
-    env = pipeline_env(kafka_broker.bootstrap, tmp / "state", HMAS_API_TOKEN=TOKEN, HMAS_SIGNAL_EXTENSIONS=EXTENSION)
-    hmas(env, "topics", "create")
-    s = Stack(env, tmp, TOKEN)
-    yield s
-    s.stop()
+    yield from running_stack(lambda env, tmp: Stack(env, tmp, TOKEN), kafka_broker.bootstrap,
+                             tmp_path_factory.mktemp("signals"), HMAS_API_TOKEN=TOKEN, HMAS_SIGNAL_EXTENSIONS=EXTENSION)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,8 @@ from pipeline import topics as T
 from pipeline.client import Client
 from pipeline.uploads import new_upload
 from tests.pipeline_env import (
-    BRIDGE, REPO, ApiProcess, HmasProcess, WorkerProcess, collect_until, flip, hmas, pipeline_env, settings_from, wait_until,
+    BRIDGE, REPO, ApiProcess, HmasProcess, WorkerProcess, collect_until, create_topics, flip, pipeline_env,
+    settings_from, wait_until,
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -33,6 +34,7 @@ pytestmark = [
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (`pip install -e .[dev]`)")
 expect = sync_api.expect
 TOKEN = "ui-token"
+READ_TOKEN = "ui-read-token"
 MEDIA_HOST = "127.0.0.2"  # allow-listed for the media server; 127.0.0.1 stays refused
 
 
@@ -45,7 +47,7 @@ def env(kafka_broker, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ui")
     env = pipeline_env(kafka_broker.bootstrap, tmp / "state", HMAS_API_TOKEN=TOKEN, HMAS_FLOOD_BUCKET_MS="10000",
                        HMAS_FETCH_ALLOW_HOSTS=MEDIA_HOST, HMAS_FETCH_MAX_BYTES="2000000")
-    hmas(env, "topics", "create")
+    create_topics(env)
     worker = WorkerProcess(env, tmp / "worker.log").start()
     yield {**env, "tmp": str(tmp)}
     worker.stop()
@@ -85,11 +87,27 @@ def browser():
         launched.close()
 
 
-@pytest.fixture
-def page(browser, api, shots):
-    context = browser.new_context(viewport={"width": 1200, "height": 900}, base_url=api.base)
+@pytest.fixture(scope="module")
+def closed_api(env):
+    """A second API on the same topics with reads closed (HMAS_API_OPEN_READS=0) and a read token."""
+    closed = {k: v for k, v in env.items() if k != "tmp"} | {"HMAS_API_OPEN_READS": "0",
+                                                             "HMAS_API_TOKENS": f"{READ_TOKEN}:read"}
+    process = ApiProcess(closed, Path(env["tmp"]) / "closed-api.log", free_port()).start()
+    yield process
+    process.stop()
+
+
+def browser_page(browser, base: str, shots: Path):
+    """A page in a fresh browser context (no cookies) on the API at `base`."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, base_url=base)
     opened = context.new_page()
     opened.shots = shots  # where shoot() saves this page's screenshots
+    return context, opened
+
+
+@pytest.fixture
+def page(browser, api, shots):
+    context, opened = browser_page(browser, api.base, shots)
     yield opened
     context.close()
 
@@ -112,9 +130,9 @@ def shoot(page, name: str) -> None:
     small.save(path, optimize=True)
 
 
-def sign_in(page) -> None:
+def sign_in(page, token: str = TOKEN) -> None:
     page.goto("/ui/login?next=/ui/banks")
-    page.fill("input[name=token]", TOKEN)
+    page.fill("input[name=token]", token)
     page.click("main button:has-text('Sign in')")
     expect(page).to_have_url(re.compile(r"/ui/banks$"))
 
@@ -156,13 +174,38 @@ def test_changes_need_the_token_and_a_bank_is_created_and_filled(page):
     expect(page).to_have_url(re.compile(r"/ui/login"))
     page.fill("input[name=token]", "wrong")
     page.click("main button:has-text('Sign in')")
-    expect(page.get_by_role("alert")).to_have_text("That is not the API token.")
+    expect(page.get_by_role("alert")).to_have_text("That is not an API token.")
     shoot(page, "login")
     sign_in(page)
     create_bank(page, "NARROW", pdq_distance=10)
     add_hash(page, "NARROW", random_pdq(1))
     expect(page.locator("#contents")).to_contain_text(random_pdq(1))
     shoot(page, "bank")
+
+
+def test_with_reads_closed_a_page_needs_a_sign_in_and_a_read_token_changes_nothing(browser, closed_api, shots):
+    context, page = browser_page(browser, closed_api.base, shots)
+    try:
+        for path in ("/ui", "/ui/banks", "/ui/match", "/ui/compare", "/ui/quarantine", "/ui/recent", "/ui/rerun",
+                     "/ui/exchanges", "/ui/feed"):
+            page.goto(path)
+            expect(page).to_have_url(re.compile(r"/ui/login\?next="))
+            expect(page.locator("input[name=token]")).to_be_visible()
+        sign_in(page, READ_TOKEN)
+        expect(page.locator("header .who")).to_contain_text("role read")
+        expect(page.locator("#banks")).to_be_visible()
+        page.goto("/ui/match")
+        expect(page.locator("input[name=signal]")).to_be_visible()
+        page.goto("/ui/banks")
+        page.fill("input[name=name]", "BY_READER")
+        page.click("button:has-text('Create')")
+        expect(page.get_by_role("alert")).to_have_text(
+            "this needs a sign-in with a token of role curate or above; this session's role is read")
+        shoot(page, "read-only")
+        assert "BY_READER" not in requests.get(closed_api.base + "/c/banks", timeout=30,
+                                               headers={"Authorization": f"Bearer {READ_TOKEN}"}).text
+    finally:
+        context.close()
 
 
 def test_the_match_lab_says_a_hash_just_past_the_threshold_is_too_far(page):
@@ -299,12 +342,13 @@ def test_the_match_lab_shows_a_quarantined_signal_and_a_past_upload(page, env, a
     expect(bank_row(page, "FLOODED").locator(".verdict")).to_have_text("quarantined")
 
 
-def reload_until(page, locator, text: str, attempts: int = 60) -> bool:
-    """Reload until the locator shows the text: what the worker writes reaches the API on its own."""
+def reload_until(page, locator, text: str, attempts: int = 240) -> bool:
+    """Reload until the locator shows the text: what the worker writes reaches the API on its own
+    (every 250 ms, for a minute at most)."""
     for _ in range(attempts):
         if locator.count() and text in (locator.first.text_content() or ""):
             return True
-        page.wait_for_timeout(1000)
+        page.wait_for_timeout(250)
         page.reload()
     return False
 
@@ -481,7 +525,7 @@ def test_home_draws_throughput_lag_and_latency(page, env):
     latency = page.locator("figure", has_text="Upload-to-match latency").locator("text.legend")
     assert reload_until(page, latency, " ms"), "no upload-to-match latency was drawn"
     throughput = page.locator("figure", has_text="Throughput").locator("text.legend")
-    assert reload_until(page, throughput, "/s", attempts=90), "no throughput was drawn"
+    assert reload_until(page, throughput, "/s", attempts=360), "no throughput was drawn"
     shoot(page, "home")
 
 

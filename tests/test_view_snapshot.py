@@ -21,7 +21,7 @@ from pipeline.state.log_reader import CompactedTopicFollower, StalePositions
 from pipeline.state.snapshot import export_snapshot, read_snapshot, snapshot_path, write_snapshot
 from pipeline.uploads import new_upload
 from tests.pipeline_env import (
-    VIEW_MODEL_BANKS, WorkerProcess, check_view, collect_until, conformed_bank, hmas, pipeline_env, run_ops,
+    VIEW_MODEL_BANKS, WorkerProcess, check_view, collect_until, conformed_bank, create_topics, pipeline_env, run_ops,
     settings_from,
 )
 
@@ -81,7 +81,7 @@ def hmas_env_topics(settings: Settings) -> None:
 @pytest.mark.kafka
 def test_a_restarted_worker_loads_its_snapshot_and_reads_the_tail(kafka_broker, tmp_path):
     env = pipeline_env(kafka_broker.bootstrap, tmp_path / "state", HMAS_RECENT_ENABLED="0")
-    hmas(env, "topics", "create")
+    create_topics(env)
     settings = settings_from(env)
     codes = random_codes(3000, seed=4)
     client = Client(settings)

@@ -12,7 +12,7 @@ import pytest
 from pipeline import topics as T
 from pipeline.client import Client
 from pipeline.uploads import new_upload
-from tests.pipeline_env import WorkerProcess, collect_until, hmas, pipeline_env, settings_from
+from tests.pipeline_env import WorkerProcess, collect_until, create_topics, hmas, pipeline_env, settings_from
 
 pytestmark = pytest.mark.kafka
 
@@ -44,7 +44,7 @@ def ids_by_key(settings, spec: T.TopicSpec, key_of=lambda key, record: key) -> d
 def env(kafka_broker, tmp_path):
     e = pipeline_env(kafka_broker.bootstrap, tmp_path / "state",
                      HMAS_WORKER_SESSION_TIMEOUT_S=str(SESSION_TIMEOUT_S))
-    hmas(e, "topics", "create")
+    create_topics(e)
     hmas(e, "bank", "create", "RESTART", "--action", "remove")
     hmas(e, "bank", "add", "RESTART", "--signal", f"pdq:{BANKED}")
     return e, tmp_path

@@ -1,8 +1,9 @@
 """What the pipeline is doing, for the UI's health page, bank charts and live feed, read from the
 topics alone (no worker address is needed, any number of workers is covered):
 
-- per agent, its consumer group's committed offsets against the end offsets of the topic it reads,
-  sampled every SAMPLE_EVERY_S: the lag, and the throughput (records committed per second);
+- per agent, its consumer group's committed offsets against the end offsets of the topic it reads
+  (pipeline/services/consumer_lag.py's `group_lag`, as the worker's lag metric), sampled every
+  SAMPLE_EVERY_S: the lag, and the throughput (records committed per second);
 - from hma.matches, per minute, a histogram of upload-to-match latencies (matched_at minus
   submitted_at) and the effective matches of each bank;
 - the newest matches and actions, pushed to the live feed's subscribers as they are read.
@@ -28,6 +29,7 @@ from pipeline import kafka_clients
 from pipeline import topics as T
 from pipeline.clock import now_ms
 from pipeline.config import Settings
+from pipeline.services.consumer_lag import group_lag
 from pipeline.state.log_reader import topic_partitions
 from schemas.codec import DecodeError
 
@@ -59,7 +61,7 @@ class Minute:
 class AgentSample:
     at_ms: int
     committed: dict[str, int]  # agent -> records committed by the worker group (all partitions)
-    end: dict[str, int]  # agent -> end offset of its input topic (all partitions)
+    lag: dict[str, int]  # agent -> records of its input topic after the group's committed offsets (all partitions)
 
 
 def percentile_ms(histogram: np.ndarray, q: float) -> float | None:
@@ -92,6 +94,7 @@ class Activity:
         self.subscribers: set[asyncio.Queue] = set()
         self._consumer: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
+        self._inputs: dict[str, list[TopicPartition]] = {}  # agent -> its input topic's partitions, read once
         self._tasks: list[asyncio.Task] = []
         self._specs = {spec.name(settings): spec for spec in (T.MATCHES, T.RETRO_MATCHES, T.ACTIONS)}
 
@@ -206,18 +209,21 @@ class Activity:
 
     async def sample(self) -> AgentSample:
         assert self._admin is not None and self._consumer is not None
-        committed_offsets = await self._admin.list_consumer_group_offsets(self.group_id)
-        committed: dict[str, int] = {}
-        end: dict[str, int] = {}
-        for agent, spec in AGENT_INPUTS.items():
-            topic = spec.name(self.settings)
-            parts = [tp for tp in committed_offsets if tp.topic == topic]
-            if not parts:
-                parts = [TopicPartition(topic, p) for p in await asyncio.to_thread(topic_partitions, self.settings, topic)]
-            ends = await self._consumer.end_offsets(parts)
-            end[agent] = sum(ends.values())
-            committed[agent] = sum(max(0, committed_offsets[tp].offset) for tp in parts if tp in committed_offsets)
-        return AgentSample(now_ms(), committed, end)
+        inputs = await self._input_partitions()
+        lags = await group_lag(self._admin, self.group_id, [tp for parts in inputs.values() for tp in parts],
+                               self._consumer.end_offsets)
+        return AgentSample(now_ms(), {agent: sum(lags[tp].committed for tp in parts) for agent, parts in inputs.items()},
+                           {agent: sum(lags[tp].lag for tp in parts) for agent, parts in inputs.items()})
+
+    async def _input_partitions(self) -> dict[str, list[TopicPartition]]:
+        if not self._inputs:  # all of them or none: a topic not there yet is asked again next time
+            inputs = {}
+            for agent, spec in AGENT_INPUTS.items():
+                topic = spec.name(self.settings)
+                numbers = await asyncio.to_thread(topic_partitions, self.settings, topic)
+                inputs[agent] = [TopicPartition(topic, p) for p in sorted(numbers)]
+            self._inputs = inputs
+        return self._inputs
 
     # -- what the pages draw ----------------------------------------------------------------------
     def latency_series(self) -> dict[str, list[tuple[int, float]]]:
@@ -249,7 +255,7 @@ class Activity:
                 throughput[agent].append((after.at_ms, max(0, after.committed[agent] - before.committed[agent]) / seconds))
         for s in samples:
             for agent in AGENT_INPUTS:
-                lag[agent].append((s.at_ms, float(max(0, s.end[agent] - s.committed[agent]))))
+                lag[agent].append((s.at_ms, float(s.lag[agent])))
         return throughput, lag
 
     def newest_feed(self) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from pipeline import metrics
 from pipeline.api import controls, curation, development, exchanges, explain, matching, recent, status
 from pipeline.api.auth import PUBLIC, READ, ApiTokens, allows, bearer
 from pipeline.api.http import ApiError, Route, reply
-from pipeline.api.limits import HASH, LOOKUP, RateLimiter, retry_after
+from pipeline.api.limits import CLIENT_KEY, RateLimits, kind_of
 from pipeline.api.openapi import openapi_document
 from pipeline.api.ui import pages as ui_pages
 from pipeline.api.state import ApiState
@@ -33,7 +33,7 @@ def create_api(settings: Settings, state: ApiState | None = None) -> web.Applica
     metrics.set_process_role("api")
     app = web.Application(
         middlewares=[_errors, _auth(ApiTokens.from_settings(settings), bool(settings.api_open_reads)),
-                     _limits({LOOKUP: RateLimiter(settings.api_lookup_rate), HASH: RateLimiter(settings.api_hash_rate)}),
+                     _limits(state.limits),
                      _metrics],
         client_max_size=settings.fetch_max_bytes,
     )
@@ -87,9 +87,6 @@ def _route_of(request: web.Request) -> Route | None:
     return request.app[ROUTES_KEY].get(request.match_info.route)
 
 
-CLIENT_KEY = web.RequestKey("client", str)  # the request's client for rate limits: its token's digest, or its address
-
-
 def _auth(tokens: ApiTokens, open_reads: bool):
     """The role a route needs against the presented token's (401 without a token of ours, 403 with
     one of too weak a role); no tokens configured: every route is open."""
@@ -111,20 +108,15 @@ def _auth(tokens: ApiTokens, open_reads: bool):
     return middleware
 
 
-def _limits(limiters: dict[str, RateLimiter]):
-    """429 with Retry-After once a client is over its rate for the route's kind. A lookup given a
-    URL fetches and hashes: it counts as hashing."""
+def _limits(limits: RateLimits):
+    """429 with Retry-After once a client is over its rate for the route's kind (the UI's pages
+    count theirs in pipeline/api/ui/frame.py, against the same limits)."""
     @web.middleware
     async def middleware(request: web.Request, handler) -> web.StreamResponse:
         route = _route_of(request)
-        kind = route.rate if route is not None else ""
-        if kind == LOOKUP and "url" in request.query:
-            kind = HASH
+        kind = kind_of(route.rate, request.query) if route is not None else ""
         if kind:
-            wait = limiters[kind].take(request[CLIENT_KEY])
-            if wait > 0:
-                raise ApiError(429, f"over the rate limit of {limiters[kind].rate:g} {kind} requests/s for this client; "
-                               f"retry in {wait:.2f}s", {"Retry-After": retry_after(wait)})
+            limits.take(kind, request[CLIENT_KEY])
         return await handler(request)
     return middleware
 

@@ -83,8 +83,9 @@ class ApiTokens:
         return "token:" + _digest(presented).hex()[:16]
 
     def session_key(self) -> bytes:
-        """A secret derived from every token (the UI signs its session cookies with it)."""
-        return hashlib.sha256(b"".join(entry.digest for entry in self._entries)).digest()
+        """A secret derived from every token and its role (the UI signs its session cookies with it,
+        so a token removed or given another role ends every session)."""
+        return hashlib.sha256(b"".join(entry.digest + entry.role.encode() for entry in self._entries)).digest()
 
 
 def parse_token_entries(value: str) -> list[tuple[str, str]]:

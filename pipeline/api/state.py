@@ -17,6 +17,7 @@ from pipeline.config import Settings
 from pipeline.recent.feed import RecentFeed
 from pipeline.recent.ring import RecentRing
 from pipeline.api.coalescer import LookupCoalescer
+from pipeline.api.limits import RateLimits
 from pipeline.services.bank_view import BankViewService, LoadedView
 from pipeline.services.content_ids import ContentIds
 from pipeline.services.feedback_tallies import FeedbackTallies
@@ -52,6 +53,7 @@ class ApiState:
         self._recent = RecentFeed(settings, self.ring, name="api-recent")
         self._feeding: asyncio.Task | None = None
         self.activity = Activity(settings, settings.worker_group)
+        self.limits = RateLimits.from_settings(settings)  # the JSON routes' and the UI's, one budget per client
 
     def _started_producer(self) -> AIOKafkaProducer:
         assert self._producer is not None, "ApiState.start() first"

@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib.util
 import re
 import shutil
-import threading
 from collections import defaultdict
 from typing import Any, Sequence
 
@@ -28,7 +27,7 @@ from pipeline.config import Settings, load_settings
 from pipeline.hashing.base import SignalValue
 from pipeline.index import build_pdq_index, codes_from_hex
 from pipeline.signal_types import Comparison, SignalPlugin
-from pipeline.state.signal_index import Hits, strings_from_arrays, strings_to_arrays
+from pipeline.state.signal_index import Hits, KeptValues
 
 try:  # python-threatexchange's thresholds; the extension needs the vpdq package
     from threatexchange.extensions.vpdq.vpdq_util import (
@@ -81,18 +80,17 @@ def match_distance(query_nearest: Sequence[int], query_total: int, bank_nearest:
     return None
 
 
-class VpdqFrameIndex:
+class VpdqFrameIndex(KeptValues):
     """Bank videos as their frames in the PDQ index; a search answers (row, match distance) per video."""
 
     def __init__(self, exported: dict[str, np.ndarray] | None = None) -> None:
+        super().__init__()
         self._frames = build_pdq_index(np.zeros((0, 32), dtype=np.uint8), np.zeros(0, dtype=np.int64))
-        self._lock = threading.Lock()
-        self._value_of: dict[int, str] = {}
         self._frames_of: dict[int, np.ndarray] = {}  # row -> its frame ids
         self._video_of: dict[int, int] = {}  # frame id -> row (frame ids are never reused)
         self._next_frame = 0
         if exported:
-            self.add(exported["ids"].tolist(), strings_from_arrays(exported["text"], exported["ends"]))
+            self.add(*self.exported_rows(exported))
 
     def add(self, ids: Sequence[int], values: Sequence[str]) -> None:
         self.remove([row for row in ids if row in self._value_of])
@@ -147,22 +145,11 @@ class VpdqFrameIndex:
                 hits.append((row, d))
         return hits
 
-    def values(self, ids: Sequence[int]) -> list[str]:
-        return [self._value_of[row] for row in ids]
-
     def stats(self) -> dict[str, int]:
         return {"videos": len(self._value_of), "frames": len(self._video_of)}
 
     def wait_for_merges(self) -> None:
         self._frames.wait_for_merges()
-
-    def export(self) -> dict[str, np.ndarray]:
-        with self._lock:
-            ids = np.fromiter(self._value_of.keys(), dtype=np.int64, count=len(self._value_of))
-            return {"ids": ids, **strings_to_arrays(list(self._value_of.values()))}
-
-    def __len__(self) -> int:
-        return len(self._value_of)
 
 
 class VpdqPlugin(SignalPlugin):

@@ -87,7 +87,32 @@ def strings_from_arrays(text: np.ndarray, ends: np.ndarray) -> list[str]:
     return [data[a:b].decode() for a, b in zip(starts, ends.tolist())]
 
 
-class ThreatExchangeIndex:
+class KeptValues:
+    """The values an index holds by row id, under its lock: what `values` answers and a snapshot
+    exports (as `strings_to_arrays`); for indices whose values can be long (a video's frames)."""
+
+    def __init__(self) -> None:
+        self._value_of: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def exported_rows(exported: dict[str, np.ndarray]) -> tuple[list[int], list[str]]:
+        """The (row ids, values) of an export, to add to a new index."""
+        return exported["ids"].tolist(), strings_from_arrays(exported["text"], exported["ends"])
+
+    def values(self, ids: Sequence[int]) -> list[str]:
+        return [self._value_of[row] for row in ids]
+
+    def export(self) -> dict[str, np.ndarray]:
+        with self._lock:
+            ids = np.fromiter(self._value_of.keys(), dtype=np.int64, count=len(self._value_of))
+            return {"ids": ids, **strings_to_arrays(list(self._value_of.values()))}
+
+    def __len__(self) -> int:
+        return len(self._value_of)
+
+
+class ThreatExchangeIndex(KeptValues):
     """Any other signal type: python-threatexchange's own index for it (`get_index_cls`), whose
     matches are the type's own decision (distance 0: per-bank distances do not apply).
 
@@ -96,12 +121,11 @@ class ThreatExchangeIndex:
     """
 
     def __init__(self, tx: Any, exported: dict[str, np.ndarray] | None = None) -> None:
+        super().__init__()
         self._tx = tx
-        self._value_of: dict[int, str] = {}
         self._index: Any = None
-        self._lock = threading.Lock()
         if exported:
-            self.add(exported["ids"].tolist(), strings_from_arrays(exported["text"], exported["ends"]))
+            self.add(*self.exported_rows(exported))
 
     def add(self, ids: Sequence[int], values: Sequence[str]) -> None:
         with self._lock:
@@ -130,14 +154,3 @@ class ThreatExchangeIndex:
         except Exception as exc:  # an extension's index may reject a query: it matches nothing
             log.warning("signal index query failed", extra={"signal_type": self._tx.get_name(), "reason": str(exc)})
             return []
-
-    def values(self, ids: Sequence[int]) -> list[str]:
-        return [self._value_of[row] for row in ids]
-
-    def export(self) -> dict[str, np.ndarray]:
-        with self._lock:
-            ids = np.fromiter(self._value_of.keys(), dtype=np.int64, count=len(self._value_of))
-            return {"ids": ids, **strings_to_arrays(list(self._value_of.values()))}
-
-    def __len__(self) -> int:
-        return len(self._value_of)

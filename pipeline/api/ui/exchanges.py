@@ -10,8 +10,9 @@ from aiohttp import web
 
 from connectors.exchanges.config import EXCHANGE_APIS, InvalidExchange, api_schema, exchange_api
 from pipeline.api.exchanges import change_exchange, create_exchange, fetch_status
+from pipeline.api.auth import ADMIN
 from pipeline.api.http import ApiError, int_param
-from pipeline.api.ui.frame import PAGE, Frame, age, pager
+from pipeline.api.ui.frame import PAGE, Frame, UiRoute, age, pager
 from pipeline.api.ui.render import Html, esc, join, link, render, table, tag
 from pipeline.clock import now_ms
 
@@ -65,9 +66,10 @@ def _when(ts_s: int | None) -> str:
 
 
 class ExchangePages(Frame):
-    def routes(self) -> list[tuple[str, str, Any]]:
-        return [("GET", "/ui/exchanges", self.exchanges), ("POST", "/ui/exchanges", self.create),
-                ("POST", "/ui/exchange/{name}/{change}", self.change)]
+    def routes(self) -> list[UiRoute]:
+        return [UiRoute("GET", "/ui/exchanges", self.exchanges),  # as the API, exchanges are changed by admins only
+                UiRoute("POST", "/ui/exchanges", self.create, role=ADMIN),
+                UiRoute("POST", "/ui/exchange/{name}/{change}", self.change, role=ADMIN)]
 
     def _body(self, request: web.Request, api: str) -> Html:
         offset = int_param(request, "offset", 0, 0, 10**9)

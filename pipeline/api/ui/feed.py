@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pipeline.api.ui.frame import Frame
+from pipeline.api.ui.frame import Frame, UiRoute
 from pipeline.api.ui.render import Html, join, render, tag
 from pipeline.clock import iso_utc
 
@@ -31,8 +31,8 @@ def event_line(event: dict[str, Any]) -> str:
 
 
 class FeedPages(Frame):
-    def routes(self) -> list[tuple[str, str, Any]]:
-        return [("GET", "/ui/feed", self.feed)]
+    def routes(self) -> list[UiRoute]:
+        return [UiRoute("GET", "/ui/feed", self.feed)]
 
     async def feed(self, request: web.Request) -> web.StreamResponse:
         entries = join(tag("li", join([tag("time", iso_utc(e["at"])), " ", tag("span", event_line(e))]),

@@ -1,9 +1,11 @@
-"""What every /ui page shares: the layout around its body, who may change things (sign in, CSRF),
-errors shown as a message on the page (never a trace), and paging of long lists."""
+"""What every /ui page shares: the layout around its body, who may see and change what (the role
+each page needs, sign in, CSRF), the API's rate limits on pages that look up or hash, errors shown
+as a message on the page (never a trace), and paging of long lists."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlencode, urlparse
 
@@ -11,7 +13,8 @@ from aiohttp import web
 
 from pipeline.api.http import ApiError
 from pipeline.api.state import ApiState
-from pipeline.api.auth import ApiTokens
+from pipeline.api.auth import PUBLIC, READ, ApiTokens, allows
+from pipeline.api.limits import CLIENT_KEY, kind_of
 from pipeline.api.ui.auth import CSRF_FIELD, UiAuth
 from pipeline.api.ui.render import Html, esc, join, link, render, tag
 from pipeline.clock import now_ms
@@ -22,6 +25,18 @@ log = logging.getLogger(__name__)
 
 PAGE = 50  # rows per page of every list
 UiHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class UiRoute:
+    """A page, the role a browser's session needs for it (pipeline/api/auth.py; read pages are open
+    to anyone while HMAS_API_OPEN_READS=1), and the API's rate limit it counts against when it is
+    asked something (pipeline/api/limits.py: "lookup", "hash" or none), as the JSON routes do."""
+    method: str
+    path: str
+    handler: UiHandler
+    role: str = READ
+    rate: str = ""
 
 
 def pager(path: str, offset: int, total: int, offset_param: str = "offset", **params: Any) -> Html:
@@ -55,6 +70,7 @@ class Frame:
         self.state = state
         self.view = state.view
         self.auth = UiAuth(ApiTokens.from_settings(state.settings))
+        self.open_reads = bool(state.settings.api_open_reads)
 
     # -- plumbing ---------------------------------------------------------------------------------
     def page(self, request: web.Request, title: str, body: Any, message: str = "", note: str = "",
@@ -68,20 +84,46 @@ class Frame:
     def _who(self, request: web.Request) -> Html:
         if not self.auth.required:
             return Html("changes open (no API token set)")
-        if self.auth.signed_in(request):
-            return tag("form", join([self.csrf_input(request), tag("button", "Sign out", type="submit")]),
+        session = self.auth.session(request)
+        if session is not None:
+            return tag("form", join([f"role {session.role} ", self.csrf_input(request),
+                                     tag("button", "Sign out", type="submit")]),
                        method="post", action="/ui/logout", class_="inline")
-        return link("/ui/login", "Sign in to make changes", next=request.path_qs)
+        return link("/ui/login", "Sign in", next=request.path_qs)
 
     def csrf_input(self, request: web.Request) -> Html:
         return Html(f'<input type="hidden" name="{CSRF_FIELD}" value="{esc(self.auth.csrf_token(request))}">')
 
-    def handler(self, fn: UiHandler) -> UiHandler:
-        """A page: a CSRF cookie for its forms; errors as a message on a page, never a trace."""
+    def admit(self, request: web.Request, route: UiRoute) -> None:
+        """Let a request through to its page, or not: signed out where the page needs a role, to
+        the sign-in page (and back); signed in with too weak a role, a 403; over the client's rate
+        limit, a 429. A page shown without a query (its empty form) asks nothing, so counts nothing."""
+        session = self.auth.session(request)
+        needed = route.role
+        if self.auth.required and needed != PUBLIC and not (needed == READ and self.open_reads):
+            if session is None:
+                came_from = request.path_qs if request.method == "GET" else urlparse(request.headers.get("Referer", "")).path
+                raise web.HTTPSeeOther(f"/ui/login?{urlencode({'next': came_from if came_from.startswith('/ui') else '/ui'})}")
+            if not allows(session.role, needed):
+                raise ApiError(403, f"this needs a sign-in with a token of role {needed} or above; "
+                                    f"this session's role is {session.role}")
+        if route.rate and (request.method == "POST" or request.query):
+            self.count(request, kind_of(route.rate, request.query))
+
+    def count(self, request: web.Request, kind: str) -> None:
+        """Count one request of `kind` against the client's rate limit: the signed-in token's, as
+        the JSON routes count it, or else the address's."""
+        session = self.auth.session(request)
+        client = session.client if session is not None else request.get(CLIENT_KEY) or request.remote or "unknown"
+        self.state.limits.take(kind, client)
+
+    def handler(self, route: UiRoute) -> UiHandler:
+        """A page: admitted or not; a CSRF cookie for its forms; errors as a message on a page, never a trace."""
         async def wrapped(request: web.Request) -> web.StreamResponse:
             self.auth.ensure_csrf(request)
             try:
-                response = await fn(request)
+                self.admit(request, route)
+                response = await route.handler(request)
             except web.HTTPException as exc:
                 if exc.status >= 400:
                     response = self.page(request, "Not available", "", message=exc.reason or "", status=exc.status)
@@ -89,6 +131,7 @@ class Frame:
                     raise
             except ApiError as exc:
                 response = self.page(request, "Not available", "", message=exc.message, status=exc.status)
+                response.headers.update(exc.headers)
             except (NotCaughtUp, DeliveryFailed) as exc:
                 response = self.page(request, "Not available", "", message=str(exc), status=503)
             except Exception:
@@ -99,11 +142,8 @@ class Frame:
         return wrapped
 
     async def changing_form(self, request: web.Request) -> dict[str, Any]:
-        """The form of a change, once the browser is signed in and the CSRF token matches."""
+        """The form of a change (its session's role was checked by `admit`), once its CSRF token matches."""
         form = await request.post()
-        if not self.auth.signed_in(request):
-            came_from = urlparse(request.headers.get("Referer", "")).path
-            raise web.HTTPSeeOther(f"/ui/login?{urlencode({'next': came_from if came_from.startswith('/ui') else '/ui'})}")
         if not self.auth.csrf_ok(request, str(form.get(CSRF_FIELD, ""))):
             raise ApiError(403, "this form has expired: reload the page and submit it again")
         return dict(form)

@@ -15,14 +15,16 @@ from pipeline import topics as T
 from pipeline.api.content import checked_signal, signals_of_bytes, signals_of_url
 from pipeline.api.curation import Curation, content_metadata
 from pipeline.api.explain import LOOKUP_ID, explained, hashed_from_query, hashed_upload
+from pipeline.api.auth import CURATE, PUBLIC
 from pipeline.api.http import ApiError, int_param
+from pipeline.api.limits import HASH, LOOKUP
 from pipeline.api.state import ApiState
 from pipeline.api.ui.auth import CSRF_FIELD
 from pipeline.api.ui.exchanges import ExchangePages
 from pipeline.api.ui.feed import FeedPages
 from pipeline.api.ui.recent import RecentPages
 from pipeline.api.ui.review import ReviewPages
-from pipeline.api.ui.frame import PAGE, Frame, age, pager, verdict_badge
+from pipeline.api.ui.frame import PAGE, Frame, UiRoute, age, pager, verdict_badge
 from pipeline.api.ui.render import Html, join, link, render, table, tag
 from pipeline.api.activity import HORIZON_MS, SAMPLE_EVERY_S
 from pipeline.api.ui.svg import bars, bit_grid, lines
@@ -102,11 +104,12 @@ class UiPages(Frame):
         target = target if target.startswith("/ui") else "/ui"
         if not self.auth.csrf_ok(request, str(form.get(CSRF_FIELD, ""))):
             raise ApiError(403, "this form has expired: reload the page and submit it again")
-        if not self.auth.token_matches(str(form.get("token", ""))):
+        session = self.auth.session_for(str(form.get("token", "")))
+        if session is None:
             body = render("login.html", csrf=self.auth.csrf_token(request), next=target)
-            return self.page(request, "Sign in", body, message="That is not the API token.", status=401)
+            return self.page(request, "Sign in", body, message="That is not an API token.", status=401)
         response = web.Response(status=303, headers={"Location": target})
-        self.auth.sign_in(request, response)
+        self.auth.sign_in(request, response, session)
         return response
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
@@ -387,21 +390,26 @@ def setup(app: web.Application, state: ApiState) -> None:
     """Add the /ui pages to the API's application."""
     pages = UiPages(state)
     routes = [
-        ("GET", "/ui", pages.home), ("GET", "/ui/login", pages.login), ("POST", "/ui/login", pages.login_post),
-        ("POST", "/ui/logout", pages.logout),
-        ("GET", "/ui/match", pages.match), ("POST", "/ui/match", pages.match_file),
-        ("GET", "/ui/compare", pages.compare), ("POST", "/ui/compare", pages.compare),
-        ("GET", "/ui/banks", pages.banks), ("POST", "/ui/banks", pages.bank_create),
-        ("GET", "/ui/bank/{bank}", pages.bank), ("POST", "/ui/bank/{bank}", pages.bank_update),
-        ("POST", "/ui/bank/{bank}/content", pages.bank_add),
-        ("POST", "/ui/bank/{bank}/content/{content_id}/remove", pages.bank_remove),
+        UiRoute("GET", "/ui", pages.home), UiRoute("GET", "/ui/login", pages.login, role=PUBLIC),
+        UiRoute("POST", "/ui/login", pages.login_post, role=PUBLIC), UiRoute("POST", "/ui/logout", pages.logout, role=PUBLIC),
+        UiRoute("GET", "/ui/match", pages.match, rate=LOOKUP), UiRoute("POST", "/ui/match", pages.match_file, rate=HASH),
+        UiRoute("GET", "/ui/compare", pages.compare, rate=HASH), UiRoute("POST", "/ui/compare", pages.compare, rate=HASH),
+        UiRoute("GET", "/ui/banks", pages.banks), UiRoute("POST", "/ui/banks", pages.bank_create, role=CURATE),
+        UiRoute("GET", "/ui/bank/{bank}", pages.bank), UiRoute("POST", "/ui/bank/{bank}", pages.bank_update, role=CURATE),
+        UiRoute("POST", "/ui/bank/{bank}/content", pages.bank_add, role=CURATE, rate=HASH),
+        UiRoute("POST", "/ui/bank/{bank}/content/{content_id}/remove", pages.bank_remove, role=CURATE),
     ]
     feed = FeedPages(state)
     for group in (ReviewPages(state), RecentPages(state), ExchangePages(state), feed):
         routes += group.routes()
-    for method, path, handler in routes:
-        app.router.add_route(method, path, pages.handler(handler))
-    app.router.add_route("GET", "/ui/feed/events", feed.events)  # a stream: no page around it
+    for route in routes:
+        app.router.add_route(route.method, route.path, pages.handler(route))
+    events = UiRoute("GET", "/ui/feed/events", feed.events)  # a stream: no page around it
+
+    async def admitted_events(request: web.Request) -> web.StreamResponse:
+        pages.admit(request, events)
+        return await events.handler(request)
+    app.router.add_route(events.method, events.path, admitted_events)
     app.on_shutdown.append(lambda _: _ended(state))
     app.router.add_route("GET", "/ui/", lambda _: _redirect("/ui"))
 

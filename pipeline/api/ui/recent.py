@@ -10,9 +10,11 @@ from aiohttp import web
 
 from pipeline.api.content import checked_signal
 from pipeline.api.curation import Curation, content_metadata
+from pipeline.api.auth import CURATE
 from pipeline.api.http import ApiError, int_param
+from pipeline.api.limits import LOOKUP
 from pipeline.api.recent import CLUSTER_DISTANCE, recent_clusters, similar_hits, uploads_of
-from pipeline.api.ui.frame import PAGE, Frame, age, pager
+from pipeline.api.ui.frame import PAGE, Frame, UiRoute, age, pager
 from pipeline.api.ui.render import Html, join, link, render, table, tag
 from pipeline.clock import format_duration_ms, iso_utc
 from pipeline.signal_types import SIGNAL_TYPES, default_signal_type
@@ -25,8 +27,9 @@ class RecentPages(Frame):
         super().__init__(state)
         self.curation = Curation(state)
 
-    def routes(self) -> list[tuple[str, str, Any]]:
-        return [("GET", "/ui/recent", self.recent), ("POST", "/ui/recent/bank", self.bank_cluster)]
+    def routes(self) -> list[UiRoute]:
+        return [UiRoute("GET", "/ui/recent", self.recent, rate=LOOKUP),
+                UiRoute("POST", "/ui/recent/bank", self.bank_cluster, role=CURATE)]
 
     async def recent(self, request: web.Request) -> web.StreamResponse:
         q = request.query

@@ -15,8 +15,10 @@ from connectors.fetch import FetchError, fetch_url
 from pipeline import topics as T
 from pipeline.api.controls import record_feedback, review_quarantine
 from pipeline.api.explain import MATCHED_WITHIN_MS, located_upload, rerun
+from pipeline.api.auth import CURATE
 from pipeline.api.http import ApiError, int_param
-from pipeline.api.ui.frame import PAGE, Frame, age, pager, verdict_badge
+from pipeline.api.limits import HASH, LOOKUP
+from pipeline.api.ui.frame import PAGE, Frame, UiRoute, age, pager, verdict_badge
 from pipeline.api.ui.render import Html, join, link, render, table, tag
 from pipeline.clock import format_duration_ms, iso_utc
 from pipeline.explain import TOO_FAR
@@ -47,9 +49,11 @@ class ReviewPages(Frame):
         super().__init__(state)
         self._thumbs: OrderedDict[str, bytes | None] = OrderedDict()
 
-    def routes(self) -> list[tuple[str, str, Any]]:
-        return [("GET", "/ui/quarantine", self.quarantine), ("POST", "/ui/quarantine/{signal_id}/{decision}", self.decide),
-                ("GET", "/ui/thumb/{content_id}", self.thumbnail), ("GET", "/ui/rerun", self.rerun)]
+    def routes(self) -> list[UiRoute]:
+        return [UiRoute("GET", "/ui/quarantine", self.quarantine),
+                UiRoute("POST", "/ui/quarantine/{signal_id}/{decision}", self.decide, role=CURATE),
+                UiRoute("GET", "/ui/thumb/{content_id}", self.thumbnail),  # counted when it fetches, see thumbnail()
+                UiRoute("GET", "/ui/rerun", self.rerun, rate=LOOKUP)]
 
     # -- quarantine -------------------------------------------------------------------------------
     async def quarantine(self, request: web.Request) -> web.StreamResponse:
@@ -111,6 +115,7 @@ class ReviewPages(Frame):
         browser never contacts the host); 404 when it had none or is no longer known."""
         content_id = request.match_info["content_id"]
         if content_id not in self._thumbs:
+            self.count(request, HASH)  # a fetch and a decode, as hashing a URL
             self._thumbs[content_id] = await self._fetch_thumbnail(content_id)
             while len(self._thumbs) > THUMBS_KEPT:
                 self._thumbs.popitem(last=False)
