@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")  # pipeline/services/delivery.py
 
 
 def _split_list(value: str) -> tuple[str, ...]:
@@ -55,6 +56,10 @@ class Settings:
     worker_id: str = ""
     # How long the broker waits for a silent worker before its partitions go to the others.
     worker_session_timeout_s: float = 30.0
+    # at_least_once: outputs flushed before input offsets are committed (duplicates after a crash
+    # carry the first copy's event id); exactly_once: outputs and offsets in Kafka transactions,
+    # for consumers reading with isolation_level=read_committed (pipeline/services/delivery.py).
+    processing_guarantee: str = "at_least_once"
     metrics_port: int = 0  # Prometheus metrics of the worker; 0 = off
     hash_workers: int = 2
     view_snapshot_interval_s: float = 300.0  # how often a worker saves its bank view (0: never)
@@ -107,6 +112,8 @@ class Settings:
     flood_replay_horizon_ms: int = 15 * 60_000
 
     def __post_init__(self) -> None:
+        if self.processing_guarantee not in PROCESSING_GUARANTEES:
+            raise ValueError(f"processing_guarantee {self.processing_guarantee!r}: one of {', '.join(PROCESSING_GUARANTEES)}")
         if self.index_shards < 1 or not -1 <= self.index_shard < self.index_shards:
             raise ValueError(
                 f"index_shard {self.index_shard} with index_shards {self.index_shards}: need 1 <= shards "

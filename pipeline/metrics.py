@@ -13,6 +13,7 @@ DEAD_LETTERS = Counter("hmas_dead_letters_total", "Inputs sent to the dead lette
 HITS = Counter("hmas_hits_total", "Hits by status", ["status"])
 QUARANTINES = Counter("hmas_quarantines_total", "Signals quarantined for flooding")
 FLOOD_REPLAYED_HITS = Counter("hmas_flood_replayed_hits_total", "Flood hits not counted: their event id was counted before")
+TRANSACTIONS = Counter("hmas_transactions_total", "Worker transactions committed (exactly-once mode)")
 EXCHANGE_RECORDS = Counter("hmas_exchange_records_total", "Exchange records fetched and committed", ["exchange"])
 EXCHANGE_FETCHES = Counter("hmas_exchange_fetches_total", "Exchange fetches by outcome", ["exchange", "outcome"])
 EXCHANGE_LAST_SUCCESS = Gauge("hmas_exchange_last_success_seconds", "Unix time of the last successful fetch", ["exchange"])

@@ -33,6 +33,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=int, default=1000, help="uploads/s for the latency run")
     p.add_argument("--seconds", type=int, default=30, help="length of the latency run")
     p.add_argument("--workers", type=int, default=1, help="worker processes (replicas)")
+    p.add_argument("--guarantees", default="at_least_once",
+                   help="processing guarantees run one after the other on the same bank, comma-separated "
+                        "(at_least_once,exactly_once pairs them)")
 
     p = _bench_with_bank(bsub, "restart", restart, "a worker's restart with N banked signals: from its snapshot vs cold")
     p.add_argument("--tail", type=float, default=0.01, help="share of the bank changed while the worker is down")
@@ -92,7 +95,8 @@ def load(args: argparse.Namespace, settings: Settings) -> int:
 def e2e(args: argparse.Namespace, settings: Settings) -> int:
     from ops.bench.e2e_bench import run_e2e_bench
 
-    print(json.dumps(run_e2e_bench(args.n, args.uploads, args.rate, args.seconds, args.workers), indent=2))
+    guarantees = tuple(args.guarantees.split(","))
+    print(json.dumps(run_e2e_bench(args.n, args.uploads, args.rate, args.seconds, args.workers, guarantees), indent=2))
     return 0
 
 

@@ -53,11 +53,12 @@ class BenchPipeline:
         self.broker.stop()
         self._tmp.cleanup()
 
-    def start_worker(self, *args: str, log_name: str = "worker", data_dir: Path | None = None) -> subprocess.Popen:
+    def start_worker(self, *args: str, log_name: str = "worker", data_dir: Path | None = None,
+                     **env_overrides: str) -> subprocess.Popen:
         """A worker process; replicas on this one host need a data dir each (their RocksDB tables
         and view snapshots are their own)."""
         out = open(self.dir / f"{log_name}.log", "ab")
-        env = {**os.environ, **self.env, **({"HMAS_DATA_DIR": str(data_dir)} if data_dir else {})}
+        env = {**os.environ, **self.env, **({"HMAS_DATA_DIR": str(data_dir)} if data_dir else {}), **env_overrides}
         worker = subprocess.Popen([sys.executable, "-m", "pipeline", "--log-level", "info", "worker", *args],
                                   env=env, stdout=out, stderr=subprocess.STDOUT)
         self.workers.append(worker)

@@ -23,7 +23,8 @@ class RecentFeed:
     async def start(self) -> None:
         topic = T.HASHES.name(self.settings)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers, group_id=None,
-                                    enable_auto_commit=False, auto_offset_reset="earliest", client_id=f"hmas-{self.name}")
+                                    enable_auto_commit=False, auto_offset_reset="earliest", client_id=f"hmas-{self.name}",
+                                    isolation_level="read_committed")  # hashes of aborted transactions are not uploads
         await consumer.start()
         parts = sorted(await asyncio.to_thread(topic_partitions, self.settings, topic))
         partitions = [TopicPartition(topic, p) for p in parts]

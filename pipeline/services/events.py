@@ -8,6 +8,7 @@ import faust
 
 from pipeline import event_ids, metrics
 from pipeline import topics as T
+from pipeline.services.delivery import AtLeastOnce
 from pipeline.services.output import Output
 from schemas.codec import DecodeError
 
@@ -19,8 +20,9 @@ def position(event: faust.EventT) -> event_ids.Position:
 
 
 class EventDecoder:
-    def __init__(self, output: Output) -> None:
+    def __init__(self, output: Output, delivery: AtLeastOnce) -> None:
         self.output = output
+        self.delivery = delivery
 
     async def decode_batch(
         self, events: list[faust.EventT], spec: T.TopicSpec, stage: str, dead_letters: bool = True
@@ -44,8 +46,9 @@ class EventDecoder:
     async def records(
         self, stream: faust.StreamT, spec: T.TopicSpec, stage: str
     ) -> AsyncIterator[tuple[faust.EventT, dict[str, Any]]]:
-        """Decoded records of a stream, one at a time; undecodable ones go to the dead letters."""
-        async for event in stream.events():
+        """Decoded records of a stream, one at a time (each a unit of the delivery mode);
+        undecodable ones go to the dead letters."""
+        async for event in self.delivery.events(stream):
             metrics.RECORDS_IN.labels(stage).inc()
             try:
                 record = spec.codec.decode(event.value)

@@ -1,0 +1,191 @@
+"""How a worker's outputs and consumed offsets reach Kafka: at least once, or exactly once.
+
+Agents take their input through the worker's delivery mode (`batches`, `events`), and a task
+that writes without input (the retroactive search) wraps its writes in `unit()`, so the mode
+knows where each piece of work begins and ends.
+
+- `AtLeastOnce` (the default): outputs are handed to the producer, and Faust commits the input
+  offsets after flushing the producer. A crash writes the uncommitted input's outputs again, with
+  the same event ids (pipeline/event_ids.py).
+- `ExactlyOnce` (HMAS_PROCESSING_GUARANTEE=exactly_once): the worker's one producer is
+  transactional, its `transactional.id` the worker's static member id, so a restarted worker
+  fences its killed predecessor and aborts its open transaction. Each transaction holds whole
+  units: their outputs, the Faust tables' changelog records they wrote, and the offsets of the
+  input they consumed (`send_offsets_to_transaction`), so a consumer reading with
+  `isolation_level=read_committed` sees each input's outputs once. A commit stops new units,
+  waits for the running ones to end, flushes, commits the offsets within the transaction and
+  begins the next one; it runs on Faust's commit interval and whenever Faust commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Iterable, Protocol
+
+import faust
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from pipeline import metrics
+from pipeline.config import PROCESSING_GUARANTEES
+
+log = logging.getLogger(__name__)
+
+AT_LEAST_ONCE, EXACTLY_ONCE = PROCESSING_GUARANTEES
+
+
+class TransactionFailed(Exception):
+    """A transaction that could not be committed: the worker must stop (its input is processed
+    again from the last committed offsets)."""
+
+
+class FlushingProducer(Protocol):
+    """What a commit needs of Faust's producer: the flush of its buffer and of the aiokafka
+    producer it wraps, and that producer."""
+
+    async def flush(self) -> None: ...
+
+    def _ensure_producer(self) -> AIOKafkaProducer: ...
+
+
+class AtLeastOnce:
+    """Units are only markers: Faust commits the offsets of what the agents acknowledged."""
+
+    guarantee = AT_LEAST_ONCE
+
+    @asynccontextmanager
+    async def unit(self, events: Iterable[faust.EventT] = ()) -> AsyncIterator[None]:
+        yield
+
+    async def batches(self, stream: faust.StreamT, size: int, within_s: float) -> AsyncIterator[list[faust.EventT]]:
+        """The stream's events in batches of up to `size` (or what came within `within_s`), each a unit."""
+        async for events in stream.take_events(size, within=within_s):
+            async with self.unit(events):
+                yield events
+
+    async def events(self, stream: faust.StreamT) -> AsyncIterator[faust.EventT]:
+        """The stream's events one at a time, each a unit."""
+        async for event in stream.events():
+            async with self.unit((event,)):
+                yield event
+
+
+class ExactlyOnce(AtLeastOnce):
+    """The worker's transaction: which units it holds and the input offsets they consumed."""
+
+    guarantee = EXACTLY_ONCE
+
+    def __init__(self, group_id: str, transactional_id: str) -> None:
+        self.group_id = group_id
+        self.transactional_id = transactional_id
+        self._producer: FlushingProducer | None = None
+        self._accepting = asyncio.Event()  # new units may begin
+        self._open = asyncio.Event()  # a transaction is open: records may be sent
+        self._idle = asyncio.Event()  # no unit is running
+        self._idle.set()
+        self._running = 0
+        self._offsets: dict[TopicPartition, int] = {}  # next offset to consume, of finished units' input
+        self._dirty = False  # a unit finished since the last commit
+        self._failed: BaseException | None = None  # a unit that raised: its partial outputs must not commit
+        self._commit_lock = asyncio.Lock()
+        # table changelog records sent, by changelog partition: the store and the highest offset
+        self._changelog: dict[TopicPartition, tuple[Any, int]] = {}
+        self.commits = 0
+
+    async def begin(self, producer: FlushingProducer) -> None:
+        """Begin the first transaction on the worker's started producer (its start fenced any
+        earlier producer of the same transactional id)."""
+        self._producer = producer
+        await producer._ensure_producer().begin_transaction()
+        self._open.set()
+        self._accepting.set()
+        log.info("transactional producer ready", extra={"transactional_id": self.transactional_id})
+
+    async def transaction_open(self) -> None:
+        """Wait until records may be sent (not between a commit and the next transaction)."""
+        await _until_set(self._open)
+
+    def persist_on_commit(self, store: Any, tp: TopicPartition, offset: int) -> None:
+        """A table's changelog record was delivered: once its transaction commits, its offset is
+        saved in the table's store as persisted (where recovery reads on from). Saved earlier, a
+        restart after a crash would find the store ahead of the changelog's committed records."""
+        known = self._changelog.get(tp)
+        if known is None or known[1] < offset:
+            self._changelog[tp] = (store, offset)
+
+    @asynccontextmanager
+    async def unit(self, events: Iterable[faust.EventT] = ()) -> AsyncIterator[None]:
+        await _until_set(self._accepting)
+        self._running += 1
+        self._idle.clear()
+        try:
+            yield
+        except BaseException as exc:
+            self._failed = self._failed or exc
+            raise
+        else:
+            for event in events:
+                message = event.message
+                tp = TopicPartition(message.topic, message.partition)
+                self._offsets[tp] = max(self._offsets.get(tp, 0), message.offset + 1)
+            self._dirty = True
+        finally:
+            self._running -= 1
+            if not self._running:
+                self._idle.set()
+
+    async def commit(self) -> bool:
+        """Commit the finished units' outputs and input offsets in one transaction and begin the
+        next; whether there was anything to commit. Raises TransactionFailed."""
+        async with self._commit_lock:
+            if not self._dirty and self._failed is None:
+                return False
+            if self._producer is None:
+                raise TransactionFailed("no transaction was begun")
+            self._accepting.clear()
+            started = time.monotonic()
+            await _until_set(self._idle)
+            producer = self._producer._ensure_producer()
+            try:
+                if self._failed is not None:
+                    self._open.clear()
+                    await producer.abort_transaction()
+                    raise TransactionFailed(f"aborted: a unit failed: {self._failed!r}")
+                await self._producer.flush()  # Faust's buffer (table changelogs) too; raises on a lost delivery
+                self._open.clear()
+                offsets, self._offsets = self._offsets, {}
+                changelog, self._changelog = self._changelog, {}
+                if offsets:
+                    await producer.send_offsets_to_transaction(offsets, self.group_id)
+                await producer.commit_transaction()
+                for tp, (store, offset) in changelog.items():
+                    store.set_persisted_offset(tp, offset)
+                self._dirty = False
+                self.commits += 1
+                metrics.TRANSACTIONS.inc()
+                log.debug("transaction committed", extra={"partitions": len(offsets), "seconds": time.monotonic() - started})
+                await producer.begin_transaction()
+            except TransactionFailed:
+                raise
+            except Exception as exc:
+                raise TransactionFailed(f"{type(exc).__name__}: {exc}") from exc
+            self._open.set()
+            self._accepting.set()
+            return True
+
+
+async def _until_set(event: asyncio.Event) -> None:
+    """Wait until the event is set now: a waiter woken by a `set` runs later, and the event may
+    have been cleared again by then (a commit right after another)."""
+    while not event.is_set():
+        await event.wait()
+
+
+def delivery_mode(guarantee: str, group_id: str, transactional_id: str) -> AtLeastOnce:
+    """The worker's delivery mode for a processing guarantee (HMAS_PROCESSING_GUARANTEE)."""
+    if guarantee == EXACTLY_ONCE:
+        return ExactlyOnce(group_id, transactional_id)
+    return AtLeastOnce()
