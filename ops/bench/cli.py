@@ -48,6 +48,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=int, default=200, help="uploads/s")
     p.add_argument("--plot", default="soak-rss.svg", help="where the RSS chart (SVG) goes")
 
+    p = bsub.add_parser("faults", help="accounting under worker kills and broker failures (own broker)")
+    p.add_argument("--scenarios", default="worker-kills,broker-kill", help="comma-separated: worker-kills, broker-kill")
+    p.add_argument("--guarantees", default="at_least_once,exactly_once", help="processing guarantees, comma-separated")
+    p.add_argument("--prehashed", type=int, default=50_000, help="pre-hashed uploads (half of them matching)")
+    p.add_argument("--photos", type=int, default=500, help="photo uploads (inline, all matching)")
+    p.add_argument("--kills", type=int, default=10, help="worker SIGKILLs at random moments")
+    p.add_argument("--rate", type=float, default=200, help="uploads/s sent while the faults happen")
+    p.set_defaults(handler=faults)
+
     p = bsub.add_parser("replay", help="records/s of hmas replay over hma.hashes (starts its own broker)")
     p.add_argument("--n", type=int, default=200_000)
     p.set_defaults(handler=replay_rate)
@@ -73,6 +82,15 @@ def ring(args: argparse.Namespace, settings: Settings) -> int:
     from ops.bench.ring_bench import run_ring_bench
 
     print(json.dumps(run_ring_bench(args.n, args.signals), indent=2))
+    return 0
+
+
+def faults(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.bench.faults_bench import run_faults_bench
+
+    report = run_faults_bench(args.scenarios.split(","), args.guarantees.split(","), args.prehashed, args.photos,
+                              args.kills, args.rate)
+    print(json.dumps(report, indent=2))
     return 0
 
 

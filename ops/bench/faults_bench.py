@@ -195,6 +195,7 @@ def account(settings: Settings, workload: Workload) -> dict[str, Any]:
     for spec, want in expected.items():
         counts = read_keys(settings, spec)
         report[spec.suffix] = _tally(counts, want)
+        report[spec.suffix]["examples"] = _duplicate_examples(settings, spec, counts)
     by_upload = Counter()
     per_signal: dict[str, set[str]] = defaultdict(set)
     for key, record in Client(settings).read(T.FLOOD_HITS, idle_timeout_s=5):
@@ -203,6 +204,18 @@ def account(settings: Settings, workload: Workload) -> dict[str, Any]:
     report[T.FLOOD_HITS.suffix] = _tally(by_upload, matching)
     report["flood_counts"] = flood_sketch_errors(settings, {sid: len(c) for sid, c in per_signal.items()})
     return report
+
+
+def _duplicate_examples(settings: Settings, spec: T.TopicSpec, counts: Counter, limit: int = 3) -> dict[str, list]:
+    """A few keys written more than once: each copy's event id and when it was written."""
+    keys = {key for key, n in counts.items() if n > 1}
+    keys = set(sorted(keys)[:limit])
+    copies: dict[str, list] = defaultdict(list)
+    if keys:
+        for key, record in Client(settings).read(spec, idle_timeout_s=5):
+            if key in keys:
+                copies[key].append((record.get("event_id"), record.get("hashed_at") or record.get("matched_at")))
+    return dict(copies)
 
 
 def _tally(counts: Counter, want: set[str]) -> dict[str, int]:
@@ -244,7 +257,12 @@ class Run:
         if sender.error is not None:
             raise sender.error
         settings = self.pipeline.settings
-        drained_s = wait_all_matched(settings, self.workload.content_ids, timeout_s, self.alive)
+        try:
+            drained_s = wait_all_matched(settings, self.workload.content_ids, timeout_s, self.alive)
+        except TimeoutError as exc:
+            last = self.pipeline.workers[-1]
+            tail = "\n".join(self.pipeline.worker_log(self.pipeline.log_names[last.pid]).splitlines()[-40:])
+            raise TimeoutError(f"{exc}; the last worker's log ends:\n{tail}") from exc
         for worker in list(self.pipeline.workers):
             self.pipeline.stop_worker(worker)  # SIGTERM: the flood table's last writes are committed
         report = account(settings, self.workload)

@@ -28,10 +28,12 @@ def log(msg: str) -> None:
 class BenchPipeline:
     """A broker, topics and settings in a temporary folder; `with BenchPipeline() as p: ...`."""
 
-    def __init__(self, **env: str) -> None:
+    def __init__(self, bootstrap: str | None = None, **env: str) -> None:
+        """With `bootstrap`, on that running broker (a test session's) instead of one of its own."""
         self._tmp = tempfile.TemporaryDirectory(prefix="hmas-bench-")
         self.dir = Path(self._tmp.name)
-        self.broker = LocalBroker(self.dir / "kafka", *free_ports(2))
+        self.broker = None if bootstrap else LocalBroker(self.dir / "kafka", *free_ports(2))
+        self.bootstrap = bootstrap or self.broker.bootstrap
         self.extra_env = env
         self.workers: list[subprocess.Popen] = []
         self.log_names: dict[int, str] = {}
@@ -39,18 +41,20 @@ class BenchPipeline:
     def __enter__(self) -> "BenchPipeline":
         # a bench stopped with SIGTERM still stops its broker and workers (__exit__ runs)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-        self.broker.start()
-        self.env = {"KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap, "HMAS_TOPIC_PREFIX": f"b{uuid.uuid4().hex[:6]}.",
+        if self.broker is not None:
+            self.broker.start()
+        self.env = {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "HMAS_TOPIC_PREFIX": f"b{uuid.uuid4().hex[:6]}.",
                     "HMAS_DATA_DIR": str(self.dir), "HMAS_RECENT_ENABLED": "0", **self.extra_env}
         self.settings: Settings = load_settings(env=self.env, config_file=os.devnull)
-        ensure_topics(self.broker.bootstrap, self.settings)
+        ensure_topics(self.bootstrap, self.settings)
         self.client = Client(self.settings)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         for worker in list(self.workers):  # stop_worker removes it from the list
             self.stop_worker(worker)
-        self.broker.stop()
+        if self.broker is not None:
+            self.broker.stop()
         self._tmp.cleanup()
 
     def start_worker(self, *args: str, log_name: str = "worker", data_dir: Path | None = None,
