@@ -7,24 +7,33 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEBS   := g++ make pkg-config openjdk-17-jre-headless maven \
           libavcodec-dev libavformat-dev libavdevice-dev libavfilter-dev libswscale-dev libswresample-dev libavutil-dev \
-          chromium
+          chromium ffmpeg postgresql wrk
 
-.PHONY: run test setup system-deps kafka-jars bench clean
+# Go-built checkers for the monitoring files and the Helm chart (tests/test_monitoring.py,
+# tests/test_helm.py), built once into .tools/bin from the Go module proxy.
+TOOLS            := $(CURDIR)/.tools/bin
+PROMTOOL_VERSION := v0.316.0
+HELM_VERSION     := v3.22.0
+
+.PHONY: run test setup system-deps kafka-jars tools bench clean
 
 run: setup
 	$(PY) -m pipeline up --demo
 
-test: setup
+test: setup tools
 	$(PY) -m pytest
 
 setup: system-deps $(STAMP) kafka-jars
 
 # Build tools for the packages that compile from source (pdqhash; vpdq against FFmpeg),
-# Java and Maven for the broker; Chromium for the browser tests of the web UI.
+# Java and Maven for the broker; Chromium for the browser tests of the web UI; the ffmpeg command
+# for the tests' edited copies of videos; PostgreSQL's server for the tests of
+# `hmas migrate from-hma` (they start a throwaway server; no Docker); wrk for `hmas bench api`.
 system-deps:
 	@missing=""; \
-	for tool in g++ pkg-config java mvn chromium; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	for tool in g++ pkg-config java mvn chromium ffmpeg ffprobe wrk; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
 	pkg-config --exists libavcodec libavformat libswscale 2>/dev/null || missing="$$missing ffmpeg-dev"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -34,15 +43,26 @@ system-deps:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip wheel setuptools
-	$(PY) -m pip install -q -e '.[dev,video]'
+	$(PY) -m pip install -q -e '.[dev,video,migrate]'
 	touch $(STAMP)
 
 kafka-jars: $(STAMP)
 	$(PY) -m pipeline kafka jars
+
+# promtool (Prometheus' Go module v0.316.0 is Prometheus 3.16) and helm; needs Go 1.24 or newer.
+# The first build downloads and compiles a lot (about 39 and 30 minutes on a busy 2-core machine);
+# later ones find the binaries in .tools/bin, and Go's module and build caches are kept.
+tools: $(TOOLS)/promtool $(TOOLS)/helm
+
+$(TOOLS)/promtool:
+	GOBIN=$(TOOLS) go install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+
+$(TOOLS)/helm:
+	GOBIN=$(TOOLS) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
 bench: setup
 	$(PY) -m pipeline bench index --n 1000000
 
 clean:
 	-$(PY) -m pipeline kafka stop
-	rm -rf $(VENV) .hmas ops/kafka/lib
+	rm -rf $(VENV) .hmas .tools ops/kafka/lib

@@ -8,6 +8,7 @@ import time
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from pipeline import kafka_clients
 from pipeline.config import Settings
 from pipeline.topics import ALL_TOPICS, partitions_for
 
@@ -16,7 +17,7 @@ log = logging.getLogger(__name__)
 
 def ensure_topics(bootstrap: str, settings: Settings, timeout_s: float = 30.0) -> list[str]:
     """Create the topics that do not exist yet (existing ones are left alone); returns those created."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = kafka_clients.admin(settings, bootstrap)
     existing = admin.list_topics(timeout=timeout_s).topics
     wanted = [
         NewTopic(spec.name(settings), partitions_for(spec, settings), settings.topic_replication,

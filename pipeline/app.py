@@ -11,11 +11,14 @@ from typing import Any
 
 import faust
 
+from pipeline import kafka_clients
+from pipeline import metrics
 from pipeline import topics as T
 from pipeline import transport
 from pipeline.config import Settings
 from pipeline.logs import log_handler
 from pipeline.services.bank_view import BankViewService
+from pipeline.services.consumer_lag import ConsumerLagWatch
 from pipeline.services.content_ids import ContentIds
 from pipeline.services.delivery import AtLeastOnce, ExactlyOnce, delivery_mode
 from pipeline.services.events import EventDecoder
@@ -42,9 +45,8 @@ class WorkerApp(faust.App):
 
 
 def faust_app_id(settings: Settings) -> str:
-    """The consumer group: shared by the main workers; each index shard has its own."""
-    shard = f"-shard-{settings.index_shard}" if settings.shard is not None else ""
-    return f"{settings.topic_prefix}{settings.app_id}{shard}"
+    """The consumer group (Settings.worker_group)."""
+    return settings.worker_group
 
 
 def group_instance_id(settings: Settings, data_dir: Path) -> str:
@@ -104,6 +106,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerServices]:
     app = WorkerApp(
         faust_app_id(settings),
         broker=[f"{transport.SCHEME}://{server}" for server in settings.bootstrap_servers.split(",")],
+        broker_credentials=kafka_clients.faust_credentials(settings),
         store="rocksdb://",
         datadir=str(data_dir),
         topic_partitions=settings.topic_partitions,
@@ -125,9 +128,14 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerServices]:
     if isinstance(delivery, ExactlyOnce):
         transport.use_exactly_once(app, delivery)
     services = worker_services(settings, app, delivery)
+    lag_watch = ConsumerLagWatch(settings, app, faust_app_id(settings))
+    lag_watch.register()
+    metrics.set_process_role("worker" if settings.shard is None else "shard-worker", faust_app_id(settings),
+                             "" if settings.shard is None else str(settings.index_shard))
 
     @app.on_before_shutdown.connect
     async def stop_services(app: faust.App, **kwargs: Any) -> None:
+        await lag_watch.stop()
         await services.stop()
 
     for module in worker_agents(settings):

@@ -13,7 +13,7 @@ from pipeline.topics import BANKS
 
 BANK_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 # This project's bank controls, beside upstream's name and matching ratio (schemas/hma.Bank.avsc).
-CONTROL_FIELDS = ("action", "distances", "suppressed_by", "flood", "confirmed_bank", "deconfirm_disable_s")
+CONTROL_FIELDS = ("action", "distances", "suppressed_by", "flood", "confirmed_bank", "deconfirm_disable_s", "share_to")
 RENAMED_FROM = "renamed_from"  # metadata of a signal moved by a bank rename: the bank it came from
 
 
@@ -59,6 +59,9 @@ def checked_bank(bank: dict[str, Any], known_banks: Collection[str]) -> dict[str
     for other in named:
         if other not in known_banks and other != bank["name"]:
             raise InvalidBank(f"bank '{other}' named in the configuration does not exist")
+    share_to = bank.get("share_to") or []
+    if not isinstance(share_to, list) or not all(isinstance(x, str) and BANK_NAME.fullmatch(x) for x in share_to):
+        raise InvalidBank("share_to must be a list of exchange names, e.g. [\"STOPNCII\"]")
     try:
         return BANKS.codec.conform(bank)
     except ValueError as exc:
@@ -80,6 +83,35 @@ def enabled_fields(ratio: float) -> dict[str, Any]:
     """The hma.banks fields that give a bank this matching_enabled_ratio (upstream's PUT: a ratio,
     or `enabled` true / false for 1 / 0)."""
     return {"enabled_ratio": float(ratio), "enabled": ratio > 0}
+
+
+# Bank signal metadata of upstream's content fields: the client's metadata ({content_id,
+# content_uri, json}, `json` kept as JSON text), the note, and the source's URI of imported content.
+METADATA_KEYS = ("content_id", "content_uri", "json")
+NOTE = "note"
+ORIGINAL_MEDIA_URI = "original_media_uri"
+
+
+def content_metadata_fields(raw: dict[str, Any] | None, note: Any) -> dict[str, str]:
+    """Upstream's BankedContentMetadata and note as bank signal metadata; ValueError for what
+    upstream refuses (keys it does not know, a note that is no string or too long)."""
+    out: dict[str, str] = {}
+    if raw is not None:
+        if not isinstance(raw, dict):
+            raise ValueError("metadata should be a json object")
+        unexpected = set(raw) - set(METADATA_KEYS) - {"collab"}
+        if unexpected:
+            raise ValueError(f"Invalid metadata: unexpected keys {', '.join(sorted(unexpected))}")
+        for key in METADATA_KEYS:
+            if key in raw and raw[key] is not None:
+                out[key] = json.dumps(raw[key]) if key == "json" else str(raw[key])
+    if note:
+        if not isinstance(note, str):
+            raise ValueError("note should be a string")
+        if len(note) > 255:
+            raise ValueError("note must be at most 255 characters")
+        out[NOTE] = note
+    return out
 
 
 # Bank signal metadata of signals fetched from an exchange (connectors/exchanges/records.py).

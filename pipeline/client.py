@@ -7,9 +7,10 @@ import time
 import uuid
 from typing import Any, Iterator
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, KafkaException, Producer
 from confluent_kafka import TopicPartition
 
+from pipeline import kafka_clients
 from pipeline.config import Settings
 from pipeline.topics import TopicSpec
 
@@ -24,8 +25,7 @@ class Client:
     @property
     def producer(self) -> Producer:
         if self._producer is None:
-            self._producer = Producer({
-                "bootstrap.servers": self.settings.bootstrap_servers,
+            self._producer = kafka_clients.producer(self.settings, {
                 "enable.idempotence": True,
                 "log_level": 3,  # a new broker's "coordinator load in progress" is retried, not news
                 "linger.ms": 5,
@@ -91,8 +91,7 @@ class Client:
             topic, raw = spec, True
         else:
             topic = spec.name(self.settings)
-        consumer = Consumer({
-            "bootstrap.servers": self.settings.bootstrap_servers,
+        consumer = kafka_clients.consumer(self.settings, {
             "group.id": f"hmas-reader-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",

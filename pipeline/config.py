@@ -43,6 +43,17 @@ class Settings:
     # Largest record (an inline upload): the one setting behind every size limit, the topics'
     # max.message.bytes, the producers' request size and the local broker's message.max.bytes.
     max_message_bytes: int = 8 * 1024 * 1024
+    # Kafka security (pipeline/kafka_clients.py makes every client with it): PLAINTEXT, SSL,
+    # SASL_PLAINTEXT or SASL_SSL; SASL as PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; the CA that signed
+    # the brokers' certificates, and a client certificate and key when the brokers ask for one.
+    # Environment names keep Kafka's usual KAFKA_ prefix (KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*).
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = dataclasses.field(default="", repr=False)
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
 
     # Local state: the managed broker's data, Faust's RocksDB tables.
     data_dir: Path = PROJECT_ROOT / ".hmas"
@@ -60,7 +71,10 @@ class Settings:
     # carry the first copy's event id); exactly_once: outputs and offsets in Kafka transactions,
     # for consumers reading with isolation_level=read_committed (pipeline/services/delivery.py).
     processing_guarantee: str = "at_least_once"
-    metrics_port: int = 0  # Prometheus metrics of the worker; 0 = off
+    # The worker's and the fetcher's /metrics and /status (pipeline/services/status_server.py); 0 = off.
+    # In a container, HMAS_METRICS_HOST=0.0.0.0 lets Prometheus and the probes reach it.
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
     hash_workers: int = 2
     view_snapshot_interval_s: float = 300.0  # how often a worker saves its bank view (0: never)
     # How long the worker's producer waits to fill a batch: fewer, larger produce requests cost the
@@ -75,9 +89,20 @@ class Settings:
     # HTTP API (hmas api): upstream HMA's address; mutating routes need the token when it is set.
     api_host: str = "127.0.0.1"
     api_port: int = 5000
-    api_token: str = ""
+    api_token: str = dataclasses.field(default="", repr=False)  # a token of role admin (pipeline/api/auth.py)
+    # More tokens with roles: `token:role` entries (read, curate, admin), comma-separated, or the
+    # path of a file of them, one a line. Never logged, never in a repr.
+    api_tokens: str = dataclasses.field(default="", repr=False)
+    api_open_reads: int = 1  # 0: reading routes need a token too (any role) once tokens are configured
+    # Per-client rate limits (requests/s; a burst of twice that): lookups, and routes that fetch or
+    # hash content. 0 = no limit. A client is its token, or its address when it presents none.
+    api_lookup_rate: float = 5000.0
+    api_hash_rate: float = 20.0
     api_dev_routes: bool = False  # upstream's /dev routes (factory reset, seeding); never in production
     index_stale_s: float = 65.0  # /status answers INDEX-STALE when the view lags longer (as upstream)
+    # Server processes of one `hmas api`, forked once the bank view is loaded so that they share
+    # it, all on one port (SO_REUSEPORT; pipeline/api/serve.py).
+    api_processes: int = 1
 
     # Content fetching (connectors/fetch.py).
     fetch_timeout_s: float = 10.0
@@ -91,10 +116,25 @@ class Settings:
     exchange_fetch_interval_s: float = 60.0
     exchange_batch_records: int = 5000
     secret_key: str = dataclasses.field(default="", repr=False)  # never in a repr or a log line
+    # Retries (connectors/exchanges/retry.py): attempts of a rate-limited fetch, attempts per write
+    # before it is dead-lettered, the first retry's wait (doubling up to the cap); and how often the
+    # writer compares shared banks with what their exchanges were sent.
+    exchange_fetch_attempts: int = 3
+    exchange_write_attempts: int = 6
+    exchange_backoff_s: float = 1.0
+    exchange_backoff_max_s: float = 60.0
+    exchange_share_interval_s: float = 30.0
 
     # Hashing.
     max_image_pixels: int = 50_000_000
+    max_video_seconds: float = 1800.0  # longer videos (and streams without an end) are refused for vPDQ
     pdq_min_quality: int = 50
+    # Signal types: modules with a python-threatexchange TX_MANIFEST whose signal types are added to
+    # python-threatexchange's own and its bundled extensions' (pipeline/signal_types.py).
+    signal_extensions: tuple[str, ...] = ()
+    # "exact": python-threatexchange's PDQ bit for bit; "fast": JPEGs decoded at reduced scale (see
+    # pipeline/hashing/photo.py and BENCHMARKS.md for its distance to the exact hash).
+    photo_hash: str = "exact"
 
     # Retroactive matching: the ring of recent hashes (run it on one worker: HMAS_RECENT_ENABLED=0 elsewhere).
     recent_enabled: int = 1
@@ -112,6 +152,9 @@ class Settings:
     flood_replay_horizon_ms: int = 15 * 60_000
 
     def __post_init__(self) -> None:
+        from pipeline.kafka_clients import check_security
+
+        check_security(self)
         if self.processing_guarantee not in PROCESSING_GUARANTEES:
             raise ValueError(f"processing_guarantee {self.processing_guarantee!r}: one of {', '.join(PROCESSING_GUARANTEES)}")
         if self.index_shards < 1 or not -1 <= self.index_shard < self.index_shards:
@@ -142,6 +185,12 @@ class Settings:
         return ShardSpec(self.index_shard, self.index_shards) if self.index_shard >= 0 else None
 
     @property
+    def worker_group(self) -> str:
+        """The workers' consumer group (Faust's app id): shared by the main workers; each index shard has its own."""
+        shard = f"-shard-{self.index_shard}" if self.shard is not None else ""
+        return f"{self.topic_prefix}{self.app_id}{shard}"
+
+    @property
     def uses_local_broker(self) -> bool:
         return not self.kafka_bootstrap_servers
 
@@ -150,9 +199,16 @@ class Settings:
         return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
 
 
+# Settings read from Kafka's usual environment names, without the HMAS_ prefix.
+KAFKA_ENV_NAMES = frozenset({
+    "kafka_bootstrap_servers", "kafka_security_protocol", "kafka_sasl_mechanism", "kafka_sasl_username",
+    "kafka_sasl_password", "kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile",
+})
+
+
 def _env_name(field_name: str) -> str:
-    if field_name == "kafka_bootstrap_servers":
-        return "KAFKA_BOOTSTRAP_SERVERS"
+    if field_name in KAFKA_ENV_NAMES:
+        return field_name.upper()
     return "HMAS_" + field_name.upper()
 
 

@@ -15,6 +15,7 @@ from pipeline.client import Client
 from pipeline.config import Settings
 from pipeline.hashing import hash_content
 from pipeline.services.content_ids import claim_content_ids
+from pipeline.signal_types import content_type_of, default_signal_type
 from pipeline.state.log_reader import read_latest
 from pipeline.uploads import new_upload
 
@@ -37,9 +38,9 @@ def seed_bank(settings: Settings, originals: list[Path]) -> None:
         print(f"banked {len(originals)} sample photos in {DEMO_BANK}", flush=True)
 
 
-def fetch_sample_exchange(settings: Settings) -> list[str]:
+def fetch_sample_exchange(settings: Settings) -> list[tuple[str, str]]:
     """Configure python-threatexchange's sample exchange (unless an earlier run did), have the
-    fetcher fetch it into its bank, and return its PDQ signals."""
+    fetcher fetch it into its bank, and return its photo hashes (signal type, value)."""
     from connectors.exchanges import sample_signals
     from connectors.exchanges.config import exchange_record
     from connectors.exchanges.control import configure, request_fetch, wait_for_fetch
@@ -54,7 +55,7 @@ def fetch_sample_exchange(settings: Settings) -> list[str]:
         return []
     print(f"fetched exchange {DEMO_EXCHANGE} (python-threatexchange's sample) into bank {DEMO_EXCHANGE}: "
           f"{status['fetched_items']} records at {status['records_per_s']:.0f}/s", flush=True)
-    return [value for kind, value in sample_signals() if kind == "pdq"]
+    return [(kind, value) for kind, value in sample_signals() if kind == default_signal_type()]
 
 
 def run_demo(settings: Settings, sample_dir: Path) -> None:
@@ -69,9 +70,9 @@ def run_demo(settings: Settings, sample_dir: Path) -> None:
     client = Client(settings)
     for content_id, path in uploads:
         client.produce(T.UPLOADS, content_id, new_upload(content_id, "photo", content=path.read_bytes()))
-    signal_ids = [f"demo-{run_id}-exchange-pdq-{i}" for i in range(len(exchanged))]
-    for content_id, value in zip(signal_ids, exchanged):
-        client.produce(T.UPLOADS, content_id, new_upload(content_id, "photo", signals={"pdq": value}))
+    signal_ids = [f"demo-{run_id}-exchange-{kind}-{i}" for i, (kind, _) in enumerate(exchanged)]
+    for content_id, (kind, value) in zip(signal_ids, exchanged):
+        client.produce(T.UPLOADS, content_id, new_upload(content_id, content_type_of([kind]), signals={kind: value}))
     client.flush()
     print(f"submitted {len(uploads) + len(signal_ids)} uploads: {len(samples['edits'])} edited copies of banked "
           f"photos, {len(samples['unrelated'])} unrelated photos, {len(signal_ids)} hash from the exchange; "

@@ -61,7 +61,7 @@ class Explanation:
 
     @classmethod
     def start(cls, hashed: dict[str, Any], view: BankView, settings: Settings, radius: int) -> "Explanation":
-        kinds = [k for k in hashed["signals"] if k in SIGNAL_TYPES and SIGNAL_TYPES[k].matchable]
+        kinds = [k for k in hashed["signals"] if k in SIGNAL_TYPES]
         widest = {k: max((bank_distance(b, k) for b in list(view.banks.values())), default=0) for k in kinds}
         return cls(hashed, plan_lookups([hashed], view, settings), radius, {k: max(radius, widest[k]) for k in kinds},
                    settings.pdq_min_quality)

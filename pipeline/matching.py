@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import time
 from collections import defaultdict
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from pipeline import event_ids
+from pipeline import event_ids, metrics
 from pipeline.banks import exchange_source
 from pipeline.clock import now_ms
 from pipeline.config import Settings
@@ -60,7 +63,13 @@ def search_plan(view: BankView, plan: LookupPlan) -> dict[str, list[list[tuple[i
     """The index searches of a plan: (row, distance) per query. Safe on another thread than the
     one applying bank changes (the PDQ kernels release the GIL, so the event loop keeps going);
     run it and collect_hits inside one `view.pinned()`."""
-    return {kind: view.search_rows(kind, [v for _, v in items], plan.widest[kind]) for kind, items in plan.queries.items()}
+    found: dict[str, list[list[tuple[int, int]]]] = {}
+    for kind, items in plan.queries.items():
+        started = time.perf_counter()
+        found[kind] = view.search_rows(kind, [v for _, v in items], plan.widest[kind])
+        metrics.SEARCH_SECONDS.labels(kind).observe(time.perf_counter() - started)
+        metrics.LOOKUPS.labels(kind).inc(len(items))
+    return found
 
 
 def collect_hits(view: BankView, plan: LookupPlan, found: dict[str, list[list[tuple[int, int]]]]) -> list[list[Hit]]:
@@ -86,6 +95,19 @@ def lookup_batch(
     plan = plan_lookups(hashed, view, settings, sample)
     with view.pinned():
         return plan.records, collect_hits(view, plan, search_plan(view, plan))
+
+
+async def lookup_batch_on(
+    executor: Executor, hashed: Sequence[dict[str, Any]], view: BankView, settings: Settings, sample: bool = True
+) -> tuple[list[dict[str, Any]], list[list[Hit]]]:
+    """lookup_batch, with the index searches on `executor` (one thread): the event loop keeps
+    serving while the compiled kernels (which release the GIL) search on the other core."""
+    plan = plan_lookups(hashed, view, settings, sample)
+    if not plan.queries:
+        return plan.records, [[] for _ in plan.records]
+    with view.pinned():
+        found = await asyncio.get_running_loop().run_in_executor(executor, search_plan, view, plan)
+        return plan.records, collect_hits(view, plan, found)
 
 
 def judge_batch(
@@ -197,16 +219,16 @@ def _skip_reason(
     kind_name: str, signal: dict[str, Any], settings: Settings, view: BankView, content_id: str | None
 ) -> str:
     kind = SIGNAL_TYPES.get(kind_name)
-    if kind is None or not kind.matchable:
+    if kind is None:
         return f"{kind_name} is not matched"
     ratio = view.signal_type_ratio(kind_name)
     if ratio <= 0:
         return f"signal type {kind_name} is disabled (enabled_ratio 0)"
     if (coin := sampled_out(ratio, content_id)) is not None:
         return f"signal type {kind_name} is sampled out for this content (its coin {coin:.3f} >= enabled_ratio {ratio:g})"
-    quality = signal.get("quality")
-    if kind_name == "pdq" and quality is not None and quality < settings.pdq_min_quality:
-        return f"PDQ quality {quality} is below {settings.pdq_min_quality}"
+    quality, floor = signal.get("quality"), kind.min_quality(settings)
+    if floor is not None and quality is not None and quality < floor:
+        return f"{kind_name} quality {quality} is below {floor}"
     return ""
 
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 
-from pipeline import event_ids
+from pipeline import event_ids, kafka_clients
 from pipeline import topics as T
 from pipeline.client import Client
 from pipeline.clock import parse_duration_ms
@@ -92,8 +92,8 @@ def replay(settings: Settings, start_ms: int, end_ms: int | None = None, banks: 
         raise ValueError(f"no such bank: {', '.join(unknown)}")
     done = acted_keys(settings)
     topic = T.HASHES.name(settings)
-    consumer = Consumer({
-        "bootstrap.servers": settings.bootstrap_servers, "group.id": group_id(settings, start_ms, end_ms, banks),
+    consumer = kafka_clients.consumer(settings, {
+        "group.id": group_id(settings, start_ms, end_ms, banks),
         "enable.auto.commit": False, "auto.offset.reset": "earliest",
     })
     client = Client(settings)

@@ -50,11 +50,15 @@ SHARD_HITS = TopicSpec("shard-hits", "hma.ShardHits")  # shard mode: each shard'
 EXCHANGES = TopicSpec("exchanges", "hma.Exchange", compact=True)  # exchange configs; the fetcher's group topic
 EXCHANGE_FETCH = TopicSpec("exchange-fetch", "hma.ExchangeFetch", compact=True)  # checkpoints and progress
 EXCHANGE_CREDENTIALS = TopicSpec("exchange-credentials", "hma.ExchangeCredentials", compact=True)  # sealed
+EXCHANGE_OUTBOX = TopicSpec("exchange-outbox", "hma.ExchangeWrite")  # writes to exchanges; the writer's group topic
+EXCHANGE_DELIVERED = TopicSpec("exchange-delivered", "hma.ExchangeDelivered", compact=True)  # by idempotency key
+EXCHANGE_WRITE_STATUS = TopicSpec("exchange-write-status", "hma.ExchangeWriteStatus", compact=True)
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     UPLOADS, HASHES, MATCHES, ACTIONS, RETRO_MATCHES,
     BANKS, BANK_SIGNALS, FEEDBACK, QUARANTINE, DEAD_LETTERS, FLOOD_HITS, CONFIG, CONTENT_IDS,
-    SHARD_HITS, EXCHANGES, EXCHANGE_FETCH, EXCHANGE_CREDENTIALS,
+    SHARD_HITS, EXCHANGES, EXCHANGE_FETCH, EXCHANGE_CREDENTIALS, EXCHANGE_OUTBOX, EXCHANGE_DELIVERED,
+    EXCHANGE_WRITE_STATUS,
 )
 
 # Compacted topics hold state every process rebuilds its view from; they get one partition so
@@ -62,10 +66,11 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
 # that decisions apply in the order reviewers made them.
 SINGLE_PARTITION_TOPICS = (
     BANKS, BANK_SIGNALS, QUARANTINE, FEEDBACK, CONFIG, CONTENT_IDS, EXCHANGES, EXCHANGE_FETCH, EXCHANGE_CREDENTIALS,
+    EXCHANGE_OUTBOX, EXCHANGE_DELIVERED, EXCHANGE_WRITE_STATUS,
 )
 
 # What the exchange routes follow (the API's view) besides VIEW_TOPICS.
-EXCHANGE_TOPICS = (EXCHANGES, EXCHANGE_FETCH, EXCHANGE_CREDENTIALS)
+EXCHANGE_TOPICS = (EXCHANGES, EXCHANGE_FETCH, EXCHANGE_CREDENTIALS, EXCHANGE_WRITE_STATUS)
 
 
 # What every bank view (worker, API) follows.

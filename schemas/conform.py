@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from typing import Any, Callable
 
 Conformer = Callable[[Any], Any]
@@ -97,6 +98,8 @@ def _primitive(name: str) -> Conformer:
             raise Mismatch(f"{describe(value)} is not {name}")
         if lo is not None and not lo <= value <= hi:
             raise Mismatch(f"{value} is out of range for {name}")
+        if isinstance(value, float) and not math.isfinite(value):  # JSON has no way to write it on
+            raise Mismatch(f"{value} is not a finite {name}")
         return value
 
     return conform

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -98,6 +99,49 @@ def media_set(name: str) -> MediaSet:
 
 def hamming(a: str, b: str) -> int:
     return bin(int(a, 16) ^ int(b, 16)).count("1")
+
+
+# -- videos: edited copies, and python-threatexchange's vPDQ decision --------------------------------
+VIDEO = "tmk/sample-videos/doorknob-hd-no-bar.mp4"
+EDITS = {  # ffmpeg arguments making an edited copy of a video
+    "reencoded": ["-c:v", "libx264", "-crf", "34"],
+    "cropped": ["-vf", "crop=iw*0.85:ih*0.85", "-c:v", "libx264"],
+    "trimmed": ["-ss", "1", "-t", "2", "-c:v", "libx264"],
+    "resized": ["-vf", "scale=iw/3:-2", "-c:v", "libx264"],
+}
+UNRELATED = {  # videos from ffmpeg's own sources, unlike any other
+    "testsrc": ["-f", "lavfi", "-i", "testsrc2=duration=3:size=640x360:rate=25"],
+    "mandelbrot": ["-f", "lavfi", "-i", "mandelbrot=size=640x360:rate=25", "-t", "3"],
+}
+
+
+def ffmpeg(args: list[str], out: Path) -> Path:
+    """A video made by the ffmpeg command (skips the test, saying why, without it)."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("the ffmpeg command makes the edited copies of videos: install FFmpeg")
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", *args, "-an", str(out)], check=True, timeout=300)
+    return out
+
+
+def vpdq_decision(query: str, banked: str, frame_distance: int) -> bool:
+    """Whether python-threatexchange's vPDQ brute-force matcher matches two vPDQ values at a frame
+    distance, with its quality floor and share thresholds. Its per-frame distance (a Python loop
+    over 256 characters) is swapped for the same Hamming distance on integers, or a few videos
+    of every frame would take the test minutes."""
+    from unittest import mock
+
+    from threatexchange.extensions.vpdq import vpdq_brute_matcher
+    from threatexchange.extensions.vpdq.vpdq_util import (
+        VPDQ_INDEX_MATCH_THRESHOLD_PERCENT, VPDQ_QUALITY_THRESHOLD, VPDQ_QUERY_MATCH_THRESHOLD_PERCENT, json_to_vpdq,
+    )
+
+    q, b = json_to_vpdq(query), json_to_vpdq(banked)
+    if not any(f.quality >= VPDQ_QUALITY_THRESHOLD for f in q) or not any(f.quality >= VPDQ_QUALITY_THRESHOLD for f in b):
+        return False  # its matcher divides by the frames left: a video without any matches nothing
+    with mock.patch.object(vpdq_brute_matcher, "simple_distance", hamming):
+        result = vpdq_brute_matcher.match_VPDQ_hash_brute(q, b, VPDQ_QUALITY_THRESHOLD, frame_distance)
+    return (result.query_match_percent >= VPDQ_QUERY_MATCH_THRESHOLD_PERCENT
+            and result.compared_match_percent >= VPDQ_INDEX_MATCH_THRESHOLD_PERCENT)
 
 
 # -- waiting and setup requests ------------------------------------------------------------------
@@ -377,3 +421,48 @@ def check_view(view: BankView, model: dict[str, dict]) -> None:
             k for k, r in model.items() if r["signal_id"] == record["signal_id"])
     for bank in VIEW_MODEL_BANKS:
         assert sorted(e.key for e in view.entries(bank)) == sorted(k for k, r in model.items() if r["bank"] == bank)
+
+
+# -- the API app in this process -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.body)
+
+
+class InProcessApi:
+    """The real aiohttp app of `hmas api` on a loopback port of this process, on the test broker,
+    driven synchronously (for property tests that send it thousands of requests)."""
+
+    def __init__(self, settings: Settings) -> None:
+        import asyncio
+
+        self.settings = settings
+        self.loop = asyncio.new_event_loop()
+
+    def __enter__(self) -> "InProcessApi":
+        from aiohttp.test_utils import TestClient, TestServer
+
+        from pipeline.api.app import create_api
+
+        self.client = TestClient(TestServer(create_api(self.settings), host="127.0.0.1"), loop=self.loop)
+        self.loop.run_until_complete(self.client.start_server())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.run_until_complete(self.client.close())
+        self.loop.close()
+
+    def request(self, method: str, path: str, token: str = "", **kwargs: Any) -> Answer:
+        headers = {**kwargs.pop("headers", {}), **({"Authorization": f"Bearer {token}"} if token else {})}
+
+        async def send() -> Answer:
+            async with self.client.request(method, path, headers=headers, allow_redirects=False, **kwargs) as r:
+                return Answer(r.status, dict(r.headers), await r.read())
+        return self.loop.run_until_complete(send())

@@ -107,13 +107,13 @@ def test_bank_controls_have_routes_of_their_own(api):
     assert created.status_code == 201 and created.json() == {"name": "CONTROLLED", "matching_enabled_ratio": 1.0}
     assert requests.get(f"{api.base}/c/bank/CONTROLLED/controls").json() == {
         "action": "remove", "distances": {"pdq": 20}, "suppressed_by": [], "flood": None, "confirmed_bank": None,
-        "deconfirm_disable_s": 0}
+        "deconfirm_disable_s": 0, "share_to": []}
     flood = {"max_matches": 50, "window_ms": 60_000, "baseline_multiple": None}
     changed = requests.put(f"{api.base}/c/bank/CONTROLLED/controls", json={"flood": flood, "suppressed_by": ["DISTANCES"]},
                            headers=auth())
     assert changed.status_code == 200 and changed.json() == {
         "action": "remove", "distances": {"pdq": 20}, "suppressed_by": ["DISTANCES"], "flood": flood,
-        "confirmed_bank": None, "deconfirm_disable_s": 0}
+        "confirmed_bank": None, "deconfirm_disable_s": 0, "share_to": []}
     assert requests.get(f"{api.base}/c/bank/CONTROLLED").json() == {"name": "CONTROLLED", "matching_enabled_ratio": 1.0}
     refused = requests.put(f"{api.base}/c/bank/CONTROLLED/controls", json={"enabled_ratio": 0.5}, headers=auth())
     assert refused.status_code == 400 and "not a bank control: enabled_ratio" in refused.json()["message"]

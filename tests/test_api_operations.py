@@ -14,6 +14,7 @@ from ops.kafka.broker import free_port
 from pipeline import topics as T
 from pipeline.banks import bank_record, bank_signal_record
 from pipeline.client import Client
+from pipeline.signal_types import SIGNAL_TYPES
 from pipeline.uploads import new_upload
 from tests.pipeline_env import (
     ApiProcess, WorkerProcess, checked, collect_until, hmas, pipeline_env, settings_from, wait_until,
@@ -49,7 +50,7 @@ def test_status_site_map_and_types(api):
     site = get(api, "/site-map")
     assert {"/c/bank/<bank>/content/<content_id>", "/m/index/status", "/dev/factory_reset"} <= set(site)
     assert site == sorted(site)
-    assert get(api, "/c/content_type") == [{"name": "photo", "enabled": True}, {"name": "video", "enabled": True}]
+    assert get(api, "/c/content_type") == [{"name": c, "enabled": True} for c in ("photo", "video", "text", "url")]
     assert {"name": "pdq", "enabled_ratio": 1.0} in get(api, "/c/signal_type")
 
 
@@ -59,7 +60,7 @@ def test_index_status_reports_what_the_replica_holds(api):
         checked(requests.post(api.base + "/c/bank/INDEXED/signal", json={"pdq": f"{i + 1:02x}" * 32}))
     status = get(api, "/m/index/status")
     assert status["pdq"]["present"] is True and status["pdq"]["size"] >= 3 and status["pdq"]["built_to"] > 1.7e9
-    assert set(status) == {"pdq", "video_md5"}
+    assert set(status) == set(SIGNAL_TYPES) and {"pdq", "vpdq", "raw_text", "url"} <= set(status)
     one = get(api, "/c/signal_type/index", signal_type="pdq")
     assert one["pdq"]["db_size"] == one["pdq"]["index_size"] >= 3 and one["pdq"]["index_out_of_date"] is False
     assert requests.get(api.base + "/m/index/status", params={"signal_type": "nope"}).status_code == 400
@@ -165,10 +166,13 @@ def test_factory_reset_forgets_everything_everywhere(api, env):
 
 
 def test_seed_banks_fills_two_banks(api):
-    assert requests.post(api.base + "/dev/seed_banks").status_code == 200
+    r = requests.post(api.base + "/dev/seed_banks", timeout=60)
+    assert [h.status_code for h in r.history] == [302] and r.url.startswith(api.base + "/ui?")  # upstream's redirect
+    assert r.status_code == 200 and "Seeded 2 banks with 10000 random signals" in r.text
     banks = {b["name"] for b in get(api, "/c/banks")}
     assert {"SEED_BANK_0", "SEED_BANK_1"} <= banks
-    assert get(api, "/c/signal_type/index")["pdq"]["index_size"] >= 5000
+    index = get(api, "/c/signal_type/index")  # random signals of every type python-threatexchange can make them of
+    assert sum(t["index_size"] for t in index.values()) >= 10_000 and index["pdq"]["index_size"] >= 3000
 
 
 def test_upstream_test_flows_from_an_empty_server(api):

@@ -172,7 +172,7 @@ def test_hmas_bank_controls_and_rename(stack):
     added = json.loads(hmas(env, "bank", "add", "CLI_OLD", "--signal", "pdq:" + "cd" * 32).stdout)
     shown = json.loads(hmas(env, "bank", "controls", "CLI_OLD").stdout)
     assert shown == {"name": "CLI_OLD", "action": "remove", "distances": {"pdq": 20}, "suppressed_by": [],
-                     "flood": None, "confirmed_bank": None, "deconfirm_disable_s": 0}
+                     "flood": None, "confirmed_bank": None, "deconfirm_disable_s": 0, "share_to": []}
     changed = json.loads(hmas(env, "bank", "controls", "CLI_OLD", "--flood-max", "9", "--flood-window", "60").stdout)
     assert changed == {**shown, "flood": {"max_matches": 9, "window_ms": 60_000, "baseline_multiple": None}}
 

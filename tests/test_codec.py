@@ -57,6 +57,12 @@ def test_booleans_are_not_numbers():
                                    "signal_id": "s", "distance": 1, "threshold": 2, "status": "match"})
 
 
+@pytest.mark.parametrize("number", [float("inf"), float("-inf"), float("nan")])
+def test_numbers_that_json_cannot_write_are_refused(number):
+    with pytest.raises(DecodeError, match="finite"):
+        codec("hma.Setting").conform({"name": "n", "number": number, "changed_at": 0})
+
+
 def test_avro_written_with_an_earlier_schema_decodes_with_new_fields_defaulted():
     """hma.HashedUpload before it carried event_id: a body written then still decodes."""
     import io

@@ -9,11 +9,11 @@ from threatexchange.exchanges.impl.ncmec_api import NCMECSignalExchangeAPI
 from threatexchange.exchanges.clients.ncmec.hash_api import NCMECEntryType, NCMECEntryUpdate
 
 from connectors.exchanges.config import (
-    InvalidExchange, collab_config, exchange_api, exchange_json, exchange_record, field_descriptors,
+    FETCHED_SIGNAL_TYPES, InvalidExchange, collab_config, exchange_api, exchange_json, exchange_record, field_descriptors,
 )
 from connectors.exchanges.credentials import CredentialsUnavailable, sealed_record, unsealed, where_to_provide
 from connectors.exchanges.fetcher import redacted
-from connectors.exchanges.records import BankOfExchange, record_id
+from connectors.exchanges.records import BankOfExchange, keys_are_signals, record_id
 from pipeline import topics as T
 
 MD5 = "facefacefacefacefacefacefaceface"
@@ -53,12 +53,12 @@ def test_ncmec_records_become_bank_content_items_updated_and_removed():
 
     # the same record without a signal it converts to: its signal is removed
     gone = {"e1": bank.convert("e1", ncmec_entry("e1", None))}
-    assert bank.writes(gone, iter(())) == [(T.BANK_SIGNALS, key, None)] and bank.records == {}
+    assert bank.writes(gone, iter(())) == [(T.BANK_SIGNALS, key, None)] and bank.record_ids() == []
 
     # loading what the bank holds, then a deletion (None)
     reloaded = BankOfExchange("NCMEC", NCMECSignalExchangeAPI, collab_config(record))
     reloaded.load([(key, value), ("OTHER/pdq/1", {**value, "bank": "OTHER"})])
-    assert list(reloaded.records) == ["e1"]
+    assert reloaded.record_ids() == ["e1"]
     assert reloaded.writes({"e1": reloaded.convert("e1", None)}, iter(())) == [(T.BANK_SIGNALS, key, None)]
 
 
@@ -85,3 +85,43 @@ def test_credentials_are_sealed_on_the_topic():
 def test_errors_are_redacted():
     text = redacted(RuntimeError("GET https://graph.facebook.com/x?access_token=1234|abcd&limit=5 failed"))
     assert "abcd" not in text and "limit=5" in text
+
+
+def test_the_held_map_follows_topic_order_and_a_full_fetch_removes_what_it_did_not_see(tmp_path):
+    record = exchange_record("NCMEC", "ncmec", NCMEC_API_JSON)
+    bank = BankOfExchange("NCMEC", NCMECSignalExchangeAPI, collab_config(record), tmp_path)
+    fetched = {"e1": ncmec_entry("e1", MD5), "e2": ncmec_entry("e2", "b" * 32)}
+    writes = bank.writes({record_id(k): bank.convert(k, v) for k, v in fetched.items()}, iter([1, 2]))
+    [key1, key2] = [key for _, key, _ in writes]
+    assert len(bank) == 2
+
+    reloaded = BankOfExchange("NCMEC", NCMECSignalExchangeAPI, collab_config(record), tmp_path)
+    reloaded.load([(key, value) for _, key, value in writes] + [(key2, None)])  # e2 removed later in the topic
+    assert reloaded.record_ids() == ["e1"] and len(reloaded) == 1
+    reloaded.saw(["e3"])
+    assert reloaded.removals() == [(T.BANK_SIGNALS, key1, None)] and len(reloaded) == 0
+    bank.close()
+    reloaded.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_bench_exchange_resumes_from_its_checkpoint_and_converts_like_the_package():
+    from ops.bench.random_exchange import RandomPdqCheckpoint, RandomPdqConfig, RandomPdqExchange
+
+    api = RandomPdqExchange(RandomPdqConfig(name="RANDOM", api="random_pdq", signals=12, per_delta=5))
+    deltas = list(api.fetch_iter([], None))
+    assert [len(d.updates) for d in deltas] == [5, 5, 2]
+    assert [d.checkpoint.fetched for d in deltas] == [5, 10, 12]
+    [resumed] = api.fetch_iter([], RandomPdqCheckpoint(10))
+    assert resumed.updates.keys() == deltas[2].updates.keys()
+
+    # records whose keys are their signals convert without the package's per-record conversion,
+    # to what that conversion gives
+    bank = BankOfExchange("RANDOM", RandomPdqExchange, api.collab)
+    (kind, code), meta = next(iter(deltas[0].updates.items()))
+    by_package = RandomPdqExchange.naive_convert_to_signal_type(list(FETCHED_SIGNAL_TYPES), api.collab, {(kind, code): meta})
+    assert [(t.get_name(), s) for t, signals in by_package.items() for s in signals] == [(kind, code)]
+    assert list(bank.convert((kind, code), meta)) == [(kind, code)]
+    assert bank.convert(("pdq", "not a hash"), meta) == {} and bank.convert(("sha1", code), meta) == {}
+    # ThreatExchange's API subclasses the simple-updates APIs with a conversion of its own: it keeps it
+    assert keys_are_signals(exchange_api("local_file")) and not keys_are_signals(exchange_api("fb_threatexchange"))

@@ -118,6 +118,19 @@ def test_a_quarantined_signal_and_a_past_upload_by_content_id(stack):
     assert entry["verdict"] == "quarantined" and entry["quarantine"]["count"] == quarantine["count"]
     assert "quarantined since" in entry["reason"] and f"{quarantine['count']} matches" in entry["reason"]
 
+    def rerun_of(content_id: str):
+        r = requests.get(stack.api.base + "/m/explain/rerun", params={"content_id": content_id}, timeout=30)
+        assert r.status_code in (200, 404), r.text
+        return r.json() if r.status_code == 200 else None
+
+    reruns = [wait_until(lambda cid=cid: rerun_of(cid), 60, f"{cid} in the API's ring") for cid in ids]
+    assert all(r["then"] is not None and r["then"]["content_id"] == r["upload"]["content_id"] for r in reruns)
+    matched_then = [r for r in reruns if [h["status"] for h in r["then"]["matches"]] == ["match"]]
+    assert matched_then, "the uploads before the flood limit matched"
+    for r in matched_then:
+        assert [c["kind"] for c in r["changes"]] == ["status"]
+        assert "FLOODED" in r["changes"][0]["text"] and "match then, quarantined now" in r["changes"][0]["text"]
+
 
 def test_a_file_is_hashed_with_its_quality_and_bad_input_is_a_400(stack):
     pixels = np.random.default_rng(6).integers(0, 256, (64, 64, 3), dtype=np.uint8)

@@ -1,11 +1,13 @@
 """URL fetching: timeouts, size cap, redirects re-checked, non-public addresses refused."""
 
 import http.server
+import socket
 import threading
 import time
 
 import pytest
 
+from connectors import fetch
 from connectors.fetch import FetchError, fetch_url
 from pipeline.config import Settings
 
@@ -21,7 +23,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "/redirect-loopback": (302, {"Location": "http://127.0.0.1:9/secret"}, b""),
             "/redirect-metadata": (301, {"Location": "http://169.254.169.254/latest/meta-data"}, b""),
             "/loop": (302, {"Location": "/loop"}, b""),
+            "/ping": (302, {"Location": "/pong"}, b""),
+            "/pong": (307, {"Location": f"http://{self.headers['Host']}/ping"}, b""),
         }
+        HOSTS_SEEN.append(self.headers["Host"])
+        if self.path.startswith("/trickle"):
+            self._trickle(headers_too=self.path == "/trickle-headers")
+            return
         if self.path == "/slow":
             time.sleep(3)  # a server slower than the 1 s fetch timeout: what the test is about
         if self.path == "/chunked-big":
@@ -43,8 +51,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except BrokenPipeError:
             pass
 
+    def _trickle(self, headers_too: bool) -> None:
+        """A byte every 50 ms for up to a minute (of headers, or of a declared 3,000-byte body):
+        far past the fetch's deadline unless the client hangs up."""
+        self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        if not headers_too:
+            self.wfile.write(b"Content-Length: 3000\r\n\r\n")
+        try:
+            for _ in range(1200):
+                self.wfile.write(b"X" if not headers_too else b"x-a: b\r\n"[:1])
+                self.wfile.flush()
+                time.sleep(0.05)
+        except OSError:
+            pass
+
     def log_message(self, *args):
         pass
+
+
+HOSTS_SEEN: list[str] = []
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +101,43 @@ def test_http_errors_timeouts_and_size_cap(server):
     assert "size cap" in fails(f"{server}/big-declared")
     assert "size cap" in fails(f"{server}/chunked-big")
     assert "redirects" in fails(f"{server}/loop")
+    assert "redirects" in fails(f"{server}/ping")  # a loop of two, one of them absolute
+
+
+@pytest.mark.parametrize("path", ["/trickle-headers", "/trickle-body"])
+def test_a_server_answering_a_byte_at_a_time_is_cut_at_the_deadline(server, path):
+    """Each byte comes well within the socket timeout; only the fetch's one deadline ends it."""
+    assert "timed out after 1s" in fails(server + path)
+
+
+def test_the_address_connected_to_is_the_one_checked(server, monkeypatch):
+    """DNS rebinding: a resolver that answers an allowed address first and a refused one after.
+    The fetch resolves once and connects to what it checked."""
+    real = socket.getaddrinfo
+    answers = []
+
+    def rebinding(host, port, *args, **kwargs):
+        if host != "rebind.test":
+            return real(host, port, *args, **kwargs)
+        answers.append(HOST if not answers else "127.0.0.1")
+        return real(answers[-1], port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    port = server.rsplit(":", 1)[1]
+    HOSTS_SEEN.clear()
+    assert fetch_url(f"http://rebind.test:{port}/ok", ALLOW) == b"x" * 1000
+    assert answers == [HOST] and HOSTS_SEEN == [f"rebind.test:{port}"]
+    # a redirect is a new hop: resolved again, and this time refused
+    assert "rebind.test resolves to 127.0.0.1, a loopback address" in fails(f"http://rebind.test:{port}/redirect-ok")
+
+
+def test_the_peer_of_the_connection_is_checked():
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        with pytest.raises(FetchError, match="connected to 127.0.0.1, a loopback address"):
+            fetch._connect_checked("example.org", "127.0.0.1", listener.getsockname()[1], 1.0, Settings())
+    finally:
+        listener.close()
 
 
 def test_redirects_to_refused_addresses_are_refused(server):

@@ -169,3 +169,22 @@ def test_searches_stay_exact_while_background_merges_run(monkeypatch):
     index.wait_for_merges()
     assert merges_seen > 0
     assert len(index) == len(reference)
+
+
+def test_crowded_clusters_of_a_real_looking_bank_match_brute_force():
+    """A bank shaped like the clustered bench's: half the codes in clusters of 100-3,000 within
+    distance 12 of their centre around shared prototypes, so that tables' buckets crowd; queries
+    inside clusters, at their edges and random, checked at every distance the tables serve."""
+    from ops.bench.index_bench import make_data
+
+    codes, queries = make_data(40_000, 120, seed=11, distribution="clustered")
+    ids = np.arange(len(codes), dtype=np.int64)
+    index = MihPdqIndex(codes, ids, background_merge=False)
+    index.merge()
+    reference = FlatPdqIndex(codes, ids)
+    crowded = 0
+    for d in (0, 5, 12, 20, 31, 32):
+        got, want = as_sets(index.search(queries, d), len(queries)), as_sets(reference.search(queries, d), len(queries))
+        assert got == want, d
+        crowded = max(crowded, max(len(hits) for hits in want))
+    assert crowded >= 100  # some queries did land inside a crowded cluster

@@ -5,8 +5,11 @@ pictures come from `HMAS_UI_SCREENSHOTS=docs/ui make test`), or the test's own t
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +21,9 @@ from ops.kafka.broker import free_port
 from pipeline import topics as T
 from pipeline.client import Client
 from pipeline.uploads import new_upload
-from tests.pipeline_env import REPO, ApiProcess, WorkerProcess, collect_until, flip, hmas, pipeline_env, settings_from
+from tests.pipeline_env import (
+    BRIDGE, REPO, ApiProcess, HmasProcess, WorkerProcess, collect_until, flip, hmas, pipeline_env, settings_from, wait_until,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -28,6 +33,7 @@ pytestmark = [
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (`pip install -e .[dev]`)")
 expect = sync_api.expect
 TOKEN = "ui-token"
+MEDIA_HOST = "127.0.0.2"  # allow-listed for the media server; 127.0.0.1 stays refused
 
 
 def random_pdq(seed: int) -> str:
@@ -37,7 +43,8 @@ def random_pdq(seed: int) -> str:
 @pytest.fixture(scope="module")
 def env(kafka_broker, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ui")
-    env = pipeline_env(kafka_broker.bootstrap, tmp / "state", HMAS_API_TOKEN=TOKEN, HMAS_FLOOD_BUCKET_MS="10000")
+    env = pipeline_env(kafka_broker.bootstrap, tmp / "state", HMAS_API_TOKEN=TOKEN, HMAS_FLOOD_BUCKET_MS="10000",
+                       HMAS_FETCH_ALLOW_HOSTS=MEDIA_HOST, HMAS_FETCH_MAX_BYTES="2000000")
     hmas(env, "topics", "create")
     worker = WorkerProcess(env, tmp / "worker.log").start()
     yield {**env, "tmp": str(tmp)}
@@ -49,6 +56,21 @@ def api(env):
     process = ApiProcess({k: v for k, v in env.items() if k != "tmp"}, Path(env["tmp"]) / "api.log", free_port()).start()
     yield process
     process.stop()
+
+
+class QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def media_url():
+    """The shipped bridge photos over HTTP, for uploads and bank additions by URL."""
+    server = http.server.ThreadingHTTPServer((MEDIA_HOST, 0), functools.partial(QuietFiles, directory=str(BRIDGE)))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://{MEDIA_HOST}:{server.server_address[1]}"
+    server.shutdown()
 
 
 def settings_of(env):
@@ -82,7 +104,12 @@ def shots(tmp_path_factory) -> Path:
 
 
 def shoot(page, name: str) -> None:
-    page.screenshot(path=str(page.shots / f"{name}.png"), full_page=True)
+    """A screenshot of the whole page, in 128 colours so that the README's pictures stay small."""
+    path = page.shots / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    with Image.open(path) as shot:
+        small = shot.convert("RGB").quantize(colors=128)
+    small.save(path, optimize=True)
 
 
 def sign_in(page) -> None:
@@ -205,10 +232,10 @@ def test_bad_input_gets_a_message_on_the_page(page, tmp_path):
     page.fill("input[name=url]", f"http://127.0.0.1:{free_port()}/nothing.jpg")
     page.click("button:has-text('Explain')")
     expect(page.get_by_role("alert")).to_contain_text("Failed to fetch URL")
-    text_file = tmp_path / "notes.txt"
-    text_file.write_text("this is not an image")
+    not_an_image = tmp_path / "photo.jpg"  # named like a photo; a text file would be hashed as text
+    not_an_image.write_text("this is not an image")
     page.goto("/ui/match")
-    page.set_input_files("input[name=file]", str(text_file))
+    page.set_input_files("input[name=file]", str(not_an_image))
     page.click("button:has-text('Explain file')")
     expect(page.get_by_role("alert")).to_contain_text("cannot hash")
     page.goto("/ui/compare?left=abc&right=def")
@@ -275,7 +302,7 @@ def test_the_match_lab_shows_a_quarantined_signal_and_a_past_upload(page, env, a
 def reload_until(page, locator, text: str, attempts: int = 60) -> bool:
     """Reload until the locator shows the text: what the worker writes reaches the API on its own."""
     for _ in range(attempts):
-        if locator.count() and text in locator.first.inner_text():
+        if locator.count() and text in (locator.first.text_content() or ""):
             return True
         page.wait_for_timeout(1000)
         page.reload()
@@ -291,3 +318,196 @@ def test_a_change_without_the_form_csrf_token_is_refused(api):
     r = session.post(api.base + "/ui/banks", data={"name": "FORGED", "csrf": "guessed"})
     assert r.status_code == 403 and "this form has expired" in r.text
     assert "FORGED" not in requests.get(api.base + "/c/banks", timeout=30).text
+
+
+def upload(env, content_id: str, **what) -> None:
+    client = Client(settings_of(env))
+    client.produce(T.UPLOADS, content_id, new_upload(content_id, "photo", **what))
+    client.flush()
+    client.close()
+
+
+def set_controls(page, bank: str, **fields: str) -> None:
+    page.goto(f"/ui/bank/{bank}")
+    for name, value in fields.items():
+        page.fill(f"input[name={name}]", value)
+    page.click("button:has-text('Save controls')")
+    expect(page.get_by_role("status")).to_have_text("Controls saved.")
+
+
+def test_the_quarantine_queue_shows_thumbnails_and_takes_decisions(page, env, media_url, browser, api):
+    sign_in(page)
+    create_bank(page, "REVIEWED")
+    set_controls(page, "REVIEWED", flood_max="2", flood_window="10m")
+    page.goto("/ui/bank/REVIEWED")
+    page.set_input_files("form[action$='/content'] input[name=file]", str(BRIDGE / "aaa-orig.jpg"))
+    page.click("button:has-text('Add')")
+    expect(page.get_by_role("status")).to_have_text(re.compile(r"^Added content \d+\.$"))
+    ids = [f"review-{i}" for i in range(4)]
+    for cid in ids:
+        upload(env, cid, url=f"{media_url}/aaa-orig.jpg")
+    page.goto("/ui/quarantine")
+    queue = page.locator("#queue")
+    assert reload_until(page, queue, "REVIEWED"), "the flooding signal never reached the review queue"
+    row = queue.locator("tbody tr", has_text="REVIEWED").first
+    expect(row).to_contain_text("quarantined")
+    expect(row).to_contain_text("within 10m")
+    thumb = row.locator("img.thumb").first
+    thumb.scroll_into_view_if_needed()
+    wait_until(lambda: thumb.evaluate("img => img.complete && img.naturalWidth > 0"), 30, "a thumbnail of the upload")
+    shoot(page, "quarantine")
+    signal_id = row.locator("code").first.inner_text()
+    sample = row.locator("figcaption a").first.inner_text()
+    assert sample in ids
+
+    anonymous = browser.new_context(base_url=api.base).new_page()  # a change needs signing in first
+    anonymous.goto("/ui/quarantine")
+    anonymous.locator("#queue button:has-text('release')").first.click()
+    expect(anonymous).to_have_url(re.compile(r"/ui/login"))
+    anonymous.context.close()
+
+    row.locator("button:has-text('release')").click()
+    expect(page.get_by_role("status")).to_have_text(f"Signal {signal_id} released: it matches again.")
+    expect(page.locator("#queue tr", has_text=signal_id)).to_have_count(0)
+    page.goto("/ui/quarantine?state=released")
+    page.locator("#queue tr", has_text=signal_id).locator("button:has-text('confirm')").first.click()
+    expect(page.get_by_role("status")).to_have_text(f"Signal {signal_id} confirmed harmful.")
+    decisions = requests.get(f"{api.base}/c/feedback/{sample}", timeout=30).json()
+    assert [d["verdict"] for d in decisions] == ["harmful"] and decisions[0]["signals"] == [signal_id]
+
+
+def test_recent_uploads_cluster_and_a_cluster_is_banked(page, env):
+    base = random_pdq(6)
+    for i, bits in enumerate((0, 3, 6)):
+        upload(env, f"near-{i}", signals={"pdq": flip(base, bits)})
+    page.goto(f"/ui/recent?signal={base}&distance=10")
+    similar = page.locator("main")
+    assert reload_until(page, similar, "near-2"), "the uploads never reached the API's ring"
+    for cid in ("near-0", "near-1"):
+        assert reload_until(page, similar, cid), "the uploads never reached the API's ring"
+    expect(page.locator("#similar tbody tr")).to_have_count(3)
+    cluster = page.locator("#clusters tr", has_text="near-0")
+    expect(cluster.locator("td").first).to_have_text("3")
+    shoot(page, "recent")
+    sign_in(page)
+    create_bank(page, "CLUSTERED")
+    page.goto(f"/ui/recent?signal={base}&distance=10")
+    cluster = page.locator("#clusters tr", has_text="near-0")
+    cluster.locator("select[name=bank]").select_option("CLUSTERED")
+    cluster.locator("button:has-text('Bank this hash')").click()
+    expect(page).to_have_url(re.compile(r"/ui/bank/CLUSTERED"))
+    expect(page.get_by_role("status")).to_have_text(re.compile(r"^Added content \d+\.$"))
+    expect(page.locator("#contents")).to_contain_text("recent cluster of 3 uploads")
+
+
+def test_a_past_upload_rerun_shows_then_now_and_what_changed(page, env):
+    pdq = random_pdq(7)
+    sign_in(page)
+    create_bank(page, "THEN")
+    add_hash(page, "THEN", flip(pdq, 8))
+    settings = settings_of(env)
+    upload(env, "rerun-1", signals={"pdq": pdq})
+    assert collect_until(settings, T.MATCHES, {"rerun-1"}).get("rerun-1"), "the upload was never matched"
+    create_bank(page, "LATER")
+    later_id = add_hash(page, "LATER", pdq)
+    set_controls(page, "THEN", pdq_distance="5")
+    page.goto("/ui/rerun?content_id=rerun-1")
+    assert reload_until(page, page.locator("main"), "What changed"), "the upload never reached the API's ring"
+    expect(page.locator("#then")).to_contain_text("THEN")
+    expect(page.locator("#then .verdict").first).to_have_text("match")
+    expect(page.locator("#now")).to_contain_text("LATER")
+    changes = page.locator("#changes")
+    expect(changes).to_contain_text(f"LATER content {later_id} (pdq): no hit then, match now at distance 0")
+    expect(changes).to_contain_text("threshold 31 then, 5 now")
+    expect(changes).to_contain_text("match then, too far now: too far: distance 8 > threshold 5")
+    shoot(page, "rerun")
+    page.goto("/ui/bank/THEN")
+    expect(page.locator("#chart-total")).to_have_text("1 effective match in the last hour")
+
+
+@pytest.fixture
+def fetcher(env):
+    process = HmasProcess({k: v for k, v in env.items() if k != "tmp"}, Path(env["tmp"]) / "fetcher.log", "fetcher")
+    yield process.start()
+    process.stop()
+
+
+def test_exchanges_are_created_from_the_schema_and_managed(page, tmp_path, fetcher):
+    signals = tmp_path / "signals.txt"
+    signals.write_text(f"pdq {random_pdq(9)}\npdq {random_pdq(11)}\n")
+    sign_in(page)
+    page.goto("/ui/exchanges")
+    page.select_option("select[name=api]", "local_file")
+    page.click("button:has-text('Show its fields')")
+    expect(page.locator("input[name=cfg_filename]")).to_be_visible()
+    page.fill("input[name=name]", "bad name")
+    page.fill("input[name=cfg_filename]", str(signals))
+    page.click("button:has-text('Create local_file exchange')")
+    expect(page.get_by_role("alert")).to_be_visible()
+    page.goto("/ui/exchanges?api=local_file")
+    page.fill("input[name=name]", "LOCAL_LIST")
+    page.fill("input[name=cfg_filename]", str(signals))
+    page.click("button:has-text('Create local_file exchange')")
+    expect(page.get_by_role("status")).to_have_text("Exchange LOCAL_LIST created, with its bank.")
+    row = page.locator("#exchanges tr", has_text="LOCAL_LIST")
+    row.locator("button:has-text('fetch now')").click()
+    expect(page.get_by_role("status")).to_have_text("Exchange LOCAL_LIST: fetch requested.")
+    assert reload_until(page, row, "succeeded"), f"the fetcher did not fetch:\n{fetcher.log_tail()}"
+    expect(row).to_contain_text("2 records banked")
+    row.locator("button:has-text('disable')").click()
+    expect(page.get_by_role("status")).to_have_text("Exchange LOCAL_LIST: disabled.")
+    expect(page.locator("#exchanges tr", has_text="LOCAL_LIST")).to_contain_text("disabled")
+    shoot(page, "exchanges")
+
+
+def test_the_live_feed_shows_a_match_as_it_happens(page, env):
+    pdq = random_pdq(10)
+    sign_in(page)
+    create_bank(page, "LIVE")
+    add_hash(page, "LIVE", pdq)
+    page.goto("/ui/feed")
+    expect(page.locator("#feed-state")).to_have_text("live")
+    upload(env, "live-1", signals={"pdq": pdq})
+    entry = page.locator("#feed li.fresh.feed-match", has_text="live-1")
+    expect(entry.first).to_contain_text("match live-1: LIVE", timeout=90_000)
+    expect(page.locator("#feed li.fresh.feed-action", has_text="live-1")).to_contain_text("review (banks LIVE)",
+                                                                                       timeout=90_000)
+    shoot(page, "feed")
+
+
+def test_home_draws_throughput_lag_and_latency(page, env):
+    page.goto("/ui")
+    expect(page.locator("figure svg.chart")).to_have_count(3)
+    latency = page.locator("figure", has_text="Upload-to-match latency").locator("text.legend")
+    assert reload_until(page, latency, " ms"), "no upload-to-match latency was drawn"
+    throughput = page.locator("figure", has_text="Throughput").locator("text.legend")
+    assert reload_until(page, throughput, "/s", attempts=90), "no throughput was drawn"
+    shoot(page, "home")
+
+
+def test_bad_input_on_the_new_pages_gets_a_message(page, tmp_path):
+    for path, message in (("/ui/recent?signal=xyz", "invalid signal"),
+                          ("/ui/recent?window=soon", "window must look like"),
+                          ("/ui/rerun?content_id=never-uploaded", "is not among the recent uploads"),
+                          ("/ui/quarantine?state=bogus", "state must be one of")):
+        page.goto(path)
+        expect(page.get_by_role("alert")).to_contain_text(message)
+        assert "Traceback" not in page.content()
+    sign_in(page)
+    create_bank(page, "STRICT")
+    page.fill("form[action$='/content'] input[name=url]", f"http://127.0.0.1:{free_port()}/gone.jpg")
+    page.click("button:has-text('Add')")
+    expect(page.get_by_role("alert")).to_contain_text("Failed to fetch URL")
+    page.fill("form[action$='/content'] input[name=signal]", "12345")
+    page.click("button:has-text('Add')")
+    expect(page.get_by_role("alert")).to_contain_text("invalid signal")
+    not_an_image = tmp_path / "photo.jpg"  # named like a photo; a text file would be hashed as text
+    not_an_image.write_text("this is not an image")
+    page.set_input_files("form[action$='/content'] input[name=file]", str(not_an_image))
+    page.click("button:has-text('Add')")
+    expect(page.get_by_role("alert")).to_contain_text("cannot hash")
+    page.fill("input[name=flood_max]", "5")
+    page.fill("input[name=flood_window]", "soon")
+    page.click("button:has-text('Save controls')")
+    expect(page.get_by_role("alert")).to_be_visible()
+    assert "Traceback" not in page.content()

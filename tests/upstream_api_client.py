@@ -162,7 +162,8 @@ def check_content_by_url(c: UpstreamClient, bank: str, media: Path, media_pdq: s
 def check_signal_and_content_types(c: UpstreamClient) -> None:
     assert {"name": "pdq", "enabled_ratio": 1.0} in c.call("GET", "/c/signal_type")
     c.call("PUT", "/c/signal_type/pdq", 204, json={"enabled_ratio": 1.0})  # as it was
-    assert c.call("GET", "/c/content_type") == [{"name": "photo", "enabled": True}, {"name": "video", "enabled": True}]
+    content_types = c.call("GET", "/c/content_type")  # upstream's shape; its photo and video among them
+    assert {"name": "photo", "enabled": True} in content_types and {"name": "video", "enabled": True} in content_types
     index = c.call("GET", "/c/signal_type/index", params={"signal_type": "pdq"})
     assert set(index) == {"pdq"} and index["pdq"]["index_size"] >= 1
     assert set(index["pdq"]) == {"db_size", "index_size", "index_out_of_date", "newest_db_item", "index_built_to"}

@@ -62,13 +62,25 @@ def exchange_api(name: str) -> TSignalExchangeAPICls:
         raise InvalidExchange(f"No such exchange type '{name}'") from None
 
 
+def install_exchange_api(api_cls: TSignalExchangeAPICls) -> None:
+    """Makes one more SignalExchangeAPI known to this process, as upstream's configurable exchange
+    types do (the exchange bench's random exchange)."""
+    EXCHANGE_APIS[api_cls.get_name()] = api_cls
+
+
 def supports_auth(api_cls: TSignalExchangeAPICls) -> bool:
     return issubclass(api_cls, SignalExchangeWithAuth)
 
 
 def exchange_record(name: str, api: str, api_json: dict[str, Any] | None = None, enabled: bool = True,
-                    created_at: int | None = None) -> dict[str, Any]:
-    """A checked hma.exchanges value: the API's config must load from `api_json` (upstream's check)."""
+                    created_at: int | None = None, report_feedback: bool = False,
+                    endpoint: str | None = None) -> dict[str, Any]:
+    """A checked hma.exchanges value: the API's config must load from `api_json` (upstream's check).
+    `report_feedback` and `endpoint` are this project's (write-back, a replaced base URL)."""
+    from connectors.exchanges.clients import check_endpoint
+
+    if not isinstance(report_feedback, bool):
+        raise InvalidExchange("report_feedback must be true or false")
     try:
         check_bank_name(name)
     except ValueError as exc:
@@ -78,7 +90,8 @@ def exchange_record(name: str, api: str, api_json: dict[str, Any] | None = None,
     own = {k: v for k, v in (api_json or {}).items() if k not in RECORD_FIELDS}
     stamp = now_ms()
     record = {"name": name, "api": api, "enabled": bool(enabled), "api_json": json.dumps(own, sort_keys=True),
-              "created_at": created_at or stamp, "updated_at": stamp}
+              "created_at": created_at or stamp, "updated_at": stamp, "report_feedback": report_feedback,
+              "endpoint": check_endpoint(api, endpoint)}
     collab_config(record)
     return EXCHANGES.codec.conform(record)
 

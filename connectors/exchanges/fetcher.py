@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from threatexchange.exchanges.auth import SignalExchangeAPIInvalidAuthException, SignalExchangeAPIMissingAuthException
@@ -23,17 +23,20 @@ from threatexchange.exchanges.fetch_state import FetchCheckpointBase
 from threatexchange.utils import dataclass_json
 
 from connectors.exchanges.config import (
-    FETCHED_SIGNAL_TYPES, SNAPSHOT_APIS, collab_config, exchange_api, supports_auth,
+    FETCHED_SIGNAL_TYPES, SNAPSHOT_APIS, collab_config, exchange_api,
 )
+from connectors.exchanges.clients import exchange_client
 from connectors.exchanges.credentials import credentials_for
 from connectors.exchanges.records import BankOfExchange, record_id
+from connectors.exchanges.retry import backoff_s, rate_limited
+from pipeline import kafka_clients
 from pipeline import topics as T
 from pipeline.config import Settings
 from pipeline.metrics import EXCHANGE_FETCHES, EXCHANGE_LAST_SUCCESS, EXCHANGE_RECORDS
 from pipeline.services.content_ids import ContentIds
 from pipeline.services.output import Output, Write, new_producer
 from pipeline.state.bank_view import BankView
-from pipeline.state.log_reader import read_latest, read_to_end
+from pipeline.state.log_reader import iter_to_end, read_latest, read_to_end
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +102,12 @@ class ExchangeFetcher:
     async def start(self) -> None:
         self._claims = new_producer(self.settings)
         await self._claims.start()
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers, group_id=fetch_group(self.settings),
+        self._consumer = kafka_clients.aio_consumer(
+            self.settings, group_id=fetch_group(self.settings),
             enable_auto_commit=False, auto_offset_reset="earliest", client_id=f"hmas-{self.name}",
         )
         await self._consumer.start()
-        self._consumer.subscribe([T.EXCHANGES.name(self.settings)], listener=_Membership(self))
+        self._consumer.subscribe([T.EXCHANGES.name(self.settings)], listener=Membership(self))
         self._loop = asyncio.create_task(self._follow_configs(), name=self.name)
 
     async def _gained(self, assigned: set[TopicPartition]) -> None:
@@ -113,8 +116,8 @@ class ExchangeFetcher:
         assert self._consumer is not None
         self.exchanges.clear()
         await self._consumer.seek_to_beginning(*assigned)
-        self._tx = AIOKafkaProducer(
-            bootstrap_servers=self.settings.bootstrap_servers, transactional_id=fetch_group(self.settings),
+        self._tx = kafka_clients.aio_producer(
+            self.settings, transactional_id=fetch_group(self.settings),
             enable_idempotence=True, acks="all", max_request_size=self.settings.max_request_bytes,
         )
         await self._tx.start()  # fences the previous fetcher's producer
@@ -141,20 +144,10 @@ class ExchangeFetcher:
 
     async def run_until(self, stop: asyncio.Event) -> None:
         """Until `stop` is set; raises what ended the fetcher's loop if it ended first."""
-        assert self._loop is not None, "start() first"
-        stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait([stopping, self._loop], return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if self._loop.done():
-            self._loop.result()
+        await run_loop_until(self._loop, stop)
 
     async def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.cancel()
-            try:
-                await self._loop
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_loop(self._loop)
         await self._lost()
         if self._consumer is not None:
             await self._consumer.stop()
@@ -194,11 +187,12 @@ class ExchangeFetcher:
         name = record["name"]
         self.last_start_ms[name] = int(time.time() * 1000)
         run: FetchRun | None = None
+        bank = BankOfExchange(name, exchange_api(record["api"]), collab_config(record), self.settings.data_dir)
         try:
-            bank, stored, creds_record, content_id_base = await asyncio.to_thread(self._read_state, record)
+            stored, creds_record, content_id_base = await asyncio.to_thread(self._read_state, record, bank)
             run = FetchRun(record, stored, time.time())
             await self._commit(name, [], run.progress(running_fetch_start_ts=int(run.started)))
-            await self._fetch_into(run, bank, creds_record, content_id_base)
+            await self._fetch_retrying(run, bank, creds_record, content_id_base)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -210,18 +204,37 @@ class ExchangeFetcher:
             await self._commit(name, [], run.progress(
                 running_fetch_start_ts=None, last_fetch_complete_ts=int(time.time()), last_fetch_succeeded=False,
                 last_error=error, up_to_date=False))
+        finally:
+            bank.close()
         return run.status
 
-    def _read_state(self, record: dict[str, Any]) -> tuple[BankOfExchange, dict[str, Any], dict | None, int]:
-        """Blocking: the bank's exchange records, the stored status, credentials, content-id base."""
-        name, api_cls = record["name"], exchange_api(record["api"])
-        bank = BankOfExchange(name, api_cls, collab_config(record))
-        bank.load(read_latest(self.settings, T.BANK_SIGNALS).items())
+    async def _fetch_retrying(self, run: FetchRun, bank: BankOfExchange, creds_record: dict | None, base: int) -> None:
+        """Fetch; a rate-limited fetch is tried again after a backoff, up to
+        HMAS_EXCHANGE_FETCH_ATTEMPTS times, from the last checkpoint it committed."""
+        attempt = 1
+        while True:
+            try:
+                await self._fetch_into(run, bank, creds_record, base)
+                return
+            except Exception as exc:
+                if not rate_limited(exc) or attempt >= self.settings.exchange_fetch_attempts:
+                    raise
+                wait = backoff_s(self.settings, attempt)
+                log.warning("exchange fetch rate limited, retrying", extra={
+                    "exchange": run.record["name"], "attempt": attempt, "retry_in_s": wait})
+                attempt += 1
+                await asyncio.sleep(wait)
+
+    def _read_state(self, record: dict[str, Any], bank: BankOfExchange) -> tuple[dict[str, Any], dict | None, int]:
+        """Blocking: loads the bank's exchange records; the stored status, credentials, content-id base."""
+        name = record["name"]
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        bank.load(iter_to_end(self.settings, T.BANK_SIGNALS))
         stored = read_latest(self.settings, T.EXCHANGE_FETCH).get(name) or initial_status(name, record["api"])
         creds = read_latest(self.settings, T.EXCHANGE_CREDENTIALS).get(record["api"])
         config = BankView()
         config.apply(T.CONFIG, read_to_end(self.settings, T.CONFIG))
-        return bank, stored, creds, config.content_id_base
+        return stored, creds, config.content_id_base
 
     async def _fetch_into(self, run: FetchRun, bank: BankOfExchange, creds_record: dict | None, base: int) -> None:
         record, name = run.record, run.record["name"]
@@ -233,14 +246,10 @@ class ExchangeFetcher:
         full = previous is None or previous.is_stale() or record["api"] in SNAPSHOT_APIS
         if full:
             previous = None
-        if supports_auth(api_cls):
-            creds = credentials_for(api_cls, creds_record, self.settings.secret_key)
-            client = api_cls.for_collab(bank.collab, creds)  # type: ignore[call-arg]
-        else:
-            client = api_cls.for_collab(bank.collab)
+        creds = credentials_for(api_cls, creds_record, self.settings.secret_key)
+        client = exchange_client(api_cls, bank.collab, creds, record["endpoint"])
         ids = ContentIds(Output(self.settings, lambda: self._claims), lambda: base)
         deltas = client.fetch_iter(list(FETCHED_SIGNAL_TYPES), previous)
-        seen: set[str] = set()
         log.info("exchange fetch started", extra={"exchange": name, "full": full})
         while True:
             delta = await asyncio.to_thread(next, deltas, None)
@@ -251,13 +260,12 @@ class ExchangeFetcher:
             size = max(1, self.settings.exchange_batch_records)
             for start in range(0, max(len(items), 1), size):
                 chunk = items[start:start + size]
-                converted = {record_id(k): bank.convert(k, v) for k, v in chunk}
-                seen.update(converted)
-                wanted = bank.new_records(converted)
+                # the conversion and the held map work in a thread: the loop keeps the group's heartbeats
+                converted, wanted = await asyncio.to_thread(_plan, bank, chunk, full)
                 new_ids = await ids.claim(bank.bank, wanted) if wanted else []
-                writes = bank.writes(converted, iter(new_ids))
+                writes = await asyncio.to_thread(bank.writes, converted, iter(new_ids))
                 run.applied += len(chunk)
-                changes: dict[str, Any] = {"fetched_items": len(bank.records)}
+                changes: dict[str, Any] = {"fetched_items": len(bank)}
                 if start + size >= len(items) and not full:  # the delta's last batch carries its checkpoint
                     changes.update(_checkpoint_fields(delta.checkpoint))
                 await self._commit(name, writes, run.progress(**changes))
@@ -266,10 +274,10 @@ class ExchangeFetcher:
             previous = delta.checkpoint
             log.info("exchange fetch progress", extra={
                 "exchange": name, "records": run.applied, "per_s": run.status["records_per_s"]})
-        removals = bank.removals(seen) if full else []
+        removals = bank.removals() if full else []
         now = int(time.time())
         final = {"running_fetch_start_ts": None, "last_fetch_complete_ts": now, "last_fetch_succeeded": True,
-                 "last_success_ts": now, "last_error": None, "up_to_date": True, "fetched_items": len(bank.records)}
+                 "last_success_ts": now, "last_error": None, "up_to_date": True, "fetched_items": len(bank)}
         if previous is not None:
             final.update(_checkpoint_fields(previous))
         await self._commit(name, removals, run.progress(**final))
@@ -277,7 +285,7 @@ class ExchangeFetcher:
         EXCHANGE_LAST_SUCCESS.labels(name).set(now)
         log.info("exchange fetch done", extra={
             "exchange": name, "records": run.applied, "removed": len(removals),
-            "held": len(bank.records), "per_s": run.status["records_per_s"]})
+            "held": len(bank), "per_s": run.status["records_per_s"]})
 
     async def _commit(self, exchange: str, writes: list[Write], status: dict[str, Any]) -> None:
         """Bank-signal records and the status after them, in one transaction."""
@@ -286,6 +294,14 @@ class ExchangeFetcher:
             raise RuntimeError("not the elected exchange fetcher")
         async with producer.transaction():
             await Output(self.settings, lambda: producer).deliver(writes + [(T.EXCHANGE_FETCH, exchange, status)])
+
+
+def _plan(bank: BankOfExchange, chunk: list[tuple[Any, Any]], full: bool) -> tuple[dict[str, Any], int]:
+    """Blocking: a batch converted, marked seen on a full fetch, and how many content ids it needs."""
+    converted = {record_id(k): bank.convert(k, v) for k, v in chunk}
+    if full:
+        bank.saw(converted)
+    return converted, bank.new_records(converted)
 
 
 def _checkpoint_fields(checkpoint: FetchCheckpointBase) -> dict[str, Any]:
@@ -302,12 +318,42 @@ def _check_forward(previous: FetchCheckpointBase | None, new: FetchCheckpointBas
         raise CheckpointWentBack(f"fetched checkpoint at {new_ts} is older than the stored one at {old_ts}")
 
 
-class _Membership(ConsumerRebalanceListener):
-    def __init__(self, fetcher: ExchangeFetcher) -> None:
-        self.fetcher = fetcher
+class SoleMember(Protocol):
+    """A process of which one member of a consumer group works: the one holding the partition."""
+
+    async def _gained(self, assigned: set[TopicPartition]) -> None: ...
+
+    async def _lost(self) -> None: ...
+
+
+
+async def run_loop_until(loop: "asyncio.Task | None", stop: asyncio.Event) -> None:
+    """Wait for `stop` or the end of a member's loop; raises what ended the loop if it ended first."""
+    assert loop is not None, "start() first"
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait([stopping, loop], return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if loop.done():
+        loop.result()
+
+
+async def cancel_loop(loop: "asyncio.Task | None") -> None:
+    """A member's loop cancelled and awaited (what it ended with is already logged)."""
+    if loop is not None:
+        loop.cancel()
+        try:
+            await loop
+        except (asyncio.CancelledError, Exception):
+            pass
+
+class Membership(ConsumerRebalanceListener):
+    """Tells a sole-member process when it gains or loses its group's partition."""
+
+    def __init__(self, member: SoleMember) -> None:
+        self.member = member
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.fetcher._lost()
+        await self.member._lost()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.fetcher._gained(assigned)
+        await self.member._gained(assigned)

@@ -2,21 +2,24 @@
 changes or removes, with one bank content item per exchange record (upstream's rule).
 
 `BankOfExchange` holds, for one exchange's bank, each exchange record's content id and signal
-keys; it is loaded from hma.bank-signals (the metadata names the exchange and the record) and
+keys, on disk (connectors/exchanges/held.py), so that the fetcher's memory does not grow with the
+bank; it is loaded from hma.bank-signals (the metadata names the exchange and the record) and
 kept current by the writes it plans.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from threatexchange.exchanges.collab_config import CollaborationConfigBase
-from threatexchange.exchanges.fetch_state import AggregateSignalOpinion
-from threatexchange.exchanges.signal_exchange_api import TSignalExchangeAPICls
+from threatexchange.exchanges.fetch_state import AggregateSignalOpinion, FetchedSignalMetadata
+from threatexchange.exchanges.signal_exchange_api import SignalExchangeAPIWithSimpleUpdates, TSignalExchangeAPICls
+from threatexchange.signal_type.signal_base import SignalType
 
 from connectors.exchanges.config import FETCHED_SIGNAL_TYPES
+from connectors.exchanges.held import HeldRecords
 from pipeline import topics as T
 from pipeline.banks import EXCHANGE, EXCHANGE_CATEGORY, EXCHANGE_RECORD, EXCHANGE_TAGS, bank_signal_record
 from pipeline.services.output import Write
@@ -25,34 +28,73 @@ from pipeline.signal_types import InvalidSignal
 Signals = dict[tuple[str, str], dict[str, str]]  # (signal type, value) -> bank signal metadata
 
 
+TYPE_NAMES = {stype: stype.get_name() for stype in FETCHED_SIGNAL_TYPES}
+TYPES_BY_NAME = {name: stype for stype, name in TYPE_NAMES.items()}
+
+
+def keys_are_signals(api_cls: TSignalExchangeAPICls) -> bool:
+    """Whether the API converts as python-threatexchange's simple-updates APIs do: a record's key
+    is its (signal type, signal). ThreatExchange's API subclasses them with a conversion of its own."""
+    simple = SignalExchangeAPIWithSimpleUpdates.naive_convert_to_signal_type.__func__  # type: ignore[attr-defined]
+    return getattr(api_cls.naive_convert_to_signal_type, "__func__", None) is simple
+
+
+def _valid(stype: type[SignalType], signal: str) -> bool:
+    try:
+        stype.validate_signal_str(signal)
+    except ValueError:
+        return False
+    return True
+
+
 def record_id(key: Any) -> str:
     """An exchange record's key as text: a tuple key (type, value) as a JSON list."""
     return json.dumps(list(key)) if isinstance(key, tuple) else str(key)
 
 
-@dataclass
-class HeldRecord:
-    content_id: int
-    signal_keys: set[str] = field(default_factory=set)
-
-
 class BankOfExchange:
-    def __init__(self, exchange: str, api_cls: TSignalExchangeAPICls, collab: CollaborationConfigBase) -> None:
+    def __init__(self, exchange: str, api_cls: TSignalExchangeAPICls, collab: CollaborationConfigBase,
+                 folder: Path | None = None) -> None:
         self.exchange = exchange
         self.bank = exchange
         self.api_cls = api_cls
         self.collab = collab
-        self.records: dict[str, HeldRecord] = {}
+        self.folder = folder
+        self._held: HeldRecords | None = None
+        self._simple = keys_are_signals(api_cls)
         self.rejected = 0  # signals that the bank's signal types do not accept
 
-    def load(self, bank_signals: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        """What the bank holds from this exchange, from (key, hma.bank-signals value) pairs."""
+    @property
+    def held(self) -> HeldRecords:
+        """Opened on first use: converting alone needs no map."""
+        if self._held is None:
+            self._held = HeldRecords(self.folder)
+        return self._held
+
+    def close(self) -> None:
+        if self._held is not None:
+            self._held.close()
+            self._held = None
+
+    def __len__(self) -> int:
+        """How many exchange records the bank holds."""
+        return len(self.held)
+
+    def record_ids(self) -> list[str]:
+        return self.held.ids()
+
+    def load(self, bank_signals: Iterable[tuple[str, dict[str, Any] | None]]) -> None:
+        """What the bank holds from this exchange, from hma.bank-signals changes in topic order
+        (key, value or None for a tombstone): read as a stream, held on disk."""
+        held = self.held
         for key, value in bank_signals:
-            meta = value.get("metadata") or {}
-            if value["bank"] != self.bank or meta.get(EXCHANGE) != self.exchange or EXCHANGE_RECORD not in meta:
+            meta = (value or {}).get("metadata") or {}
+            if value is None or value["bank"] != self.bank or meta.get(EXCHANGE) != self.exchange \
+                    or EXCHANGE_RECORD not in meta:
+                held.drop_signal(key)
                 continue
-            held = self.records.setdefault(meta[EXCHANGE_RECORD], HeldRecord(value["bank_content_id"]))
-            held.signal_keys.add(key)
+            held.put_signal(key, meta[EXCHANGE_RECORD], value["bank_content_id"])
+        held.index_records()
 
     def convert(self, key: Any, value: Any) -> Signals:
         """The signals one fetched record stands for; none for a deletion (None) or a record that
@@ -60,46 +102,70 @@ class BankOfExchange:
         if value is None:
             return {}
         rid = record_id(key)
-        converted = self.api_cls.naive_convert_to_signal_type(list(FETCHED_SIGNAL_TYPES), self.collab, {key: value})
         out: Signals = {}
+        for name, signal, meta in self._signals_of(key, value):
+            opinion = AggregateSignalOpinion.from_opinions(meta.get_as_opinions())
+            out[name, signal] = {
+                EXCHANGE: self.exchange, EXCHANGE_RECORD: rid, EXCHANGE_CATEGORY: opinion.category.name.lower(),
+                EXCHANGE_TAGS: json.dumps(sorted(opinion.tags)) if opinion.tags else "[]",
+            }
+        return out
+
+    def _signals_of(self, key: Any, value: Any) -> Iterator[tuple[str, str, FetchedSignalMetadata]]:
+        """(signal type name, signal, metadata) of one fetched record. An API whose records are
+        their signals (key = (type, signal)) needs no conversion beyond the signal's own check,
+        which is most of what a fetch of such an exchange costs when done through the API's
+        general conversion one record at a time."""
+        if self._simple:
+            kind, signal = key
+            stype = TYPES_BY_NAME.get(kind)
+            if stype is not None and _valid(stype, signal):
+                yield kind, signal, value
+            return
+        converted = self.api_cls.naive_convert_to_signal_type(list(FETCHED_SIGNAL_TYPES), self.collab, {key: value})
         for stype, by_value in converted.items():
             for signal, meta in by_value.items():
-                opinion = AggregateSignalOpinion.from_opinions(meta.get_as_opinions())
-                out[stype.get_name(), signal] = {
-                    EXCHANGE: self.exchange, EXCHANGE_RECORD: rid, EXCHANGE_CATEGORY: opinion.category.name.lower(),
-                    EXCHANGE_TAGS: json.dumps(sorted(opinion.tags)),
-                }
-        return out
+                yield TYPE_NAMES[stype], signal, meta
 
     def new_records(self, converted: dict[str, Signals]) -> int:
         """How many content ids `writes` will need for these converted records."""
-        return sum(1 for rid, signals in converted.items() if signals and rid not in self.records)
+        return self.held.missing(rid for rid, signals in converted.items() if signals)
 
     def writes(self, converted: dict[str, Signals], new_ids: Iterator[int]) -> list[Write]:
         """hma.bank-signals records (None = tombstone) that make the bank hold `converted`."""
         out: list[Write] = []
+        before = self.held.get(converted)
+        held: list[tuple[str, int, set[str], set[str]]] = []
+        removed: list[str] = []
         for rid, signals in converted.items():
-            held = self.records.get(rid)
+            content_id, held_keys = before.get(rid, (None, set()))
             if not signals:
-                if held is not None:
-                    out += [(T.BANK_SIGNALS, key, None) for key in sorted(held.signal_keys)]
-                    del self.records[rid]
+                if content_id is not None:
+                    out += [(T.BANK_SIGNALS, key, None) for key in sorted(held_keys)]
+                    removed.append(rid)
                 continue
-            if held is None:
-                held = self.records[rid] = HeldRecord(next(new_ids))
+            if content_id is None:
+                content_id = next(new_ids)
             keys: set[str] = set()
             for (kind, value), metadata in signals.items():
                 try:
-                    key, record = bank_signal_record(self.bank, held.content_id, kind, value, metadata)
+                    key, record = bank_signal_record(self.bank, content_id, kind, value, metadata)
                 except InvalidSignal:
                     self.rejected += 1
                     continue
                 keys.add(key)
                 out.append((T.BANK_SIGNALS, key, record))
-            out += [(T.BANK_SIGNALS, key, None) for key in sorted(held.signal_keys - keys)]
-            held.signal_keys = keys
+            dropped = held_keys - keys
+            out += [(T.BANK_SIGNALS, key, None) for key in sorted(dropped)]
+            held.append((rid, content_id, keys, dropped))
+        self.held.update(held, removed)
         return out
 
-    def removals(self, keep: set[str]) -> list[Write]:
-        """Tombstones for every record not in `keep`: what the exchange no longer holds after a full fetch."""
-        return self.writes({rid: {} for rid in set(self.records) - keep}, iter(()))
+    def saw(self, record_ids: Iterable[str]) -> None:
+        """Records that the current full fetch returned (a deletion counts: it removes itself)."""
+        self.held.saw(record_ids)
+
+    def removals(self) -> list[Write]:
+        """Tombstones for every held record that the full fetch did not return: what the exchange
+        no longer holds."""
+        return self.writes({rid: {} for rid in self.held.unseen()}, iter(()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from pipeline.config import Settings
 
@@ -16,9 +17,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queries", type=int, default=10_000)
     p.add_argument("--slow-queries", type=int, default=200,
                    help="queries timed for the slow peers (PDQIndex, faiss flat), default 200")
-    p.add_argument("--peers", default=",".join(("hma-streams", "faiss-flat", "faiss-multihash", "threatexchange")))
+    p.add_argument("--peers", default=",".join(("hma-streams", "faiss-flat", "faiss-multihash", "faiss-multihash-16", "threatexchange")))
+    p.add_argument("--distribution", default="uniform,clustered",
+                   help="banked codes: uniform, clustered (near-duplicate clusters, correlated bits) or both")
     p.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
     p.set_defaults(handler=index)
+
+    p = bsub.add_parser("hash", help="photos hashed per core (PDQ exact and fast) beside python-threatexchange")
+    p.add_argument("--rounds", type=int, default=3, help="times each photo is hashed per hasher")
+    p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    p.set_defaults(handler=hash_speed)
 
     p = bsub.add_parser("ring", help="the ring of recent hashes: memory when full, searches of new signals")
     p.add_argument("--n", type=int, default=1_000_000)
@@ -33,6 +41,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=int, default=1000, help="uploads/s for the latency run")
     p.add_argument("--seconds", type=int, default=30, help="length of the latency run")
     p.add_argument("--workers", type=int, default=1, help="worker processes (replicas)")
+    p.add_argument("--shards", type=int, default=1,
+                   help="index shards: 2 or more runs shard mode, one shard worker each beside the main workers")
     p.add_argument("--guarantees", default="at_least_once",
                    help="processing guarantees run one after the other on the same bank, comma-separated "
                         "(at_least_once,exactly_once pairs them)")
@@ -57,6 +67,25 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=float, default=200, help="uploads/s sent while the faults happen")
     p.set_defaults(handler=faults)
 
+    p = bsub.add_parser("migrate", help="hmas migrate from-hma of N signals: its own PostgreSQL server and broker")
+    p.add_argument("--signals", type=int, default=1_000_000, help="upstream content items of one PDQ signal each")
+    p.add_argument("--batch", type=int, default=10_000, help="content items per acknowledged batch")
+    p.set_defaults(handler=migrate)
+
+    p = _bench_with_bank(bsub, "api", api, "lookups/s through the HTTP API (wrk) beside the index's own rate")
+    p.add_argument("--seconds", type=float, default=20, help="length of each wrk run")
+    p.add_argument("--connections", default="4,16,64", help="wrk connections, one run each (comma-separated)")
+    p.add_argument("--routes", default="raw_lookup,lookup", help="routes driven (raw_lookup, lookup)")
+    p.add_argument("--processes", default="1", help="API server processes (HMAS_API_PROCESSES), comma-separated: one API each")
+    p.add_argument("--tail", type=float, default=0.01, help="share of the bank changed while the API is down")
+    p.add_argument("--compare", action="append", default=[], metavar="CHECKOUT",
+                   help="also measure the API of another checkout of this project, on the same bank (repeatable)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+
+    p = _bench_with_bank(bsub, "exchange", exchange,
+                         "an exchange of N random PDQ signals fetched into a bank: rate, match after commit, fetcher memory")
+    p.add_argument("--no-match", action="store_true", help="no worker and no probe uploads (the fetcher alone)")
+
     p = bsub.add_parser("replay", help="records/s of hmas replay over hma.hashes (starts its own broker)")
     p.add_argument("--n", type=int, default=200_000)
     p.set_defaults(handler=replay_rate)
@@ -73,7 +102,16 @@ def _bench_with_bank(bsub: argparse._SubParsersAction, name: str, handler, help:
 def index(args: argparse.Namespace, settings: Settings) -> int:
     from ops.bench.index_bench import markdown, run_index_bench
 
-    report = run_index_bench(args.n, args.queries, args.peers.split(","), args.slow_queries)
+    reports = [run_index_bench(args.n, args.queries, args.peers.split(","), args.slow_queries, distribution)
+               for distribution in args.distribution.split(",")]
+    print(json.dumps(reports, indent=2) if args.json else "\n\n".join(map(markdown, reports)))
+    return 0
+
+
+def hash_speed(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.bench.hash_bench import markdown, run_hash_bench
+
+    report = run_hash_bench(args.rounds)
     print(json.dumps(report, indent=2) if args.json else markdown(report))
     return 0
 
@@ -91,6 +129,13 @@ def faults(args: argparse.Namespace, settings: Settings) -> int:
     report = run_faults_bench(args.scenarios.split(","), args.guarantees.split(","), args.prehashed, args.photos,
                               args.kills, args.rate)
     print(json.dumps(report, indent=2))
+    return 0
+
+
+def migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.bench.migrate_bench import run_migrate_bench
+
+    print(json.dumps(run_migrate_bench(args.signals, args.batch), indent=2))
     return 0
 
 
@@ -114,7 +159,15 @@ def e2e(args: argparse.Namespace, settings: Settings) -> int:
     from ops.bench.e2e_bench import run_e2e_bench
 
     guarantees = tuple(args.guarantees.split(","))
-    print(json.dumps(run_e2e_bench(args.n, args.uploads, args.rate, args.seconds, args.workers, guarantees), indent=2))
+    print(json.dumps(run_e2e_bench(args.n, args.uploads, args.rate, args.seconds, args.workers, args.shards, guarantees),
+                     indent=2))
+    return 0
+
+
+def exchange(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.bench.exchange_bench import run_exchange_bench
+
+    print(json.dumps(run_exchange_bench(args.n, not args.no_match), indent=2))
     return 0
 
 
@@ -130,4 +183,13 @@ def restart(args: argparse.Namespace, settings: Settings) -> int:
     from ops.bench.restart_bench import run_restart_bench
 
     print(json.dumps(run_restart_bench(args.n, args.tail, args.kill), indent=2))
+    return 0
+
+
+def api(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.bench.api_bench import markdown, run_api_bench
+
+    report = run_api_bench(args.n, args.seconds, [int(c) for c in args.connections.split(",")],
+                           args.routes.split(","), [int(k) for k in args.processes.split(",")], args.tail, [Path(c) for c in args.compare])
+    print(json.dumps(report, indent=2) if args.json else markdown(report))
     return 0

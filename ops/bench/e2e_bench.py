@@ -4,6 +4,7 @@ throughput and upload-to-match latency against them, on a broker and workers of 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -66,28 +67,42 @@ def _wait_acted(settings: Settings, ids: set[str], timeout_s: float) -> None:
             return
 
 
-def run_e2e_bench(n: int, uploads: int, rate: int, seconds: int, workers: int = 1,
+def _rss_mb(pid: int) -> float:
+    """A process's resident memory now (Linux), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def run_e2e_bench(n: int, uploads: int, rate: int, seconds: int, workers: int = 1, shards: int = 1,
                   guarantees: tuple[str, ...] = ("at_least_once",)) -> dict[str, Any]:
     """One bank and broker; for each processing guarantee in turn, the same group's workers
-    (restarted with that guarantee) take a burst and a paced run of fresh uploads."""
+    (restarted with that guarantee) take a burst and a paced run of fresh uploads. Replica mode
+    (shards=1): `workers` main workers. Shard mode: `workers` main workers (the merger) and one
+    shard worker per index shard."""
     rng = np.random.default_rng(2)
-    with BenchPipeline() as p:
+    with BenchPipeline(HMAS_INDEX_SHARDS=str(shards)) as p:
         codes = load_bank(p.settings, n)
-        runs = {guarantee: _e2e_run(p, codes, uploads, rate, seconds, workers, guarantee, rng)
+        runs = {guarantee: _e2e_run(p, codes, uploads, rate, seconds, workers, shards, guarantee, rng)
                 for guarantee in guarantees}
-    report: dict[str, Any] = {"banked_signals": n, "machine": machine(), "workers": workers}
+    report: dict[str, Any] = {"banked_signals": n, "machine": machine(), "workers": workers, "shards": shards}
     if len(runs) == 1:
         return {**report, **next(iter(runs.values()))}
     return {**report, "runs": runs}
 
 
-def _e2e_run(p: BenchPipeline, codes: np.ndarray, uploads: int, rate: int, seconds: int, workers: int,
+def _e2e_run(p: BenchPipeline, codes: np.ndarray, uploads: int, rate: int, seconds: int, workers: int, shards: int,
              guarantee: str, rng: np.random.Generator) -> dict[str, Any]:
     settings, client = p.settings, p.client
-    started = [p.start_worker(log_name=f"worker-{i}-{guarantee}", data_dir=p.dir / f"replica-{i}",
-                              HMAS_PROCESSING_GUARANTEE=guarantee) for i in range(workers)]
+    env = {"HMAS_PROCESSING_GUARANTEE": guarantee}
+    started = [p.start_worker(log_name=f"worker-{i}-{guarantee}", data_dir=p.dir / f"replica-{i}", env=env)
+               for i in range(workers)]
+    if shards > 1:
+        started += [p.start_worker("--shard", str(k), log_name=f"shard-{k}-{guarantee}", env=env) for k in range(shards)]
     ready_s = p.wait_until_matching(codes[0].tobytes().hex())
-    log(f"e2e: {workers} worker(s), {guarantee}, matching after {ready_s:,.0f}s ({len(codes):,} signals)")
+    log(f"e2e: {workers} worker(s), {shards} shard(s), {guarantee}, matching after {ready_s:,.0f}s "
+        f"({len(codes):,} signals)")
 
     burst = _uploads(codes, uploads, f"burst-{guarantee}", rng)
     start = time.perf_counter()
@@ -114,10 +129,11 @@ def _e2e_run(p: BenchPipeline, codes: np.ndarray, uploads: int, rate: int, secon
     progress.update(len(paced), final=True)
     timed = _wait_matched(settings, {u["content_id"] for u in paced}, 600, "e2e paced")
     latency = np.array([r["matched_at"] - r["submitted_at"] for r in timed.values()], dtype=float)
+    rss = {p.log_names[w.pid]: _rss_mb(w.pid) for w in started}
     for worker in started:
         p.stop_worker(worker)
     return {
-        "processing_guarantee": guarantee, "worker_ready_s": round(ready_s, 1),
+        "processing_guarantee": guarantee, "worker_ready_s": round(ready_s, 1), "rss_mb": rss,
         "burst_uploads": uploads, "burst_matched": len(matched), "uploads_per_s": round(throughput),
         "paced_rate_per_s": rate, "paced_seconds": seconds, "paced_matched": len(timed),
         "latency_ms_p50": round(float(np.percentile(latency, 50)), 1),

@@ -58,16 +58,23 @@ class BenchPipeline:
         self._tmp.cleanup()
 
     def start_worker(self, *args: str, log_name: str = "worker", data_dir: Path | None = None,
-                     **env_overrides: str) -> subprocess.Popen:
+                     env: dict[str, str] | None = None) -> subprocess.Popen:
         """A worker process; replicas on this one host need a data dir each (their RocksDB tables
         and view snapshots are their own)."""
+        return self.start_command("worker", *args, log_name=log_name, data_dir=data_dir, env=env)
+
+    def start_command(self, *args: str, log_name: str, data_dir: Path | None = None,
+                      env: dict[str, str] | None = None, source: Path | None = None) -> subprocess.Popen:
+        """An `hmas` command in its own process (a worker, the API), logging to <log_name>.log;
+        stopped with `stop_worker` or when the bench ends. `source`: run the `pipeline` package of
+        another checkout (a before/after comparison on one machine)."""
         out = open(self.dir / f"{log_name}.log", "ab")
-        env = {**os.environ, **self.env, **({"HMAS_DATA_DIR": str(data_dir)} if data_dir else {}), **env_overrides}
-        worker = subprocess.Popen([sys.executable, "-m", "pipeline", "--log-level", "info", "worker", *args],
-                                  env=env, stdout=out, stderr=subprocess.STDOUT)
-        self.workers.append(worker)
-        self.log_names[worker.pid] = log_name
-        return worker
+        env = {**os.environ, **self.env, **({"HMAS_DATA_DIR": str(data_dir)} if data_dir else {}), **(env or {})}
+        process = subprocess.Popen([sys.executable, "-m", "pipeline", "--log-level", "info", *args],
+                                   env=env, stdout=out, stderr=subprocess.STDOUT, cwd=source)
+        self.workers.append(process)
+        self.log_names[process.pid] = log_name
+        return process
 
     def stop_worker(self, worker: subprocess.Popen, timeout_s: float = 120, crash: bool = False) -> None:
         """SIGTERM, as a deployment stops a worker; with `crash`, SIGKILL: no shutdown at all."""

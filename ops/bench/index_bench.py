@@ -3,6 +3,10 @@ indices, on the same codes and queries, one core each.
 
 Each index is built and queried in its own process, so that its resident memory is its own.
 Queries are half planted near-duplicates (distance 0-31 from a banked code), half random codes.
+Two distributions of banked codes: "uniform" (random codes) and "clustered", shaped like real
+banks: half the codes in near-duplicate clusters of 100-3,000 codes within distance 12 of their
+centre, centres drawn around a few hundred prototypes (bits correlated across the bank), and the
+planted queries landing inside clusters.
 faiss IndexBinaryFlat is exact and serves as the brute force every result is checked against.
 """
 
@@ -29,15 +33,48 @@ def log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
-def make_data(n: int, queries: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+DISTRIBUTIONS = ("uniform", "clustered")
+CLUSTERED_SHARE = 0.5
+CLUSTER_SIZES = (100, 3000)
+CLUSTER_RADIUS = 12
+PROTOTYPES = 300
+PROTOTYPE_SPREAD = 48  # centres differ from their prototype by up to this many bits
+
+
+def flipped(rng: np.random.Generator, codes: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Each code with counts[i] distinct random bits flipped."""
+    keys = rng.random((len(codes), 256))
+    ranks = np.argsort(keys, axis=1).argsort(axis=1)  # a random permutation per row
+    mask = np.packbits(ranks < counts[:, None], axis=1)
+    return codes ^ mask
+
+
+def clustered_codes(rng: np.random.Generator, n: int) -> np.ndarray:
+    clustered = int(n * CLUSTERED_SHARE)
+    sizes = []
+    while sum(sizes) < clustered:
+        sizes.append(int(rng.integers(*CLUSTER_SIZES)))
+    sizes[-1] -= sum(sizes) - clustered
+    prototypes = rng.integers(0, 256, (PROTOTYPES, 32), dtype=np.uint8)
+    centres = flipped(rng, prototypes[rng.integers(0, PROTOTYPES, len(sizes))],
+                      rng.integers(0, PROTOTYPE_SPREAD + 1, len(sizes)))
+    parts = [rng.integers(0, 256, (n - clustered, 32), dtype=np.uint8)]
+    for start in range(0, len(sizes), 64):  # members in chunks, to bound the temporaries
+        chunk = sizes[start:start + 64]
+        members = np.repeat(centres[start:start + 64], chunk, axis=0)
+        parts.append(flipped(rng, members, rng.integers(0, CLUSTER_RADIUS + 1, len(members))))
+    codes = np.concatenate(parts)
+    return codes[rng.permutation(n)]
+
+
+def make_data(n: int, queries: int, seed: int = 7, distribution: str = "uniform") -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    codes = rng.integers(0, 256, (n, 32), dtype=np.uint8)
+    if distribution == "clustered":
+        codes = clustered_codes(rng, n)
+    else:
+        codes = rng.integers(0, 256, (n, 32), dtype=np.uint8)
     planted = codes[rng.integers(0, n, queries // 2)].copy()
-    bits = np.unpackbits(planted, axis=1)
-    for i in range(len(planted)):
-        flip = rng.choice(256, i % 32, replace=False)
-        bits[i, flip] ^= 1
-    planted = np.packbits(bits, axis=1)
+    planted = flipped(rng, planted, np.arange(len(planted)) % 32)
     random = rng.integers(0, 256, (queries - len(planted), 32), dtype=np.uint8)
     return codes, np.concatenate([planted, random])
 
@@ -74,6 +111,9 @@ def _faiss(codes: np.ndarray, kind: str):
 
     if kind == "faiss-flat":
         index = faiss.IndexBinaryFlat(256)
+    elif kind == "faiss-multihash-16":
+        index = faiss.IndexBinaryMultiHash(256, 16, 16)
+        index.nflip = 1  # exact up to distance 31 with 16 substrings, as python-threatexchange sets it
     else:
         index = faiss.IndexBinaryMultiHash(256, 11, 23)
         index.nflip = 2  # exact up to distance 32 with 11 substrings, as ours
@@ -163,9 +203,10 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
-def run_index_bench(n: int, queries: int, peers: list[str], slow_peer_queries: int = 200) -> dict[str, Any]:
-    log(f"{n:,} random codes, {queries:,} queries (half planted near-duplicates)")
-    codes, qs = make_data(n, queries)
+def run_index_bench(n: int, queries: int, peers: list[str], slow_peer_queries: int = 200,
+                    distribution: str = "uniform") -> dict[str, Any]:
+    log(f"{n:,} {distribution} codes, {queries:,} queries (half planted near-duplicates)")
+    codes, qs = make_data(n, queries, distribution=distribution)
     with tempfile.TemporaryDirectory(prefix="hmas-bench-") as tmp:
         data_dir = Path(tmp)
         np.save(data_dir / "codes.npy", codes)
@@ -195,14 +236,14 @@ def run_index_bench(n: int, queries: int, peers: list[str], slow_peer_queries: i
             "speed_vs_threatexchange": round(r["lookups_per_s"] / base["lookups_per_s"], 1) if base else None,
             "memory_vs_threatexchange": round(r["memory_mb"] / base["memory_mb"], 2) if base and base["memory_mb"] > 0 else None,
         })
-    return {"n": n, "queries": queries, "machine": machine(), "rows": rows}
+    return {"n": n, "queries": queries, "distribution": distribution, "machine": machine(), "rows": rows}
 
 
 def markdown(report: dict[str, Any]) -> str:
     cols = ["index", "build_s", "memory_mb", "lookups_per_s", "queries_timed", "recall", "precision",
             "distances_checked", "identical_to_brute_force_at_every_distance_checked", "speed_vs_threatexchange",
             "memory_vs_threatexchange"]
-    lines = [f"N = {report['n']:,}; machine: {report['machine']}", "",
+    lines = [f"N = {report['n']:,}, {report.get('distribution', 'uniform')} codes; machine: {report['machine']}", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(row[c]) for c in cols) + " |" for row in report["rows"]]
     return "\n".join(lines)

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
@@ -31,6 +32,71 @@ HEAP = "-Xmx512m"
 
 class BrokerError(RuntimeError):
     """The broker could not be assembled or started; the message holds the log's tail."""
+
+
+@dataclass(frozen=True)
+class SecureListener:
+    """A SASL_SSL listener next to the plaintext one: TLS with the keystore's certificate, SASL as
+    SCRAM-SHA-256, SCRAM-SHA-512 (users stored in the cluster's metadata when storage is formatted)
+    or PLAIN (users in the listener's JAAS config). With a truststore, clients may also present a
+    certificate it vouches for, and with `tls_port` an SSL listener there requires one (mutual TLS,
+    no SASL). The broker's own traffic stays on the plaintext loopback listener.
+    """
+
+    port: int
+    keystore: Path  # PKCS12
+    keystore_password: str = field(repr=False)
+    users: dict[str, str] = field(default_factory=dict, repr=False)  # name -> password
+    truststore: Path | None = None  # PKCS12, the CA of client certificates
+    truststore_password: str = field(default="", repr=False)
+    tls_port: int | None = None  # an SSL listener requiring client certificates (needs the truststore)
+
+    NAME = "SASL_SSL"
+    MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
+
+    def listeners(self) -> dict[str, int]:
+        return {self.NAME: self.port, **({"SSL": self.tls_port} if self.tls_port is not None else {})}
+
+    def _tls(self, listener: str, client_auth: str) -> list[str]:
+        prefix = f"listener.name.{listener.lower()}"
+        lines = [f"{prefix}.ssl.keystore.type=PKCS12", f"{prefix}.ssl.keystore.location={self.keystore}",
+                 f"{prefix}.ssl.keystore.password={self.keystore_password}",
+                 f"{prefix}.ssl.key.password={self.keystore_password}"]
+        if self.truststore is not None:
+            lines += [f"{prefix}.ssl.truststore.type=PKCS12", f"{prefix}.ssl.truststore.location={self.truststore}",
+                      f"{prefix}.ssl.truststore.password={self.truststore_password}",
+                      f"{prefix}.ssl.client.auth={client_auth}"]
+        return lines
+
+    def properties(self) -> list[str]:
+        prefix = f"listener.name.{self.NAME.lower()}"
+        plain_users = " ".join(f'user_{name}="{password}"' for name, password in self.users.items())
+        lines = [
+            f"sasl.enabled.mechanisms={','.join(self.MECHANISMS)}",
+            *self._tls(self.NAME, "requested"),
+            f"{prefix}.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            f"{prefix}.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            f"{prefix}.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};",
+        ]
+        if self.tls_port is not None:
+            if self.truststore is None:
+                raise ValueError("an SSL listener requiring client certificates needs a truststore")
+            lines += self._tls("SSL", "required")
+        return lines
+
+    def scram_arguments(self) -> list[str]:
+        """`kafka-storage format` arguments that store every user's SCRAM credentials."""
+        return [argument for name, password in self.users.items() for mechanism in self.MECHANISMS[:2]
+                for argument in ("--add-scram", f"{mechanism}=[name={name},password={password}]")]
+
+    def added_to(self, config: str) -> str:
+        """server.properties with this listener added to the listener lines, and its settings."""
+        addresses = ",".join(f"{name}://127.0.0.1:{port}" for name, port in self.listeners().items())
+        extra = {"listeners=": addresses, "advertised.listeners=": addresses,
+                 "listener.security.protocol.map=": ",".join(f"{name}:{name}" for name in self.listeners())}
+        lines = [line + "," + extra[key] if (key := next((k for k in extra if line.startswith(k)), None)) else line
+                 for line in config.splitlines()]
+        return "\n".join(lines + self.properties()) + "\n"
 
 
 def _assembly_stamp(kafka_version: str | None) -> str:
@@ -100,6 +166,7 @@ class LocalBroker:
     def __init__(
         self, data_dir: Path, port: int = 9092, controller_port: int = 9093,
         lib_dir: Path = LIB_DIR, kafka_version: str | None = None, message_max_bytes: int | None = None,
+        secure: SecureListener | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()  # the pid check matches the config path in the command line
         self.port = port
@@ -112,6 +179,7 @@ class LocalBroker:
         self.pid_file = self.data_dir / "broker.pid"
         self.config_file = self.data_dir / "server.properties"
         self.storage_dir = self.data_dir / "logs"
+        self.secure = secure  # a SASL_SSL listener besides the plaintext one
 
     @property
     def bootstrap(self) -> str:
@@ -162,10 +230,11 @@ class LocalBroker:
     def _write_config(self) -> None:
         """server.properties from the template, rewritten on every start so that changed ports apply."""
         template = (KAFKA_DIR / "server.properties.template").read_text()
-        self.config_file.write_text(template.format(
+        config = template.format(
             port=self.port, controller_port=self.controller_port, log_dir=self.storage_dir,
             message_max_bytes=self.message_max_bytes,
-        ))
+        )
+        self.config_file.write_text(config if self.secure is None else self.secure.added_to(config))
 
     def _format_storage(self) -> None:
         """Give a fresh storage folder a cluster id (once; later starts keep their data)."""
@@ -173,7 +242,8 @@ class LocalBroker:
             return
         storage_tool = "kafka.tools.StorageTool"
         cluster_id = self._run(storage_tool, "random-uuid").strip().splitlines()[-1]
-        self._run(storage_tool, "format", "-t", cluster_id, "-c", str(self.config_file))
+        scram = self.secure.scram_arguments() if self.secure is not None else []
+        self._run(storage_tool, "format", "-t", cluster_id, "-c", str(self.config_file), *scram)
         log.info("broker storage formatted", extra={"cluster_id": cluster_id, "dir": str(self.storage_dir)})
 
     def _run(self, *args: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import faust
 
+from pipeline import metrics
 from pipeline import topics as T
 from pipeline.matching import actions_for
 from pipeline.services.worker import WorkerServices
@@ -21,4 +22,5 @@ def register(app: faust.App, services: WorkerServices) -> None:
             good, records = await services.events.decode_batch(events, T.RETRO_MATCHES, STAGE)
             actions = [(event.message.key, action) for event, record in zip(good, records)
                        for action in actions_for(record, view)]
+            metrics.count_actions(action for _, action in actions)
             await services.output.send_many(T.ACTIONS, actions, STAGE)

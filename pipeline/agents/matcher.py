@@ -11,7 +11,6 @@ upload a second delivery and decode of its largest record.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -21,7 +20,7 @@ from pipeline import event_ids, metrics
 from pipeline import topics as T
 from pipeline.flood import LocalFloodGuard
 from pipeline.guard import MATCH, QUARANTINED, Hit
-from pipeline.matching import actions_for, collect_hits, judge_batch, plan_lookups, search_plan
+from pipeline.matching import actions_for, judge_batch, lookup_batch_on
 from pipeline.services.events import position
 from pipeline.services.worker import WorkerServices
 from pipeline.state.bank_view import BankView
@@ -46,14 +45,8 @@ def new_flood_guard(services: WorkerServices) -> LocalFloodGuard:
 
 async def lookup(services: WorkerServices, hashed: list[dict[str, Any]],
                  view: BankView) -> tuple[list[dict], list[list[Hit]]]:
-    """lookup_batch, with the index searches on the index thread: the event loop keeps consuming
-    and producing while the compiled kernels (which release the GIL) search on the other core."""
-    plan = plan_lookups(hashed, view, services.settings)
-    if not plan.queries:
-        return plan.records, [[] for _ in plan.records]
-    with view.pinned():
-        found = await asyncio.get_running_loop().run_in_executor(services.pools.index, search_plan, view, plan)
-        return plan.records, collect_hits(view, plan, found)
+    """lookup_batch, with the index searches on the worker's index thread."""
+    return await lookup_batch_on(services.pools.index, hashed, view, services.settings)
 
 
 async def emit_matches(services: WorkerServices, judged: list[tuple[bytes | None, dict[str, Any]]], view: BankView,
@@ -73,6 +66,7 @@ async def emit_matches(services: WorkerServices, judged: list[tuple[bytes | None
                     "content_id": record["content_id"], "matched_at": record["matched_at"],
                     "event_id": event_ids.flood_hit(record.get("event_id"), hit["signal_id"]),
                 }))
+    metrics.count_actions(action for _, action in actions)
     await services.output.send_many(T.MATCHES, judged, stage)
     await services.output.send_many(T.ACTIONS, actions, stage)
     await services.output.send_many(T.FLOOD_HITS, flood_hits, stage)

@@ -39,7 +39,7 @@ def register(app: faust.App, services: WorkerServices) -> None:
             if part["shards"] != s.index_shards or not 0 <= part["shard"] < s.index_shards:
                 await services.output.send_dead_letter(event.message, (
                     f"partial of shard {part['shard']} of {part['shards']}, but this merger joins "
-                    f"{s.index_shards} shards (HMAS_INDEX_SHARDS)"), STAGE)
+                    f"{s.index_shards} shards (HMAS_INDEX_SHARDS)"), STAGE, "shard_mismatch")
                 continue
             source = f"{part['hashes_partition']}:{part['hashes_offset']}"
             mark = f"{part['hashes_partition']}:{part['shard']}"

@@ -2,35 +2,39 @@
 
 from __future__ import annotations
 
-import hmac
+import functools
 import logging
 import time
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from pipeline import metrics
 from pipeline.api import controls, curation, development, exchanges, explain, matching, recent, status
+from pipeline.api.auth import PUBLIC, READ, ApiTokens, allows, bearer
 from pipeline.api.http import ApiError, Route, reply
+from pipeline.api.limits import HASH, LOOKUP, RateLimiter, retry_after
 from pipeline.api.openapi import openapi_document
 from pipeline.api.ui import pages as ui_pages
 from pipeline.api.state import ApiState
 from pipeline.services.output import DeliveryFailed
 from pipeline.services.read_back import NotCaughtUp
 from pipeline.config import Settings
-from pipeline.signal_types import SIGNAL_TYPES
 
 log = logging.getLogger(__name__)
 
-REQUESTS = Counter("hmas_api_requests_total", "API requests", ["route", "status"])
-LATENCY = Histogram("hmas_api_request_seconds", "API request latency", ["route"])
-INDEX_SIZE = Gauge("hmas_api_index_signals", "Signals in the API's index replica", ["signal_type"])
 STATE_KEY = web.AppKey("state", ApiState)
+ROUTES_KEY = web.AppKey("routes", dict)  # aiohttp's route -> ours (one dict lookup per request)
 
 
-def create_api(settings: Settings) -> web.Application:
-    state = ApiState(settings)
+def create_api(settings: Settings, state: ApiState | None = None) -> web.Application:
+    """The application over `state` (by default a new one of its own)."""
+    state = state if state is not None else ApiState(settings)
+    metrics.set_process_role("api")
     app = web.Application(
-        middlewares=[_errors, _auth(settings.api_token), _metrics],
+        middlewares=[_errors, _auth(ApiTokens.from_settings(settings), bool(settings.api_open_reads)),
+                     _limits({LOOKUP: RateLimiter(settings.api_lookup_rate), HASH: RateLimiter(settings.api_hash_rate)}),
+                     _metrics],
         client_max_size=settings.fetch_max_bytes,
     )
     app[STATE_KEY] = state
@@ -39,12 +43,11 @@ def create_api(settings: Settings) -> web.Application:
     table += recent.routes(state) + explain.routes(state) + exchanges.routes(state)
     if settings.api_dev_routes:
         table += development.routes(state)
-    table.append(Route("GET", "/openapi/openapi.json", lambda r: _openapi(table), "This document (upstream's path)", "Core"))
-    table.append(Route("GET", "/openapi.json", lambda r: _openapi(table), "This document", "Core"))
-    table.append(Route("GET", "/metrics", _prometheus(state), "Prometheus metrics", "Core"))
-    for route in table:
-        app.router.add_route(route.method, route.path, route.handler)
-    app["route_table"] = {(r.method, r.path): r for r in table}
+    table.append(Route("GET", "/openapi/openapi.json", lambda r: _openapi(table), "This document (upstream's path)", "Core",
+                       role=PUBLIC))
+    table.append(Route("GET", "/openapi.json", lambda r: _openapi(table), "This document", "Core", role=PUBLIC))
+    table.append(Route("GET", "/metrics", _prometheus, "Prometheus metrics (docs/metrics.md)", "Core", role=PUBLIC))
+    app[ROUTES_KEY] = {app.router.add_route(r.method, r.path, r.handler): r for r in table}
     ui_pages.setup(app, state)
     app.on_startup.append(lambda _: state.start())
     app.on_cleanup.append(lambda _: state.stop())
@@ -55,12 +58,8 @@ async def _openapi(table: list[Route]) -> web.Response:
     return reply(openapi_document(table))
 
 
-def _prometheus(state: ApiState):
-    async def handler(request: web.Request) -> web.Response:
-        for kind in SIGNAL_TYPES:
-            INDEX_SIZE.labels(kind).set(state.view.signal_count(kind))
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-    return handler
+async def _prometheus(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @web.middleware
@@ -68,7 +67,9 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
-        return reply({"message": exc.message}, exc.status)
+        response = reply({"message": exc.message}, exc.status)
+        response.headers.update(exc.headers)
+        return response
     except (NotCaughtUp, DeliveryFailed) as exc:
         return reply({"message": str(exc)}, 503)
     except web.HTTPRequestEntityTooLarge:
@@ -83,19 +84,47 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
 
 
 def _route_of(request: web.Request) -> Route | None:
-    info = request.match_info.route.resource
-    canonical = info.canonical if info is not None else request.path
-    return request.app["route_table"].get((request.method, canonical))
+    return request.app[ROUTES_KEY].get(request.match_info.route)
 
 
-def _auth(token: str):
+CLIENT_KEY = web.RequestKey("client", str)  # the request's client for rate limits: its token's digest, or its address
+
+
+def _auth(tokens: ApiTokens, open_reads: bool):
+    """The role a route needs against the presented token's (401 without a token of ours, 403 with
+    one of too weak a role); no tokens configured: every route is open."""
     @web.middleware
     async def middleware(request: web.Request, handler) -> web.StreamResponse:
         route = _route_of(request)
-        if token and route is not None and route.writes:
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                raise ApiError(401, "this route needs `Authorization: Bearer <token>`")
+        presented = bearer(request)
+        role = tokens.role_of(presented) if presented and tokens.configured else None
+        request[CLIENT_KEY] = ApiTokens.client_id(presented) if role else (request.remote or "unknown")
+        needed = route.needs if route is not None else PUBLIC
+        if not tokens.configured or needed == PUBLIC or (needed == READ and open_reads):
+            return await handler(request)
+        if role is None:
+            raise ApiError(401, f"this route needs `Authorization: Bearer <token>` of role {needed} or above",
+                           {"WWW-Authenticate": "Bearer"})
+        if not allows(role, needed):
+            raise ApiError(403, f"this route needs a token of role {needed} or above; this token's role is {role}")
+        return await handler(request)
+    return middleware
+
+
+def _limits(limiters: dict[str, RateLimiter]):
+    """429 with Retry-After once a client is over its rate for the route's kind. A lookup given a
+    URL fetches and hashes: it counts as hashing."""
+    @web.middleware
+    async def middleware(request: web.Request, handler) -> web.StreamResponse:
+        route = _route_of(request)
+        kind = route.rate if route is not None else ""
+        if kind == LOOKUP and "url" in request.query:
+            kind = HASH
+        if kind:
+            wait = limiters[kind].take(request[CLIENT_KEY])
+            if wait > 0:
+                raise ApiError(429, f"over the rate limit of {limiters[kind].rate:g} {kind} requests/s for this client; "
+                               f"retry in {wait:.2f}s", {"Retry-After": retry_after(wait)})
         return await handler(request)
     return middleware
 
@@ -114,5 +143,16 @@ async def _metrics(request: web.Request, handler) -> web.StreamResponse:
         status = exc.status
         raise
     finally:
-        REQUESTS.labels(name, str(status)).inc()
-        LATENCY.labels(name).observe(time.perf_counter() - start)
+        _counted(name, status).inc()
+        _timed(name).observe(time.perf_counter() - start)
+
+
+@functools.lru_cache(maxsize=4096)
+def _counted(route: str, status: int):
+    """The labelled counter of a route and status, looked up once (labels() costs a lock and a hash)."""
+    return metrics.API_REQUESTS.labels(route, str(status))
+
+
+@functools.lru_cache(maxsize=1024)
+def _timed(route: str):
+    return metrics.API_REQUEST_SECONDS.labels(route)

@@ -8,8 +8,8 @@ from typing import Any
 from connectors.fetch import FetchError, fetch_url
 from pipeline.api.http import ApiError
 from pipeline.config import Settings
-from pipeline.hashing import HashingError, detect_content_type, hash_content
-from pipeline.signal_types import InvalidSignal, signal_type
+from pipeline.hashing import URL_CONTENT, HashingError, detect_content_type, hash_content
+from pipeline.signal_types import InvalidSignal, content_types, signal_type
 
 
 def checked_signal(kind: str, value: str) -> str:
@@ -26,7 +26,7 @@ def checked_signal(kind: str, value: str) -> str:
 def _content_type(hint: str | None, data: bytes, filename: str | None) -> str:
     if hint is None or hint == "":
         return detect_content_type(data, filename)
-    if hint not in ("photo", "video"):
+    if hint not in content_types():
         raise ApiError(400, f"no such content_type: '{hint}'")
     return hint
 
@@ -41,6 +41,9 @@ async def signals_of_bytes(data: bytes, filename: str | None, hint: str | None) 
 
 
 async def signals_of_url(url: str, hint: str | None, settings: Settings) -> dict[str, Any]:
+    """{signal type: SignalValue} of the content at a URL, or of the URL itself (content_type=url)."""
+    if hint == URL_CONTENT:
+        return await signals_of_bytes(url.encode(), None, hint)
     try:
         data = await asyncio.to_thread(fetch_url, url, settings)
     except FetchError as exc:

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from connectors.exchanges.outbox import feedback_writes
 from pipeline import topics as T
 from pipeline.api.http import ApiError, Route, json_object, reply
 from pipeline.api.state import ApiState
@@ -16,28 +17,44 @@ from pipeline.clock import now_ms
 VERDICTS = ("harmful", "benign")
 
 
+async def record_feedback(state: ApiState, content_id: Any, verdict: Any, signals: Any, note: str = "") -> dict[str, Any]:
+    """A confirm (harmful) or deconfirm (benign) decision on hma.feedback, once it is checked."""
+    if not isinstance(content_id, str) or not content_id:
+        raise ApiError(400, "content_id (a string) is required")
+    if verdict not in VERDICTS:
+        raise ApiError(400, f"verdict must be one of {', '.join(VERDICTS)}")
+    if not isinstance(signals, list) or not all(isinstance(s, str) for s in signals):
+        raise ApiError(400, "signals must be a list of signal ids")
+    unknown = [s for s in signals if not state.view.entries_with_signal(s)]
+    if unknown:
+        raise ApiError(400, f"no bank holds signal {', '.join(unknown)}")
+    record = {"content_id": content_id, "verdict": verdict, "signals": signals, "note": note, "decided_at": now_ms()}
+    await state.write([(T.FEEDBACK, content_id, record)])
+    reports = feedback_writes(state.view, state.exchanges.configs, record)
+    if reports:  # after the decision is recorded: a report never goes out for a decision that was not
+        await state.output.deliver(reports)
+    return {**record, "exchange_reports": len(reports)}
+
+
+async def review_quarantine(state: ApiState, signal_id: str, new_state: str) -> dict[str, Any]:
+    """A quarantined signal released (it matches again) or disabled for good."""
+    current = state.view.quarantine.get(signal_id)
+    if current is None:
+        raise ApiError(404, f"signal '{signal_id}' is not in quarantine review")
+    record: dict[str, Any] = {**current, "state": new_state, "changed_at": now_ms()}
+    await state.write([(T.QUARANTINE, signal_id, record)])
+    return record
+
+
 def routes(state: ApiState) -> list[Route]:
     view = state.view
 
     async def feedback_post(request: web.Request) -> web.Response:
         body = await json_object(request)
-        content_id, verdict = body.get("content_id"), body.get("verdict")
-        if not isinstance(content_id, str) or not content_id:
-            raise ApiError(400, "content_id (a string) is required")
-        if verdict not in VERDICTS:
-            raise ApiError(400, f"verdict must be one of {', '.join(VERDICTS)}")
-        signals = body.get("signals", [])
-        if not isinstance(signals, list) or not all(isinstance(s, str) for s in signals):
-            raise ApiError(400, "signals must be a list of signal ids")
-        unknown = [s for s in signals if not view.entries_with_signal(s)]
-        if unknown:
-            raise ApiError(400, f"no bank holds signal {', '.join(unknown)}")
         note = body.get("note", "")
         if not isinstance(note, str):
             raise ApiError(400, "note should be a string")
-        record = {"content_id": content_id, "verdict": verdict, "signals": signals, "note": note,
-                  "decided_at": now_ms()}
-        await state.write([(T.FEEDBACK, content_id, record)])
+        record = await record_feedback(state, body.get("content_id"), body.get("verdict"), body.get("signals", []), note)
         return reply(record, 201)
 
     async def feedback_get(request: web.Request) -> web.Response:
@@ -59,13 +76,7 @@ def routes(state: ApiState) -> list[Route]:
 
     def review(new_state: str):
         async def handler(request: web.Request) -> web.Response:
-            sid = request.match_info["signal_id"]
-            current = view.quarantine.get(sid)
-            if current is None:
-                raise ApiError(404, f"signal '{sid}' is not in quarantine review")
-            record: dict[str, Any] = {**current, "state": new_state, "changed_at": now_ms()}
-            await state.write([(T.QUARANTINE, sid, record)])
-            return reply(record)
+            return reply(await review_quarantine(state, request.match_info["signal_id"], new_state))
         return handler
 
     return [

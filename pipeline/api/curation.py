@@ -17,17 +17,17 @@ from aiohttp import web
 from pipeline import topics as T
 from pipeline.api.content import checked_signal, signals_of_bytes, signals_of_url
 from pipeline.api.http import ApiError, Route, flag, json_object, reply, uploaded_file
+from pipeline.api.limits import HASH
 from pipeline.api.renaming import finish_rename, rename_bank
 from pipeline.api.state import ApiState
 from pipeline.banks import (
-    CONTROL_FIELDS, InvalidBank, bank_controls, bank_record, bank_signal_record, check_bank_name, check_enabled_ratio,
+    CONTROL_FIELDS, METADATA_KEYS, ORIGINAL_MEDIA_URI, content_metadata_fields, InvalidBank, bank_controls, bank_record, bank_signal_record, check_bank_name, check_enabled_ratio,
     checked_bank, enabled_fields, matching_enabled_ratio,
 )
 from pipeline.clock import now_ms
 from pipeline.state.bank_view import BankEntry
 
 FIVE_YEARS_S = 5 * 365 * 24 * 3600
-METADATA_KEYS = ("content_id", "content_uri", "json")
 
 
 def bank_json(bank: dict[str, Any]) -> dict[str, Any]:
@@ -248,7 +248,7 @@ def routes(state: ApiState) -> list[Route]:
               "Bank Controls", writes=True),
         Route("DELETE", "/c/bank/{bank}", bank_delete, "Delete a bank and its content", "Banks", writes=True),
         Route("POST", "/c/bank/{bank}/content", content_add, "Add content by URL or file upload", "Bank Content",
-              writes=True, params=("url", "content_type")),
+              writes=True, params=("url", "content_type"), rate=HASH),
         Route("POST", "/c/bank/{bank}/signal", signal_add, "Add signals directly", "Bank Content", writes=True),
         Route("GET", "/c/bank/{bank}/content/{content_id}", content_get, "Get a bank content item", "Bank Content",
               params=("include_signals", "include_metadata")),
@@ -260,32 +260,17 @@ def routes(state: ApiState) -> list[Route]:
 
 
 def content_metadata(raw: Any, note: Any) -> dict[str, str]:
-    """Upstream's content metadata ({content_id, content_uri, json}) and note, as string fields."""
-    out: dict[str, str] = {}
+    """Upstream's content metadata ({content_id, content_uri, json}, or that as a JSON form field)
+    and note, as string fields; 400 for what upstream refuses."""
     if isinstance(raw, str) and raw:
         try:
             raw = json.loads(raw)
         except json.JSONDecodeError:
             raise ApiError(400, "metadata form field must be valid JSON") from None
-    if raw is not None:
-        if not isinstance(raw, dict):
-            raise ApiError(400, "metadata should be a json object")
-        unexpected = set(raw) - set(METADATA_KEYS) - {"collab"}
-        if unexpected:
-            raise ApiError(400, f"Invalid metadata: unexpected keys {', '.join(sorted(unexpected))}")
-        for key in METADATA_KEYS:
-            if key in raw and raw[key] is not None:
-                out[key] = json.dumps(raw[key]) if key == "json" else str(raw[key])
-    if note:
-        if not isinstance(note, str):
-            raise ApiError(400, "note should be a string")
-        if len(note) > 255:
-            raise ApiError(400, "note must be at most 255 characters")
-        out["note"] = note
-    return out
-
-
-ORIGINAL_MEDIA_URI = "original_media_uri"  # metadata key of content imported with its source's URI
+    try:
+        return content_metadata_fields(None if raw == "" else raw, note)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
 
 
 def _user_metadata(entry: BankEntry) -> dict[str, Any]:

@@ -19,7 +19,9 @@ from connectors.exchanges.config import (
 )
 from connectors.exchanges.credentials import CredentialsUnavailable, found_outside, sealed_record, where_to_provide
 from connectors.exchanges.fetcher import initial_status
+from connectors.exchanges.writer import initial_write_status
 from pipeline import topics as T
+from pipeline.api.auth import ADMIN
 from pipeline.api.http import ApiError, Route, json_object, reply
 from pipeline.api.state import ApiState
 from pipeline.clock import now_ms
@@ -31,9 +33,52 @@ UPSTREAM_STATUS = ("checkpoint_ts", "running_fetch_start_ts", "last_fetch_comple
 PROGRESS = ("records_last_fetch", "records_per_s", "last_success_ts", "last_error")
 
 
-def status_json(status: dict[str, Any]) -> dict[str, Any]:
-    """Upstream's FetchStatus fields, then this project's progress fields."""
-    return {k: status[k] for k in UPSTREAM_STATUS + PROGRESS}
+WRITE_STATUS = ("delivered", "skipped", "retries", "dead_lettered", "last_success_ts", "last_attempt_ts", "last_error")
+
+
+def status_json(status: dict[str, Any], writes: dict[str, Any]) -> dict[str, Any]:
+    """Upstream's FetchStatus fields, then this project's progress fields and write-back status."""
+    return {**{k: status[k] for k in UPSTREAM_STATUS + PROGRESS}, "write": {k: writes[k] for k in WRITE_STATUS}}
+
+
+def shown(record: dict[str, Any]) -> dict[str, Any]:
+    """Upstream's exchange JSON, and this project's write-back fields when they are set."""
+    extra = {f: record[f] for f in ("report_feedback", "endpoint") if record[f]}
+    return {**exchange_json(record), **extra}
+
+
+def fetch_status(state: ApiState, record: dict[str, Any]) -> dict[str, Any]:
+    """An exchange's fetch checkpoint and progress (before any fetch: the initial one)."""
+    return state.exchanges.fetches.get(record["name"]) or initial_status(record["name"], record["api"])
+
+
+def write_status(state: ApiState, record: dict[str, Any]) -> dict[str, Any]:
+    """An exchange's write-back status (before any write: the initial one)."""
+    return state.exchanges.writes.get(record["name"]) or initial_write_status(record["name"])
+
+
+async def create_exchange(state: ApiState, bank: Any, api: Any, api_json: Any, enabled: Any = True,
+                          report_feedback: Any = False, endpoint: Any = None) -> dict[str, Any]:
+    """A new exchange and, unless it exists, its bank."""
+    if not isinstance(bank, str) or not bank:
+        raise ApiError(400, "Field `bank` is required")
+    if api is None:
+        raise ApiError(400, "Field `api_type` is required")
+    if bank in state.exchanges.configs:
+        raise ApiError(409, f"exchange '{bank}' already exists")
+    try:
+        record = exchange_record(bank, api, api_json, enabled, report_feedback=report_feedback, endpoint=endpoint)
+    except InvalidExchange as exc:
+        raise ApiError(400, str(exc)) from None
+    await state.write(creation_writes(record, bank in state.view.banks))
+    return record
+
+
+async def change_exchange(state: ApiState, record: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """An exchange enabled, disabled, or asked to fetch now (fetch_requested_at)."""
+    new = changed(record, **changes)
+    await state.write([(T.EXCHANGES, record["name"], new)])
+    return new
 
 
 def routes(state: ApiState) -> list[Route]:
@@ -89,43 +134,31 @@ def routes(state: ApiState) -> list[Route]:
 
     async def create(request: web.Request) -> web.Response:
         body = await json_object(request)
-        bank = body.get("bank")
-        if not isinstance(bank, str) or not bank:
-            raise ApiError(400, "Field `bank` is required")
-        if body.get("api") is None:
-            raise ApiError(400, "Field `api_type` is required")
-        if bank in exchanges.configs:
-            raise ApiError(409, f"exchange '{bank}' already exists")
-        try:
-            record = exchange_record(bank, body["api"], body.get("api_json", {}), body.get("enabled", True))
-        except InvalidExchange as exc:
-            raise ApiError(400, str(exc)) from None
-        await state.write(creation_writes(record, bank in state.view.banks))
+        await create_exchange(state, body.get("bank"), body.get("api"), body.get("api_json", {}), body.get("enabled", True),
+                              body.get("report_feedback", False), body.get("endpoint"))
         return reply({"message": "Created successfully"}, 201)
 
     async def index(request: web.Request) -> web.Response:
         return reply(sorted(exchanges.configs))
 
     async def get(request: web.Request) -> web.Response:
-        return reply(exchange_json(existing(request.match_info["name"])))
+        return reply(shown(existing(request.match_info["name"])))
 
     async def status(request: web.Request) -> web.Response:
         record = existing(request.match_info["name"])
-        return reply(status_json(exchanges.fetches.get(record["name"]) or initial_status(record["name"], record["api"])))
+        return reply(status_json(fetch_status(state, record), write_status(state, record)))
 
     async def update(request: web.Request) -> web.Response:
         record = existing(request.match_info["name"])
         body = await json_object(request)
-        enabled = body.get("enabled", record["enabled"])
-        if not isinstance(enabled, bool):
-            raise ApiError(400, "enabled must be true or false")
-        new = changed(record, enabled=enabled)
-        await state.write([(T.EXCHANGES, record["name"], new)])
-        return reply(exchange_json(new))
+        flags = {f: body.get(f, record[f]) for f in ("enabled", "report_feedback")}
+        for name, value in flags.items():
+            if not isinstance(value, bool):
+                raise ApiError(400, f"{name} must be true or false")
+        return reply(shown(await change_exchange(state, record, **flags)))
 
     async def fetch_now(request: web.Request) -> web.Response:
-        record = existing(request.match_info["name"])
-        await state.write([(T.EXCHANGES, record["name"], changed(record, fetch_requested_at=now_ms()))])
+        await change_exchange(state, existing(request.match_info["name"]), fetch_requested_at=now_ms())
         return reply({"message": "Fetch requested"})
 
     async def delete(request: web.Request) -> web.Response:
@@ -140,13 +173,17 @@ def routes(state: ApiState) -> list[Route]:
         Route("GET", "/c/exchanges/apis", apis, "List exchange API types", tag),
         Route("GET", "/c/exchanges/api/{api}", api_get, "Whether an exchange API takes and has credentials", tag),
         Route("POST", "/c/exchanges/api/{api}", api_credentials,
-              "Set (sealed with HMAS_SECRET_KEY) or unset ({}) an exchange API's credential_json", tag, writes=True),
+              "Set (sealed with HMAS_SECRET_KEY) or unset ({}) an exchange API's credential_json", tag, writes=True,
+              role=ADMIN),
         Route("GET", "/c/exchanges/api/{api}/schema", api_schema_get, "Field descriptors of api_json and credentials", tag),
-        Route("POST", "/c/exchanges", create, "Create an exchange and its bank: {bank, api, api_json}", tag, writes=True),
+        Route("POST", "/c/exchanges", create, "Create an exchange and its bank: {bank, api, api_json, report_feedback, endpoint}", tag,
+              writes=True, role=ADMIN),
         Route("GET", "/c/exchanges", index, "List exchange names", tag),
         Route("GET", "/c/exchange/{name}", get, "Get an exchange's configuration", tag),
-        Route("PUT", "/c/exchange/{name}", update, "Enable or disable an exchange ({enabled})", tag, writes=True),
-        Route("DELETE", "/c/exchange/{name}", delete, "Remove an exchange, its bank and its content", tag, writes=True),
-        Route("GET", "/c/exchange/{name}/status", status, "Fetch checkpoint and progress", tag),
-        Route("POST", "/c/exchange/{name}/fetch", fetch_now, "Fetch this exchange now", tag, writes=True),
+        Route("PUT", "/c/exchange/{name}", update, "Enable or disable an exchange, or its feedback reports ({enabled, report_feedback})", tag,
+              writes=True, role=ADMIN),
+        Route("DELETE", "/c/exchange/{name}", delete, "Remove an exchange, its bank and its content", tag, writes=True,
+              role=ADMIN),
+        Route("GET", "/c/exchange/{name}/status", status, "Fetch checkpoint and progress, and write-back status", tag),
+        Route("POST", "/c/exchange/{name}/fetch", fetch_now, "Fetch this exchange now", tag, writes=True, role=ADMIN),
     ]

@@ -14,10 +14,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class ApiError(Exception):
     """An answer with a status and a JSON message: {"message": ...} as upstream HMA does."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,14 @@ class Route:
     handler: Handler
     summary: str
     tag: str
-    writes: bool = False  # needs the bearer token when one is configured
+    writes: bool = False  # changes something: needs a token of role curate (at least) when tokens are configured
     params: tuple[str, ...] = field(default_factory=tuple)  # documented query parameters
+    role: str = ""  # the role it needs (pipeline/api/auth.py), when not read (or curate for writes)
+    rate: str = ""  # its per-client rate limit (pipeline/api/limits.py): "lookup", "hash" or none
+
+    @property
+    def needs(self) -> str:
+        return self.role or ("curate" if self.writes else "read")
 
 
 def reply(data: Any, status: int = 200) -> web.Response:
@@ -73,7 +80,10 @@ async def uploaded_file(request: web.Request) -> tuple[bytes, str | None, dict[s
     """The one file of a multipart/form-data request, its name, and the other form fields."""
     if not request.content_type.startswith("multipart/"):
         raise ApiError(400, "Missing multipart/form-data file upload")
-    form = await request.post()
+    try:
+        form = await request.post()
+    except (ValueError, AssertionError) as exc:  # aiohttp's multipart reader on a malformed body
+        raise ApiError(400, f"malformed multipart/form-data body: {exc}") from None
     files = [(k, v) for k, v in form.items() if isinstance(v, web.FileField)]
     if not files:
         raise ApiError(400, "Missing multipart/form-data file upload")

@@ -9,25 +9,26 @@ upstream's does.
 
 from __future__ import annotations
 
-import secrets
+import random
 from typing import Any
 
 from aiohttp import web
 
 from pipeline.api.content import checked_signal, signals_of_bytes, signals_of_url
 from pipeline.api.http import ApiError, Route, flag, json_object, query, reply, uploaded_file
+from pipeline.api.limits import HASH, LOOKUP
 from pipeline.api.state import ApiState
 from pipeline.clock import now_ms
 from pipeline.guard import MATCH
-from pipeline.matching import match_batch
 from pipeline.signal_types import SIGNAL_TYPES
 
 
-def lookup_hits(
+async def lookup_hits(
     state: ApiState, signals: dict[str, str], banks: set[str] | None, content_id: str, sample: bool = True
 ) -> dict[str, list[dict]]:
     """Hits per signal type, from one synthetic hashed upload with this content id (`sample=False`:
-    upstream's bypass_coinflip, every fractional enabled_ratio keeps it)."""
+    upstream's bypass_coinflip, every fractional enabled_ratio keeps it), searched together with
+    the lookups of concurrent requests (pipeline/api/coalescer.py)."""
     if not state.ready:
         raise ApiError(503, "index not yet ready")
     hashed = {
@@ -35,7 +36,7 @@ def lookup_hits(
         "signals": {kind: {"value": value, "quality": None} for kind, value in signals.items()},
         "hashed_at": now_ms(),
     }
-    [record] = match_batch([hashed], state.view, state.settings, sample=sample)
+    record = await state.lookups.match(hashed, sample=sample)
     out: dict[str, list[dict]] = {kind: [] for kind in signals}
     for hit in record["matches"]:
         if banks is None or hit["bank"] in banks:
@@ -68,11 +69,11 @@ def _banks_param(request: web.Request) -> set[str] | None:
 
 def _content_id(request: web.Request) -> str:
     """Upstream's `seed` (a content id, for a coin that decides the same way again), or a fresh one."""
-    return request.query.get("seed") or f"lookup-{secrets.token_hex(8)}"
+    return request.query.get("seed") or f"lookup-{random.getrandbits(64):016x}"  # a coin, not a secret
 
 
 def _plain(signals: dict[str, Any]) -> dict[str, str]:
-    return {kind: sv.value for kind, sv in signals.items() if SIGNAL_TYPES[kind].matchable}
+    return {kind: sv.value for kind, sv in signals.items()}
 
 
 def routes(state: ApiState) -> list[Route]:
@@ -80,25 +81,25 @@ def routes(state: ApiState) -> list[Route]:
         banks = _banks_param(request)
         if request.query.get("url"):
             signals = _plain(await signals_of_url(request.query["url"], request.query.get("content_type"), state.settings))
-            hits = lookup_hits(state, signals, banks, _content_id(request))
+            hits = await lookup_hits(state, signals, banks, _content_id(request))
             return reply({kind: by_bank(h) for kind, h in hits.items()})
         kind, value = request.query.get("signal_type"), request.query.get("signal")
         if not kind or not value:
             raise ApiError(400, "Either url or both signal and signal_type are required")
         value = checked_signal(kind, value)
-        return reply(by_bank(lookup_hits(state, {kind: value}, banks, _content_id(request))[kind]))
+        return reply(by_bank((await lookup_hits(state, {kind: value}, banks, _content_id(request)))[kind]))
 
     async def lookup_post(request: web.Request) -> web.Response:
         data, filename, _ = await uploaded_file(request)
         signals = _plain(await signals_of_bytes(data, filename, request.query.get("content_type")))
         bypass = flag(request, "bypass_coinflip")  # upstream's POST honours it, its GET does not
-        hits = lookup_hits(state, signals, _banks_param(request), _content_id(request), sample=not bypass)
+        hits = await lookup_hits(state, signals, _banks_param(request), _content_id(request), sample=not bypass)
         return reply({kind: by_bank(h) for kind, h in hits.items()})
 
     async def raw_lookup(request: web.Request) -> web.Response:
         kind = query(request, "signal_type")
         value = checked_signal(kind, query(request, "signal"))
-        hits = lookup_hits(state, {kind: value}, _banks_param(request), _content_id(request))[kind]
+        hits = (await lookup_hits(state, {kind: value}, _banks_param(request), _content_id(request)))[kind]
         if flag(request, "include_distance"):
             return reply({"matches": [match_with_distance(h) for h in hits]})
         return reply({"matches": [h["bank_content_id"] for h in hits]})
@@ -114,9 +115,8 @@ def routes(state: ApiState) -> list[Route]:
             if kind not in SIGNAL_TYPES:
                 raise ApiError(400, f"No such SignalType '{kind}'")
             left, right = (checked_signal(kind, str(v)) for v in pair)
-            st = SIGNAL_TYPES[kind]
-            distance = st.distance(left, right)
-            out[kind] = [distance <= st.default_distance if st.hamming else distance == 0, {"distance": distance}]
+            compared = SIGNAL_TYPES[kind].compare(left, right)
+            out[kind] = [compared.match, {"distance": compared.distance}]
         return reply(out)
 
     async def hash_get(request: web.Request) -> web.Response:
@@ -131,12 +131,14 @@ def routes(state: ApiState) -> list[Route]:
 
     return [
         Route("GET", "/m/lookup", lookup_get, "Look up a signal, or the content at a URL", "Matching",
-              params=("signal_type", "signal", "url", "content_type", "banks", "seed")),
+              params=("signal_type", "signal", "url", "content_type", "banks", "seed"), rate=LOOKUP),
         Route("POST", "/m/lookup", lookup_post, "Look up an uploaded file (multipart)", "Matching",
-              params=("content_type", "banks", "seed", "bypass_coinflip")),
+              params=("content_type", "banks", "seed", "bypass_coinflip"), rate=HASH),
         Route("GET", "/m/raw_lookup", raw_lookup, "Bank content ids near a signal, guard not applied", "Matching",
-              params=("signal_type", "signal", "include_distance", "banks")),
-        Route("POST", "/m/compare", compare, "Distances between pairs of signals", "Matching"),
-        Route("GET", "/h/hash", hash_get, "Hash the content at a URL", "Hashing", params=("url", "content_type")),
-        Route("POST", "/h/hash", hash_post, "Hash an uploaded file (multipart)", "Hashing", params=("content_type",)),
+              params=("signal_type", "signal", "include_distance", "banks"), rate=LOOKUP),
+        Route("POST", "/m/compare", compare, "Distances between pairs of signals", "Matching", rate=LOOKUP),
+        Route("GET", "/h/hash", hash_get, "Hash the content at a URL", "Hashing", params=("url", "content_type"),
+              rate=HASH),
+        Route("POST", "/h/hash", hash_post, "Hash an uploaded file (multipart)", "Hashing", params=("content_type",),
+              rate=HASH),
     ]

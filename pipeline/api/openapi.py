@@ -25,9 +25,13 @@ def openapi_document(table: list[Route]) -> dict[str, Any]:
                 "400": {"description": "Bad request", "content": {"application/json": {"schema": ERROR}}},
             },
         }
-        if route.writes:
+        op["x-hmas-role"] = route.needs  # the token role it needs (docs/api.md); reads may be open
+        if route.needs != "public":
             op["security"] = [{"bearer": []}]
             op["responses"]["401"] = {"description": "Missing or wrong token"}
+            op["responses"]["403"] = {"description": f"The token's role is below {route.needs}"}
+        if route.rate:
+            op["responses"]["429"] = {"description": f"Over this client's {route.rate} rate limit (see Retry-After)"}
         paths.setdefault(route.path, {})[route.method.lower()] = op
     return {
         "openapi": "3.0.3",

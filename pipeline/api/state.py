@@ -1,6 +1,7 @@
 """The API process's services: its own bank view of the log (with index replicas) and feedback
-tallies, followed from the topics; its producer; content-id claims; and the write path that
-answers only after that view has read the write back, so a client reads its own writes.
+tallies, followed from the topics and restored from its own view snapshot at start (as the
+worker's); its lookup coalescer; its producer; content-id claims; and the write path that answers
+only after that view has read the write back, so a client reads its own writes.
 """
 
 from __future__ import annotations
@@ -11,27 +12,38 @@ from typing import Sequence
 from aiokafka import AIOKafkaProducer
 
 from connectors.exchanges.view import ExchangeView
+from pipeline.api.activity import Activity
 from pipeline.config import Settings
 from pipeline.recent.feed import RecentFeed
 from pipeline.recent.ring import RecentRing
-from pipeline.services.bank_view import BankViewService
+from pipeline.api.coalescer import LookupCoalescer
+from pipeline.services.bank_view import BankViewService, LoadedView
 from pipeline.services.content_ids import ContentIds
 from pipeline.services.feedback_tallies import FeedbackTallies
 from pipeline.services.output import Output, Write, new_producer
 from pipeline.services.read_back import ReadBackWriter
 from pipeline.state.bank_view import BankView
+from pipeline.state.snapshot import snapshot_path
+
+SNAPSHOT_ROLE = "api"  # <data_dir>/view-snapshots/api.npz
 
 
 class ApiState:
     """The services the API's routes use, composed for one API process."""
 
-    def __init__(self, settings: Settings, write_timeout_s: float = 15.0) -> None:
+    def __init__(self, settings: Settings, write_timeout_s: float = 15.0, loaded: LoadedView | None = None,
+                 saves_snapshots: bool = True) -> None:
+        """`loaded`: a view already read up to its positions (pipeline/api/serve.py forks several API
+        processes from it); `saves_snapshots`: whether this process writes the API's view snapshot."""
         self.settings = settings
-        self.view = BankView()
+        self.view = loaded.view if loaded is not None else BankView()
         self.feedback = FeedbackTallies(self.view)
         self.exchanges = ExchangeView()
         self.bank_view = BankViewService(settings, self.view, "api-state",
-                                         listeners={**self.feedback.listeners, **self.exchanges.listeners})
+                                         snapshot_path=snapshot_path(settings, SNAPSHOT_ROLE) if saves_snapshots else None,
+                                         listeners={**self.feedback.listeners, **self.exchanges.listeners},
+                                         loaded_at=loaded.positions if loaded is not None else None)
+        self.lookups = LookupCoalescer(self.view, settings)
         self._producer: AIOKafkaProducer | None = None
         self.output = Output(settings, self._started_producer)
         self.writer = ReadBackWriter(self.output, self.bank_view, write_timeout_s)
@@ -39,6 +51,7 @@ class ApiState:
         self.ring = RecentRing(settings.recent_horizon_ms, settings.recent_cap, settings.recent_bucket_ms)
         self._recent = RecentFeed(settings, self.ring, name="api-recent")
         self._feeding: asyncio.Task | None = None
+        self.activity = Activity(settings, settings.worker_group)
 
     def _started_producer(self) -> AIOKafkaProducer:
         assert self._producer is not None, "ApiState.start() first"
@@ -48,19 +61,25 @@ class ApiState:
         self._producer = new_producer(self.settings)
         await self._producer.start()
         await self.bank_view.start()
-        self.bank_view.start_stale_watch()
         await self._recent.start()
         self._feeding = asyncio.create_task(self._feed_forever(), name="api-recent")
+        if self.bank_view.loaded_at is not None:
+            # one of several processes on one port: it takes connections once it has read the
+            # tail (the port is bound after start), so a lookup never reaches one not yet ready
+            await self.bank_view.ready()
+        await self.activity.start()
 
     async def _feed_forever(self) -> None:
         while True:
             await self._recent.poll(timeout_ms=500)
 
     async def stop(self) -> None:
+        await self.activity.stop()
         if self._feeding is not None:
             self._feeding.cancel()
         await self._recent.stop()
         await self.bank_view.stop()
+        self.lookups.stop()
         if self._producer is not None:
             await self._producer.stop()
 

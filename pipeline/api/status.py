@@ -11,13 +11,13 @@ import re
 from aiohttp import web
 
 from pipeline import topics as T
+from pipeline.api.auth import ADMIN, PUBLIC
 from pipeline.api.http import ApiError, Route, json_object, reply
 from pipeline.api.state import ApiState
 from pipeline.banks import check_enabled_ratio
 from pipeline.config_keys import setting_record, signal_type_ratio_key
-from pipeline.signal_types import SIGNAL_TYPES
+from pipeline.signal_types import SIGNAL_TYPES, content_types
 
-CONTENT_TYPES = ("photo", "video")
 
 
 def routes(state: ApiState, table: list[Route]) -> list[Route]:
@@ -37,7 +37,7 @@ def routes(state: ApiState, table: list[Route]) -> list[Route]:
         return reply(sorted({re.sub(r"{(\w+)}", r"<\1>", r.path) for r in table}))
 
     def matchable(request: web.Request) -> list[str]:
-        kinds = [k for k, st in SIGNAL_TYPES.items() if st.matchable]
+        kinds = list(SIGNAL_TYPES)
         wanted = request.query.get("signal_type")
         if wanted is None:
             return kinds
@@ -92,19 +92,20 @@ def routes(state: ApiState, table: list[Route]) -> list[Route]:
         await state.write([(T.CONFIG, key, setting_record(key, ratio))])
         return web.Response(status=204)
 
-    async def content_types(request: web.Request) -> web.Response:
-        return reply([{"name": c, "enabled": True} for c in CONTENT_TYPES])
+    async def content_type_list(request: web.Request) -> web.Response:
+        return reply([{"name": c, "enabled": True} for c in content_types()])
 
     return [
-        Route("GET", "/status", status, "200 once this replica's view has caught up with the banks", "Core"),
-        Route("GET", "/status/live", live, "200 while the process runs", "Core"),
-        Route("GET", "/site-map", site_map, "Every route", "Core"),
+        Route("GET", "/status", status, "200 once this replica's view has caught up with the banks", "Core",
+              role=PUBLIC),
+        Route("GET", "/status/live", live, "200 while the process runs", "Core", role=PUBLIC),
+        Route("GET", "/site-map", site_map, "Every route", "Core", role=PUBLIC),
         Route("GET", "/m/index/status", index_status, "Index replica per signal type: present, built_to, size",
               "Matching", params=("signal_type",)),
         Route("GET", "/c/signal_type/index", signal_type_index, "Banked signals against what the index holds",
               "Signal Types", params=("signal_type",)),
         Route("GET", "/c/signal_type", signal_types, "Signal types and their enabled_ratio", "Signal Types"),
         Route("PUT", "/c/signal_type/{name}", signal_type_update,
-              "Set a signal type's enabled_ratio (0 disables it)", "Signal Types", writes=True),
-        Route("GET", "/c/content_type", content_types, "Content types", "Signal Types"),
+              "Set a signal type's enabled_ratio (0 disables it)", "Signal Types", writes=True, role=ADMIN),
+        Route("GET", "/c/content_type", content_type_list, "Content types", "Signal Types"),
     ]

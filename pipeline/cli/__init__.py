@@ -12,12 +12,12 @@ from pipeline.logs import setup_logging
 def build_parser() -> argparse.ArgumentParser:
     from ops.bench import cli as bench
     from ops.kafka import cli as kafka
-    from pipeline.cli import api, banks, client, exchanges, recent, replay, run, up
+    from pipeline.cli import api, banks, client, exchanges, migrate, recent, replay, run, up
 
     parser = argparse.ArgumentParser(prog="hmas", description="HMA Streams: hash, match and act on uploads over Kafka.")
     parser.add_argument("--log-level", default="info", help="debug, info, warning, error (default info)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (run, up, api, kafka, banks, exchanges, client, replay, recent, bench):
+    for module in (run, up, api, kafka, banks, exchanges, migrate, client, replay, recent, bench):
         module.add_commands(sub)
     return parser
 

@@ -60,7 +60,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=remove)
 
 
-CREATE_DEFAULTS = {"action": "review", "distance": [], "suppressed_by": [], "flood_window": 3600, "deconfirm_disable": 0}
+CREATE_DEFAULTS = {"action": "review", "distance": [], "suppressed_by": [], "flood_window": 3600, "deconfirm_disable": 0,
+                   "share_to": []}
 
 
 def _control_options(p: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
@@ -78,6 +79,8 @@ def _control_options(p: argparse.ArgumentParser, defaults: dict[str, Any]) -> No
     p.add_argument("--confirmed-bank", metavar="BANK", help="where feedback-confirmed signals are copied")
     p.add_argument("--deconfirm-disable", type=int, default=defaults.get("deconfirm_disable"), metavar="SECONDS",
                    help="how long deconfirmed signals stay disabled (default 0: for good)")
+    p.add_argument("--share-to", action="append", default=defaults.get("share_to"), metavar="EXCHANGE",
+                   help="publish the bank's signals to this exchange (repeatable; --share-to '' stops sharing)")
 
 
 def _control_changes(args: argparse.Namespace) -> dict[str, Any]:
@@ -85,6 +88,7 @@ def _control_changes(args: argparse.Namespace) -> dict[str, Any]:
     changes: dict[str, Any] = {
         "action": args.action, "suppressed_by": args.suppressed_by, "confirmed_bank": args.confirmed_bank,
         "deconfirm_disable_s": args.deconfirm_disable,
+        "share_to": None if args.share_to is None else [x for x in args.share_to if x],
         "distances": None if args.distance is None else _parse_distances(args.distance),
         "flood": None if args.flood_max is None else {
             "max_matches": args.flood_max, "window_ms": int(args.flood_window * 1000),

@@ -11,6 +11,7 @@ from pipeline.cli import CommandError
 from pipeline.client import Client, json_line
 from pipeline.config import Settings
 from pipeline.topics import UPLOADS, spec_for
+from pipeline.signal_types import content_type_of, content_types
 from pipeline.uploads import InvalidUpload, new_upload
 
 URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -22,7 +23,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--signal", action="append", default=[], metavar="TYPE:VALUE",
                    help="a precomputed signal instead of content, e.g. pdq:<64 hex> (repeatable)")
     p.add_argument("--content-id", help="default: a new random id")
-    p.add_argument("--content-type", choices=("photo", "video"), help="default: detected from the file, or photo")
+    p.add_argument("--content-type", choices=content_types(),
+                   help="default: detected from the file, or photo (url: the URL is the content, not fetched)")
     p.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--avro", action="store_true", help="encode with Avro single-object encoding instead of JSON")
     p.set_defaults(handler=submit)
@@ -50,7 +52,7 @@ def build_upload(args: argparse.Namespace) -> dict:
     try:
         if args.signal:
             signals = dict(item.partition(":")[::2] for item in args.signal)
-            kind = args.content_type or ("video" if set(signals) & {"video_md5", "vpdq"} else "photo")
+            kind = args.content_type or content_type_of(signals)
             return new_upload(content_id, kind, signals=signals, metadata=metadata)
         if URL.match(args.source):
             return new_upload(content_id, args.content_type or "photo", url=args.source, metadata=metadata)

@@ -1,4 +1,4 @@
-"""`hmas exchange add|list|status|fetch|enable|disable|remove` (changes produced to hma.exchanges)
+"""`hmas exchange add|list|status|fetch|enable|disable|remove|redeliver` (changes produced to the exchange topics)
 and `hmas fetcher` (the process that fetches; run one or more, exactly one fetches)."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ import json
 import signal
 
 from connectors.exchanges.config import InvalidExchange, changed, exchange_record, removal_writes
-from connectors.exchanges.control import configure, produce, request_fetch, wait_for_fetch
+from connectors.exchanges.control import configure, dead_writes, produce, request_fetch, wait_for_fetch
 from connectors.exchanges.fetcher import ExchangeFetcher, initial_status
+from connectors.exchanges.writer import ExchangeWriter, initial_write_status
 from pipeline import topics as T
 from pipeline.cli import CommandError
 from pipeline.client import json_line
@@ -27,12 +28,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("api", help="exchange API: sample, local_file, ncmec, stop_ncii, fb_threatexchange, tat")
     p.add_argument("--api-json", default="{}", help="the API's config as JSON, e.g. '{\"filename\": \"/x.txt\"}'")
     p.add_argument("--disabled", action="store_true", help="configure it without fetching on schedule")
+    p.add_argument("--report-feedback", action="store_true",
+                   help="report confirm / deconfirm decisions on its signals back to the exchange")
+    p.add_argument("--endpoint", help="base URL replacing the API's own (a mirror, a proxy, a test server)")
     p.set_defaults(handler=add)
 
     p = esub.add_parser("list", help="list exchanges")
     p.set_defaults(handler=list_exchanges)
 
-    p = esub.add_parser("status", help="fetch checkpoint and progress of one exchange, or of all")
+    p = esub.add_parser("status", help="fetch checkpoint and progress, and write-back status, of one exchange or all")
     p.add_argument("name", nargs="?")
     p.set_defaults(handler=status)
 
@@ -50,7 +54,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name")
     p.set_defaults(handler=remove)
 
-    p = sub.add_parser("fetcher", help="run the exchange fetcher (one of many may run; exactly one fetches)")
+    p = esub.add_parser("redeliver", help="put the writes to exchanges that were dead-lettered back on the outbox "
+                        "(after fixing what failed them: credentials, the exchange's availability)")
+    p.add_argument("name", nargs="?", help="only this exchange's writes")
+    p.set_defaults(handler=redeliver)
+
+    p = sub.add_parser("fetcher", help="run the exchange fetcher and writer (of many running, exactly one fetches "
+                       "and one writes back)")
     p.set_defaults(handler=run_fetcher)
 
 
@@ -64,7 +74,8 @@ def _existing(settings: Settings, name: str) -> dict:
 def add(args: argparse.Namespace, settings: Settings) -> int:
     try:
         api_json = json.loads(args.api_json)
-        record = exchange_record(args.name, args.api, api_json, not args.disabled)
+        record = exchange_record(args.name, args.api, api_json, not args.disabled,
+                                 report_feedback=args.report_feedback, endpoint=args.endpoint)
     except (InvalidExchange, json.JSONDecodeError) as exc:
         raise CommandError(str(exc)) from None
     if args.name in read_latest(settings, T.EXCHANGES):
@@ -84,9 +95,11 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
     configs = read_latest(settings, T.EXCHANGES)
     names = [args.name] if args.name else sorted(configs)
     fetches = read_latest(settings, T.EXCHANGE_FETCH)
+    writes = read_latest(settings, T.EXCHANGE_WRITE_STATUS)
     for name in names:
         record = configs.get(name) or _existing(settings, name)
-        print(json_line(fetches.get(name) or initial_status(name, record["api"])))
+        print(json_line({**(fetches.get(name) or initial_status(name, record["api"])),
+                         "write": writes.get(name) or initial_write_status(name)}))
     return 0
 
 
@@ -117,23 +130,34 @@ def remove(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def redeliver(args: argparse.Namespace, settings: Settings) -> int:
+    writes = dead_writes(settings, args.name)
+    produce(settings, [(T.EXCHANGE_OUTBOX, w["idempotency_key"], w) for w in writes])
+    print(json_line({"exchange": args.name, "redelivered": len(writes)}))
+    return 0
+
+
 def run_fetcher(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.admin import ensure_topics
-    from pipeline.metrics import serve
+    from pipeline.metrics import set_process_role
+    from pipeline.services.status_server import StatusServer
 
     ensure_topics(settings.bootstrap_servers, settings)
-    serve(settings.metrics_port)
+    set_process_role("fetcher")
+    StatusServer(settings.metrics_host, settings.metrics_port).start()
 
     async def run() -> None:
-        fetcher = ExchangeFetcher(settings)
+        fetcher, writer = ExchangeFetcher(settings), ExchangeWriter(settings)
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
         await fetcher.start()
+        await writer.start()
         try:
-            await fetcher.run_until(stopping)
+            await asyncio.gather(fetcher.run_until(stopping), writer.run_until(stopping))
         finally:
+            await writer.stop()
             await fetcher.stop()
 
     asyncio.run(run())

@@ -32,7 +32,7 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.admin import ensure_topics
     from pipeline.app import create_app
 
-    from pipeline.metrics import serve
+    from pipeline.services.status_server import StatusServer
 
     if args.shard is not None:
         if settings.index_shards < 2:
@@ -41,8 +41,8 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
             raise CommandError(f"--shard {args.shard}: shards are 0 to {settings.index_shards - 1}")
         settings = settings.with_overrides(index_shard=args.shard)
     ensure_topics(settings.bootstrap_servers, settings)
-    serve(settings.metrics_port)
-    app, _services = create_app(settings)
+    app, services = create_app(settings)
+    StatusServer(settings.metrics_host, settings.metrics_port, lambda: services.bank_view.is_ready).start()
     Worker(
         app,
         loglevel=args.log_level,

@@ -1,4 +1,5 @@
-"""Hashing content into signals, one plug-in per signal type (names from python-threatexchange).
+"""Hashing content into signals: every signal type's plug-in that hashes the content type
+(pipeline/signal_types.py; names from python-threatexchange).
 
 `hash_content` is a top-level function of bytes so that the hasher agent can run it in worker
 processes, off the event loop.
@@ -6,44 +7,39 @@ processes, off the event loop.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from pipeline.hashing.base import ContentHasher, HashingError, SignalValue
-from pipeline.hashing.photo import PdqHasher
-from pipeline.hashing.video import VideoMd5Hasher, VpdqHasher
+from pipeline.hashing.base import HashingError, SignalValue
 
-__all__ = ["ContentHasher", "HashingError", "SignalValue", "hash_content", "hash_files", "detect_content_type",
-           "hashers_for"]
+__all__ = ["HashingError", "SignalValue", "hash_content", "hash_files", "detect_content_type", "URL_CONTENT"]
 
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".flv", ".mpg", ".mpeg", ".ts", ".3gp"}
-
-
-@lru_cache(maxsize=None)
-def _hashers() -> tuple[ContentHasher, ...]:
-    found: list[ContentHasher] = [PdqHasher(), VideoMd5Hasher()]
-    if VpdqHasher.available():
-        found.append(VpdqHasher())
-    return tuple(found)
-
-
-def hashers_for(content_type: str) -> list[ContentHasher]:
-    return [h for h in _hashers() if content_type in h.content_types]
+URL_CONTENT = "url"  # python-threatexchange's URLContent: the address is the content, never fetched
 
 
 def hash_content(content_type: str, data: bytes) -> dict[str, SignalValue]:
-    """Every signal of the content type's hashers; HashingError if the content cannot be hashed."""
+    """Every signal of the content type's signal types; HashingError if the content cannot be hashed."""
+    from pipeline.signal_types import SIGNAL_TYPES
+
     if not data:
         raise HashingError("empty content")
-    hashers = hashers_for(content_type)
-    if not hashers:
-        raise HashingError(f"no hasher for content type {content_type!r}")
-    return {h.signal_type: h.hash_bytes(data) for h in hashers}
+    plugins = [p for p in SIGNAL_TYPES.values() if content_type in p.content_types]
+    if not plugins:
+        raise HashingError(f"no signal type hashes content type {content_type!r}")
+    signals = {}
+    for plugin in plugins:
+        signal = plugin.hash_content(content_type, data)
+        if signal is not None:
+            signals[plugin.name] = signal
+    if not signals:
+        raise HashingError(f"no signal type could hash this {content_type}")
+    return signals
 
 
 def detect_content_type(data: bytes, filename: str | None = None) -> str:
-    """'video' for the common video containers (by magic bytes, then extension), else 'photo'."""
+    """'video' for the common video containers (by magic bytes, then extension), 'text' for a
+    .txt file, else 'photo'."""
     head = data[:16]
     if head[4:8] == b"ftyp" or head[:4] == b"\x1a\x45\xdf\xa3" or head[:3] == b"FLV":
         return "video"
@@ -51,6 +47,8 @@ def detect_content_type(data: bytes, filename: str | None = None) -> str:
         return "video"
     if filename and Path(filename).suffix.lower() in VIDEO_EXTENSIONS:
         return "video"
+    if filename and Path(filename).suffix.lower() == ".txt":
+        return "text"
     return "photo"
 
 

@@ -1,9 +1,8 @@
-"""The hasher plug-in interface: content bytes in, one signal out, or a HashingError with a reason."""
+"""What hashing gives: a signal value (and its quality, for types that have one), or a HashingError with a reason."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 
 class HashingError(ValueError):
@@ -14,10 +13,3 @@ class HashingError(ValueError):
 class SignalValue:
     value: str
     quality: int | None = None
-
-
-class ContentHasher(Protocol):
-    signal_type: str  # python-threatexchange's name
-    content_types: frozenset[str]
-
-    def hash_bytes(self, data: bytes) -> SignalValue: ...

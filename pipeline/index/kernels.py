@@ -114,8 +114,7 @@ def search_tables(codes, queries, offsets, rows, live, max_d, masks, probes, out
 
     Per table and query: the probed keys' offsets are prefetched, then their buckets' rows, then
     the candidates' codes, and the candidates verified. Liveness is checked only for the few
-    within max_d. A row found through several tables appears several times (the caller removes
-    repeats). Returns the count found; out_* may be too small: then call again with room for it.
+    within max_d. A row is recorded once, by the first table whose probes reach it. Returns the count found; out_* may be too small: then call again with room for it.
     """
     flat = codes.reshape(-1)
     n_masks = masks.shape[0]
@@ -156,9 +155,30 @@ def search_tables(codes, queries, offsets, rows, live, max_d, masks, probes, out
             for c in range(n_cand):
                 r = cand[c]
                 d = distance(codes[r], q)
-                if d <= max_d and live[r]:
+                if d <= max_d and live[r] and not _found_earlier(codes[r], q, t, probes):
                     count = _record(out_q, out_rows, out_d, count, qi, r, d)
     return count
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _probe_radius(n_probes):
+    if n_probes == 0:
+        return -1
+    if n_probes == 1:
+        return 0
+    return 1 if n_probes == 1 + KEY_BITS else 2
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _found_earlier(code, q, t, probes):
+    """Whether an earlier table's probes reached this code too (its key within that table's radius):
+    each hit is then recorded by the first table that finds it only. In crowded clusters a code is
+    found through most tables, and recording it each time multiplied the output by up to 11."""
+    for e in range(t):
+        radius = _probe_radius(probes[e])
+        if radius >= 0 and _popcount64(np.uint64(substring(code, e) ^ substring(q, e))) <= radius:
+            return True
+    return False
 
 
 @njit(cache=True, nogil=True)

@@ -46,6 +46,7 @@ class MihPdqIndex:
         self._ids = np.zeros(len(self._codes), dtype=np.int64)
         self._alive = np.zeros(len(self._codes), dtype=np.bool_)
         self._high = 0  # rows ever used; rows below it are live, dead or free
+        self._hits_per_query = 8  # output room per query a search starts with; grows with what searches find
         self._live = 0
         self._free = RowStack()  # dead rows no table refers to: taken by the next adds
         self._dying: list[np.ndarray] = []  # rows dead since the newest merge began
@@ -204,7 +205,7 @@ class MihPdqIndex:
         max_distance = check_max_distance(max_distance)
         tables = max_distance <= K.MAX_TABLE_DISTANCE
         probes = K.probes_per_table(max_distance) if tables else None
-        capacity = max(64, 8 * len(queries))
+        capacity = max(64, self._hits_per_query * len(queries))
         while True:
             out_q = np.empty(capacity, dtype=np.int64)
             out_rows = np.empty(capacity, dtype=np.int64)
@@ -222,6 +223,8 @@ class MihPdqIndex:
                 if count <= capacity:
                     return _per_query(len(queries), out_q[:count], self._ids[out_rows[:count]], out_d[:count])
             capacity = count
+            # banks with crowded clusters return many hits per query: size the next searches for them
+            self._hits_per_query = max(self._hits_per_query, -(-count // len(queries)))
 
     def codes_of(self, ids: np.ndarray) -> np.ndarray:
         """The codes (uint8, (n, 32)) stored under live ids; KeyError for an id not in the index."""

@@ -13,7 +13,8 @@ SAMPLE_IDS = 5
 
 def clusters(content_ids: list[str], times: np.ndarray, codes: np.ndarray, distance: int,
              min_size: int = 2) -> list[dict[str, Any]]:
-    """Each cluster's size, first and last upload time and a few content ids, largest first."""
+    """Each cluster's size, first and last upload time, a few content ids and its first upload's
+    PDQ hash, largest first."""
     if not content_ids:
         return []
     index = build_pdq_index(codes, np.arange(len(content_ids), dtype=np.int64))
@@ -42,5 +43,6 @@ def clusters(content_ids: list[str], times: np.ndarray, codes: np.ndarray, dista
         out.append({
             "size": len(members), "first_upload_at": int(times[members[0]]), "last_upload_at": int(times[members[-1]]),
             "content_ids": [content_ids[i] for i in members[:SAMPLE_IDS]],
+            "pdq": codes[members[0]].tobytes().hex(),  # the first upload's hash stands for the cluster
         })
     return sorted(out, key=lambda c: (-c["size"], c["first_upload_at"]))

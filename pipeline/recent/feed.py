@@ -7,6 +7,7 @@ import asyncio
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from pipeline import kafka_clients
 from pipeline import topics as T
 from pipeline.clock import now_ms
 from pipeline.config import Settings
@@ -22,9 +23,9 @@ class RecentFeed:
 
     async def start(self) -> None:
         topic = T.HASHES.name(self.settings)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers, group_id=None,
-                                    enable_auto_commit=False, auto_offset_reset="earliest", client_id=f"hmas-{self.name}",
-                                    isolation_level="read_committed")  # hashes of aborted transactions are not uploads
+        consumer = kafka_clients.aio_consumer(self.settings, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+                                              client_id=f"hmas-{self.name}",
+                                              isolation_level="read_committed")  # hashes of aborted transactions are not uploads
         await consumer.start()
         parts = sorted(await asyncio.to_thread(topic_partitions, self.settings, topic))
         partitions = [TopicPartition(topic, p) for p in parts]

@@ -1,4 +1,5 @@
-"""The ring buffer of recent hashes: time buckets of PDQ codes and where each upload's record is.
+"""The ring buffer of recent hashes: time buckets of PDQ codes (photos', and videos' frames) and
+where each upload's record is.
 
 Buckets cover `bucket_ms` each; the oldest bucket is dropped whole once it is older than the
 horizon or the ring holds more than its cap. A bucket is contiguous arrays (codes as 4 uint64
@@ -18,7 +19,7 @@ from pipeline.index import kernels as K
 
 REVERSE_FROM = 32  # queries at which indexing them beats scanning the ring once per query
 COLUMNS = {"codes": (np.uint64, (4,)), "hashed_at": (np.int64, ()), "partition": (np.int32, ()), "offset": (np.int64, ()),
-           "id_end": (np.int64, ())}
+           "id_end": (np.int64, ()), "frame": (np.bool_, ())}
 
 
 @dataclass
@@ -31,7 +32,7 @@ class Bucket:
         for name, (dtype, shape) in COLUMNS.items():
             setattr(self, name, np.zeros((1024,) + shape, dtype=dtype))
 
-    def add(self, content_id: str, code: np.ndarray, hashed_at: int, partition: int, offset: int) -> None:
+    def add(self, content_id: str, code: np.ndarray, hashed_at: int, partition: int, offset: int, frame: bool) -> None:
         if self.size == len(self.hashed_at):
             for name in COLUMNS:
                 old = getattr(self, name)
@@ -40,7 +41,7 @@ class Bucket:
                 setattr(self, name, grown)
         i = self.size
         self.codes[i] = code.view(np.uint64)
-        self.hashed_at[i], self.partition[i], self.offset[i] = hashed_at, partition, offset
+        self.hashed_at[i], self.partition[i], self.offset[i], self.frame[i] = hashed_at, partition, offset, frame
         self.ids += content_id.encode()
         self.id_end[i] = len(self.ids)
         self.size += 1
@@ -67,18 +68,20 @@ class RecentRing:
         self.size = 0
 
     def add(self, upload: dict, partition: int = 0, offset: int = -1) -> bool:
-        """Keep a hashed upload (hma.hashes record at partition/offset); False if it has no PDQ."""
-        pdq = upload["signals"].get("pdq")
-        if pdq is None:
+        """Keep a hashed upload (hma.hashes record at partition/offset): the PDQ codes its signal
+        types' plug-ins give (a photo's hash, a video's frames); False if it has none."""
+        codes = recent_codes(upload["signals"])
+        if not codes:
             return False
         at = upload["hashed_at"]
         start = at - at % self.bucket_ms
         if not self.buckets or self.buckets[-1].start_ms < start:
             self.buckets.append(Bucket(start))
         bucket = self.buckets[-1] if self.buckets[-1].start_ms <= start else self._bucket_for(start)
-        code = np.frombuffer(bytes.fromhex(pdq["value"]), dtype=np.uint8)
-        bucket.add(upload["content_id"], code, at, partition, offset)
-        self.size += 1
+        for code, frame in codes:
+            bucket.add(upload["content_id"], np.frombuffer(bytes.fromhex(code), dtype=np.uint8), at, partition, offset,
+                       frame)
+        self.size += len(codes)
         self.evict(at)
         return True
 
@@ -101,13 +104,14 @@ class RecentRing:
         return dropped
 
     def since(self, since_ms: int) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """Content ids, hash times and codes ((n, 32) uint8) of every upload hashed since since_ms."""
+        """Content ids, hash times and codes ((n, 32) uint8) of every upload hashed since since_ms
+        (whole signals: a photo's hash, not a video's frames)."""
         ids: list[str] = []
         times, codes = [], []
         for b in self.buckets:
             if b.start_ms + self.bucket_ms <= since_ms:
                 continue
-            keep = np.flatnonzero(b.hashed_at[: b.size] >= since_ms)
+            keep = np.flatnonzero((b.hashed_at[: b.size] >= since_ms) & ~b.frame[: b.size])
             ids += [b.content_id(i) for i in keep]
             times.append(b.hashed_at[keep])
             codes.append(b.codes[keep].view(np.uint8).reshape(-1, 32))
@@ -159,3 +163,19 @@ class RecentRing:
             hits += [RecentHit(b.content_id(r), int(b.hashed_at[r]), int(b.partition[r]), int(b.offset[r]), int(q), int(d))
                      for q, r, d in zip(out_q[:count], out_r[:count], out_d[:count])]
         return hits
+
+
+def recent_codes(signals: dict[str, dict]) -> list[tuple[str, bool]]:
+    """(PDQ hex, is a frame) of the signals of one upload that the ring keeps."""
+    from pipeline.signal_types import SIGNAL_TYPES
+
+    out: list[tuple[str, bool]] = []
+    for kind, signal in signals.items():
+        plugin = SIGNAL_TYPES.get(kind)
+        if plugin is None:
+            continue
+        try:
+            out += [(code, plugin.frames) for code in plugin.recent_codes(signal["value"])]
+        except ValueError:  # a value its type cannot read has no codes to keep
+            continue
+    return out

@@ -11,26 +11,36 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
+from prometheus_client.core import Metric
+
+from pipeline import metrics
 from pipeline import topics as T
 from pipeline.config import Settings
 from pipeline.state.bank_view import BankView
 from pipeline.state.log_reader import ApplyBatch, Change, CompactedTopicFollower, StalePositions
+from pipeline.signal_types import SIGNAL_TYPES
 from pipeline.state.snapshot import export_snapshot, read_snapshot, write_snapshot
 
 log = logging.getLogger(__name__)
 VIEW_STATS_EVERY_S = 60
+WATCH_EVERY_S = 5.0  # how often the view's lag behind its topics is measured
 
 
 class BankViewService:
     def __init__(self, settings: Settings, view: BankView, name: str, snapshot_path: Path | None = None,
-                 listeners: Mapping[T.TopicSpec, ApplyBatch] | None = None, log_stats: bool = False) -> None:
+                 listeners: Mapping[T.TopicSpec, ApplyBatch] | None = None, log_stats: bool = False,
+                 loaded_at: Mapping[str, int] | None = None) -> None:
         """`snapshot_path`: where the view is saved every HMAS_VIEW_SNAPSHOT_INTERVAL_S (None: never).
-        `listeners`: also given the records of a topic, after the view applied them (if it follows it)."""
+        `listeners`: also given the records of a topic, after the view applied them (if it follows it).
+        `loaded_at`: the view already holds the view topics up to these positions (a view loaded
+        by a parent process before it forked): follow on from there, read no snapshot."""
         self.settings = settings
         self.view = view
+        self.loaded_at = dict(loaded_at) if loaded_at is not None else None
         self.name = name
         self.snapshot_path = snapshot_path if settings.view_snapshot_interval_s > 0 else None
         self.listeners = dict(listeners or {})
@@ -38,6 +48,8 @@ class BankViewService:
         self.follower: CompactedTopicFollower | None = None
         self.behind_since: float | None = None  # monotonic time since the view is behind the topics' ends
         self._snapshot_positions: dict[str, int] = {}  # of the newest snapshot
+        self._snapshot_current_at: float | None = None  # unix time the snapshot last matched the view
+        self.reading = metrics.ViewReading()  # for the metrics, refreshed by the watch
         self._start_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
 
@@ -51,6 +63,8 @@ class BankViewService:
             if self.follower is not None:
                 return
             self.follower = await self._start_follower()
+            self._tasks.append(asyncio.create_task(self._watch(WATCH_EVERY_S), name=f"{self.name}-watch"))
+            metrics.STATE.set_source("bank_view", self.metric_families)
             if self.snapshot_path is not None:
                 self._tasks.append(asyncio.create_task(self._keep_snapshots(), name=f"{self.name}-snapshots"))
             if self.log_stats:
@@ -76,22 +90,31 @@ class BankViewService:
         assert self.follower is not None
         return await self.follower.end_offsets()
 
-    def start_stale_watch(self, every_s: float = 5.0) -> None:
-        """Track how long the view has been behind the topics' ends (`stale`)."""
-        self._tasks.append(asyncio.create_task(self._watch_staleness(every_s), name=f"{self.name}-staleness"))
-
-    async def _watch_staleness(self, every_s: float) -> None:
+    async def _watch(self, every_s: float) -> None:
+        """Measure how far the view is behind the topics' ends (`stale`, the metrics), and its sizes."""
         while True:
             await asyncio.sleep(every_s)
+            self.reading.signals = {kind: self.view.signal_count(kind) for kind in SIGNAL_TYPES}
+            self.reading.quarantined = sum(1 for q in self.view.quarantine.values() if q["state"] == "quarantined")
             try:
                 assert self.follower is not None
-                behind = await self.follower.behind()
+                lag = await self.follower.lag()
             except Exception:  # a broker hiccup: keep the previous verdict
                 continue
-            if not behind:
+            suffixes = {spec.name(self.settings): spec.suffix for spec in self.topics}
+            self.reading.lag_records = {suffixes.get(topic, topic): records for topic, records in lag.items()}
+            if not any(lag.values()):
                 self.behind_since = None
             elif self.behind_since is None:
                 self.behind_since = time.monotonic()
+
+    def metric_families(self) -> Iterable[Metric]:
+        """The view's metrics (pipeline/metrics.py), read at a scrape."""
+        self.reading.ready = self.is_ready
+        self.reading.behind_seconds = 0.0 if self.behind_since is None else time.monotonic() - self.behind_since
+        if self.snapshot_path is not None and self._snapshot_current_at is not None:
+            self.reading.snapshot_age_seconds = max(0.0, time.time() - self._snapshot_current_at)
+        return metrics.bank_view_families(self.reading)
 
     @property
     def stale(self) -> bool:
@@ -112,17 +135,21 @@ class BankViewService:
 
     async def _start_follower(self) -> CompactedTopicFollower:
         started = time.monotonic()
-        snap = None
-        if self.snapshot_path is not None:
+        positions = self.loaded_at
+        if positions is None and self.snapshot_path is not None:
             snap = await asyncio.to_thread(read_snapshot, self.snapshot_path, self.settings, self._view_topics)
-        if snap is not None:
-            await asyncio.to_thread(self.view.load, snap.arrays, snap.meta)
-            log.info("bank view loaded from snapshot", extra={
-                "signals": self.view.signal_count(), "seconds": round(time.monotonic() - started, 1),
-                "age_s": round(time.time() - snap.created_at), "positions": snap.positions})
-            self._snapshot_positions = dict(snap.positions)
+            if snap is not None:
+                await asyncio.to_thread(self.view.load, snap.arrays, snap.meta)
+                log.info("bank view loaded from snapshot", extra={
+                    "signals": self.view.signal_count(), "seconds": round(time.monotonic() - started, 1),
+                    "age_s": round(time.time() - snap.created_at), "positions": snap.positions})
+                positions = snap.positions
+                self._snapshot_current_at = snap.created_at
+        if positions is not None:
+            # a view loaded by another process: the snapshot it came from may be behind, save once caught up
+            self._snapshot_positions = dict(positions) if self.loaded_at is None else {}
             follower = CompactedTopicFollower(self.settings, self.topics, self._apply, name=self.name,
-                                              start_positions=snap.positions)
+                                              start_positions=positions)
             try:
                 await follower.start()
                 return follower
@@ -139,7 +166,11 @@ class BankViewService:
         """Save the view once caught up (when the saved one is behind), then every interval."""
         await self.ready()
         while True:
-            await self.save_snapshot()
+            try:
+                await self.save_snapshot()
+            except Exception:  # a full disk: counted and logged, the view keeps serving
+                metrics.SNAPSHOT_FAILURES.inc()
+                log.exception("view snapshot not saved", extra={"path": str(self.snapshot_path)})
             await asyncio.sleep(self.settings.view_snapshot_interval_s)
 
     async def _log_stats(self) -> None:
@@ -152,25 +183,49 @@ class BankViewService:
     async def save_snapshot(self) -> None:
         """Write a snapshot if the view moved since the last one (a copy here, the writing on a thread)."""
         follower = self.follower
-        if (self.snapshot_path is None or follower is None or not follower.ready.is_set()
-                or follower.positions == self._snapshot_positions):
+        if self.snapshot_path is None or follower is None or not follower.ready.is_set():
+            return
+        if follower.positions == self._snapshot_positions:
+            self._snapshot_current_at = time.time()
             return
         started = time.monotonic()
         snap = export_snapshot(self.view, follower.positions)
         await asyncio.to_thread(write_snapshot, snap, self.snapshot_path, self.settings, self._view_topics)
         self._snapshot_positions = snap.positions
+        self._snapshot_current_at = time.time()
         log.info("bank view snapshot saved", extra={
             "signals": self.view.signal_count(), "seconds": round(time.monotonic() - started, 1),
             "path": str(self.snapshot_path)})
 
-    async def stop(self) -> None:
-        """Stop following; the worker's view is saved first (a failed save does not stop the shutdown)."""
+    async def stop(self, save: bool = True) -> None:
+        """Stop following; the view is saved first if it has a snapshot path and `save` (a failed
+        save does not stop the shutdown)."""
         for task in self._tasks:
             task.cancel()
+        metrics.STATE.remove_source("bank_view", self.metric_families)
         if self.follower is None:
             return
-        try:
-            await self.save_snapshot()
-        except Exception:
-            log.exception("view snapshot not saved at shutdown")
+        if save:
+            try:
+                await self.save_snapshot()
+            except Exception:
+                log.exception("view snapshot not saved at shutdown")
         await self.follower.stop()
+
+
+@dataclass(frozen=True)
+class LoadedView:
+    """A bank view that holds the view topics up to `positions`, nothing following it."""
+
+    view: BankView
+    positions: dict[str, int]
+
+
+async def load_view(settings: Settings, snapshot_path: Path | None) -> LoadedView:
+    """A view caught up with the topics (from the snapshot, then the tail), its reader stopped,
+    no thread of its own left: for processes forked to share it (the first of them saves it)."""
+    service = BankViewService(settings, BankView(), "view-loader", snapshot_path=snapshot_path)
+    await service.ready()
+    await service.stop(save=False)
+    service.view.settle()
+    return LoadedView(service.view, dict(service.positions))

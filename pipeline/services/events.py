@@ -1,7 +1,13 @@
-"""Consumed events decoded by their topic's codec; those that do not decode become dead letters."""
+"""Consumed events decoded by their topic's codec; those that do not decode become dead letters.
+
+No input stops an agent: the codec raises DecodeError for anything it cannot read (the property
+tests in tests/test_fuzz_decoders.py hold it to that), and any other error of a decode is a dead
+letter too, logged with its stack.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, AsyncIterator
 
 import faust
@@ -11,6 +17,18 @@ from pipeline import topics as T
 from pipeline.services.delivery import AtLeastOnce
 from pipeline.services.output import Output
 from schemas.codec import DecodeError
+
+log = logging.getLogger(__name__)
+
+def decoded(spec: T.TopicSpec, event: faust.EventT) -> dict[str, Any] | str:
+    """The event's record, or the reason it is a dead letter."""
+    try:
+        return spec.codec.decode(event.value)
+    except DecodeError as exc:
+        return str(exc)
+    except Exception as exc:  # a codec defect must not stop the agent
+        log.exception("unexpected decoding failure", extra={"topic": event.message.topic, "offset": event.message.offset})
+        return f"unexpected error decoding {spec.codec.full_name}: {type(exc).__name__}"
 
 
 def position(event: faust.EventT) -> event_ids.Position:
@@ -33,14 +51,14 @@ class EventDecoder:
         write the dead letter.
         """
         good, records = [], []
-        metrics.RECORDS_IN.labels(stage).inc(len(events))
+        metrics.took_batch(stage, spec.suffix, len(events))
         for event in events:
-            try:
-                records.append(spec.codec.decode(event.value))
+            record = decoded(spec, event)
+            if isinstance(record, dict):
+                records.append(record)
                 good.append(event)
-            except DecodeError as exc:
-                if dead_letters:
-                    await self.output.send_dead_letter(event.message, str(exc), stage)
+            elif dead_letters:
+                await self.output.send_dead_letter(event.message, record, stage)
         return good, records
 
     async def records(
@@ -49,10 +67,9 @@ class EventDecoder:
         """Decoded records of a stream, one at a time (each a unit of the delivery mode);
         undecodable ones go to the dead letters."""
         async for event in self.delivery.events(stream):
-            metrics.RECORDS_IN.labels(stage).inc()
-            try:
-                record = spec.codec.decode(event.value)
-            except DecodeError as exc:
-                await self.output.send_dead_letter(event.message, str(exc), stage)
+            metrics.records_in(stage, spec.suffix).inc()
+            record = decoded(spec, event)
+            if isinstance(record, str):
+                await self.output.send_dead_letter(event.message, record, stage)
                 continue
             yield event, record

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import RecordMetadata
 
-from pipeline import metrics
+from pipeline import kafka_clients, metrics
 from pipeline import topics as T
 from pipeline.config import Settings
 from pipeline.deadletters import dead_letter
@@ -45,9 +45,8 @@ def _key_bytes(key: Key) -> bytes | None:
 
 def new_producer(settings: Settings) -> AIOKafkaProducer:
     """A producer of the API and tools: every replica acknowledges, no duplicates on retries."""
-    return AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True,
-        max_request_size=settings.max_request_bytes,
+    return kafka_clients.aio_producer(
+        settings, acks="all", enable_idempotence=True, max_request_size=settings.max_request_bytes,
     )
 
 
@@ -123,13 +122,14 @@ class Output:
         except Exception as exc:
             raise self._lost(writes[0][0].suffix, len(writes), exc) from exc
 
-    async def send_dead_letter(self, message: Any, reason: str, stage: str) -> None:
-        """A hma.dead-letters record for a consumed message (a Faust Message) that could not be processed."""
+    async def send_dead_letter(self, message: Any, reason: str, stage: str, kind: str = "undecodable") -> None:
+        """A hma.dead-letters record for a consumed message (a Faust Message) that could not be
+        processed; `kind` is the reason's class, for hmas_dead_letters_total."""
         record = dead_letter(
             message.topic, message.partition, message.offset, message.key, message.value, reason, stage,
             max_value_bytes=self.settings.max_message_bytes,
         )
-        metrics.DEAD_LETTERS.labels(stage).inc()
+        metrics.DEAD_LETTERS.labels(stage, kind).inc()
         await self.send(T.DEAD_LETTERS, message.key, record, stage)
 
     def _checker(self, spec: T.TopicSpec, records: int) -> Callable[[asyncio.Future], None]:

@@ -20,7 +20,7 @@ from pipeline.banks import RENAMED_FROM, bank_signal_key, signal_enabled
 from pipeline.clock import now_ms
 from pipeline.config_keys import CONTENT_ID_BASE, RESET_AT, signal_type_ratio_key
 from pipeline.signal_types import InvalidSignal, signal_type
-from pipeline.state.signal_index import SignalIndex, new_index
+from pipeline.state.signal_index import SignalIndex
 from pipeline.state.signal_rows import SIGNAL_ID, SignalRows, key_hash
 
 if TYPE_CHECKING:
@@ -287,7 +287,7 @@ class BankView:
 
     def _index(self, kind: int) -> SignalIndex:
         if kind not in self._indices:
-            self._indices[kind] = new_index(self.rows.kind_names[kind])
+            self._indices[kind] = signal_type(self.rows.kind_names[kind]).new_index()
         return self._indices[kind]
 
     # -- snapshots ----------------------------------------------------------------------------
@@ -311,7 +311,7 @@ class BankView:
         for kind in meta["indexed_kinds"]:
             prefix = f"index_{kind}_"
             exported = {name[len(prefix):]: arrays[name] for name in arrays if name.startswith(prefix)}
-            indices[int(kind)] = new_index(rows.kind_names[int(kind)], exported)
+            indices[int(kind)] = signal_type(rows.kind_names[int(kind)]).new_index(exported)
         self.rows, self._indices, self._live = rows, indices, int(meta["live"])
         self.banks, self.quarantine, self.settings = meta["banks"], meta["quarantine"], meta["settings"]
         self.renamed = {b["renamed_from"]: name for name, b in self.banks.items()
@@ -419,6 +419,14 @@ class BankView:
             if stats is not None:
                 out[f"index_{self.rows.kind_names[kind]}"] = stats()
         return out
+
+    def settle(self) -> None:
+        """Wait until no index works in the background (merges): before a process forks, so that
+        no thread is holding an index's lock."""
+        for index in self._indices.values():
+            wait = getattr(index, "wait_for_merges", None)
+            if wait is not None:
+                wait()
 
     def signal_count(self, kind: str | None = None) -> int:
         if kind is None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable, Iterable
+from typing import Awaitable, Callable, Iterable, Iterator, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as CKTopicPartition
 
+from pipeline import kafka_clients
 from pipeline.config import Settings
 from pipeline.topics import TopicSpec
 from schemas.codec import DecodeError
@@ -24,6 +25,7 @@ from schemas.codec import DecodeError
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 10
+Value = TypeVar("Value")
 Change = tuple[str, dict | None]  # key, decoded value (None = tombstone)
 ApplyBatch = Callable[[TopicSpec, list[Change]], Awaitable[None] | None]
 
@@ -62,8 +64,8 @@ class CompactedTopicFollower:
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
+        self._consumer = kafka_clients.aio_consumer(
+            self.settings,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -151,10 +153,14 @@ class CompactedTopicFollower:
             out[tp.topic] = out.get(tp.topic, 0) + end
         return out
 
+    async def lag(self) -> dict[str, int]:
+        """Records (and transaction markers) not read yet, per topic name, up to the current ends."""
+        consumed = await self._consumed()
+        return {topic: max(0, end - consumed.get(topic, 0)) for topic, end in (await self.end_offsets()).items()}
+
     async def behind(self) -> bool:
         """Whether records exist that this view has not read yet."""
-        consumed = await self._consumed()
-        return any(consumed.get(topic, 0) < end for topic, end in (await self.end_offsets()).items() if end)
+        return any((await self.lag()).values())
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -169,7 +175,7 @@ class CompactedTopicFollower:
 
 def topic_partitions(settings: Settings, topic: str, timeout_s: float = 10.0) -> set[int]:
     """The partition numbers of a topic; an error naming the topic if it does not exist."""
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "hmas-metadata"})
+    consumer = kafka_clients.consumer(settings, {"group.id": "hmas-metadata"})
     try:
         meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
     finally:
@@ -181,10 +187,15 @@ def topic_partitions(settings: Settings, topic: str, timeout_s: float = 10.0) ->
 
 def _watermarks(consumer: Consumer, tp: CKTopicPartition, timeout_s: float) -> tuple[int, int]:
     """Low and high offsets, retried while a new topic's partition is still getting its leader."""
+    return _while_leaderless(lambda: consumer.get_watermark_offsets(tp, timeout=timeout_s), timeout_s)
+
+
+def _while_leaderless(call: Callable[[], Value], timeout_s: float) -> Value:
+    """A broker request, retried while a new topic's partition is still getting its leader."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            return consumer.get_watermark_offsets(tp, timeout=timeout_s)
+            return call()
         except KafkaException as exc:
             if not exc.args[0].retriable() and exc.args[0].code() != KafkaError.NOT_LEADER_FOR_PARTITION:
                 raise
@@ -195,9 +206,14 @@ def _watermarks(consumer: Consumer, tp: CKTopicPartition, timeout_s: float) -> t
 
 def read_to_end(settings: Settings, spec: TopicSpec, timeout_s: float = 30.0) -> list[Change]:
     """Every record of a compacted topic up to its current end, in order (blocking)."""
+    return list(iter_to_end(settings, spec, timeout_s))
+
+
+def iter_to_end(settings: Settings, spec: TopicSpec, timeout_s: float = 30.0, batch: int = 10_000) -> Iterator[Change]:
+    """read_to_end's records one at a time, fetched `batch` at a time: a reader that keeps less
+    than every record (a digest, a count) never holds them all."""
     topic = spec.name(settings)
-    consumer = Consumer({
-        "bootstrap.servers": settings.bootstrap_servers,
+    consumer = kafka_clients.consumer(settings, {
         "group.id": "hmas-reader",
         "enable.auto.commit": False,
         "enable.partition.eof": True,
@@ -210,20 +226,23 @@ def read_to_end(settings: Settings, spec: TopicSpec, timeout_s: float = 30.0) ->
             if high > low:
                 pending.add(p)
         consumer.assign([CKTopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        changes: list[Change] = []
+        idle_since = time.monotonic()
         while pending:
-            msg = consumer.poll(timeout_s)
-            if msg is None:
-                raise TimeoutError(f"no records from {topic} within {timeout_s}s")
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    pending.discard(msg.partition())
-                    continue
-                raise RuntimeError(str(msg.error()))
-            change = decode_change(spec, msg.key(), msg.value())
-            if change is not None:
-                changes.append(change)
-        return changes
+            messages = consumer.consume(batch, 0.1)  # what arrived within 0.1 s, up to `batch`
+            if not messages:
+                if time.monotonic() - idle_since > timeout_s:
+                    raise TimeoutError(f"no records from {topic} within {timeout_s}s")
+                continue
+            idle_since = time.monotonic()
+            for msg in messages:
+                if msg.error():
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        pending.discard(msg.partition())
+                        continue
+                    raise RuntimeError(str(msg.error()))
+                change = decode_change(spec, msg.key(), msg.value())
+                if change is not None:
+                    yield change
     finally:
         consumer.close()
 
@@ -244,8 +263,7 @@ def read_at(settings: Settings, spec: TopicSpec, positions: list[tuple[int, int]
     topic = spec.name(settings)
     wanted = set(positions)
     found: dict[tuple[int, int], dict] = {}
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "hmas-reader",
-                         "enable.auto.commit": False})
+    consumer = kafka_clients.consumer(settings, {"group.id": "hmas-reader", "enable.auto.commit": False})
     try:
         for partition in sorted({p for p, _ in wanted}):
             offsets = sorted(o for p, o in wanted if p == partition)
@@ -273,8 +291,7 @@ def read_tail(settings: Settings, spec: TopicSpec, per_partition: int, timeout_s
     """How many records the topic keeps, and the newest `per_partition` of each partition (blocking);
     (0, []) when the topic does not exist. Reads only the tail: never the whole topic."""
     topic = spec.name(settings)
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "hmas-reader",
-                         "enable.auto.commit": False})
+    consumer = kafka_clients.consumer(settings, {"group.id": "hmas-reader", "enable.auto.commit": False})
     try:
         meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
         if meta is None or meta.error is not None:
@@ -288,3 +305,54 @@ def read_tail(settings: Settings, spec: TopicSpec, per_partition: int, timeout_s
         consumer.close()
     found = read_at(settings, spec, positions, timeout_s) if positions else {}
     return kept, [found[p] for p in positions if p in found]
+
+
+def read_key_near(settings: Settings, spec: TopicSpec, key: str, since_ms: int, until_ms: int,
+                  max_records: int = 50_000, timeout_s: float = 30.0) -> list[dict]:
+    """The records of one key written between two times (blocking), oldest first: each partition
+    is read from the offset for `since_ms` up to `until_ms`, at most `max_records` in all. A look-up
+    of a record whose time is about known, never a scan of the whole topic."""
+    topic = spec.name(settings)
+    wanted = key.encode()
+    consumer = kafka_clients.consumer(settings, {"group.id": "hmas-reader", "enable.auto.commit": False,
+                                                 "enable.partition.eof": True, "isolation.level": "read_committed"})
+    found: list[tuple[int, dict]] = []
+    try:
+        parts = sorted(topic_partitions(settings, topic, timeout_s))
+        starts = _while_leaderless(lambda: consumer.offsets_for_times(
+            [CKTopicPartition(topic, p, since_ms) for p in parts], timeout=timeout_s), timeout_s)
+        pending = {tp.partition for tp in starts if tp.offset >= 0}
+        consumer.assign([tp for tp in starts if tp.offset >= 0])
+        read, deadline = 0, time.monotonic() + timeout_s
+        while pending and read < max_records and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    pending.discard(msg.partition())
+                continue
+            read += 1
+            if msg.timestamp()[1] > until_ms:
+                pending.discard(msg.partition())
+                consumer.pause([CKTopicPartition(topic, msg.partition())])
+                continue
+            if msg.key() == wanted:
+                change = decode_change(spec, msg.key(), msg.value())
+                if change is not None and change[1] is not None:
+                    found.append((msg.timestamp()[1], change[1]))
+    finally:
+        consumer.close()
+    return [record for _, record in sorted(found, key=lambda f: f[0])]
+
+
+def end_offset(settings: Settings, spec: TopicSpec, timeout_s: float = 30.0) -> int:
+    """The topic's end offset, summed over its partitions (blocking): for the one-partition
+    hma.content-ids, the offset the next claim gets."""
+    topic = spec.name(settings)
+    consumer = kafka_clients.consumer(settings, {"group.id": "hmas-reader", "enable.auto.commit": False})
+    try:
+        parts = sorted(topic_partitions(settings, topic, timeout_s))
+        return sum(_watermarks(consumer, CKTopicPartition(topic, p), timeout_s)[1] for p in parts)
+    finally:
+        consumer.close()

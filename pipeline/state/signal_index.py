@@ -1,4 +1,6 @@
-"""One index per signal type, behind one interface, keyed by the bank view's integer row ids.
+"""The index interface of every signal type, keyed by the bank view's integer row ids, and the
+indices shared by many types: a hash map for exact types, python-threatexchange's own for the rest
+(each type's plug-in says which, pipeline/signal_types.py).
 
 Each index also keeps the signal values it holds (the bank view keeps none of its own) and can
 hand them over as arrays for a snapshot, and be rebuilt from them.
@@ -6,13 +8,14 @@ hand them over as arrays for a snapshot, and be rebuilt from them.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections import defaultdict
 from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from pipeline.index import build_pdq_index, code_to_hex, codes_from_hex
-
+log = logging.getLogger(__name__)
 Hits = list[list[tuple[int, int]]]  # per query: (row id, distance)
 
 
@@ -30,47 +33,8 @@ class SignalIndex(Protocol):
     def __len__(self) -> int: ...
 
 
-class PdqSignalIndex:
-    """PDQ codes in `pipeline.index`: exact Hamming-distance search."""
-
-    def __init__(self, exported: dict[str, np.ndarray] | None = None) -> None:
-        codes = exported["codes"] if exported else np.zeros((0, 32), dtype=np.uint8)
-        ids = exported["ids"] if exported else np.zeros(0, dtype=np.int64)
-        self._index = build_pdq_index(codes, ids)
-
-    def add(self, ids: Sequence[int], values: Sequence[str]) -> None:
-        if len(ids):
-            self._index.add(codes_from_hex(values), np.asarray(ids, dtype=np.int64))
-
-    def remove(self, ids: Sequence[int]) -> None:
-        if len(ids):
-            self._index.remove(np.asarray(ids, dtype=np.int64))
-
-    def search(self, values: Sequence[str], max_distance: int) -> Hits:
-        if not values:
-            return []
-        lims, ids, distances = self._index.search(codes_from_hex(values), max_distance=max_distance)
-        return [
-            list(zip(ids[lims[i]:lims[i + 1]].tolist(), distances[lims[i]:lims[i + 1]].tolist()))
-            for i in range(len(values))
-        ]
-
-    def values(self, ids: Sequence[int]) -> list[str]:
-        return [code_to_hex(code) for code in self._index.codes_of(np.asarray(ids, dtype=np.int64))]
-
-    def stats(self) -> dict[str, int]:
-        return self._index.stats()
-
-    def export(self) -> dict[str, np.ndarray]:
-        codes, ids = self._index.live()
-        return {"codes": codes, "ids": ids}
-
-    def __len__(self) -> int:
-        return len(self._index)
-
-
 class ExactSignalIndex:
-    """Signals that match only when equal (video MD5): a dict from value to row ids."""
+    """Signals that match only when equal (video MD5, URLs...): a dict from value to row ids."""
 
     def __init__(self, exported: dict[str, np.ndarray] | None = None) -> None:
         self._by_value: dict[str, set[int]] = defaultdict(set)
@@ -109,16 +73,71 @@ class ExactSignalIndex:
         return len(self._value_of)
 
 
-class StoredValues(ExactSignalIndex):
-    """Signal types that are banked but not matched (vPDQ): their values kept, never searched."""
+def strings_to_arrays(values: Sequence[str]) -> dict[str, np.ndarray]:
+    """Strings as one UTF-8 byte array and where each ends: long values (a video's frame hashes)
+    cost their bytes, not the longest one's width for every value."""
+    encoded = [v.encode() for v in values]
+    ends = np.cumsum([len(b) for b in encoded], dtype=np.int64) if encoded else np.zeros(0, dtype=np.int64)
+    return {"text": np.frombuffer(b"".join(encoded), dtype=np.uint8), "ends": ends}
+
+
+def strings_from_arrays(text: np.ndarray, ends: np.ndarray) -> list[str]:
+    data = text.tobytes()
+    starts = [0] + ends[:-1].tolist()
+    return [data[a:b].decode() for a, b in zip(starts, ends.tolist())]
+
+
+class ThreatExchangeIndex:
+    """Any other signal type: python-threatexchange's own index for it (`get_index_cls`), whose
+    matches are the type's own decision (distance 0: per-bank distances do not apply).
+
+    Its indices cannot remove entries: a removal marks the index stale, and the next search
+    rebuilds it from the values kept here.
+    """
+
+    def __init__(self, tx: Any, exported: dict[str, np.ndarray] | None = None) -> None:
+        self._tx = tx
+        self._value_of: dict[int, str] = {}
+        self._index: Any = None
+        self._lock = threading.Lock()
+        if exported:
+            self.add(exported["ids"].tolist(), strings_from_arrays(exported["text"], exported["ends"]))
+
+    def add(self, ids: Sequence[int], values: Sequence[str]) -> None:
+        with self._lock:
+            stale = any(i in self._value_of for i in ids)
+            self._value_of.update(zip(ids, values))
+            if stale:
+                self._index = None
+            elif self._index is not None:
+                self._index.add_all(zip(values, ids))
+
+    def remove(self, ids: Sequence[int]) -> None:
+        with self._lock:
+            gone = [self._value_of.pop(i) for i in ids if i in self._value_of]
+            if gone:
+                self._index = None
 
     def search(self, values: Sequence[str], max_distance: int) -> Hits:
-        return [[] for _ in values]
+        with self._lock:
+            if self._index is None:
+                self._index = self._tx.get_index_cls().build((v, row) for row, v in self._value_of.items())
+            return [sorted({(match.metadata, 0) for match in self._query(value)}) for value in values]
 
+    def _query(self, value: str) -> list[Any]:
+        try:
+            return list(self._index.query(value))
+        except Exception as exc:  # an extension's index may reject a query: it matches nothing
+            log.warning("signal index query failed", extra={"signal_type": self._tx.get_name(), "reason": str(exc)})
+            return []
 
-INDEX_KINDS: dict[str, type] = {"pdq": PdqSignalIndex, "video_md5": ExactSignalIndex}
+    def values(self, ids: Sequence[int]) -> list[str]:
+        return [self._value_of[row] for row in ids]
 
+    def export(self) -> dict[str, np.ndarray]:
+        with self._lock:
+            ids = np.fromiter(self._value_of.keys(), dtype=np.int64, count=len(self._value_of))
+            return {"ids": ids, **strings_to_arrays(list(self._value_of.values()))}
 
-def new_index(signal_type_name: str, exported: dict[str, np.ndarray] | None = None) -> Any:
-    """The index for a signal type (fresh, or rebuilt from `export()`); unmatched types keep values only."""
-    return INDEX_KINDS.get(signal_type_name, StoredValues)(exported)
+    def __len__(self) -> int:
+        return len(self._value_of)

@@ -7,7 +7,7 @@ import asyncio
 import logging
 from collections import Counter
 from typing import Any, Awaitable, Callable
-from urllib.parse import quote, urlencode, urlparse
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
@@ -17,44 +17,33 @@ from pipeline.api.curation import Curation, content_metadata
 from pipeline.api.explain import LOOKUP_ID, explained, hashed_from_query, hashed_upload
 from pipeline.api.http import ApiError, int_param
 from pipeline.api.state import ApiState
-from pipeline.api.ui.auth import CSRF_FIELD, UiAuth
-from pipeline.api.ui.render import Html, esc, join, link, render, table, tag
-from pipeline.api.ui.svg import bars, bit_grid
+from pipeline.api.ui.auth import CSRF_FIELD
+from pipeline.api.ui.exchanges import ExchangePages
+from pipeline.api.ui.feed import FeedPages
+from pipeline.api.ui.recent import RecentPages
+from pipeline.api.ui.review import ReviewPages
+from pipeline.api.ui.frame import PAGE, Frame, age, pager, verdict_badge
+from pipeline.api.ui.render import Html, join, link, render, table, tag
+from pipeline.api.activity import HORIZON_MS, SAMPLE_EVERY_S
+from pipeline.api.ui.svg import bars, bit_grid, lines
 from pipeline.clock import format_duration_ms, iso_utc, now_ms, parse_duration_ms
 from pipeline.explain import DEFAULT_NEAREST, DEFAULT_RADIUS, MAX_RADIUS
 from pipeline.matching import bank_distance
-from pipeline.services.output import DeliveryFailed
-from pipeline.services.read_back import NotCaughtUp
-from pipeline.signal_types import SIGNAL_TYPES
+from pipeline.signal_types import SIGNAL_TYPES, default_signal_type
 from pipeline.state.log_reader import read_tail
 
 log = logging.getLogger(__name__)
 
-PAGE = 50  # rows per page of every list
 DEAD_LETTER_TAIL = 50  # newest dead letters read per partition for the home page
-UiHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+DISTANCE_TYPES = [k for k, st in SIGNAL_TYPES.items() if st.max_distance]  # a bank sets a distance for each
 
 
-def pager(path: str, offset: int, total: int, **params: Any) -> Html:
-    """Previous / next links over a list of `total` rows shown PAGE at a time."""
-    if total <= PAGE and offset == 0:
-        return Html("")
-    parts = [link(path, "← previous", offset=max(0, offset - PAGE), **params) if offset > 0 else tag("span", "← previous")]
-    parts.append(tag("span", f"{offset + 1 if total else 0:,}–{min(total, offset + PAGE):,} of {total:,}"))
-    parts.append(link(path, "next →", offset=offset + PAGE, **params) if offset + PAGE < total else tag("span", "next →"))
-    return tag("div", join(parts), class_="pager")
-
-
-def verdict_badge(verdict: str) -> Html:
-    return tag("span", verdict.replace("_", " "), class_=f"verdict v-{verdict}")
-
-
-def age(ms: int) -> str:
-    seconds = max(0, (now_ms() - ms) // 1000)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
+def distance_inputs(distances: dict[str, int]) -> Html:
+    """The bank form's distance per signal type (empty: the type's default)."""
+    return join(tag("label", join([f"{kind} distance ", Html(
+        f'<input type="number" name="{kind}_distance" min="0" max="{SIGNAL_TYPES[kind].max_distance}" '
+        f'value="{distances.get(kind, "")}" placeholder="default {SIGNAL_TYPES[kind].default_distance}">')]))
+        for kind in DISTANCE_TYPES)
 
 
 def _number(form: dict[str, str], name: str, kind: type, label: str) -> Any:
@@ -74,11 +63,12 @@ def bank_changes(bank: dict[str, Any], form: dict[str, str]) -> dict[str, Any]:
     if ratio is not None:
         body["enabled_ratio"] = ratio
     distances = dict(bank["distances"])
-    distance = _number(form, "pdq_distance", int, "PDQ distance")
-    if distance is None:
-        distances.pop("pdq", None)
-    else:
-        distances["pdq"] = distance
+    for kind in DISTANCE_TYPES:
+        distance = _number(form, f"{kind}_distance", int, f"{kind} distance")
+        if distance is None:
+            distances.pop(kind, None)
+        else:
+            distances[kind] = distance
     body["distances"] = distances
     body["suppressed_by"] = [b.strip() for b in form.get("suppressed_by", "").split(",") if b.strip()]
     flood_max = _number(form, "flood_max", int, "Flood limit")
@@ -96,64 +86,10 @@ def bank_changes(bank: dict[str, Any], form: dict[str, str]) -> dict[str, Any]:
     return body
 
 
-class UiPages:
+class UiPages(Frame):
     def __init__(self, state: ApiState) -> None:
-        self.state = state
-        self.view = state.view
-        self.auth = UiAuth(state.settings.api_token)
+        super().__init__(state)
         self.curation = Curation(state)
-
-    # -- plumbing ---------------------------------------------------------------------------------
-    def page(self, request: web.Request, title: str, body: Any, message: str = "", note: str = "",
-             status: int = 200) -> web.Response:
-        notice = tag("div", message, class_="message", role="alert") if message else Html("")
-        if note or request.query.get("note"):
-            notice = join([notice, tag("div", note or request.query["note"], class_="note", role="status")])
-        text = render("layout.html", title=title, body=body, message=notice, who=self._who(request))
-        return web.Response(text=text, status=status, content_type="text/html")
-
-    def _who(self, request: web.Request) -> Html:
-        if not self.auth.required:
-            return Html("changes open (no API token set)")
-        if self.auth.signed_in(request):
-            return tag("form", join([self._csrf_input(request), tag("button", "Sign out", type="submit")]),
-                       method="post", action="/ui/logout", class_="inline")
-        return link("/ui/login", "Sign in to make changes", next=request.path_qs)
-
-    def _csrf_input(self, request: web.Request) -> Html:
-        return Html(f'<input type="hidden" name="{CSRF_FIELD}" value="{esc(self.auth.csrf_token(request))}">')
-
-    def handler(self, fn: UiHandler) -> UiHandler:
-        """A page: a CSRF cookie for its forms; errors as a message on a page, never a trace."""
-        async def wrapped(request: web.Request) -> web.StreamResponse:
-            self.auth.ensure_csrf(request)
-            try:
-                response = await fn(request)
-            except web.HTTPException as exc:
-                if exc.status >= 400:
-                    response = self.page(request, "Not available", "", message=exc.reason or "", status=exc.status)
-                else:
-                    raise
-            except ApiError as exc:
-                response = self.page(request, "Not available", "", message=exc.message, status=exc.status)
-            except (NotCaughtUp, DeliveryFailed) as exc:
-                response = self.page(request, "Not available", "", message=str(exc), status=503)
-            except Exception:
-                log.exception("unhandled UI error", extra={"path": request.path, "method": request.method})
-                response = self.page(request, "Error", "", message="internal error; see the API log", status=500)
-            self.auth.remember_csrf(request, response)
-            return response
-        return wrapped
-
-    async def changing_form(self, request: web.Request) -> dict[str, Any]:
-        """The form of a change, once the browser is signed in and the CSRF token matches."""
-        form = await request.post()
-        if not self.auth.signed_in(request):
-            came_from = urlparse(request.headers.get("Referer", "")).path
-            raise web.HTTPSeeOther(f"/ui/login?{urlencode({'next': came_from if came_from.startswith('/ui') else '/ui'})}")
-        if not self.auth.csrf_ok(request, str(form.get(CSRF_FIELD, ""))):
-            raise ApiError(403, "this form has expired: reload the page and submit it again")
-        return dict(form)
 
     # -- sign in ----------------------------------------------------------------------------------
     async def login(self, request: web.Request) -> web.StreamResponse:
@@ -170,7 +106,7 @@ class UiPages:
             body = render("login.html", csrf=self.auth.csrf_token(request), next=target)
             return self.page(request, "Sign in", body, message="That is not the API token.", status=401)
         response = web.Response(status=303, headers={"Location": target})
-        self.auth.sign_in(response)
+        self.auth.sign_in(request, response)
         return response
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
@@ -189,7 +125,7 @@ class UiPages:
         ends = await bank_view.end_offsets() if self.state.ready else {}
         topic = T.BANK_SIGNALS.name(self.state.settings)
         consumed, end = bank_view.positions.get(topic, 0), ends.get(topic, 0)
-        kinds = [k for k, st in SIGNAL_TYPES.items() if st.matchable]
+        kinds = list(SIGNAL_TYPES)
         newest = view.newest_signal_ms
         current = "yes" if consumed >= end else f"{end - consumed:,} records behind"
         rows = [[k, f"{view.signal_count(k):,}", f"{consumed:,} of {end:,}", current] for k in kinds]
@@ -201,8 +137,15 @@ class UiPages:
         dead_rows = [[reason, n, sample[reason]["stage"],
                       f"{sample[reason]['topic']}[{sample[reason]['partition']}]@{sample[reason]['offset']}",
                       iso_utc(sample[reason]["failed_at"])] for reason, n in by_reason.most_common(20)]
+        activity = self.state.activity
+        throughput, lag = activity.agent_series()
+        end = now_ms()
+        start = end - HORIZON_MS
         body = render(
-            "home.html", readiness=readiness,
+            "home.html", readiness=readiness, group=activity.group_id, every=SAMPLE_EVERY_S,
+            throughput_chart=lines(throughput, start, end, "/s", "records per second per agent"),
+            lag_chart=lines(lag, start, end, "", "consumer lag per agent"),
+            latency_chart=lines(activity.latency_series(), start, end, " ms", "upload-to-match latency"),
             index_bars=bars([(k, view.signal_count(k)) for k in kinds]), index_table=index_table,
             bank_count=len(view.banks),
             quarantined=sum(1 for q in view.quarantine.values() if q["state"] == "quarantined"),
@@ -216,9 +159,9 @@ class UiPages:
     # -- match lab --------------------------------------------------------------------------------
     def _match_form(self, request: web.Request, result: Any) -> Html:
         q = request.query
-        kind = q.get("signal_type", "pdq")
+        kind = q.get("signal_type", default_signal_type())
         options = join(tag("option", k, value=k, selected="selected" if k == kind else None)
-                       for k, st in SIGNAL_TYPES.items() if st.matchable)
+                       for k in SIGNAL_TYPES)
         return render("match.html", kind_options=options, signal=q.get("signal", ""), url=q.get("url", ""),
                       content_id=q.get("content_id", ""), nearest=q.get("nearest", DEFAULT_NEAREST),
                       radius=q.get("radius", DEFAULT_RADIUS), max_radius=MAX_RADIUS, result=result)
@@ -260,7 +203,8 @@ class UiPages:
             rows = [[verdict_badge(e["verdict"]), e["reason"], f"{e['distance']} / {e['threshold']}",
                      e["bank_content_id"], e["signal_type"],
                      ", ".join(f"{k}={v}" for k, v in sorted(e["metadata"].items())),
-                     link("/ui/compare", "compare", left=query, right=e["value"]) if e["signal_type"] == "pdq" else ""]
+                     link("/ui/compare", "compare", left=query, right=e["value"])
+                     if e["signal_type"] == default_signal_type() else ""]
                     for e in bank["nearest"]]
             sections.append(tag("section", join([heading, table(
                 ["verdict", "reason", "distance / threshold", "content id", "signal type", "metadata", ""], rows,
@@ -276,7 +220,7 @@ class UiPages:
                 return {k: sv.value for k, sv in (await signals_of_bytes(upload.file.read(), upload.filename, None)).items()}
             if text.startswith(("http://", "https://")):
                 return {k: sv.value for k, sv in (await signals_of_url(text, None, self.state.settings)).items()}
-            return {"pdq": checked_signal("pdq", text)}
+            return {default_signal_type(): checked_signal(default_signal_type(), text)}
         except ApiError as exc:
             raise ApiError(exc.status, f"{label}: {exc.message}") from None
 
@@ -304,7 +248,8 @@ class UiPages:
         parts = []
         for kind in common:
             st = SIGNAL_TYPES[kind]
-            distance = st.distance(a[kind], b[kind])
+            compared = st.compare(a[kind], b[kind])
+            distance = compared.distance
             if st.hamming:
                 near = "within" if distance <= st.default_distance else "past"
                 parts += [tag("p", f"{kind} distance {distance} of {4 * len(a[kind])} bits "
@@ -312,7 +257,8 @@ class UiPages:
                           bit_grid(a[kind], b[kind]),
                           tag("p", "Each square is one bit, row by row from the first hex digit; red ones differ.")]
             else:
-                parts.append(tag("p", f"{kind}: {'equal' if distance == 0 else 'different'}", id=f"distance-{kind}"))
+                parts.append(tag("p", f"{kind}: {'a match' if compared.match else 'no match'} (distance {distance})",
+                                 id=f"distance-{kind}"))
         return join(parts)
 
     # -- banks ------------------------------------------------------------------------------------
@@ -324,7 +270,7 @@ class UiPages:
             b = self.view.banks[name]
             flood = b["flood"]
             rows.append([link(f"/ui/bank/{quote(name)}", name), f"{b['enabled_ratio']:g}" if b["enabled"] else "disabled",
-                         b["action"], bank_distance(b, "pdq"), ", ".join(b["suppressed_by"]),
+                         b["action"], bank_distance(b, default_signal_type()), ", ".join(b["suppressed_by"]),
                          f"{flood['max_matches']} / {format_duration_ms(flood['window_ms'])}" if flood else ""])
         bank_table = table(["bank", "enabled ratio", "action", "PDQ distance", "negative banks", "flood limit"], rows,
                            empty="no banks yet", id="banks")
@@ -341,7 +287,7 @@ class UiPages:
                                     "action": str(form.get("action", "")).strip() or "review"}
             distance = _number(form, "pdq_distance", int, "PDQ distance")
             if distance is not None:
-                body["distances"] = {"pdq": distance}
+                body["distances"] = {default_signal_type(): distance}
             record = await self.curation.create_bank(body)
         except ApiError as exc:
             return self.page(request, "Banks", self._banks_body(request), message=exc.message, status=exc.status)
@@ -356,7 +302,7 @@ class UiPages:
         for e in entries:
             disabled = "" if e.disable_until_ts == 1 else (
                 "disabled" if e.disable_until_ts == 0 else f"disabled until {iso_utc(e.disable_until_ts * 1000)}")
-            remove = tag("form", join([self._csrf_input(request), tag("button", "remove", type="submit")]),
+            remove = tag("form", join([self.csrf_input(request), tag("button", "remove", type="submit")]),
                          method="post", action=f"/ui/bank/{quote(name)}/content/{e.bank_content_id}/remove",
                          class_="inline")
             rows.append([e.bank_content_id, e.signal_type, tag("code", e.value), disabled,
@@ -364,10 +310,16 @@ class UiPages:
                          link("/ui/match", "explain", signal_type=e.signal_type, signal=e.value), remove])
         flood = bank["flood"] or {}
         path = f"/ui/bank/{quote(name)}"
+        end = now_ms()
+        series = self.state.activity.bank_series(name)
+        total_matches = int(sum(v for _, v in series))
+        chart = join([lines({"effective matches": series}, end - HORIZON_MS, end, label=f"effective matches of {name} per minute"),
+                      tag("p", f"{total_matches:,} effective match{'' if total_matches == 1 else 'es'} in the last hour",
+                          id="chart-total")])
         return render(
-            "bank.html", csrf=csrf, action_url=path, add_url=f"{path}/content",
+            "bank.html", csrf=csrf, chart=chart, action_url=path, add_url=f"{path}/content",
             enabled_ratio=f"{bank['enabled_ratio'] if bank['enabled'] else 0:g}", bank_action=bank["action"],
-            pdq_distance=bank["distances"].get("pdq", ""), suppressed_by=", ".join(bank["suppressed_by"]),
+            distance_inputs=distance_inputs(bank["distances"]), suppressed_by=", ".join(bank["suppressed_by"]),
             flood_max=flood.get("max_matches", ""),
             flood_window=format_duration_ms(flood["window_ms"]) if flood else "",
             flood_baseline=flood.get("baseline_multiple") or "", confirmed_bank=bank["confirmed_bank"] or "",
@@ -407,7 +359,7 @@ class UiPages:
             metadata = content_metadata(None, str(form.get("note", "")).strip() or None)
             upload = form.get("file")
             if str(form.get("signal", "")).strip():
-                signals = {"pdq": str(form["signal"]).strip()}
+                signals = {default_signal_type(): str(form["signal"]).strip()}
             elif str(form.get("url", "")).strip():
                 url = str(form["url"]).strip()
                 hashed = await signals_of_url(url, None, self.state.settings)
@@ -444,9 +396,18 @@ def setup(app: web.Application, state: ApiState) -> None:
         ("POST", "/ui/bank/{bank}/content", pages.bank_add),
         ("POST", "/ui/bank/{bank}/content/{content_id}/remove", pages.bank_remove),
     ]
+    feed = FeedPages(state)
+    for group in (ReviewPages(state), RecentPages(state), ExchangePages(state), feed):
+        routes += group.routes()
     for method, path, handler in routes:
         app.router.add_route(method, path, pages.handler(handler))
+    app.router.add_route("GET", "/ui/feed/events", feed.events)  # a stream: no page around it
+    app.on_shutdown.append(lambda _: _ended(state))
     app.router.add_route("GET", "/ui/", lambda _: _redirect("/ui"))
+
+
+async def _ended(state: ApiState) -> None:
+    state.activity.end_subscriptions()
 
 
 async def _redirect(path: str) -> web.StreamResponse:

@@ -1,0 +1,86 @@
+"""How `hmas api` serves: in one process, or in several that share one copy of the bank view.
+
+With HMAS_API_PROCESSES=N (N > 1) the process first loads the view (from the API's snapshot,
+then the tail of the topics), then forks N server processes. They share the view's memory page
+by page (copy on write: lookups read the index's arrays and never write them), each follows the
+topics on from where the view was loaded, and all accept connections on the one port
+(SO_REUSEPORT: the kernel spreads connections over them). A bank change copies only the pages it
+touches in each process; an index merge (after about 0.2% of the bank changed) rewrites a table
+per process, so under heavy churn each process gradually comes to hold its own copy.
+
+The first process saves the snapshot; the parent forwards SIGTERM/SIGINT to them all, and when
+one ends it stops the others, so that a deployment restarts the whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from typing import Callable
+
+from aiohttp import web
+
+from pipeline.api.app import create_api
+from pipeline.api.state import SNAPSHOT_ROLE, ApiState
+from pipeline.config import Settings
+from pipeline.services.bank_view import LoadedView, load_view
+from pipeline.state.snapshot import snapshot_path
+
+log = logging.getLogger(__name__)
+Say = Callable[[str], None] | None
+
+
+def serve(settings: Settings, host: str, port: int, say: Say = None) -> int:
+    """Run the API until SIGTERM/SIGINT; the exit status."""
+    if settings.api_processes <= 1:
+        web.run_app(create_api(settings), host=host, port=port, print=say, access_log=None)
+        return 0
+    loaded = asyncio.run(load_view(settings, snapshot_path(settings, SNAPSHOT_ROLE)))
+    log.info("bank view loaded; starting API processes", extra={
+        "processes": settings.api_processes, "signals": loaded.view.signal_count()})
+    children = [_fork(settings, loaded, host, port, number, say) for number in range(settings.api_processes)]
+    return _supervise(children)
+
+
+def _fork(settings: Settings, loaded: LoadedView, host: str, port: int, number: int, say: Say) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        state = ApiState(settings, loaded=loaded, saves_snapshots=number == 0)
+        web.run_app(create_api(settings, state), host=host, port=port, reuse_port=True, access_log=None,
+                    print=say if number == 0 else None)
+        code = 0
+    except BaseException:
+        log.exception("API process failed", extra={"process": number})
+    finally:
+        logging.shutdown()
+        os._exit(code)
+
+
+def _supervise(children: list[int]) -> int:
+    """Wait for the server processes; a signal, or one of them ending, stops them all."""
+    alive = set(children)
+
+    def stop_all(*_: object) -> None:
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop_all)
+    signal.signal(signal.SIGINT, stop_all)
+    status = 0
+    while alive:
+        pid, wait_status = os.wait()
+        alive.discard(pid)
+        code = os.waitstatus_to_exitcode(wait_status)
+        if code != 0:
+            log.warning("API process ended", extra={"pid": pid, "exit_code": code})
+            status = status or 1
+        stop_all()
+    return status
