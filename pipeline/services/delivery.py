@@ -23,7 +23,7 @@ import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Iterable, Protocol
+from typing import AsyncIterator, Iterable, Protocol
 
 import faust
 from aiokafka import AIOKafkaProducer
@@ -91,8 +91,6 @@ class ExactlyOnce(AtLeastOnce):
         self._dirty = False  # a unit finished since the last commit
         self._failed: BaseException | None = None  # a unit that raised: its partial outputs must not commit
         self._commit_lock = asyncio.Lock()
-        # table changelog records sent, by changelog partition: the store and the highest offset
-        self._changelog: dict[TopicPartition, tuple[Any, int]] = {}
         self.commits = 0
 
     async def begin(self, producer: FlushingProducer) -> None:
@@ -107,14 +105,6 @@ class ExactlyOnce(AtLeastOnce):
     async def transaction_open(self) -> None:
         """Wait until records may be sent (not between a commit and the next transaction)."""
         await _until_set(self._open)
-
-    def persist_on_commit(self, store: Any, tp: TopicPartition, offset: int) -> None:
-        """A table's changelog record was delivered: once its transaction commits, its offset is
-        saved in the table's store as persisted (where recovery reads on from). Saved earlier, a
-        restart after a crash would find the store ahead of the changelog's committed records."""
-        known = self._changelog.get(tp)
-        if known is None or known[1] < offset:
-            self._changelog[tp] = (store, offset)
 
     @asynccontextmanager
     async def unit(self, events: Iterable[faust.EventT] = ()) -> AsyncIterator[None]:
@@ -157,12 +147,9 @@ class ExactlyOnce(AtLeastOnce):
                 await self._producer.flush()  # Faust's buffer (table changelogs) too; raises on a lost delivery
                 self._open.clear()
                 offsets, self._offsets = self._offsets, {}
-                changelog, self._changelog = self._changelog, {}
                 if offsets:
                     await producer.send_offsets_to_transaction(offsets, self.group_id)
                 await producer.commit_transaction()
-                for tp, (store, offset) in changelog.items():
-                    store.set_persisted_offset(tp, offset)
                 self._dirty = False
                 self.commits += 1
                 metrics.TRANSACTIONS.inc()

@@ -14,26 +14,31 @@ from pipeline.transport import exactly_once_of
 ROCKSDB_OPTIONS = {"write_buffer_size": 8 << 20, "max_write_buffer_number": 2, "block_cache_size": 16 << 20}
 
 
+MEMORY_STORE = "memory://"
+
+
 class Table(faust.Table):
-    """Faust's table; in exactly-once mode a changelog record's offset is saved as the store's
-    persisted offset only when its transaction commits (Faust's own exactly-once path for this
-    keys it by the wrong partitions)."""
+    """Faust's table on RocksDB; in exactly-once mode in memory, restored from its changelog's
+    committed records at every start. A RocksDB store would keep the writes of a transaction that
+    a crash aborted, and the restarted worker would count them again while it processes their
+    input again (a flood count one over per replayed hit)."""
+
+    def _new_store(self) -> Any:
+        # Not Table(store="memory://"): Faust takes `store or app.conf.store`, and that URL is
+        # falsy (yarl), so the table would silently stay on the app's RocksDB.
+        if exactly_once_of(self.app) is not None:
+            return self._new_store_by_url(MEMORY_STORE)
+        return super()._new_store()
 
     def _on_changelog_sent(self, fut: Any) -> None:
-        transactions = exactly_once_of(self.app)
-        if transactions is None:
-            return super()._on_changelog_sent(fut)
-        sent = fut.result()
-        transactions.persist_on_commit(self.data, sent.topic_partition, sent.offset)
+        """At least once, the store records the changelog offset it holds (where recovery reads
+        on from); a memory store holds none."""
+        if exactly_once_of(self.app) is None:
+            super()._on_changelog_sent(fut)
 
 
 def state_table(app: faust.App, name: str, **kwargs: Any) -> faust.Table:
-    """A Faust table on RocksDB with bounded memory (ROCKSDB_OPTIONS); in exactly-once mode in
-    memory, restored from its changelog's committed records at every start: a RocksDB store would
-    keep the writes of a transaction that a crash aborted, and its table would count them while
-    their input is processed again."""
-    if exactly_once_of(app) is not None:
-        kwargs["store"] = "memory://"
+    """A Faust table with bounded memory (ROCKSDB_OPTIONS), in memory in exactly-once mode (`Table`)."""
     return app.tables.add(Table(app, name=name, beacon=app.tables.beacon, options=ROCKSDB_OPTIONS, **kwargs))
 
 
