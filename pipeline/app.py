@@ -124,7 +124,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerServices]:
         autodiscover=False,
         loghandlers=[log_handler()],
     )
-    delivery = delivery_mode(settings.processing_guarantee, faust_app_id(settings), app.conf.consumer_group_instance_id)
+    delivery = delivery_mode(settings, app.conf.consumer_group_instance_id)
     if isinstance(delivery, ExactlyOnce):
         transport.use_exactly_once(app, delivery)
     services = worker_services(settings, app, delivery)

@@ -45,9 +45,11 @@ from mode import Service
 from mode.services import WaitResults
 
 from pipeline.services.delivery import ExactlyOnce, TransactionFailed
+from pipeline.state.changelog_ends import committed_record_ends
 
 log = logging.getLogger(__name__)
 SCHEME = "hmas"
+CHANGELOG_SUFFIX = "-changelog"  # Faust's table changelog topics
 WRITTEN_FOR = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
 _EXACTLY_ONCE: "weakref.WeakKeyDictionary[faust.App, ExactlyOnce]" = weakref.WeakKeyDictionary()
 
@@ -85,13 +87,20 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """Faust's consumer thread, whose highwaters stay the broker's in exactly-once mode: there
     Faust takes a partition's last stable offset as known to aiokafka, which knows it only after
     a fetch from that partition (-1 before), so table recovery would find every table ahead of
-    its changelog. End offsets read with read_committed are the last stable offsets."""
+    its changelog. End offsets read with read_committed are the last stable offsets; a table
+    changelog's end is the offset after its last committed record (pipeline/state/changelog_ends.py),
+    so recovery ends when that record is applied rather than after two idle polls."""
 
     def highwater(self, tp: Any) -> int:
         return self._ensure_consumer().highwater(tp)
 
     async def _highwaters(self, partitions: Any) -> Mapping[Any, int]:
-        return await self._ensure_consumer().end_offsets(partitions)
+        ends = await self._ensure_consumer().end_offsets(partitions)
+        changelogs = {tp: end for tp, end in ends.items() if tp.topic.endswith(CHANGELOG_SUFFIX) and end > 0}
+        transactions = exactly_once_of(self.app)
+        if changelogs and transactions is not None:
+            ends.update(await committed_record_ends(transactions.settings, changelogs))
+        return ends
 
 
 class Consumer(faust_aiokafka.Consumer):
@@ -177,6 +186,7 @@ class TransactionCommits(TransactionManager):
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         await self.commit({})
+        self.transactions.revoked()
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
                    timestamp: float | None, headers: Any, *, transactional_id: str | None = None) -> Any:
@@ -188,7 +198,9 @@ class TransactionCommits(TransactionManager):
         return await (await self.send(topic, key, value, partition, timestamp, headers))
 
     async def on_rebalance(self, assigned: Any, revoked: Any, newly_assigned: Any) -> None:
-        """One transactional id per worker: nothing to start or stop per partition."""
+        """One transactional id per worker: nothing to start or stop per partition; units take
+        the events of this generation from now on."""
+        self.transactions.assigned(self.app.consumer_generation_id)
 
     @Service.task
     async def _commit_on_interval(self) -> None:

@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from pipeline import metrics
-from pipeline.config import PROCESSING_GUARANTEES
+from pipeline.config import PROCESSING_GUARANTEES, Settings
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +57,23 @@ class AtLeastOnce:
     guarantee = AT_LEAST_ONCE
 
     @asynccontextmanager
-    async def unit(self, events: Iterable[faust.EventT] = ()) -> AsyncIterator[None]:
-        yield
+    async def unit(self, events: Iterable[faust.EventT] = ()) -> AsyncIterator[list[faust.EventT]]:
+        """A piece of work on `events`; gives the events to work on (all of them here)."""
+        yield list(events)
 
     async def batches(self, stream: faust.StreamT, size: int, within_s: float) -> AsyncIterator[list[faust.EventT]]:
         """The stream's events in batches of up to `size` (or what came within `within_s`), each a unit."""
         async for events in stream.take_events(size, within=within_s):
-            async with self.unit(events):
-                yield events
+            async with self.unit(events) as current:
+                if current:
+                    yield current
 
     async def events(self, stream: faust.StreamT) -> AsyncIterator[faust.EventT]:
         """The stream's events one at a time, each a unit."""
         async for event in stream.events():
-            async with self.unit((event,)):
-                yield event
+            async with self.unit((event,)) as current:
+                if current:
+                    yield event
 
 
 class ExactlyOnce(AtLeastOnce):
@@ -78,11 +81,14 @@ class ExactlyOnce(AtLeastOnce):
 
     guarantee = EXACTLY_ONCE
 
-    def __init__(self, group_id: str, transactional_id: str) -> None:
-        self.group_id = group_id
+    def __init__(self, settings: Settings, transactional_id: str) -> None:
+        self.settings = settings
+        self.group_id = settings.worker_group
         self.transactional_id = transactional_id
         self._producer: FlushingProducer | None = None
-        self._accepting = asyncio.Event()  # new units may begin
+        self._accepting = asyncio.Event()  # new units may begin (no commit under way)
+        self._assigned = asyncio.Event()  # partitions are assigned (no rebalance under way)
+        self._generation: int | None = None  # the consumer group generation of the assignment
         self._open = asyncio.Event()  # a transaction is open: records may be sent
         self._idle = asyncio.Event()  # no unit is running
         self._idle.set()
@@ -106,18 +112,32 @@ class ExactlyOnce(AtLeastOnce):
         """Wait until records may be sent (not between a commit and the next transaction)."""
         await _until_set(self._open)
 
+    def revoked(self) -> None:
+        """A rebalance began (after the commit of everything finished): no unit begins until the
+        new assignment, whose positions are the offsets just committed."""
+        self._assigned.clear()
+
+    def assigned(self, generation: int) -> None:
+        self._generation = generation
+        self._assigned.set()
+
     @asynccontextmanager
-    async def unit(self, events: Iterable[faust.EventT] = ()) -> AsyncIterator[None]:
-        await _until_set(self._accepting)
+    async def unit(self, events: Iterable[faust.EventT] = ()) -> AsyncIterator[list[faust.EventT]]:
+        """Events fetched before the last rebalance are left out: the consumer reads them again
+        from the committed offsets (processed now, they would be written twice)."""
+        while not (self._accepting.is_set() and self._assigned.is_set()):
+            await _until_set(self._accepting)
+            await _until_set(self._assigned)
+        current = [event for event in events if event.message.generation_id == self._generation]
         self._running += 1
         self._idle.clear()
         try:
-            yield
+            yield current
         except BaseException as exc:
             self._failed = self._failed or exc
             raise
         else:
-            for event in events:
+            for event in current:
                 message = event.message
                 tp = TopicPartition(message.topic, message.partition)
                 self._offsets[tp] = max(self._offsets.get(tp, 0), message.offset + 1)
@@ -171,8 +191,8 @@ async def _until_set(event: asyncio.Event) -> None:
         await event.wait()
 
 
-def delivery_mode(guarantee: str, group_id: str, transactional_id: str) -> AtLeastOnce:
-    """The worker's delivery mode for a processing guarantee (HMAS_PROCESSING_GUARANTEE)."""
-    if guarantee == EXACTLY_ONCE:
-        return ExactlyOnce(group_id, transactional_id)
+def delivery_mode(settings: Settings, transactional_id: str) -> AtLeastOnce:
+    """The worker's delivery mode for its processing guarantee (HMAS_PROCESSING_GUARANTEE)."""
+    if settings.processing_guarantee == EXACTLY_ONCE:
+        return ExactlyOnce(settings, transactional_id)
     return AtLeastOnce()
