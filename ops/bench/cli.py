@@ -50,6 +50,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = _bench_with_bank(bsub, "restart", restart, "a worker's restart with N banked signals: from its snapshot vs cold")
     p.add_argument("--tail", type=float, default=0.01, help="share of the bank changed while the worker is down")
     p.add_argument("--kill", action="store_true", help="kill the first worker with SIGKILL instead of stopping it")
+    p.add_argument("--guarantee", default="at_least_once", help="the workers' processing guarantee")
 
     p = _bench_with_bank(bsub, "soak", soak, "worker memory under uploads and bank churn; bank-change visibility")
     p.add_argument("--minutes", type=float, default=30, help="length after warm-up")
@@ -182,7 +183,7 @@ def soak(args: argparse.Namespace, settings: Settings) -> int:
 def restart(args: argparse.Namespace, settings: Settings) -> int:
     from ops.bench.restart_bench import run_restart_bench
 
-    print(json.dumps(run_restart_bench(args.n, args.tail, args.kill), indent=2))
+    print(json.dumps(run_restart_bench(args.n, args.tail, args.kill, args.guarantee), indent=2))
     return 0
 
 

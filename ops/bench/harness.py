@@ -95,15 +95,20 @@ class BenchPipeline:
         return (self.dir / f"{log_name}.log").read_text(errors="replace")
 
     def wait_until_matching(self, code_hex: str, timeout_s: float = 1800) -> float:
-        """Seconds until an upload of a banked code comes out matched (uploads retried every 2 s)."""
+        """Seconds until an upload of a banked code comes out matched: a probe upload each round,
+        and each round reads hma.matches to its end looking for any probe sent so far (in
+        exactly-once mode a match becomes readable only when the worker's transaction commits,
+        often after the next probe was sent)."""
         started = time.perf_counter()
         deadline = started + timeout_s
+        probes: set[str] = set()
         while time.perf_counter() < deadline:
             cid = f"probe-{uuid.uuid4().hex[:8]}"
+            probes.add(cid)
             self.client.produce(T.UPLOADS, cid, new_upload(cid, "photo", signals={"pdq": code_hex}))
             self.client.flush()
-            for key, record in Client(self.settings).read(T.MATCHES, timeout_s=2):
-                if key == cid and record["matches"]:
+            for key, value in Client(self.settings).read(T.MATCHES, idle_timeout_s=2, timeout_s=60, raw=True):
+                if key in probes and T.MATCHES.codec.decode(value)["matches"]:
                     return time.perf_counter() - started
             for worker in self.workers:
                 if worker.poll() is not None:
