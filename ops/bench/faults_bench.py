@@ -247,8 +247,7 @@ class Run:
     def alive(self) -> None:
         for worker in self.pipeline.workers:
             if worker.poll() is not None:
-                tail = "\n".join(self.pipeline.worker_log(self.pipeline.log_names[worker.pid]).splitlines()[-30:])
-                raise RuntimeError(f"worker exited with {worker.returncode}; its log ends:\n{tail}")
+                raise RuntimeError(f"worker exited with {worker.returncode}; {self.pipeline.log_excerpt(worker)}")
 
     def finish(self, sender: Sender, timeout_s: float) -> dict[str, Any]:
         sender.join()
@@ -258,9 +257,8 @@ class Run:
         try:
             drained_s = wait_all_matched(settings, self.workload.content_ids, timeout_s, self.alive)
         except TimeoutError as exc:
-            last = self.pipeline.workers[-1]
-            tail = "\n".join(self.pipeline.worker_log(self.pipeline.log_names[last.pid]).splitlines()[-40:])
-            raise TimeoutError(f"{exc}; the last worker's log ends:\n{tail}") from exc
+            excerpt = self.pipeline.log_excerpt(self.pipeline.workers[-1], tail=40)
+            raise TimeoutError(f"{exc}; the last worker's {excerpt}") from exc
         for worker in list(self.pipeline.workers):
             self.pipeline.stop_worker(worker)  # SIGTERM: the flood table's last writes are committed
         report = account(settings, self.workload)

@@ -94,6 +94,14 @@ class BenchPipeline:
     def worker_log(self, log_name: str = "worker") -> str:
         return (self.dir / f"{log_name}.log").read_text(errors="replace")
 
+    def log_excerpt(self, worker: subprocess.Popen, tail: int = 30) -> str:
+        """A process's first error lines (what stopped it; a crash's last lines are often only the
+        cancellations it caused) and the end of its log."""
+        lines = self.worker_log(self.log_names[worker.pid]).splitlines()
+        errors = [line for line in lines if ("level=error" in line or "level=critical" in line)
+                  and "keepalive is not responding" not in line][:5]  # a busy machine, not a cause
+        return "\n".join(["first errors:", *errors, "log ends:", *lines[-tail:]])
+
     def wait_until_matching(self, code_hex: str, timeout_s: float = 1800) -> float:
         """Seconds until an upload of a banked code comes out matched: a probe upload each round,
         and each round reads hma.matches to its end looking for any probe sent so far (in
@@ -112,6 +120,5 @@ class BenchPipeline:
                     return time.perf_counter() - started
             for worker in self.workers:
                 if worker.poll() is not None:
-                    tail = "\n".join(self.worker_log(self.log_names[worker.pid]).splitlines()[-30:])
-                    raise RuntimeError(f"worker exited with {worker.returncode}; its log ends:\n{tail}")
+                    raise RuntimeError(f"worker exited with {worker.returncode}; {self.log_excerpt(worker)}")
         raise TimeoutError(f"nothing matched {code_hex[:16]}... within {timeout_s}s")
