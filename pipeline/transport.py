@@ -186,7 +186,6 @@ class TransactionCommits(TransactionManager):
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         await self.commit({})
-        self.transactions.revoked()
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
                    timestamp: float | None, headers: Any, *, transactional_id: str | None = None) -> Any:
@@ -198,9 +197,7 @@ class TransactionCommits(TransactionManager):
         return await (await self.send(topic, key, value, partition, timestamp, headers))
 
     async def on_rebalance(self, assigned: Any, revoked: Any, newly_assigned: Any) -> None:
-        """One transactional id per worker: nothing to start or stop per partition; units take
-        the events of this generation from now on."""
-        self.transactions.assigned(self.app.consumer_generation_id)
+        """One transactional id per worker: nothing to start or stop per partition."""
 
     @Service.task
     async def _commit_on_interval(self) -> None:

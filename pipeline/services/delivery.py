@@ -57,23 +57,20 @@ class AtLeastOnce:
     guarantee = AT_LEAST_ONCE
 
     @asynccontextmanager
-    async def unit(self, events: Iterable[faust.EventT] = ()) -> AsyncIterator[list[faust.EventT]]:
-        """A piece of work on `events`; gives the events to work on (all of them here)."""
-        yield list(events)
+    async def unit(self, events: Iterable[faust.EventT] = ()) -> AsyncIterator[None]:
+        yield
 
     async def batches(self, stream: faust.StreamT, size: int, within_s: float) -> AsyncIterator[list[faust.EventT]]:
         """The stream's events in batches of up to `size` (or what came within `within_s`), each a unit."""
         async for events in stream.take_events(size, within=within_s):
-            async with self.unit(events) as current:
-                if current:
-                    yield current
+            async with self.unit(events):
+                yield events
 
     async def events(self, stream: faust.StreamT) -> AsyncIterator[faust.EventT]:
         """The stream's events one at a time, each a unit."""
         async for event in stream.events():
-            async with self.unit((event,)) as current:
-                if current:
-                    yield event
+            async with self.unit((event,)):
+                yield event
 
 
 class ExactlyOnce(AtLeastOnce):
@@ -87,8 +84,6 @@ class ExactlyOnce(AtLeastOnce):
         self.transactional_id = transactional_id
         self._producer: FlushingProducer | None = None
         self._accepting = asyncio.Event()  # new units may begin (no commit under way)
-        self._assigned = asyncio.Event()  # partitions are assigned (no rebalance under way)
-        self._generation: int | None = None  # the consumer group generation of the assignment
         self._open = asyncio.Event()  # a transaction is open: records may be sent
         self._idle = asyncio.Event()  # no unit is running
         self._idle.set()
@@ -109,35 +104,24 @@ class ExactlyOnce(AtLeastOnce):
         log.info("transactional producer ready", extra={"transactional_id": self.transactional_id})
 
     async def transaction_open(self) -> None:
-        """Wait until records may be sent (not between a commit and the next transaction)."""
+        """Wait until records may be sent (not between a commit and the next transaction). What
+        is sent then makes the transaction one to commit even if no unit finishes: left open, the
+        broker would abort it after the transaction timeout and fence the worker's producer."""
         await _until_set(self._open)
-
-    def revoked(self) -> None:
-        """A rebalance began (after the commit of everything finished): no unit begins until the
-        new assignment, whose positions are the offsets just committed."""
-        self._assigned.clear()
-
-    def assigned(self, generation: int) -> None:
-        self._generation = generation
-        self._assigned.set()
+        self._dirty = True
 
     @asynccontextmanager
-    async def unit(self, events: Iterable[faust.EventT] = ()) -> AsyncIterator[list[faust.EventT]]:
-        """Events fetched before the last rebalance are left out: the consumer reads them again
-        from the committed offsets (processed now, they would be written twice)."""
-        while not (self._accepting.is_set() and self._assigned.is_set()):
-            await _until_set(self._accepting)
-            await _until_set(self._assigned)
-        current = [event for event in events if event.message.generation_id == self._generation]
+    async def unit(self, events: Iterable[faust.EventT] = ()) -> AsyncIterator[None]:
+        await _until_set(self._accepting)
         self._running += 1
         self._idle.clear()
         try:
-            yield current
+            yield
         except BaseException as exc:
             self._failed = self._failed or exc
             raise
         else:
-            for event in current:
+            for event in events:
                 message = event.message
                 tp = TopicPartition(message.topic, message.partition)
                 self._offsets[tp] = max(self._offsets.get(tp, 0), message.offset + 1)
