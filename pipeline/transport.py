@@ -50,6 +50,7 @@ from pipeline.state.changelog_ends import committed_record_ends
 log = logging.getLogger(__name__)
 SCHEME = "hmas"
 CHANGELOG_SUFFIX = "-changelog"  # Faust's table changelog topics
+COMMIT_SLOW_S = 20.0  # a commit longer than this is logged (the transaction timeout is 60 s)
 WRITTEN_FOR = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
 _EXACTLY_ONCE: "weakref.WeakKeyDictionary[faust.App, ExactlyOnce]" = weakref.WeakKeyDictionary()
 
@@ -205,6 +206,15 @@ class TransactionCommits(TransactionManager):
         while not self.should_stop:
             await self.sleep(interval)
             await self.commit({})
+
+    @Service.task
+    async def _watch_commits(self) -> None:
+        """Log a commit that has taken more than COMMIT_SLOW_S, with the step it waits on."""
+        while not self.should_stop:
+            await self.sleep(COMMIT_SLOW_S)
+            state = self.transactions.commit_state()
+            if state is not None and state["seconds"] > COMMIT_SLOW_S:
+                log.error("transaction commit is slow", extra=state)
 
 
 class Producer(faust_aiokafka.Producer):

@@ -92,6 +92,8 @@ class ExactlyOnce(AtLeastOnce):
         self._dirty = False  # a unit finished since the last commit
         self._failed: BaseException | None = None  # a unit that raised: its partial outputs must not commit
         self._commit_lock = asyncio.Lock()
+        self._commit_step = ""  # what a commit under way waits for (`commit_state`)
+        self._commit_since = 0.0
         self.commits = 0
 
     async def begin(self, producer: FlushingProducer) -> None:
@@ -140,17 +142,21 @@ class ExactlyOnce(AtLeastOnce):
             if self._producer is None:
                 raise TransactionFailed("no transaction was begun")
             self._accepting.clear()
-            started = time.monotonic()
+            started = self._commit_since = time.monotonic()
+            self._commit_step = "waiting for running units"
             await _until_set(self._idle)
             producer = self._producer._ensure_producer()
             try:
                 if self._failed is not None:
                     self._open.clear()
+                    self._commit_step = "aborting"
                     await producer.abort_transaction()
                     raise TransactionFailed(f"aborted: a unit failed: {self._failed!r}")
+                self._commit_step = "flushing the producer"
                 await self._producer.flush()  # Faust's buffer (table changelogs) too; raises on a lost delivery
                 self._open.clear()
                 offsets, self._offsets = self._offsets, {}
+                self._commit_step = "committing"
                 if offsets:
                     await producer.send_offsets_to_transaction(offsets, self.group_id)
                 await producer.commit_transaction()
@@ -158,14 +164,25 @@ class ExactlyOnce(AtLeastOnce):
                 self.commits += 1
                 metrics.TRANSACTIONS.inc()
                 log.debug("transaction committed", extra={"partitions": len(offsets), "seconds": time.monotonic() - started})
+                self._commit_step = "beginning the next transaction"
                 await producer.begin_transaction()
             except TransactionFailed:
                 raise
             except Exception as exc:
                 raise TransactionFailed(f"{type(exc).__name__}: {exc}") from exc
+            finally:
+                self._commit_step = ""
             self._open.set()
             self._accepting.set()
             return True
+
+    def commit_state(self) -> dict[str, object] | None:
+        """What a commit under way has waited for and how long (None: no commit under way); for
+        the log when one takes too long."""
+        if not self._commit_step:
+            return None
+        return {"step": self._commit_step, "seconds": round(time.monotonic() - self._commit_since, 1),
+                "running_units": self._running, "transaction_open": self._open.is_set()}
 
 
 async def _until_set(event: asyncio.Event) -> None:
