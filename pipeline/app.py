@@ -20,6 +20,7 @@ from pipeline.logs import log_handler
 from pipeline.services.bank_view import BankViewService
 from pipeline.services.consumer_lag import ConsumerLagWatch
 from pipeline.services.content_ids import ContentIds
+from pipeline.services.delivery import AtLeastOnce, ExactlyOnce, delivery_mode
 from pipeline.services.events import EventDecoder
 from pipeline.services.output import PRODUCER_BATCH_BYTES, DeliveryFailed, Output
 from pipeline.services.pools import ExecutorPools
@@ -35,6 +36,16 @@ log = logging.getLogger(__name__)
 STREAM_BUFFER_EVENTS = 4096
 CONSUMER_FETCH_BYTES = 1 << 20
 WORKER_ID_FILE = "worker-id"
+
+
+class WorkerApp(faust.App):
+    """Faust's app, whose transactional paths are on in exactly-once mode (pipeline/transport.py)
+    while its `processing_guarantee` stays Faust's default: Faust's own exactly-once transaction
+    manager is not used."""
+
+    @property
+    def in_transaction(self) -> bool:  # type: ignore[override]
+        return transport.exactly_once_of(self) is not None
 
 
 def faust_app_id(settings: Settings) -> str:
@@ -62,7 +73,7 @@ def worker_agents(settings: Settings) -> list[Any]:
     return [hasher, matcher if settings.index_shards == 1 else merger, actioner, flood, feedback, recent]
 
 
-def worker_services(settings: Settings, app: faust.App) -> WorkerServices:
+def worker_services(settings: Settings, app: faust.App, delivery: AtLeastOnce) -> WorkerServices:
     """The services of one worker, on its Faust app's producer.
 
     A delivery that fails stops the worker, and the producer's flush (before each offset commit)
@@ -84,7 +95,8 @@ def worker_services(settings: Settings, app: faust.App) -> WorkerServices:
         settings=settings,
         topics={spec.suffix: raw_topic(app, spec.name(settings)) for spec in T.ALL_TOPICS},
         output=output,
-        events=EventDecoder(output),
+        delivery=delivery,
+        events=EventDecoder(output, delivery),
         bank_view=bank_view,
         content_ids=ContentIds(output, lambda: view.content_id_base),
         pools=ExecutorPools(settings),
@@ -95,7 +107,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerServices]:
     """The worker's Faust app with the agents of its role registered."""
     data_dir = settings.data_dir / ("worker" if settings.shard is None else f"worker-shard-{settings.index_shard}")
     data_dir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = WorkerApp(
         faust_app_id(settings),
         broker=[f"{transport.SCHEME}://{server}" for server in settings.bootstrap_servers.split(",")],
         broker_credentials=kafka_clients.faust_credentials(settings),
@@ -118,7 +130,10 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerServices]:
         autodiscover=False,
         loghandlers=[log_handler()],
     )
-    services = worker_services(settings, app)
+    delivery = delivery_mode(settings, app.conf.consumer_group_instance_id)
+    if isinstance(delivery, ExactlyOnce):
+        transport.use_exactly_once(app, delivery)
+    services = worker_services(settings, app, delivery)
     lag_watch = ConsumerLagWatch(settings, app, faust_app_id(settings))
     lag_watch.register()
     metrics.set_process_role("worker" if settings.shard is None else "shard-worker", faust_app_id(settings),

@@ -75,21 +75,27 @@ class Client:
 
     def read(
         self,
-        spec: TopicSpec,
+        spec: TopicSpec | str,
         from_beginning: bool = True,
         idle_timeout_s: float | None = None,
         max_records: int | None = None,
         raw: bool = False,
         timeout_s: float | None = None,
     ) -> Iterator[tuple[str | None, Any]]:
-        """Yield (key, decoded value) from every partition.
+        """Yield (key, decoded value) from every partition; a topic given by name (not one of the
+        pipeline's specs) yields raw values. Reads committed records only (isolation level
+        read_committed): what a transaction aborted is never seen.
 
         Stops after max_records, after idle_timeout_s without a record, or after timeout_s in all.
         """
-        topic = spec.name(self.settings)
+        if isinstance(spec, str):
+            topic, raw = spec, True
+        else:
+            topic = spec.name(self.settings)
         consumer = kafka_clients.consumer(self.settings, {
             "group.id": f"hmas-reader-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
+            "isolation.level": "read_committed",
         })
         try:
             meta = consumer.list_topics(topic, timeout=10)
@@ -115,7 +121,7 @@ class Client:
                 if raw or msg.value() is None:
                     yield key, msg.value()
                 else:
-                    yield key, spec.codec.decode(msg.value())
+                    yield key, spec.codec.decode(msg.value())  # type: ignore[union-attr]
         finally:
             consumer.close()
 

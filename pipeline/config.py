@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")  # pipeline/services/delivery.py
 
 
 def _split_list(value: str) -> tuple[str, ...]:
@@ -72,6 +73,10 @@ class Settings:
     worker_id: str = ""
     # How long the broker waits for a silent worker before its partitions go to the others.
     worker_session_timeout_s: float = 30.0
+    # at_least_once: outputs flushed before input offsets are committed (duplicates after a crash
+    # carry the first copy's event id); exactly_once: outputs and offsets in Kafka transactions,
+    # for consumers reading with isolation_level=read_committed (pipeline/services/delivery.py).
+    processing_guarantee: str = "at_least_once"
     # The worker's and the fetcher's /metrics and /status (pipeline/services/status_server.py); 0 = off.
     # In a container, HMAS_METRICS_HOST=0.0.0.0 lets Prometheus and the probes reach it.
     metrics_port: int = 0
@@ -159,6 +164,8 @@ class Settings:
         if not 1 <= self.topic_min_isr <= self.topic_replication:
             raise ValueError(f"topic_min_isr {self.topic_min_isr} with topic_replication {self.topic_replication}: "
                              "need 1 <= min ISR <= replication")
+        if self.processing_guarantee not in PROCESSING_GUARANTEES:
+            raise ValueError(f"processing_guarantee {self.processing_guarantee!r}: one of {', '.join(PROCESSING_GUARANTEES)}")
         if self.index_shards < 1 or not -1 <= self.index_shard < self.index_shards:
             raise ValueError(
                 f"index_shard {self.index_shard} with index_shards {self.index_shards}: need 1 <= shards "

@@ -57,6 +57,9 @@ UPLOAD_TO_MATCH = Histogram("hmas_upload_to_match_seconds", "From submitted_at t
 QUARANTINES = Counter("hmas_quarantines_total", "Signals quarantined for flooding")
 FLOOD_REPLAYED_HITS = Counter("hmas_flood_replayed_hits_total", "Flood hits not counted: their event id was counted before")
 
+# -- delivery (worker, exactly-once mode: pipeline/services/delivery.py) ----------------------------
+TRANSACTIONS = Counter("hmas_transactions_total", "Worker transactions committed (exactly-once mode)")
+
 # -- bank view snapshots (worker) -----------------------------------------------------------------
 SNAPSHOT_FAILURES = Counter("hmas_view_snapshot_failures_total", "Bank view snapshots that could not be written")
 

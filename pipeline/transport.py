@@ -18,6 +18,13 @@ The producer is Faust's, whose flush (which Faust runs before every offset commi
 delivery failed (pipeline/services/output.py reports them), so no offset is committed past a
 lost output.
 
+In exactly-once mode (`use_exactly_once`, pipeline/services/delivery.py; the app's
+`in_transaction` is then true, pipeline/app.py) Faust's transactional paths are on: the consumer
+reads with `isolation_level=read_committed`, table recovery steps over aborted transactions, and
+offset commits go to the transaction manager, here `TransactionCommits`: the worker's one
+transaction on its one transactional producer (Faust's own keeps a producer per partition and
+gets the partitions wrong).
+
 The app reaches it through the broker URL scheme `hmas://` (registered in pyproject.toml under
 Faust's "faust.transports" entry points).
 """
@@ -27,15 +34,34 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import weakref
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Coroutine, Mapping
 
+import faust
+from faust.transport.consumer import TransactionManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from mode import Service
 from mode.services import WaitResults
+
+from pipeline.services.delivery import ExactlyOnce, TransactionFailed
+from pipeline.state.changelog_ends import committed_record_ends
 
 log = logging.getLogger(__name__)
 SCHEME = "hmas"
+CHANGELOG_SUFFIX = "-changelog"  # Faust's table changelog topics
+COMMIT_SLOW_S = 20.0  # a commit longer than this is logged (the transaction timeout is 60 s)
 WRITTEN_FOR = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
+_EXACTLY_ONCE: "weakref.WeakKeyDictionary[faust.App, ExactlyOnce]" = weakref.WeakKeyDictionary()
+
+
+def use_exactly_once(app: faust.App, transactions: ExactlyOnce) -> None:
+    """Run an app's Kafka clients in exactly-once mode with these transactions (before it starts)."""
+    _EXACTLY_ONCE[app] = transactions
+
+
+def exactly_once_of(app: faust.App) -> ExactlyOnce | None:
+    return _EXACTLY_ONCE.get(app)
 
 
 def installed_versions() -> dict[str, str]:
@@ -58,13 +84,43 @@ def in_place_delivery_supported(installed: Mapping[str, str] | None = None) -> b
     return False
 
 
+class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, whose highwaters stay the broker's in exactly-once mode: there
+    Faust takes a partition's last stable offset as known to aiokafka, which knows it only after
+    a fetch from that partition (-1 before), so table recovery would find every table ahead of
+    its changelog. End offsets read with read_committed are the last stable offsets; a table
+    changelog's end is the offset after its last committed record (pipeline/state/changelog_ends.py),
+    so recovery ends when that record is applied rather than after two idle polls."""
+
+    def highwater(self, tp: Any) -> int:
+        return self._ensure_consumer().highwater(tp)
+
+    async def _highwaters(self, partitions: Any) -> Mapping[Any, int]:
+        ends = await self._ensure_consumer().end_offsets(partitions)
+        changelogs = {tp: end for tp, end in ends.items() if tp.topic.endswith(CHANGELOG_SUFFIX) and end > 0}
+        transactions = exactly_once_of(self.app)
+        if changelogs and transactions is not None:
+            ends.update(await committed_record_ends(transactions.settings, changelogs))
+        return ends
+
+
 class Consumer(faust_aiokafka.Consumer):
-    """Faust's aiokafka consumer, with each fetched message delivered in place when it can be."""
+    """Faust's aiokafka consumer, with each fetched message delivered in place when it can be
+    (`in_place`); in exactly-once mode on a thread that reads highwaters from the broker."""
 
     in_place_deliveries = 0  # deliveries that completed without a task (what the tests look for)
 
+    def __init__(self, *args: Any, in_place: bool = True, **kwargs: Any) -> None:
+        self.in_place = in_place
+        super().__init__(*args, **kwargs)
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        if exactly_once_of(self.app) is None:
+            return super()._new_consumer_thread()
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
     async def wait_first(self, *coros: Any, timeout: float | None = None) -> WaitResults:
-        if not self._is_delivery(coros, timeout):
+        if not self.in_place or not self._is_delivery(coros, timeout):
             return await super().wait_first(*coros, timeout=timeout)
         delivery, flow_suspended = coros
         try:
@@ -111,10 +167,80 @@ async def _finish(coro: Coroutine, step: Any) -> Any:
         coro.close()
 
 
+class TransactionCommits(TransactionManager):
+    """Where Faust's consumer sends its offset commits in exactly-once mode: the worker's
+    transaction, committed with the offsets of the units it holds (not Faust's acknowledged
+    offsets, which lag the outputs already in the transaction). Also commits on Faust's commit
+    interval, so writes without input (retroactive matches) do not wait for input to come."""
+
+    def __init__(self, transactions: ExactlyOnce, *args: Any, **kwargs: Any) -> None:
+        self.transactions = transactions
+        super().__init__(*args, **kwargs)
+
+    async def commit(self, offsets: Mapping[Any, int], start_new_transaction: bool = True) -> bool:
+        try:
+            return await self.transactions.commit()
+        except TransactionFailed as exc:
+            log.error("transaction failed: the worker stops", extra={"error": str(exc)})
+            await self.app.crash(exc)
+            return False
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.commit({})
+
+    async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
+                   timestamp: float | None, headers: Any, *, transactional_id: str | None = None) -> Any:
+        """Faust's sends (table changelogs) go to the worker's one transactional producer."""
+        return await self.producer.send(topic, key, value, partition, timestamp, headers)
+
+    async def send_and_wait(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
+                            timestamp: float | None, headers: Any, *, transactional_id: str | None = None) -> Any:
+        return await (await self.send(topic, key, value, partition, timestamp, headers))
+
+    async def on_rebalance(self, assigned: Any, revoked: Any, newly_assigned: Any) -> None:
+        """One transactional id per worker: nothing to start or stop per partition."""
+
+    @Service.task
+    async def _commit_on_interval(self) -> None:
+        interval = self.app.conf.broker_commit_interval
+        while not self.should_stop:
+            await self.sleep(interval)
+            await self.commit({})
+
+    @Service.task
+    async def _watch_commits(self) -> None:
+        """Log a commit that has taken more than COMMIT_SLOW_S, with the step it waits on."""
+        while not self.should_stop:
+            await self.sleep(COMMIT_SLOW_S)
+            state = self.transactions.commit_state()
+            if state is not None and state["seconds"] > COMMIT_SLOW_S:
+                log.error("transaction commit is slow", extra=state)
+
+
 class Producer(faust_aiokafka.Producer):
-    """Faust's aiokafka producer, whose flush raises once a delivery has failed (`fail`)."""
+    """Faust's aiokafka producer, whose flush raises once a delivery has failed (`fail`); in
+    exactly-once mode transactional, with the worker's first transaction begun at its start."""
 
     delivery_failure: BaseException | None = None
+
+    def _new_producer(self, transactional_id: str | None = None) -> Any:
+        transactions = exactly_once_of(self.app)
+        if transactional_id is None and transactions is not None:
+            transactional_id = transactions.transactional_id
+        return super()._new_producer(transactional_id=transactional_id)
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        transactions = exactly_once_of(self.app)
+        if transactions is not None:
+            await transactions.begin(self)
+
+    async def send(self, *args: Any, **kwargs: Any) -> Any:
+        """Faust's own sends (table changelogs) wait while no transaction is open."""
+        transactions = exactly_once_of(self.app)
+        if transactions is not None:
+            await transactions.transaction_open()
+        return await super().send(*args, **kwargs)
 
     def fail(self, failure: BaseException) -> None:
         if self.delivery_failure is None:
@@ -131,6 +257,15 @@ class Transport(faust_aiokafka.Transport):
     Producer = Producer
 
     def create_consumer(self, callback: Any, **kwargs: Any) -> faust_aiokafka.Consumer:
-        """The in-place consumer on the versions it was written for, Faust's stock one on others."""
-        consumer_class = Consumer if in_place_delivery_supported() else faust_aiokafka.Consumer
-        return consumer_class(self, callback=callback, loop=self.loop, **kwargs)
+        """The in-place consumer on the versions it was written for, Faust's stock one on others
+        (in exactly-once mode ours, delivering through Faust's wait_first there)."""
+        in_place = in_place_delivery_supported()
+        if not in_place and exactly_once_of(self.app) is None:
+            return faust_aiokafka.Consumer(self, callback=callback, loop=self.loop, **kwargs)
+        return Consumer(self, callback=callback, loop=self.loop, in_place=in_place, **kwargs)
+
+    def create_transaction_manager(self, consumer: Any, producer: Any, **kwargs: Any) -> TransactionManager:
+        transactions = exactly_once_of(self.app)
+        if transactions is None:
+            return super().create_transaction_manager(consumer=consumer, producer=producer, **kwargs)
+        return TransactionCommits(transactions, self, consumer=consumer, producer=producer, **kwargs)

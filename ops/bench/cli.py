@@ -43,10 +43,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes (replicas)")
     p.add_argument("--shards", type=int, default=1,
                    help="index shards: 2 or more runs shard mode, one shard worker each beside the main workers")
+    p.add_argument("--guarantees", default="at_least_once",
+                   help="processing guarantees run one after the other on the same bank, comma-separated "
+                        "(at_least_once,exactly_once pairs them)")
 
     p = _bench_with_bank(bsub, "restart", restart, "a worker's restart with N banked signals: from its snapshot vs cold")
     p.add_argument("--tail", type=float, default=0.01, help="share of the bank changed while the worker is down")
     p.add_argument("--kill", action="store_true", help="kill the first worker with SIGKILL instead of stopping it")
+    p.add_argument("--guarantee", default="at_least_once", help="the workers' processing guarantee")
 
     p = _bench_with_bank(bsub, "soak", soak, "worker memory under uploads and bank churn; bank-change visibility")
     p.add_argument("--minutes", type=float, default=30, help="length after warm-up")
@@ -54,6 +58,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--churn", type=float, default=0.01, help="share of the bank replaced per minute")
     p.add_argument("--rate", type=int, default=200, help="uploads/s")
     p.add_argument("--plot", default="soak-rss.svg", help="where the RSS chart (SVG) goes")
+
+    p = bsub.add_parser("faults", help="accounting under worker kills and broker failures (own broker)")
+    p.add_argument("--scenarios", default="worker-kills,broker-kill", help="comma-separated: worker-kills, broker-kill")
+    p.add_argument("--guarantees", default="at_least_once,exactly_once", help="processing guarantees, comma-separated")
+    p.add_argument("--prehashed", type=int, default=50_000, help="pre-hashed uploads (half of them matching)")
+    p.add_argument("--photos", type=int, default=500, help="photo uploads (inline, all matching)")
+    p.add_argument("--kills", type=int, default=10, help="worker SIGKILLs at random moments")
+    p.add_argument("--rate", type=float, default=200, help="uploads/s sent while the faults happen")
+    p.set_defaults(handler=faults)
 
     p = bsub.add_parser("migrate", help="hmas migrate from-hma of N signals: its own PostgreSQL server and broker")
     p.add_argument("--signals", type=int, default=1_000_000, help="upstream content items of one PDQ signal each")
@@ -131,6 +144,15 @@ def ring(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def faults(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.bench.faults_bench import run_faults_bench
+
+    report = run_faults_bench(args.scenarios.split(","), args.guarantees.split(","), args.prehashed, args.photos,
+                              args.kills, args.rate)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def migrate(args: argparse.Namespace, settings: Settings) -> int:
     from ops.bench.migrate_bench import run_migrate_bench
 
@@ -157,7 +179,9 @@ def load(args: argparse.Namespace, settings: Settings) -> int:
 def e2e(args: argparse.Namespace, settings: Settings) -> int:
     from ops.bench.e2e_bench import run_e2e_bench
 
-    print(json.dumps(run_e2e_bench(args.n, args.uploads, args.rate, args.seconds, args.workers, args.shards), indent=2))
+    guarantees = tuple(args.guarantees.split(","))
+    print(json.dumps(run_e2e_bench(args.n, args.uploads, args.rate, args.seconds, args.workers, args.shards, guarantees),
+                     indent=2))
     return 0
 
 
@@ -195,7 +219,7 @@ def soak(args: argparse.Namespace, settings: Settings) -> int:
 def restart(args: argparse.Namespace, settings: Settings) -> int:
     from ops.bench.restart_bench import run_restart_bench
 
-    print(json.dumps(run_restart_bench(args.n, args.tail, args.kill), indent=2))
+    print(json.dumps(run_restart_bench(args.n, args.tail, args.kill, args.guarantee), indent=2))
     return 0
 
 

@@ -75,50 +75,65 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def run_e2e_bench(n: int, uploads: int, rate: int, seconds: int, workers: int = 1, shards: int = 1) -> dict[str, Any]:
-    """Replica mode (shards=1): `workers` main workers. Shard mode: `workers` main workers (the
-    merger) and one shard worker per index shard."""
+def run_e2e_bench(n: int, uploads: int, rate: int, seconds: int, workers: int = 1, shards: int = 1,
+                  guarantees: tuple[str, ...] = ("at_least_once",)) -> dict[str, Any]:
+    """One bank and broker; for each processing guarantee in turn, the same group's workers
+    (restarted with that guarantee) take a burst and a paced run of fresh uploads. Replica mode
+    (shards=1): `workers` main workers. Shard mode: `workers` main workers (the merger) and one
+    shard worker per index shard."""
     rng = np.random.default_rng(2)
     with BenchPipeline(HMAS_INDEX_SHARDS=str(shards)) as p:
-        settings, client = p.settings, p.client
-        codes = load_bank(settings, n)
-        for i in range(workers):
-            p.start_worker(log_name=f"worker-{i}", data_dir=p.dir / f"replica-{i}")
-        if shards > 1:
-            for k in range(shards):
-                p.start_worker("--shard", str(k), log_name=f"shard-{k}")
-        ready_s = p.wait_until_matching(codes[0].tobytes().hex())
-        log(f"e2e: {workers} worker(s), {shards} shard(s) matching after {ready_s:,.0f}s (loading {n:,} signals)")
+        codes = load_bank(p.settings, n)
+        runs = {guarantee: _e2e_run(p, codes, uploads, rate, seconds, workers, shards, guarantee, rng)
+                for guarantee in guarantees}
+    report: dict[str, Any] = {"banked_signals": n, "machine": machine(), "workers": workers, "shards": shards}
+    if len(runs) == 1:
+        return {**report, **next(iter(runs.values()))}
+    return {**report, "runs": runs}
 
-        burst = _uploads(codes, uploads, "burst", rng)
-        start = time.perf_counter()
-        for u in burst:
-            client.produce(T.UPLOADS, u["content_id"], u)
-        client.flush()
-        matched = _wait_matched(settings, {u["content_id"] for u in burst}, 600, "e2e burst")
-        throughput = len(matched) / (time.perf_counter() - start)
-        log(f"e2e: {len(matched):,} uploads matched at {throughput:,.0f}/s")
-        acted = {cid for cid, r in matched.items() if any(h["status"] == "match" for h in r["matches"])}
-        _wait_acted(settings, acted, timeout_s=600)  # the burst's actions and flood counts are done
 
-        paced = _uploads(codes, rate * seconds, "paced", rng)
-        progress = ProgressBar(f"e2e at {rate:,}/s", len(paced), "uploads sent")
-        start = time.perf_counter()
-        for i, u in enumerate(paced):
-            progress.update(i)
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            u["submitted_at"] = now_ms()
-            client.produce(T.UPLOADS, u["content_id"], u)
-        client.flush()
-        progress.update(len(paced), final=True)
-        timed = _wait_matched(settings, {u["content_id"] for u in paced}, 600, "e2e paced")
-        latency = np.array([r["matched_at"] - r["submitted_at"] for r in timed.values()], dtype=float)
-        rss = {p.log_names[w.pid]: _rss_mb(w.pid) for w in p.workers}
+def _e2e_run(p: BenchPipeline, codes: np.ndarray, uploads: int, rate: int, seconds: int, workers: int, shards: int,
+             guarantee: str, rng: np.random.Generator) -> dict[str, Any]:
+    settings, client = p.settings, p.client
+    env = {"HMAS_PROCESSING_GUARANTEE": guarantee}
+    started = [p.start_worker(log_name=f"worker-{i}-{guarantee}", data_dir=p.dir / f"replica-{i}", env=env)
+               for i in range(workers)]
+    if shards > 1:
+        started += [p.start_worker("--shard", str(k), log_name=f"shard-{k}-{guarantee}", env=env) for k in range(shards)]
+    ready_s = p.wait_until_matching(codes[0].tobytes().hex())
+    log(f"e2e: {workers} worker(s), {shards} shard(s), {guarantee}, matching after {ready_s:,.0f}s "
+        f"({len(codes):,} signals)")
+
+    burst = _uploads(codes, uploads, f"burst-{guarantee}", rng)
+    start = time.perf_counter()
+    for u in burst:
+        client.produce(T.UPLOADS, u["content_id"], u)
+    client.flush()
+    matched = _wait_matched(settings, {u["content_id"] for u in burst}, 600, "e2e burst")
+    throughput = len(matched) / (time.perf_counter() - start)
+    log(f"e2e: {len(matched):,} uploads matched at {throughput:,.0f}/s ({guarantee})")
+    acted = {cid for cid, r in matched.items() if any(h["status"] == "match" for h in r["matches"])}
+    _wait_acted(settings, acted, timeout_s=600)  # the burst's actions and flood counts are done
+
+    paced = _uploads(codes, rate * seconds, f"paced-{guarantee}", rng)
+    progress = ProgressBar(f"e2e at {rate:,}/s", len(paced), "uploads sent")
+    start = time.perf_counter()
+    for i, u in enumerate(paced):
+        progress.update(i)
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        u["submitted_at"] = now_ms()
+        client.produce(T.UPLOADS, u["content_id"], u)
+    client.flush()
+    progress.update(len(paced), final=True)
+    timed = _wait_matched(settings, {u["content_id"] for u in paced}, 600, "e2e paced")
+    latency = np.array([r["matched_at"] - r["submitted_at"] for r in timed.values()], dtype=float)
+    rss = {p.log_names[w.pid]: _rss_mb(w.pid) for w in started}
+    for worker in started:
+        p.stop_worker(worker)
     return {
-        "banked_signals": n, "machine": machine(), "workers": workers, "shards": shards,
-        "worker_ready_s": round(ready_s, 1), "rss_mb": rss,
+        "processing_guarantee": guarantee, "worker_ready_s": round(ready_s, 1), "rss_mb": rss,
         "burst_uploads": uploads, "burst_matched": len(matched), "uploads_per_s": round(throughput),
         "paced_rate_per_s": rate, "paced_seconds": seconds, "paced_matched": len(timed),
         "latency_ms_p50": round(float(np.percentile(latency, 50)), 1),

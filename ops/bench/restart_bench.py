@@ -15,10 +15,12 @@ from pipeline import topics as T
 from pipeline.banks import bank_signal_record
 
 
-def run_restart_bench(n: int, tail_share: float = 0.01, kill: bool = False) -> dict[str, Any]:
+def run_restart_bench(n: int, tail_share: float = 0.01, kill: bool = False,
+                      guarantee: str = "at_least_once") -> dict[str, Any]:
     """With `kill`, the first worker is killed with SIGKILL rather than stopped: the restarted one
-    then also rejoins its consumer group as the member that crashed (static membership)."""
-    with BenchPipeline() as p:
+    then also rejoins its consumer group as the member that crashed (static membership). Both
+    workers run with the processing `guarantee`."""
+    with BenchPipeline(HMAS_PROCESSING_GUARANTEE=guarantee) as p:
         codes = load_bank(p.settings, n)
         worker = p.start_worker()
         cold_s = p.wait_until_matching(codes[0].tobytes().hex())
@@ -47,7 +49,8 @@ def run_restart_bench(n: int, tail_share: float = 0.01, kill: bool = False) -> d
         loaded = [line for line in p.worker_log("worker-2").splitlines() if "loaded from snapshot" in line]
         snapshot_mb = sum(f.stat().st_size for f in (p.dir / "view-snapshots").glob("*.npz")) / 2**20
     return {
-        "banked_signals": n, "machine": machine(), "stopped_by": "SIGKILL" if kill else "SIGTERM", "cold_start_s": round(cold_s, 1),
+        "banked_signals": n, "machine": machine(), "processing_guarantee": guarantee,
+        "stopped_by": "SIGKILL" if kill else "SIGTERM", "cold_start_s": round(cold_s, 1),
         "tail_changes": tail, "restart_s": round(warm_s, 1), "snapshot_mb": round(snapshot_mb),
         "snapshot_log": loaded[-1] if loaded else None, "wall_s": round(time.perf_counter() - started, 1),
     }

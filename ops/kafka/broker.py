@@ -332,6 +332,17 @@ class LocalBroker:
         self.pid_file.unlink(missing_ok=True)
         log.info("broker stopped", extra={"bootstrap": self.bootstrap, "pid": pid})
 
+    def kill(self) -> None:
+        """SIGKILL: the broker dies without a clean shutdown (what a crash or power loss does)."""
+        pid = self.pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGKILL)
+        while self._alive(pid):
+            time.sleep(0.1)
+        self.pid_file.unlink(missing_ok=True)
+        log.info("broker killed", extra={"bootstrap": self.bootstrap, "pid": pid})
+
     @staticmethod
     def _alive(pid: int) -> bool:
         try:

@@ -18,7 +18,7 @@ def register(app: faust.App, services: WorkerServices) -> None:
     @app.agent(services.topic(T.RETRO_MATCHES), name=f"{app.conf.id}.actioner")
     async def actioner(stream: faust.StreamT) -> None:
         view = await services.bank_view.ready()
-        async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+        async for events in services.delivery.batches(stream, BATCH, BATCH_WITHIN_S):
             good, records = await services.events.decode_batch(events, T.RETRO_MATCHES, STAGE)
             actions = [(event.message.key, action) for event, record in zip(good, records)
                        for action in actions_for(record, view)]

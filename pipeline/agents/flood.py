@@ -3,7 +3,9 @@ hma.quarantine when a signal floods.
 
 Each hit is counted once: a hit written again (a matcher or this agent processing its input again
 after a crash) has the event id of the first copy, and the ids counted within the replay horizon
-are kept in a table next to the counts (pipeline/state/seen_events.py).
+are kept in a table next to the counts (pipeline/state/seen_events.py). In exactly-once mode a
+hit comes once (read committed) and the counts are the committed ones (the tables are restored
+from their changelogs, written in the worker's transactions): no ids are kept.
 
 Between the count crossing a limit and the guards reading the quarantine record back, hits
 already in flight still pass: that window is what the flood test measures (docs in README).
@@ -20,6 +22,7 @@ from pipeline import topics as T
 from pipeline.clock import now_ms
 from pipeline.flood import FloodDetector
 from pipeline.matching import released_at
+from pipeline.services.delivery import EXACTLY_ONCE
 from pipeline.services.worker import WorkerServices
 from pipeline.state.count_min import CountMinSketch
 from pipeline.state.faust_cells import FaustTableCellStore, in_partition_of
@@ -36,8 +39,11 @@ def register(app: faust.App, services: WorkerServices) -> None:
     cells = state_table(app, "flood-cells", partitions=s.topic_partitions,  # chunk key -> counts (FaustTableCellStore)
                         key_type=str, value_type=bytes)  # bytes values: Faust stores them raw
     store = FaustTableCellStore(cells)
-    seen = SeenEvents(state_table(app, "flood-seen", partitions=s.topic_partitions,  # "p:event id" -> bucket
-                                  key_type=str, value_type=bytes))
+    # At least once, a hit can come twice (same event id); exactly once, it comes once and the
+    # counts are the committed ones: nothing to remember.
+    seen = None if services.delivery.guarantee == EXACTLY_ONCE else SeenEvents(
+        state_table(app, "flood-seen", partitions=s.topic_partitions,  # "p:event id" -> bucket
+                    key_type=str, value_type=bytes))
     detector = FloodDetector(
         CountMinSketch(store, s.flood_epsilon, s.flood_delta),
         bucket_ms=s.flood_bucket_ms, baseline_windows=s.flood_baseline_windows,
@@ -55,7 +61,7 @@ def register(app: faust.App, services: WorkerServices) -> None:
     async def count(event: faust.EventT, hit: dict) -> None:
         view = services.view
         sid = hit["signal_id"]
-        if not seen.first_time(hit["event_id"], detector.bucket(now_ms())):
+        if seen is not None and not seen.first_time(hit["event_id"], detector.bucket(now_ms())):
             metrics.FLOOD_REPLAYED_HITS.inc()
             return
         bank = view.banks.get(hit["bank"])
@@ -79,13 +85,14 @@ def register(app: faust.App, services: WorkerServices) -> None:
     @app.agent(services.topic(T.FLOOD_HITS), name=f"{app.conf.id}.flood")
     async def flood(stream: faust.StreamT) -> None:
         view = await services.bank_view.ready()
-        async for events in stream.take_events(512, within=0.1):
+        async for events in services.delivery.batches(stream, 512, 0.1):
             by_partition: dict[int, list[faust.EventT]] = {}
             for event in events:
                 by_partition.setdefault(event.message.partition, []).append(event)
             for group in by_partition.values():
                 with in_partition_of(group[-1], store):
-                    seen.partition = store.partition
+                    if seen is not None:
+                        seen.partition = store.partition
                     good, hits = await services.events.decode_batch(group, T.FLOOD_HITS, STAGE)
                     for event, hit in zip(good, hits):
                         await count(event, hit)
@@ -93,7 +100,7 @@ def register(app: faust.App, services: WorkerServices) -> None:
                     _drop_old_buckets(group[-1], detector, seen, s.flood_replay_horizon_ms, view, last_cleanup)
 
 
-def _drop_old_buckets(event: faust.EventT, detector: FloodDetector, seen: SeenEvents, replay_horizon_ms: int, view,
+def _drop_old_buckets(event: faust.EventT, detector: FloodDetector, seen: SeenEvents | None, replay_horizon_ms: int, view,
                       last_cleanup: dict[int, int]) -> None:
     """Once a bucket per partition: drop counts older than any window reaches, and hit ids older
     than the replay horizon."""
@@ -104,6 +111,6 @@ def _drop_old_buckets(event: faust.EventT, detector: FloodDetector, seen: SeenEv
     last_cleanup[partition] = current
     longest = max((b["flood"]["window_ms"] for b in view.banks.values() if b.get("flood")), default=DEFAULT_HORIZON_MS)
     dropped = detector.sketch.store.drop_buckets_before(detector.horizon_start_bucket(now_ms(), longest))
-    forgotten = seen.drop_before(detector.bucket(now_ms() - replay_horizon_ms))
+    forgotten = 0 if seen is None else seen.drop_before(detector.bucket(now_ms() - replay_horizon_ms))
     if dropped or forgotten:
         log.info("dropped old flood buckets", extra={"partition": partition, "cells": dropped, "hit_ids": forgotten})

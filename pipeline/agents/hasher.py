@@ -125,7 +125,7 @@ def register(app: faust.App, services: WorkerServices) -> None:
 
     @app.agent(services.topic(T.UPLOADS), name=f"{app.conf.id}.hasher")
     async def hasher(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(batch, within=0.2):
+        async for events in services.delivery.batches(stream, batch, 0.2):
             metrics.took_batch(STAGE, T.UPLOADS.suffix, len(events))
             results = await hash_batch(services, events)
             for event, result in zip(events, results):

@@ -77,7 +77,7 @@ def register(app: faust.App, services: WorkerServices) -> None:
     async def matcher(stream: faust.StreamT) -> None:
         view = await services.bank_view.ready()
         flood_guard = new_flood_guard(services)
-        async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+        async for events in services.delivery.batches(stream, BATCH, BATCH_WITHIN_S):
             good, hashed = await services.events.decode_batch(events, T.HASHES, STAGE)
             records, hits = await lookup(services, hashed, view)
             for event, upload, record in zip(good, hashed, records):

@@ -50,8 +50,9 @@ def register(app: faust.App, services: WorkerServices) -> None:
                         log.warning("retroactive search before the ring read every earlier hash",
                                     extra={"signals": len(new), "waited_s": CATCH_UP_S})
                     found = await asyncio.to_thread(retro_matches, ring, new, view, s)
-                    for record in found:
-                        await services.output.send(T.RETRO_MATCHES, record["content_id"], record, STAGE)
+                    async with services.delivery.unit():
+                        for record in found:
+                            await services.output.send(T.RETRO_MATCHES, record["content_id"], record, STAGE)
                     log.info("retroactive search", extra={"signals": len(new), "matches": len(found), "ring": ring.size})
         finally:
             await feed.stop()

@@ -26,7 +26,7 @@ def register(app: faust.App, services: WorkerServices) -> None:
     @app.agent(services.topic(T.HASHES), name=f"{app.conf.id}.shard-matcher")
     async def shard_matcher(stream: faust.StreamT) -> None:
         view = await services.bank_view.ready()
-        async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+        async for events in services.delivery.batches(stream, BATCH, BATCH_WITHIN_S):
             good, hashed = await services.events.decode_batch(events, T.HASHES, STAGE, dead_letters=shard.index == 0)
             records, hits = await lookup(services, hashed, view)
             await services.output.send_many(T.SHARD_HITS, [(event.message.key, {

@@ -23,7 +23,9 @@ class RecentFeed:
 
     async def start(self) -> None:
         topic = T.HASHES.name(self.settings)
-        consumer = kafka_clients.aio_consumer(self.settings, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest", client_id=f"hmas-{self.name}")
+        consumer = kafka_clients.aio_consumer(self.settings, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+                                              client_id=f"hmas-{self.name}",
+                                              isolation_level="read_committed")  # hashes of aborted transactions are not uploads
         await consumer.start()
         parts = sorted(await asyncio.to_thread(topic_partitions, self.settings, topic))
         partitions = [TopicPartition(topic, p) for p in parts]

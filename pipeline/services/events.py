@@ -14,6 +14,7 @@ import faust
 
 from pipeline import event_ids, metrics
 from pipeline import topics as T
+from pipeline.services.delivery import AtLeastOnce
 from pipeline.services.output import Output
 from schemas.codec import DecodeError
 
@@ -37,8 +38,9 @@ def position(event: faust.EventT) -> event_ids.Position:
 
 
 class EventDecoder:
-    def __init__(self, output: Output) -> None:
+    def __init__(self, output: Output, delivery: AtLeastOnce) -> None:
         self.output = output
+        self.delivery = delivery
 
     async def decode_batch(
         self, events: list[faust.EventT], spec: T.TopicSpec, stage: str, dead_letters: bool = True
@@ -62,8 +64,9 @@ class EventDecoder:
     async def records(
         self, stream: faust.StreamT, spec: T.TopicSpec, stage: str
     ) -> AsyncIterator[tuple[faust.EventT, dict[str, Any]]]:
-        """Decoded records of a stream, one at a time; undecodable ones go to the dead letters."""
-        async for event in stream.events():
+        """Decoded records of a stream, one at a time (each a unit of the delivery mode);
+        undecodable ones go to the dead letters."""
+        async for event in self.delivery.events(stream):
             metrics.records_in(stage, spec.suffix).inc()
             record = decoded(spec, event)
             if isinstance(record, str):

@@ -10,6 +10,7 @@ from pipeline import topics as T
 from pipeline.config import Settings
 from pipeline.services.bank_view import BankViewService
 from pipeline.services.content_ids import ContentIds
+from pipeline.services.delivery import AtLeastOnce
 from pipeline.services.events import EventDecoder
 from pipeline.services.output import Output
 from pipeline.services.pools import ExecutorPools
@@ -21,6 +22,7 @@ class WorkerServices:
     settings: Settings
     topics: dict[str, faust.TopicT]  # by topic suffix: raw-bytes Faust topics
     output: Output
+    delivery: AtLeastOnce  # or ExactlyOnce: agents take their input through it
     events: EventDecoder
     bank_view: BankViewService
     content_ids: ContentIds

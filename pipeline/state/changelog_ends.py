@@ -1,0 +1,53 @@
+"""Where the committed records of a transactional changelog end.
+
+A changelog written in transactions ends with a transaction marker, so its last stable offset is
+one past the marker, not past the last record. Faust's table recovery reads until it has applied
+the record just before the end it was given; given the last stable offset it waits for a record
+that never comes, and ends only after two idle 5 s polls. Given the offset after the last
+committed record, it ends as soon as that record is applied.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Mapping
+
+from aiokafka import TopicPartition
+
+from pipeline import kafka_clients
+from pipeline.config import Settings
+
+LOOKBACK = 200  # offsets read back from the end: a transaction's records and markers, and more
+FETCH_MS = 200
+
+
+async def committed_record_ends(settings: Settings, ends: Mapping[TopicPartition, int],
+                                timeout_s: float = 10.0) -> dict[TopicPartition, int]:
+    """For each partition, the offset after its last committed record, found among the LOOKBACK
+    offsets before its last stable offset (`ends`, as a read_committed consumer's end offsets);
+    the last stable offset itself where none is found there (recovery then takes the slow way)."""
+    wanted = {TopicPartition(tp.topic, tp.partition): end for tp, end in ends.items() if end > 0}
+    if not wanted:
+        return dict(ends)
+    consumer = kafka_clients.aio_consumer(settings, group_id=None, enable_auto_commit=False,
+                                          isolation_level="read_committed", client_id="hmas-changelog-ends")
+    await consumer.start()
+    last: dict[TopicPartition, int] = {}
+    try:
+        consumer.assign(list(wanted))
+        for tp, end in wanted.items():
+            consumer.seek(tp, max(0, end - LOOKBACK))
+        pending = set(wanted)
+        deadline = time.monotonic() + timeout_s
+        while pending and time.monotonic() < deadline:
+            fetched = await consumer.getmany(*pending, timeout_ms=FETCH_MS)
+            for tp, records in fetched.items():
+                offsets = [record.offset for record in records if record.offset < wanted[tp]]
+                if offsets:
+                    last[tp] = max(last.get(tp, -1), *offsets)
+            pending = {tp for tp in pending if await consumer.position(tp) < wanted[tp]}
+    finally:
+        await consumer.stop()
+    read_to_end = {tp: offset for tp, offset in last.items() if tp not in pending}
+    return {tp: (read_to_end[key] + 1 if (key := TopicPartition(tp.topic, tp.partition)) in read_to_end else end)
+            for tp, end in ends.items()}
