@@ -104,6 +104,12 @@ class SignalPlugin:
 
         return ThreatExchangeIndex(self.tx, exported)
 
+    def new_value_store(self, exported: dict[str, Any] | None = None) -> "SignalValues":
+        """An empty store of this type's values by row (no search), or one rebuilt from its `export()`."""
+        from pipeline.state.signal_index import StoredValues
+
+        return StoredValues(exported)
+
     def hash_content(self, content_type: str, data: bytes) -> "SignalValue | None":
         """This type's signal of some content, None when the type has none for it."""
         from pipeline.hashing.base import HashingError, SignalValue

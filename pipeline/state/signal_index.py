@@ -19,18 +19,49 @@ log = logging.getLogger(__name__)
 Hits = list[list[tuple[int, int]]]  # per query: (row id, distance)
 
 
-class SignalIndex(Protocol):
+class SignalValues(Protocol):
+    """A signal type's values by row: what a view that never searches keeps (SignalPlugin.new_value_store)."""
+
     def add(self, ids: Sequence[int], values: Sequence[str]) -> None: ...
 
     def remove(self, ids: Sequence[int]) -> None: ...
-
-    def search(self, values: Sequence[str], max_distance: int) -> Hits: ...
 
     def values(self, ids: Sequence[int]) -> list[str]: ...
 
     def export(self) -> dict[str, np.ndarray]: ...
 
     def __len__(self) -> int: ...
+
+
+class SignalIndex(SignalValues, Protocol):
+    def search(self, values: Sequence[str], max_distance: int) -> Hits: ...
+
+
+class StoredValues:
+    """Any signal type's values by row, without an index (a main worker in shard mode judges the
+    candidates the shards found and never searches)."""
+
+    def __init__(self, exported: dict[str, np.ndarray] | None = None) -> None:
+        self._value_of: dict[int, str] = {}
+        if exported:
+            self.add(exported["ids"].tolist(), strings_from_arrays(exported["text"], exported["ends"]))
+
+    def add(self, ids: Sequence[int], values: Sequence[str]) -> None:
+        self._value_of.update(zip(ids, values))
+
+    def remove(self, ids: Sequence[int]) -> None:
+        for row in ids:
+            self._value_of.pop(row, None)
+
+    def values(self, ids: Sequence[int]) -> list[str]:
+        return [self._value_of[row] for row in ids]
+
+    def export(self) -> dict[str, np.ndarray]:
+        ids = np.fromiter(self._value_of.keys(), dtype=np.int64, count=len(self._value_of))
+        return {"ids": ids, **strings_to_arrays(list(self._value_of.values()))}
+
+    def __len__(self) -> int:
+        return len(self._value_of)
 
 
 class ExactSignalIndex:
@@ -87,7 +118,7 @@ def strings_from_arrays(text: np.ndarray, ends: np.ndarray) -> list[str]:
     return [data[a:b].decode() for a, b in zip(starts, ends.tolist())]
 
 
-class ThreatExchangeIndex:
+class ThreatExchangeIndex(StoredValues):
     """Any other signal type: python-threatexchange's own index for it (`get_index_cls`), whose
     matches are the type's own decision (distance 0: per-bank distances do not apply).
 
@@ -97,16 +128,14 @@ class ThreatExchangeIndex:
 
     def __init__(self, tx: Any, exported: dict[str, np.ndarray] | None = None) -> None:
         self._tx = tx
-        self._value_of: dict[int, str] = {}
         self._index: Any = None
         self._lock = threading.Lock()
-        if exported:
-            self.add(exported["ids"].tolist(), strings_from_arrays(exported["text"], exported["ends"]))
+        super().__init__(exported)
 
     def add(self, ids: Sequence[int], values: Sequence[str]) -> None:
         with self._lock:
             stale = any(i in self._value_of for i in ids)
-            self._value_of.update(zip(ids, values))
+            super().add(ids, values)
             if stale:
                 self._index = None
             elif self._index is not None:
@@ -114,8 +143,8 @@ class ThreatExchangeIndex:
 
     def remove(self, ids: Sequence[int]) -> None:
         with self._lock:
-            gone = [self._value_of.pop(i) for i in ids if i in self._value_of]
-            if gone:
+            if any(i in self._value_of for i in ids):
+                super().remove(ids)
                 self._index = None
 
     def search(self, values: Sequence[str], max_distance: int) -> Hits:
@@ -131,13 +160,6 @@ class ThreatExchangeIndex:
             log.warning("signal index query failed", extra={"signal_type": self._tx.get_name(), "reason": str(exc)})
             return []
 
-    def values(self, ids: Sequence[int]) -> list[str]:
-        return [self._value_of[row] for row in ids]
-
     def export(self) -> dict[str, np.ndarray]:
         with self._lock:
-            ids = np.fromiter(self._value_of.keys(), dtype=np.int64, count=len(self._value_of))
-            return {"ids": ids, **strings_to_arrays(list(self._value_of.values()))}
-
-    def __len__(self) -> int:
-        return len(self._value_of)
+            return super().export()
