@@ -118,7 +118,7 @@ class CompactedTopicFollower:
             for tp, records in batches.items():
                 changes = self._changes(tp.topic, records)
                 if changes:
-                    result = self.apply(spec, changes)
+                    result = self.apply(self.specs[tp.topic], changes)
                     if asyncio.iscoroutine(result):
                         await result
                 self.positions[tp.topic] = records[-1].offset + 1
