@@ -73,6 +73,13 @@ def worker_agents(settings: Settings) -> list[Any]:
     return [hasher, matcher if settings.index_shards == 1 else merger, actioner, flood, feedback, recent]
 
 
+def worker_searches(settings: Settings) -> bool:
+    """Whether a worker's bank view needs an index. A main worker in shard mode does not (the shard
+    workers search; its merger judges their candidates, which carry their bank entries), unless it
+    runs the recent task, whose retroactive matching searches the whole bank."""
+    return settings.index_shards == 1 or settings.shard is not None or bool(settings.recent_enabled)
+
+
 def worker_services(settings: Settings, app: faust.App, delivery: AtLeastOnce) -> WorkerServices:
     """The services of one worker, on its Faust app's producer.
 
@@ -88,7 +95,7 @@ def worker_services(settings: Settings, app: faust.App, delivery: AtLeastOnce) -
 
     # Faust has no public accessor of the aiokafka producer it wraps; this is the one use.
     output = Output(settings, lambda: app.producer._ensure_producer(), on_failure)
-    view = BankView(shard=settings.shard)
+    view = BankView(shard=settings.shard, searchable=worker_searches(settings))
     bank_view = BankViewService(settings, view, "worker-state", log_stats=True,
                                 snapshot_path=snapshot_path(settings, faust_app_id(settings)))
     return WorkerServices(

@@ -33,7 +33,7 @@ from threatexchange.signal_type import signal_base
 if TYPE_CHECKING:
     from pipeline.config import Settings
     from pipeline.hashing.base import SignalValue
-    from pipeline.state.signal_index import SignalIndex
+    from pipeline.state.signal_index import SignalIndex, SignalValues
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,12 @@ class SignalPlugin:
         from pipeline.state.signal_index import ThreatExchangeIndex
 
         return ThreatExchangeIndex(self.tx, exported)
+
+    def new_value_store(self, exported: dict[str, Any] | None = None) -> "SignalValues":
+        """An empty store of this type's values by row (no search), or one rebuilt from its `export()`."""
+        from pipeline.state.signal_index import StoredValues
+
+        return StoredValues(exported)
 
     def hash_content(self, content_type: str, data: bytes) -> "SignalValue | None":
         """This type's signal of some content, None when the type has none for it."""

@@ -7,6 +7,7 @@ path for keys whose 64-bit hashes collide (forced here with a tiny hash).
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from pipeline import topics as T
@@ -15,7 +16,7 @@ from pipeline.index.codes import code_to_hex
 from pipeline.state import bank_view as bank_view_module
 from pipeline.state.bank_view import BankEntry, BankView
 from pipeline.state.u64_map import U64Map
-from tests.pipeline_env import VIEW_MODEL_BANKS, VIEW_MODEL_MD5S, VIEW_MODEL_POOL, conformed_bank, run_ops
+from tests.pipeline_env import VIEW_MODEL_BANKS, VIEW_MODEL_MD5S, VIEW_MODEL_POOL, check_view, conformed_bank, run_ops
 
 # changes to the view: ("add", bank, pool index, content id, disable_until_ts, has metadata), ("md5", bank, index),
 # ("remove", n)
@@ -169,3 +170,27 @@ def test_an_entry_rewritten_as_a_record_reads_back_as_itself_with_its_changes():
     assert entry.metadata == {"note": "n"}  # the record's metadata is a copy
     view.apply_signals([(key, entry.to_record(disable_until_ts=0, metadata={"note": "m"}))])
     assert list(view.entries()) == [BankEntry(key, "ALPHA", 7, "pdq", entry.signal_id, VIEW_MODEL_POOL[0], 0, {"note": "m"})]
+
+
+@hsettings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(op, min_size=1, max_size=12), min_size=1, max_size=8))
+def test_a_view_without_an_index_keeps_the_same_entries(batches):
+    view = BankView(searchable=False)
+    for bank in VIEW_MODEL_BANKS:
+        view.apply_bank(bank, conformed_bank(bank))
+    model = run_ops(view, batches)
+    restored = BankView(searchable=False)
+    restored.load(*view.export())  # a snapshot of values only restores them
+    check_view(restored, model)
+
+
+def test_a_view_without_an_index_refuses_searches_and_indexed_snapshots():
+    view = BankView(searchable=False)
+    view.apply_bank("ALPHA", conformed_bank("ALPHA"))
+    view.apply_signals([bank_signal_record("ALPHA", 1, "pdq", VIEW_MODEL_POOL[1])])
+    with pytest.raises(RuntimeError, match="without an index"):
+        view.search("pdq", [VIEW_MODEL_POOL[1]], 0)
+    with pytest.raises(ValueError, match="values-only"):
+        BankView().load(*view.export())
+    with pytest.raises(ValueError, match="values-only"):
+        view.load(*BankView().export())

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from pipeline import topics as T
+from pipeline.app import worker_searches
 from pipeline.banks import bank_record, bank_signal_record
 from pipeline.client import Client
 from pipeline.config import Settings
@@ -102,10 +103,10 @@ class Scenario:
         self.signals.append(bank_signal_record("FEED", 5000, "video_md5", md5))
         upload("video", video_md5=md5)
 
-    def view(self, shard: ShardSpec | None = None) -> BankView:
+    def view(self, shard: ShardSpec | None = None, searchable: bool = True) -> BankView:
         from pipeline.topics import BANKS, BANK_SIGNALS
 
-        view = BankView(shard=shard)
+        view = BankView(shard=shard, searchable=searchable)
         for bank in self.banks:
             view.apply_bank(bank["name"], BANKS.codec.conform(bank))
         view.apply_signals((key, BANK_SIGNALS.codec.conform(record)) for key, record in self.signals)
@@ -157,7 +158,7 @@ def test_merged_shard_lookups_equal_one_view():
     settings = Settings()
     hashed = scenario.hashed()
     expected = match_batch(hashed, scenario.view(), settings)
-    merger_view = scenario.view()
+    merger_view = scenario.view(searchable=False)  # a main worker in shard mode keeps no index
     partials = [lookup_batch(hashed, scenario.view(ShardSpec(k, SHARDS)), settings) for k in range(SHARDS)]
     merged = []
     for i, upload in enumerate(hashed):
@@ -170,6 +171,14 @@ def test_merged_shard_lookups_equal_one_view():
     by_id = {r["content_id"]: r for r in expected}
     assert {h["status"] for h in by_id["suppressed-0"]["matches"] if h["bank"] == "FEED"} == {"suppressed"}
     assert len([h for h in by_id["both-shards-0"]["matches"] if h["bank"] == "FEED"]) == 2
+
+
+def test_only_main_workers_in_shard_mode_without_the_recent_task_keep_no_index():
+    shard_mode = Settings(index_shards=2, recent_enabled=0)
+    assert not worker_searches(shard_mode)
+    assert worker_searches(shard_mode.with_overrides(recent_enabled=1))  # retroactive matching searches
+    assert worker_searches(shard_mode.with_overrides(index_shard=0))  # a shard worker
+    assert worker_searches(Settings(recent_enabled=0))  # replica mode
 
 
 # -- through Kafka ---------------------------------------------------------------------------------

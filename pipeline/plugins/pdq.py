@@ -16,6 +16,7 @@ from threatexchange.signal_type.pdq.signal import PdqSignal
 from pipeline.config import Settings
 from pipeline.hashing.base import SignalValue
 from pipeline.index import build_pdq_index, code_to_hex, codes_from_hex
+from pipeline.index.codes import CODE_BYTES
 from pipeline.signal_types import Comparison, SignalPlugin
 from pipeline.state.signal_index import Hits
 
@@ -68,6 +69,50 @@ class PdqSignalIndex:
         return len(self._index)
 
 
+class PdqCodeValues:
+    """PDQ codes by row, 32 bytes each, without an index: the values a main worker in shard mode
+    keeps (a tenth of an index's memory per signal). Exports as PdqSignalIndex does."""
+
+    def __init__(self, exported: dict[str, np.ndarray] | None = None) -> None:
+        self._codes = np.zeros((0, CODE_BYTES), dtype=np.uint8)
+        self._held = np.zeros(0, dtype=bool)
+        self._count = 0
+        if exported:
+            self._put(exported["codes"], exported["ids"])
+
+    def add(self, ids: Sequence[int], values: Sequence[str]) -> None:
+        self._put(codes_from_hex(values), ids)
+
+    def _put(self, codes: np.ndarray, ids: Sequence[int] | np.ndarray) -> None:
+        rows = np.asarray(ids, dtype=np.int64)
+        if not len(rows):
+            return
+        top = int(rows.max()) + 1
+        if top > len(self._held):
+            size = max(top, len(self._held) * 3 // 2, 1024)
+            self._codes = np.resize(self._codes, (size, CODE_BYTES))
+            self._held = np.concatenate([self._held, np.zeros(size - len(self._held), dtype=bool)])
+        self._count += int((~self._held[rows]).sum())
+        self._codes[rows] = codes
+        self._held[rows] = True
+
+    def remove(self, ids: Sequence[int]) -> None:
+        rows = np.asarray(ids, dtype=np.int64)
+        rows = rows[rows < len(self._held)]
+        self._count -= int(self._held[rows].sum())
+        self._held[rows] = False
+
+    def values(self, ids: Sequence[int]) -> list[str]:
+        return [code_to_hex(code) for code in self._codes[np.asarray(ids, dtype=np.int64)]]
+
+    def export(self) -> dict[str, np.ndarray]:
+        ids = np.flatnonzero(self._held).astype(np.int64)
+        return {"codes": self._codes[ids], "ids": ids}
+
+    def __len__(self) -> int:
+        return self._count
+
+
 class PdqPlugin(SignalPlugin):
     default_distance = PDQ_CONFIDENT_MATCH_THRESHOLD
     max_distance = 256
@@ -90,6 +135,9 @@ class PdqPlugin(SignalPlugin):
 
     def new_index(self, exported: dict[str, Any] | None = None) -> PdqSignalIndex:
         return PdqSignalIndex(exported)
+
+    def new_value_store(self, exported: dict[str, Any] | None = None) -> PdqCodeValues:
+        return PdqCodeValues(exported)
 
     def hash_content(self, content_type: str, data: bytes) -> SignalValue | None:
         if content_type not in self.content_types:

@@ -27,7 +27,7 @@ from pipeline.config import Settings, load_settings
 from pipeline.hashing.base import SignalValue
 from pipeline.index import build_pdq_index, codes_from_hex
 from pipeline.signal_types import Comparison, SignalPlugin
-from pipeline.state.signal_index import Hits, KeptValues
+from pipeline.state.signal_index import Hits, StoredValues
 
 try:  # python-threatexchange's thresholds; the extension needs the vpdq package
     from threatexchange.extensions.vpdq.vpdq_util import (
@@ -80,17 +80,15 @@ def match_distance(query_nearest: Sequence[int], query_total: int, bank_nearest:
     return None
 
 
-class VpdqFrameIndex(KeptValues):
+class VpdqFrameIndex(StoredValues):
     """Bank videos as their frames in the PDQ index; a search answers (row, match distance) per video."""
 
     def __init__(self, exported: dict[str, np.ndarray] | None = None) -> None:
-        super().__init__()
         self._frames = build_pdq_index(np.zeros((0, 32), dtype=np.uint8), np.zeros(0, dtype=np.int64))
         self._frames_of: dict[int, np.ndarray] = {}  # row -> its frame ids
         self._video_of: dict[int, int] = {}  # frame id -> row (frame ids are never reused)
         self._next_frame = 0
-        if exported:
-            self.add(*self.exported_rows(exported))
+        super().__init__(exported)
 
     def add(self, ids: Sequence[int], values: Sequence[str]) -> None:
         self.remove([row for row in ids if row in self._value_of])

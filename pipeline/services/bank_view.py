@@ -20,8 +20,8 @@ from prometheus_client.core import Metric
 from pipeline import metrics
 from pipeline import topics as T
 from pipeline.config import Settings
-from pipeline.state.bank_view import BankView
-from pipeline.state.log_reader import ApplyBatch, Change, CompactedTopicFollower, StalePositions
+from pipeline.state.bank_view import BankView, exported_searchable
+from pipeline.state.log_reader import ApplyBatch, Change, CompactedTopicFollower, KeyFilter, StalePositions
 from pipeline.signal_types import SIGNAL_TYPES
 from pipeline.state.snapshot import export_snapshot, read_snapshot, write_snapshot
 
@@ -138,6 +138,9 @@ class BankViewService:
         positions = self.loaded_at
         if positions is None and self.snapshot_path is not None:
             snap = await asyncio.to_thread(read_snapshot, self.snapshot_path, self.settings, self._view_topics)
+            if snap is not None and exported_searchable(snap.meta) != self.view.searchable:
+                log.info("view snapshot not used", extra={"path": str(self.snapshot_path), "differs": ["searchable"]})
+                snap = None
             if snap is not None:
                 await asyncio.to_thread(self.view.load, snap.arrays, snap.meta)
                 log.info("bank view loaded from snapshot", extra={
@@ -149,18 +152,26 @@ class BankViewService:
             # a view loaded by another process: the snapshot it came from may be behind, save once caught up
             self._snapshot_positions = dict(positions) if self.loaded_at is None else {}
             follower = CompactedTopicFollower(self.settings, self.topics, self._apply, name=self.name,
-                                              start_positions=positions)
+                                              start_positions=positions, holds_key=self._held_keys())
             try:
                 await follower.start()
                 return follower
             except StalePositions as exc:
                 log.warning("view snapshot does not fit the topics; reading them from the start",
                             extra={"reason": str(exc)})
-                self.view.load(*BankView(shard=self.view.shard).export())
+                self.view.load(*BankView(shard=self.view.shard, searchable=self.view.searchable).export())
                 self._snapshot_positions = {}
-        follower = CompactedTopicFollower(self.settings, self.topics, self._apply, name=self.name)
+        follower = CompactedTopicFollower(self.settings, self.topics, self._apply, name=self.name,
+                                          holds_key=self._held_keys())
         await follower.start()
         return follower
+
+    def _held_keys(self) -> dict[T.TopicSpec, KeyFilter]:
+        """A shard worker's view holds one shard's signals: the others' records are not decoded."""
+        shard = self.view.shard
+        if shard is None or shard.count == 1 or T.BANK_SIGNALS in self.listeners:
+            return {}
+        return {T.BANK_SIGNALS: shard.holds_key}
 
     async def _keep_snapshots(self) -> None:
         """Save the view once caught up (when the saved one is behind), then every interval."""

@@ -20,7 +20,7 @@ from pipeline.banks import RENAMED_FROM, bank_signal_key, signal_enabled
 from pipeline.clock import now_ms
 from pipeline.config_keys import CONTENT_ID_BASE, RESET_AT, signal_type_ratio_key
 from pipeline.signal_types import InvalidSignal, signal_type
-from pipeline.state.signal_index import SignalIndex
+from pipeline.state.signal_index import SignalIndex, SignalValues
 from pipeline.state.signal_rows import SIGNAL_ID, SignalRows, key_hash
 
 if TYPE_CHECKING:
@@ -53,6 +53,11 @@ class BankEntry:
         return {**record, **changes}
 
 
+def exported_searchable(meta: dict[str, Any]) -> bool:
+    """Whether a view export (BankView.export's meta) holds indices or values only."""
+    return bool(meta.get("searchable", True))
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """A bank entry within the searched distance of a query signal."""
@@ -64,12 +69,16 @@ class Candidate:
 class BankView:
     """Banks, quarantine, settings and the signals of every bank (or of one index shard)."""
 
-    def __init__(self, shard: "ShardSpec | None" = None) -> None:
+    def __init__(self, shard: "ShardSpec | None" = None, searchable: bool = True) -> None:
+        """`searchable=False`: signal values are kept without an index (SignalPlugin.new_value_store),
+        for a process that never searches: a main worker in shard mode, whose merger judges the
+        candidates the shard workers found."""
         self.shard = shard  # a shard worker holds only its shard's signals
+        self.searchable = searchable
         self.banks: dict[str, dict[str, Any]] = {}
         self.renamed: dict[str, str] = {}  # a renamed bank's old name -> its new name (see apply_bank)
         self.rows = SignalRows()
-        self._indices: dict[int, SignalIndex] = {}  # kind index -> index of that signal type
+        self._indices: dict[int, SignalIndex | SignalValues] = {}  # kind index -> its index (or values)
         self._live = 0
         self.rejected = 0  # hma.bank-signals records that were not applied (see _invalid)
         self.quarantine: dict[str, dict[str, Any]] = {}  # signal id -> latest hma.quarantine record
@@ -285,10 +294,14 @@ class BankView:
             return str(exc)
         return ""
 
-    def _index(self, kind: int) -> SignalIndex:
+    def _index(self, kind: int) -> SignalIndex | SignalValues:
         if kind not in self._indices:
-            self._indices[kind] = signal_type(self.rows.kind_names[kind]).new_index()
+            self._indices[kind] = self._new_index(self.rows.kind_names[kind])
         return self._indices[kind]
+
+    def _new_index(self, kind_name: str, exported: dict[str, np.ndarray] | None = None) -> SignalIndex | SignalValues:
+        plugin = signal_type(kind_name)
+        return plugin.new_index(exported) if self.searchable else plugin.new_value_store(exported)
 
     # -- snapshots ----------------------------------------------------------------------------
     def export(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -298,20 +311,24 @@ class BankView:
             for name, array in index.export().items():
                 arrays[f"index_{kind}_{name}"] = array
         meta = {
-            "rows": rows_meta, "indexed_kinds": sorted(self._indices), "live": self._live,
+            "rows": rows_meta, "indexed_kinds": sorted(self._indices), "live": self._live, "searchable": self.searchable,
             "banks": self.banks, "quarantine": self.quarantine, "settings": self.settings,
             "newest_signal_ms": self.newest_signal_ms,
         }
         return arrays, meta
 
     def load(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        """Replace this view's state with an export (indices are rebuilt from their arrays)."""
+        """Replace this view's state with an export (indices are rebuilt from their arrays) of a
+        view that was searchable as this one is (`exported_searchable`)."""
+        if exported_searchable(meta) != self.searchable:
+            raise ValueError(f"an export of a {'searchable' if exported_searchable(meta) else 'values-only'} view "
+                             f"cannot load into a {'searchable' if self.searchable else 'values-only'} one")
         rows = SignalRows.restore(arrays, meta["rows"])
         indices = {}
         for kind in meta["indexed_kinds"]:
             prefix = f"index_{kind}_"
             exported = {name[len(prefix):]: arrays[name] for name in arrays if name.startswith(prefix)}
-            indices[int(kind)] = signal_type(rows.kind_names[int(kind)]).new_index(exported)
+            indices[int(kind)] = self._new_index(rows.kind_names[int(kind)], exported)
         self.rows, self._indices, self._live = rows, indices, int(meta["live"])
         self.banks, self.quarantine, self.settings = meta["banks"], meta["quarantine"], meta["settings"]
         self.renamed = {b["renamed_from"]: name for name, b in self.banks.items()
@@ -353,6 +370,8 @@ class BankView:
         and a row removed meanwhile is left out here or by `candidates`. Call it and `candidates`
         inside one `pinned()`, so that no row found is reused for another signal in between.
         """
+        if not self.searchable:
+            raise RuntimeError("this bank view keeps signal values without an index (searchable=False)")
         kind_idx = self.rows.known_kind(kind)
         index = self._indices.get(kind_idx) if kind_idx is not None else None
         if index is None or not values:

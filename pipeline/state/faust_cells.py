@@ -14,12 +14,12 @@ carry the partition because Faust reads a key from whichever partition's databas
 from __future__ import annotations
 
 import contextlib
-import weakref
 from typing import Iterator
 
 import faust
 import numpy as np
-from faust import streams as faust_streams
+
+from pipeline.state.tables import writes_to_partition_of
 
 CHUNK = 64  # columns per table value: a hit rewrites depth chunks of 512 bytes
 Chunk = tuple[int, int, int]  # (bucket, row, column // CHUNK)
@@ -78,9 +78,6 @@ class FaustTableCellStore:
 @contextlib.contextmanager
 def in_partition_of(event: faust.EventT, store: FaustTableCellStore) -> Iterator[None]:
     """Table writes of a batch go to the partition of `event` (Faust takes it from the current event)."""
-    token = faust_streams._current_event.set(weakref.ref(event))
     store.partition = event.message.partition
-    try:
+    with writes_to_partition_of(event):
         yield
-    finally:
-        faust_streams._current_event.reset(token)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable, Iterable, Iterator, TypeVar
+from typing import Awaitable, Callable, Iterable, Iterator, Mapping, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException
@@ -28,6 +28,7 @@ PROGRESS_EVERY_S = 10
 Value = TypeVar("Value")
 Change = tuple[str, dict | None]  # key, decoded value (None = tombstone)
 ApplyBatch = Callable[[TopicSpec, list[Change]], Awaitable[None] | None]
+KeyFilter = Callable[[str], bool]
 
 
 def decode_change(spec: TopicSpec, key: bytes | None, value: bytes | None) -> Change | None:
@@ -51,10 +52,13 @@ class StalePositions(Exception):
 class CompactedTopicFollower:
     def __init__(
         self, settings: Settings, specs: Iterable[TopicSpec], apply: ApplyBatch, name: str = "state",
-        start_positions: dict[str, int] | None = None,
+        start_positions: dict[str, int] | None = None, holds_key: Mapping[TopicSpec, KeyFilter] | None = None,
     ) -> None:
+        """`holds_key`: per topic, which keys the reader keeps; the others are skipped before they
+        are decoded (a shard worker reads every bank signal's record but keeps one shard's)."""
         self.settings = settings
         self.specs = {spec.name(settings): spec for spec in specs}
+        self.holds_key = {spec.name(settings): keep for spec, keep in (holds_key or {}).items()}
         self.apply = apply
         self.name = name
         self.ready = asyncio.Event()
@@ -112,10 +116,9 @@ class CompactedTopicFollower:
                 self._report_progress(first, last_report - started)
             batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
             for tp, records in batches.items():
-                spec = self.specs[tp.topic]
-                changes = [c for c in (decode_change(spec, r.key, r.value) for r in records) if c is not None]
+                changes = self._changes(tp.topic, records)
                 if changes:
-                    result = self.apply(spec, changes)
+                    result = self.apply(self.specs[tp.topic], changes)
                     if asyncio.iscoroutine(result):
                         await result
                 self.positions[tp.topic] = records[-1].offset + 1
@@ -124,6 +127,12 @@ class CompactedTopicFollower:
                 if all(consumed.get(tp.topic, 0) >= end for tp, end in self._end.items() if end):
                     log.info("state caught up", extra={"view": self.name, "positions": dict(self.positions)})
                     self.ready.set()
+
+    def _changes(self, topic: str, records: list) -> list[Change]:
+        spec, keep = self.specs[topic], self.holds_key.get(topic)
+        if keep is not None:
+            records = [r for r in records if r.key is None or keep(r.key.decode("utf-8", errors="replace"))]
+        return [c for c in (decode_change(spec, r.key, r.value) for r in records) if c is not None]
 
     async def _consumed(self) -> dict[str, int]:
         """How far this reader has read each topic: past its records, and past the transaction

@@ -19,18 +19,59 @@ log = logging.getLogger(__name__)
 Hits = list[list[tuple[int, int]]]  # per query: (row id, distance)
 
 
-class SignalIndex(Protocol):
+class SignalValues(Protocol):
+    """A signal type's values by row: what a view that never searches keeps (SignalPlugin.new_value_store)."""
+
     def add(self, ids: Sequence[int], values: Sequence[str]) -> None: ...
 
     def remove(self, ids: Sequence[int]) -> None: ...
-
-    def search(self, values: Sequence[str], max_distance: int) -> Hits: ...
 
     def values(self, ids: Sequence[int]) -> list[str]: ...
 
     def export(self) -> dict[str, np.ndarray]: ...
 
     def __len__(self) -> int: ...
+
+
+class SignalIndex(SignalValues, Protocol):
+    def search(self, values: Sequence[str], max_distance: int) -> Hits: ...
+
+
+class StoredValues:
+    """Any signal type's values by row: alone, for a view without an index (a main worker in shard
+    mode judges the candidates the shards found and never searches); as the base of an index whose
+    values can be long (a video's frames) or that must rebuild itself from them."""
+
+    def __init__(self, exported: dict[str, np.ndarray] | None = None) -> None:
+        self._value_of: dict[int, str] = {}
+        self._lock = threading.RLock()  # changes and exports under it (a subclass's index changes with them)
+        if exported:
+            self.add(*self.exported_rows(exported))
+
+    @staticmethod
+    def exported_rows(exported: dict[str, np.ndarray]) -> tuple[list[int], list[str]]:
+        """The (row ids, values) of an export, to add to a new store."""
+        return exported["ids"].tolist(), strings_from_arrays(exported["text"], exported["ends"])
+
+    def add(self, ids: Sequence[int], values: Sequence[str]) -> None:
+        with self._lock:
+            self._value_of.update(zip(ids, values))
+
+    def remove(self, ids: Sequence[int]) -> None:
+        with self._lock:
+            for row in ids:
+                self._value_of.pop(row, None)
+
+    def values(self, ids: Sequence[int]) -> list[str]:
+        return [self._value_of[row] for row in ids]
+
+    def export(self) -> dict[str, np.ndarray]:
+        with self._lock:
+            ids = np.fromiter(self._value_of.keys(), dtype=np.int64, count=len(self._value_of))
+            return {"ids": ids, **strings_to_arrays(list(self._value_of.values()))}
+
+    def __len__(self) -> int:
+        return len(self._value_of)
 
 
 class ExactSignalIndex:
@@ -87,32 +128,7 @@ def strings_from_arrays(text: np.ndarray, ends: np.ndarray) -> list[str]:
     return [data[a:b].decode() for a, b in zip(starts, ends.tolist())]
 
 
-class KeptValues:
-    """The values an index holds by row id, under its lock: what `values` answers and a snapshot
-    exports (as `strings_to_arrays`); for indices whose values can be long (a video's frames)."""
-
-    def __init__(self) -> None:
-        self._value_of: dict[int, str] = {}
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def exported_rows(exported: dict[str, np.ndarray]) -> tuple[list[int], list[str]]:
-        """The (row ids, values) of an export, to add to a new index."""
-        return exported["ids"].tolist(), strings_from_arrays(exported["text"], exported["ends"])
-
-    def values(self, ids: Sequence[int]) -> list[str]:
-        return [self._value_of[row] for row in ids]
-
-    def export(self) -> dict[str, np.ndarray]:
-        with self._lock:
-            ids = np.fromiter(self._value_of.keys(), dtype=np.int64, count=len(self._value_of))
-            return {"ids": ids, **strings_to_arrays(list(self._value_of.values()))}
-
-    def __len__(self) -> int:
-        return len(self._value_of)
-
-
-class ThreatExchangeIndex(KeptValues):
+class ThreatExchangeIndex(StoredValues):
     """Any other signal type: python-threatexchange's own index for it (`get_index_cls`), whose
     matches are the type's own decision (distance 0: per-bank distances do not apply).
 
@@ -121,16 +137,14 @@ class ThreatExchangeIndex(KeptValues):
     """
 
     def __init__(self, tx: Any, exported: dict[str, np.ndarray] | None = None) -> None:
-        super().__init__()
         self._tx = tx
         self._index: Any = None
-        if exported:
-            self.add(*self.exported_rows(exported))
+        super().__init__(exported)
 
     def add(self, ids: Sequence[int], values: Sequence[str]) -> None:
         with self._lock:
             stale = any(i in self._value_of for i in ids)
-            self._value_of.update(zip(ids, values))
+            super().add(ids, values)
             if stale:
                 self._index = None
             elif self._index is not None:
@@ -138,8 +152,8 @@ class ThreatExchangeIndex(KeptValues):
 
     def remove(self, ids: Sequence[int]) -> None:
         with self._lock:
-            gone = [self._value_of.pop(i) for i in ids if i in self._value_of]
-            if gone:
+            if any(i in self._value_of for i in ids):
+                super().remove(ids)
                 self._index = None
 
     def search(self, values: Sequence[str], max_distance: int) -> Hits:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import weakref
+from typing import Any, Iterator
 
 import faust
+from faust import streams as faust_streams
 
 from pipeline.transport import exactly_once_of
 
@@ -45,3 +48,15 @@ def state_table(app: faust.App, name: str, **kwargs: Any) -> faust.Table:
 def raw_topic(app: faust.App, *names: str) -> faust.TopicT:
     """Topics carry bytes; the codecs decode them, so bad records become dead letters, not crashes."""
     return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
+@contextlib.contextmanager
+def writes_to_partition_of(event: faust.EventT) -> Iterator[None]:
+    """Table writes go to the changelog partition of `event`: Faust takes it from the current
+    event, which a batch from `take_events` does not set. (Faust has no public setter; this is
+    the one use of its context variable.)"""
+    token = faust_streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust_streams._current_event.reset(token)
