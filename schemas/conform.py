@@ -202,3 +202,44 @@ def _map(values: Conformer) -> Conformer:
         return out
 
     return mapping
+
+
+PlainCheck = Callable[[Any], bool]
+_PLAIN_TYPES = {"string": str, "boolean": bool, "int": int, "long": int}
+
+
+def plain_record_check(schema: Any) -> PlainCheck | None:
+    """For a record of primitive fields (and maps of strings): a check that a decoded JSON object
+    already is its conformed form (every field present with its exact type, no other key), so the
+    bulk readers of a topic skip building a copy; None for a schema with other field types.
+
+    A value the check refuses is not necessarily wrong: the full conformer decides (defaults,
+    extra keys, the reason for an error)."""
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        return None
+    checks: list[tuple[str, type, tuple[int, int] | None]] = []
+    maps: list[str] = []
+    for f in schema["fields"]:
+        kind = f["type"]["type"] if isinstance(f["type"], dict) and set(f["type"]) == {"type"} else f["type"]
+        if isinstance(kind, str) and kind in _PLAIN_TYPES:
+            checks.append((f["name"], _PLAIN_TYPES[kind], _INT_RANGES.get(kind)))
+        elif isinstance(kind, dict) and kind.get("type") == "map" and kind.get("values") == "string":
+            maps.append(f["name"])
+        else:
+            return None
+    size = len(checks) + len(maps)
+
+    def plain(value: Any) -> bool:
+        if type(value) is not dict or len(value) != size:
+            return False
+        for name, kind, bounds in checks:
+            v = value.get(name)
+            if type(v) is not kind or (bounds is not None and not bounds[0] <= v <= bounds[1]):
+                return False
+        for name in maps:
+            m = value.get(name)
+            if type(m) is not dict or (m and not all(type(v) is str for v in m.values())):
+                return False
+        return True
+
+    return plain
