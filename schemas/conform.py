@@ -217,28 +217,35 @@ def plain_record_check(schema: Any) -> PlainCheck | None:
     extra keys, the reason for an error)."""
     if not isinstance(schema, dict) or schema.get("type") != "record":
         return None
-    checks: list[tuple[str, type, tuple[int, int] | None]] = []
-    maps: list[str] = []
+    names: list[str] = []
+    kinds: list[type] = []
+    bounded: list[tuple[int, int, int]] = []  # (position, low, high) of int and long fields
+    maps: list[int] = []  # positions of maps of strings
     for f in schema["fields"]:
         kind = f["type"]["type"] if isinstance(f["type"], dict) and set(f["type"]) == {"type"} else f["type"]
         if isinstance(kind, str) and kind in _PLAIN_TYPES:
-            checks.append((f["name"], _PLAIN_TYPES[kind], _INT_RANGES.get(kind)))
+            kinds.append(_PLAIN_TYPES[kind])
+            if kind in _INT_RANGES:
+                bounded.append((len(names), *_INT_RANGES[kind]))
         elif isinstance(kind, dict) and kind.get("type") == "map" and kind.get("values") == "string":
-            maps.append(f["name"])
+            kinds.append(dict)
+            maps.append(len(names))
         else:
             return None
-    size = len(checks) + len(maps)
+        names.append(f["name"])
+    field_names, field_kinds = frozenset(names), tuple(kinds)
 
     def plain(value: Any) -> bool:
-        if type(value) is not dict or len(value) != size:
+        if type(value) is not dict or value.keys() != field_names:
             return False
-        for name, kind, bounds in checks:
-            v = value.get(name)
-            if type(v) is not kind or (bounds is not None and not bounds[0] <= v <= bounds[1]):
+        got = [value[name] for name in names]
+        if tuple(map(type, got)) != field_kinds:
+            return False
+        for at, low, high in bounded:
+            if not low <= got[at] <= high:
                 return False
-        for name in maps:
-            m = value.get(name)
-            if type(m) is not dict or (m and not all(type(v) is str for v in m.values())):
+        for at in maps:
+            if got[at] and not all(type(v) is str for v in got[at].values()):
                 return False
         return True
 

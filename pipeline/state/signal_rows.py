@@ -188,6 +188,7 @@ class SignalRows:
     # -- snapshots ------------------------------------------------------------------------------
     def export(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays = {f"col_{name}": col[: self.n].copy() for name, col in self.cols.items()}
+        arrays.update({f"key_map_{name}": array for name, array in self._map.export().items()})
         meta = {
             "n": self.n, "bank_names": self.bank_names, "kind_names": self.kind_names,
             "metadata": {str(row): md for row, md in self.metadata.items()},
@@ -208,12 +209,8 @@ class SignalRows:
             rows.kind_index(name)
         rows.metadata = {int(row): md for row, md in meta["metadata"].items()}
         rows._overflow = dict(meta["overflow"])
-        rows._free.push(np.flatnonzero(~rows.cols["alive"][:n]))
-        live = rows.live_rows()
-        overflow_rows = set(rows._overflow.values())
-        mapped = live if not overflow_rows else live[~np.isin(live, list(overflow_rows))]
-        rows._map = U64Map(len(mapped))
-        rows._map.put_many(rows.cols["key_hash"][mapped], mapped)
+        rows._free.push(np.flatnonzero(~rows.cols["alive"][:n]))  # no search of this process holds them
+        rows._map = U64Map.restore({name: arrays[f"key_map_{name}"] for name in ("keys", "vals")})
         return rows
 
     def stats(self) -> dict[str, int]:
