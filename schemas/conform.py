@@ -202,3 +202,51 @@ def _map(values: Conformer) -> Conformer:
         return out
 
     return mapping
+
+
+PlainCheck = Callable[[Any], bool]
+_PLAIN_TYPES = {"string": str, "boolean": bool, "int": int, "long": int}
+
+
+def plain_record_check(schema: Any) -> PlainCheck | None:
+    """For a record of primitive fields (and maps of strings): a check that a decoded JSON object
+    already is its conformed form (every field present with its exact type, no other key), so the
+    bulk readers of a topic skip building a copy; None for a schema with other field types.
+
+    A value the check refuses is not necessarily wrong: the full conformer decides (defaults,
+    extra keys, the reason for an error)."""
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        return None
+    names: list[str] = []
+    kinds: list[type] = []
+    bounded: list[tuple[int, int, int]] = []  # (position, low, high) of int and long fields
+    maps: list[int] = []  # positions of maps of strings
+    for f in schema["fields"]:
+        kind = f["type"]["type"] if isinstance(f["type"], dict) and set(f["type"]) == {"type"} else f["type"]
+        if isinstance(kind, str) and kind in _PLAIN_TYPES:
+            kinds.append(_PLAIN_TYPES[kind])
+            if kind in _INT_RANGES:
+                bounded.append((len(names), *_INT_RANGES[kind]))
+        elif isinstance(kind, dict) and kind.get("type") == "map" and kind.get("values") == "string":
+            kinds.append(dict)
+            maps.append(len(names))
+        else:
+            return None
+        names.append(f["name"])
+    field_names, field_kinds = frozenset(names), tuple(kinds)
+
+    def plain(value: Any) -> bool:
+        if type(value) is not dict or value.keys() != field_names:
+            return False
+        got = [value[name] for name in names]
+        if tuple(map(type, got)) != field_kinds:
+            return False
+        for at, low, high in bounded:
+            if not low <= got[at] <= high:
+                return False
+        for at in maps:
+            if got[at] and not all(type(v) is str for v in got[at].values()):
+                return False
+        return True
+
+    return plain

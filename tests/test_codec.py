@@ -78,3 +78,20 @@ def test_avro_written_with_an_earlier_schema_decodes_with_new_fields_defaulted()
     schemaless_writer(body, old_schema, record)
     decoded = c.decode(AVRO_MAGIC + old_fingerprint + body.getvalue())
     assert decoded == {**record, "event_id": None}
+
+
+def test_a_plain_record_decodes_as_the_conformer_builds_it():
+    """hma.bank-signals takes the plain-record path; its answers are the conformer's, and every
+    value the conformer changes or refuses goes through it."""
+    from pipeline.topics import BANK_SIGNALS
+
+    c = BANK_SIGNALS.codec
+    record = {"bank": "B", "bank_content_id": 3, "signal_type": "pdq", "signal_id": "ab" * 8, "value": "0" * 64,
+              "metadata": {"k": "v"}, "disable_until_ts": 1, "added_at": 5}
+    assert c.decode(json.dumps(record).encode()) == c.conform(record) == record
+    assert c.decode(json.dumps({**record, "extra": 1}).encode()) == record  # extra keys dropped
+    assert c.decode(json.dumps({k: v for k, v in record.items() if k != "metadata"}).encode()) == {**record, "metadata": {}}
+    for bad in ({"bank_content_id": 2**63}, {"bank_content_id": True}, {"metadata": {"k": 1}}, {"bank": None},
+                {"added_at": 1.5}):
+        with pytest.raises(DecodeError):
+            c.decode(json.dumps({**record, **bad}).encode())

@@ -188,3 +188,37 @@ def test_crowded_clusters_of_a_real_looking_bank_match_brute_force():
         assert got == want, d
         crowded = max(crowded, max(len(hits) for hits in want))
     assert crowded >= 100  # some queries did land inside a crowded cluster
+
+
+def test_a_restored_export_answers_and_changes_as_the_original(monkeypatch):
+    """An export taken mid-churn (tables, a delta, dying and free rows) restores to an index whose
+    searches, and whose changes after that, are the brute force's; no table is built on the way."""
+    monkeypatch.setattr(mih, "MIN_DELTA", 100)
+    rng = np.random.default_rng(12)
+    codes = rng.integers(0, 256, (3000, 32), dtype=np.uint8)
+    index = MihPdqIndex(codes, np.arange(3000), background_merge=False)
+    reference = FlatPdqIndex(codes, np.arange(3000))
+
+    def churn(target: MihPdqIndex, rounds: int) -> None:
+        for _ in range(rounds):
+            ids = rng.choice(3500, 60, replace=False)
+            new = codes[rng.integers(0, 3000, 60)].copy()
+            new[:, 1] ^= rng.integers(0, 256, 60, dtype=np.uint8)
+            target.remove(ids[:20])
+            reference.remove(ids[:20])
+            target.add(new, ids)
+            reference.add(new, ids)
+
+    churn(index, 7)
+    exported = index.export()
+    assert len(exported["delta"]) and len(exported["dying"]) and exported["table_sizes"].max() > 0
+    monkeypatch.setattr(mih.K, "build_table", None)  # restoring builds nothing
+    restored = MihPdqIndex.restore({name: array.copy() for name, array in exported.items()}, background_merge=False)
+    assert restored.stats() == index.stats()
+    queries = np.concatenate([codes[rng.integers(0, 3000, 40)], rng.integers(0, 256, (5, 32), dtype=np.uint8)])
+    for d in (0, 9, 31, 40):
+        assert as_sets(restored.search(queries, d), len(queries)) == as_sets(reference.search(queries, d), len(queries))
+    churn(restored, 6)
+    assert restored.stats()["free"] + restored.stats()["live"] <= restored.stats()["high"]
+    for d in (0, 17, 31):
+        assert as_sets(restored.search(queries, d), len(queries)) == as_sets(reference.search(queries, d), len(queries))

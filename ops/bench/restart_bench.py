@@ -47,7 +47,7 @@ def run_restart_bench(n: int, tail_share: float = 0.01, kill: bool = False,
         warm_s = p.wait_until_matching(fresh[-1].tobytes().hex())
         log(f"restart: matching again (newest change included) after {warm_s:,.1f}s")
         loaded = [line for line in p.worker_log("worker-2").splitlines() if "loaded from snapshot" in line]
-        snapshot_mb = sum(f.stat().st_size for f in (p.dir / "view-snapshots").glob("*.npz")) / 2**20
+        snapshot_mb = sum(f.stat().st_size for f in (p.dir / "view-snapshots").glob("*.snapshot")) / 2**20
     return {
         "banked_signals": n, "machine": machine(), "processing_guarantee": guarantee,
         "stopped_by": "SIGKILL" if kill else "SIGTERM", "cold_start_s": round(cold_s, 1),

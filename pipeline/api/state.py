@@ -26,7 +26,7 @@ from pipeline.services.read_back import ReadBackWriter
 from pipeline.state.bank_view import BankView
 from pipeline.state.snapshot import snapshot_path
 
-SNAPSHOT_ROLE = "api"  # <data_dir>/view-snapshots/api.npz
+SNAPSHOT_ROLE = "api"  # <data_dir>/view-snapshots/api.snapshot
 
 
 class ApiState:

@@ -14,6 +14,8 @@
   index built from scratch, or a delta as large as a quarter of the index, is counting-sorted
   instead (kernels.build_table). Rows that died before a merge began are free once it ends.
 - Distances past 32 take the slower exact path: a scan of every row.
+- `export` and `restore` hand over these arrays as they are: a restart loads them (a copy),
+  no table is built again.
 """
 
 from __future__ import annotations
@@ -158,7 +160,7 @@ class MihPdqIndex:
             if self._offsets is None:
                 self._offsets = np.zeros((K.TABLES, K.BUCKETS + 1), dtype=np.uint32)
             batch = self._delta.view().copy()
-            dying, self._dying = self._dying, []
+            dying_before = len(self._dying)  # kept in _dying until the merge ends (a snapshot keeps them)
             full = self._table_rows.max() == 0 or len(batch) > FULL_BUILD_SHARE * self._live
             live = self._alive[: self._high].copy() if full else self._alive
             size = int(live.sum()) if full else int(self._table_rows.max()) + len(batch)
@@ -176,12 +178,13 @@ class MihPdqIndex:
                 self._install(t, offsets, rows[:n])
             if full and size >= PROGRESS_FROM:
                 log.info("index table built", extra={"table": f"{t + 1}/{K.TABLES}", "rows": n})
-        if not full:
-            log.debug("index delta merged", extra={"rows": len(batch), "freed": sum(len(gone) for gone in dying)})
         with self._lock:
+            dying, self._dying = self._dying[:dying_before], self._dying[dying_before:]
             self._delta.drop_first(len(batch), self._alive)
             for gone in dying:
                 self._free.push(gone)
+        if not full:
+            log.debug("index delta merged", extra={"rows": len(batch), "freed": sum(len(gone) for gone in dying)})
 
     def _install(self, t: int, offsets: np.ndarray, rows: np.ndarray) -> None:
         if len(rows) > self._rows.shape[1]:
@@ -237,11 +240,47 @@ class MihPdqIndex:
                 raise KeyError(f"ids not in the index: {ids[rows < 0][:5].tolist()}")
             return self._codes[rows].view(np.uint8).reshape(-1, 32).copy()
 
-    def live(self) -> tuple[np.ndarray, np.ndarray]:
-        """(codes, ids) of every live row: what a snapshot keeps to rebuild the index."""
+    def export(self) -> dict[str, np.ndarray]:
+        """Copies of the index's arrays as they are in memory (rows, tables, delta, free and dying
+        rows): a snapshot that `restore` loads without building a table."""
         with self._lock:
-            rows = np.flatnonzero(self._alive[: self._high])
-            return self._codes[rows].view(np.uint8).reshape(-1, 32).copy(), self._ids[rows].copy()
+            width = int(self._table_rows.max())
+            offsets = self._offsets if self._offsets is not None else np.zeros((0, K.BUCKETS + 1), dtype=np.uint32)
+            return {
+                "codes": self._codes[: self._high].copy(), "ids": self._ids[: self._high].copy(),
+                "alive": self._alive[: self._high].copy(), "offsets": offsets.copy(),
+                "table_rows": self._rows[:, :width].copy(), "table_sizes": self._table_rows.copy(),
+                "row_of_id": self._row_of_id.copy(), "free": self._free.view().copy(),
+                "delta": self._delta.view().copy(),
+                "dying": np.concatenate(self._dying) if self._dying else np.zeros(0, dtype=np.int64),
+                "counts": np.array([self._high, self._live, self._hits_per_query], dtype=np.int64),
+            }
+
+    @classmethod
+    def restore(cls, exported: dict[str, np.ndarray], background_merge: bool = True) -> "MihPdqIndex":
+        """The index an `export` was taken of: its arrays copied into place (with room to grow), nothing rebuilt."""
+        index = cls(background_merge=background_merge)
+        high, live, hits_per_query = (int(v) for v in exported["counts"])
+        capacity = max(1024, high + high // 8)
+        for name in ("codes", "ids", "alive"):
+            array = getattr(index, f"_{name}")
+            grown = np.zeros((capacity,) + array.shape[1:], dtype=array.dtype)
+            grown[:high] = exported[name].reshape((high,) + array.shape[1:])
+            setattr(index, f"_{name}", grown)
+        index._high, index._live, index._hits_per_query = high, live, hits_per_query
+        if len(exported["offsets"]):
+            index._offsets = np.ascontiguousarray(exported["offsets"], dtype=np.uint32)
+            table_rows = exported["table_rows"]
+            index._rows = np.zeros((K.TABLES, int(table_rows.shape[1] * 1.1) + 1024), dtype=np.uint32)
+            index._rows[:, : table_rows.shape[1]] = table_rows
+            index._table_rows = np.asarray(exported["table_sizes"], dtype=np.int64).copy()
+        index._row_of_id = np.asarray(exported["row_of_id"], dtype=np.int64)
+        index._free.push(exported["free"])
+        index._delta.push(exported["delta"])
+        if len(exported["dying"]):
+            index._dying.append(np.asarray(exported["dying"], dtype=np.int64))
+        index._maybe_merge()  # a delta the exporting process had not merged yet
+        return index
 
     def stats(self) -> dict[str, int]:
         """Row counts for metrics and tests: live, delta, free, dying, rows ever used."""

@@ -15,7 +15,7 @@ from threatexchange.signal_type.pdq.signal import PdqSignal
 
 from pipeline.config import Settings
 from pipeline.hashing.base import SignalValue
-from pipeline.index import build_pdq_index, code_to_hex, codes_from_hex
+from pipeline.index import MihPdqIndex, code_to_hex, codes_from_hex
 from pipeline.index.codes import CODE_BYTES
 from pipeline.signal_types import Comparison, SignalPlugin
 from pipeline.state.signal_index import Hits
@@ -31,9 +31,8 @@ class PdqSignalIndex:
     """PDQ codes in `pipeline.index`: exact Hamming-distance search."""
 
     def __init__(self, exported: dict[str, np.ndarray] | None = None) -> None:
-        codes = exported["codes"] if exported else np.zeros((0, 32), dtype=np.uint8)
-        ids = exported["ids"] if exported else np.zeros(0, dtype=np.int64)
-        self._index = build_pdq_index(codes, ids)
+        """`exported`: an `export` of one, restored as it was (a snapshot's: no table is rebuilt)."""
+        self._index = MihPdqIndex.restore(exported) if exported else MihPdqIndex()
 
     def add(self, ids: Sequence[int], values: Sequence[str]) -> None:
         if len(ids):
@@ -62,8 +61,7 @@ class PdqSignalIndex:
         self._index.wait_for_merges()
 
     def export(self) -> dict[str, np.ndarray]:
-        codes, ids = self._index.live()
-        return {"codes": codes, "ids": ids}
+        return self._index.export()
 
     def __len__(self) -> int:
         return len(self._index)
@@ -71,7 +69,7 @@ class PdqSignalIndex:
 
 class PdqCodeValues:
     """PDQ codes by row, 32 bytes each, without an index: the values a main worker in shard mode
-    keeps (a tenth of an index's memory per signal). Exports as PdqSignalIndex does."""
+    keeps (a tenth of an index's memory per signal). Exports its codes and their rows."""
 
     def __init__(self, exported: dict[str, np.ndarray] | None = None) -> None:
         self._codes = np.zeros((0, CODE_BYTES), dtype=np.uint8)

@@ -107,6 +107,18 @@ class SignalRows:
         c["alive"][row] = True
         return row
 
+    def new_rows(self, hashes: np.ndarray, banks: np.ndarray, kinds: np.ndarray, sids: np.ndarray) -> np.ndarray:
+        """`new_row` for many keys at once (room reserved first); their rows, not yet mapped."""
+        rows = self._free.pop(len(hashes))
+        if len(rows) < len(hashes):
+            fresh = np.arange(self.n, self.n + len(hashes) - len(rows), dtype=np.int64)
+            self.n += len(fresh)
+            rows = np.concatenate([rows, fresh])
+        c = self.cols
+        c["bank"][rows], c["kind"][rows], c["sid"][rows], c["key_hash"][rows] = banks, kinds, sids, hashes
+        c["alive"][rows] = True
+        return rows
+
     def release(self, rows: Sequence[int], ticket: int) -> None:
         """Dead rows, reusable once every search pinned at or before `ticket` has finished."""
         if len(rows):
@@ -146,6 +158,15 @@ class SignalRows:
             self._map.put_many(np.fromiter(claimed, dtype=np.uint64, count=len(claimed)),
                                np.fromiter(claimed.values(), dtype=np.int64, count=len(claimed)))
 
+    def map_new_keys(self, keys: list[str], rows: np.ndarray) -> None:
+        """Map keys that had no row to their new rows: one array write, unless a hash is taken
+        (by a live key, or twice among these), which `map_keys` sorts out key by key."""
+        hashes = self.cols["key_hash"][rows]
+        if (self._map.get_many(hashes) < 0).all() and len(np.unique(hashes)) == len(hashes):
+            self._map.put_many(hashes, rows)
+        else:
+            self.map_keys(dict(zip(keys, rows.tolist())), [])
+
     def live_rows(self) -> np.ndarray:
         return np.flatnonzero(self.cols["alive"][: self.n])
 
@@ -167,6 +188,7 @@ class SignalRows:
     # -- snapshots ------------------------------------------------------------------------------
     def export(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays = {f"col_{name}": col[: self.n].copy() for name, col in self.cols.items()}
+        arrays.update({f"key_map_{name}": array for name, array in self._map.export().items()})
         meta = {
             "n": self.n, "bank_names": self.bank_names, "kind_names": self.kind_names,
             "metadata": {str(row): md for row, md in self.metadata.items()},
@@ -187,12 +209,8 @@ class SignalRows:
             rows.kind_index(name)
         rows.metadata = {int(row): md for row, md in meta["metadata"].items()}
         rows._overflow = dict(meta["overflow"])
-        rows._free.push(np.flatnonzero(~rows.cols["alive"][:n]))
-        live = rows.live_rows()
-        overflow_rows = set(rows._overflow.values())
-        mapped = live if not overflow_rows else live[~np.isin(live, list(overflow_rows))]
-        rows._map = U64Map(len(mapped))
-        rows._map.put_many(rows.cols["key_hash"][mapped], mapped)
+        rows._free.push(np.flatnonzero(~rows.cols["alive"][:n]))  # no search of this process holds them
+        rows._map = U64Map.restore({name: arrays[f"key_map_{name}"] for name in ("keys", "vals")})
         return rows
 
     def stats(self) -> dict[str, int]:

@@ -124,5 +124,17 @@ class U64Map:
         bigger._count = _put_many(bigger._keys, bigger._vals, keys, vals)
         self._keys, self._vals, self._count = bigger._keys, bigger._vals, bigger._count
 
+    def export(self) -> dict[str, np.ndarray]:
+        return {"keys": self._keys.copy(), "vals": self._vals.copy()}
+
+    @classmethod
+    def restore(cls, exported: dict[str, np.ndarray]) -> "U64Map":
+        """The map an `export` was taken of, its slots as they were (no key inserted again)."""
+        restored = cls()
+        restored._keys = np.ascontiguousarray(exported["keys"], dtype=np.uint64)
+        restored._vals = np.ascontiguousarray(exported["vals"], dtype=np.int64)
+        restored._count = int((restored._vals != EMPTY).sum())
+        return restored
+
     def nbytes(self) -> int:
         return self._keys.nbytes + self._vals.nbytes
