@@ -72,7 +72,7 @@ def substring(code, table):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _record(out_q, out_rows, out_d, count, qi, r, d):
+def record(out_q, out_rows, out_d, count, qi, r, d):
     """Write one (query, row, distance) if there is room; the count goes on regardless."""
     if count < out_rows.shape[0]:
         out_q[count] = qi
@@ -158,7 +158,7 @@ def search_tables(codes, queries, offsets, rows, live, max_d, masks, probes, out
                 r = cand[c]
                 d = distance(codes[r], q)
                 if d <= max_d and live[r] and not _found_earlier(codes[r], q, t, probes):
-                    count = _record(out_q, out_rows, out_d, count, qi, r, d)
+                    count = record(out_q, out_rows, out_d, count, qi, r, d)
     reached = np.empty(SEEN_SLOTS // 2, np.uint32)
     slot_rows, slot_query = _seen_slots(SEEN_SLOTS)
     for qi in range(queries.shape[0]):
@@ -229,7 +229,7 @@ def _search_crowded(codes, q, qi, first_table, offsets, rows, live, max_d, masks
             r = reached[c]
             d = distance(codes[r], q)
             if d <= max_d and live[r] and not _found_earlier(codes[r], q, first_table, probes):
-                count = _record(out_q, out_rows, out_d, count, qi, r, d)
+                count = record(out_q, out_rows, out_d, count, qi, r, d)
     return count, reached, slot_rows, slot_query
 
 
@@ -301,7 +301,7 @@ def scan(codes, queries, row_list, start, end, live, max_d, out_q, out_rows, out
                 if d <= max_d:
                     r = row_list[b0 + i] if listed else b0 + i
                     if live[r]:
-                        count = _record(out_q, out_rows, out_d, count, qi, r, d)
+                        count = record(out_q, out_rows, out_d, count, qi, r, d)
     return count
 
 
@@ -409,5 +409,5 @@ def reverse_scan(codes, size, queries, offsets, members, max_d, out_q, out_rows,
                     seen[qi] = r
                     d = distance(code, queries[qi])
                     if d <= max_d:
-                        count = _record(out_q, out_rows, out_d, count, qi, r, d)
+                        count = record(out_q, out_rows, out_d, count, qi, r, d)
     return count

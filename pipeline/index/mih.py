@@ -13,6 +13,10 @@
   searches go on, and the extra memory is one table (never a second copy of the index). An
   index built from scratch, or a delta as large as a quarter of the index, is counting-sorted
   instead (kernels.build_table). Rows that died before a merge began are free once it ends.
+- Dense regions (clusters of near-duplicates, which crowd the buckets of every table) are found
+  when the tables are first built and kept apart as groups around leaders (pipeline.index.groups):
+  a query skips a group whose leader is too far by the triangle inequality and verifies the others'
+  members in one sequential pass. Codes added later go to the tables.
 - Distances past 32 take the slower exact path: a scan of every row.
 """
 
@@ -25,6 +29,7 @@ import numpy as np
 
 from pipeline.index import kernels as K
 from pipeline.index.codes import check_codes, check_max_distance
+from pipeline.index.groups import find_groups, no_groups, search_groups
 from pipeline.index.row_stack import RowStack
 
 log = logging.getLogger(__name__)
@@ -45,6 +50,8 @@ class MihPdqIndex:
         self._codes = np.zeros((max(capacity, 1024), 4), dtype=np.uint64)
         self._ids = np.zeros(len(self._codes), dtype=np.int64)
         self._alive = np.zeros(len(self._codes), dtype=np.bool_)
+        self._member_of_row = np.full(len(self._codes), -1, dtype=np.int64)  # position in the groups, or -1
+        self._groups = no_groups()
         self._high = 0  # rows ever used; rows below it are live, dead or free
         self._hits_per_query = 8  # output room per query a search starts with; grows with what searches find
         self._live = 0
@@ -77,9 +84,9 @@ class MihPdqIndex:
         needed = self._high + extra
         if needed > len(self._ids):
             capacity = max(needed, len(self._ids) * 2)
-            for name in ("_codes", "_ids", "_alive"):
+            for name in ("_codes", "_ids", "_alive", "_member_of_row"):
                 old = getattr(self, name)
-                new = np.zeros((capacity,) + old.shape[1:], dtype=old.dtype)
+                new = np.full((capacity,) + old.shape[1:], -1 if name == "_member_of_row" else 0, dtype=old.dtype)
                 new[: self._high] = old[: self._high]
                 setattr(self, name, new)
         fresh = np.arange(self._high, needed, dtype=np.int64)
@@ -90,6 +97,7 @@ class MihPdqIndex:
         """Rows are dead at once; they become free after the next merge (tables may refer to them)."""
         if len(rows):
             self._alive[rows] = False
+            self._member_of_row[rows] = -1  # out of its group: the row may hold another code once free
             self._live -= len(rows)
             self._dying.append(rows)
 
@@ -159,9 +167,14 @@ class MihPdqIndex:
                 self._offsets = np.zeros((K.TABLES, K.BUCKETS + 1), dtype=np.uint32)
             batch = self._delta.view().copy()
             dying, self._dying = self._dying, []
-            full = self._table_rows.max() == 0 or len(batch) > FULL_BUILD_SHARE * self._live
-            live = self._alive[: self._high].copy() if full else self._alive
-            size = int(live.sum()) if full else int(self._table_rows.max()) + len(batch)
+            first = self._table_rows.max() == 0 and len(self._groups.leaders) == 0
+            full = first or len(batch) > FULL_BUILD_SHARE * self._live
+            live = self._alive[: self._high] & (self._member_of_row[: self._high] < 0) if full else self._alive
+        # no lock: rows in the live snapshot cannot be reused while they are in it
+        groups = find_groups(self._codes, live) if first else None
+        if groups is not None:
+            live[groups.rows] = False  # grouped codes stay out of the tables
+        size = int(live.sum()) if full else int(self._table_rows.max()) + len(batch)
         offsets = np.zeros(K.BUCKETS + 1, dtype=np.uint32)
         rows = np.zeros(size, dtype=np.uint32)
         for t in range(K.TABLES):
@@ -179,6 +192,8 @@ class MihPdqIndex:
         if not full:
             log.debug("index delta merged", extra={"rows": len(batch), "freed": sum(len(gone) for gone in dying)})
         with self._lock:
+            if groups is not None:
+                self._install_groups(groups)
             self._delta.drop_first(len(batch), self._alive)
             for gone in dying:
                 self._free.push(gone)
@@ -191,6 +206,14 @@ class MihPdqIndex:
         self._offsets[t] = offsets
         self._rows[t, : len(rows)] = rows
         self._table_rows[t] = len(rows)
+
+    def _install_groups(self, groups) -> None:
+        """Members that died while the tables were built are left out (their rows may be reused)."""
+        positions = np.arange(len(groups.rows), dtype=np.int64)
+        alive = self._alive[groups.rows]
+        self._member_of_row[groups.rows[alive]] = positions[alive]
+        self._groups = groups
+        log.info("index groups found", extra={"groups": len(groups.leaders), "rows": int(alive.sum())})
 
     def wait_for_merges(self) -> None:
         """Block until no background merge runs (tests and benchmarks)."""
@@ -220,6 +243,10 @@ class MihPdqIndex:
                     delta = self._delta.view()
                     count = K.scan(self._codes, queries, delta, 0, len(delta), self._alive, max_distance,
                                    out_q, out_rows, out_d, count)
+                    g = self._groups
+                    if len(g.leaders):
+                        count = search_groups(g.leaders, g.radius, g.bounds, g.rows, g.codes, self._member_of_row,
+                                              self._alive, queries, max_distance, out_q, out_rows, out_d, count)
                 if count <= capacity:
                     return _per_query(len(queries), out_q[:count], self._ids[out_rows[:count]], out_d[:count])
             capacity = count
@@ -247,7 +274,8 @@ class MihPdqIndex:
         """Row counts for metrics and tests: live, delta, free, dying, rows ever used."""
         with self._lock:
             return {"live": self._live, "delta": len(self._delta), "free": len(self._free),
-                    "dying": self._dead_waiting(), "high": self._high}
+                    "dying": self._dead_waiting(), "high": self._high,
+                    "grouped": int((self._member_of_row[: self._high] >= 0).sum())}
 
 
 def _per_query(n_queries: int, q: np.ndarray, ids: np.ndarray, d: np.ndarray) -> SearchResult:
