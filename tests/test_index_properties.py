@@ -5,11 +5,13 @@ max_distance 0-31 and some past it, interleaved adds, removals and searches, acr
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ops.bench.index_bench import make_data
+from pipeline.index import groups, mih
 from pipeline.index import kernels as K
-from pipeline.index import mih
 from pipeline.index.flat import FlatPdqIndex
 from pipeline.index.mih import MihPdqIndex
 
@@ -171,16 +173,19 @@ def test_searches_stay_exact_while_background_merges_run(monkeypatch):
     assert len(index) == len(reference)
 
 
-def test_crowded_clusters_of_a_real_looking_bank_match_brute_force():
+@pytest.mark.parametrize("grouped", [True, False], ids=["groups", "tables-only"])
+def test_crowded_clusters_of_a_real_looking_bank_match_brute_force(monkeypatch, grouped):
     """A bank shaped like the clustered bench's: half the codes in clusters of 100-3,000 within
     distance 12 of their centre around shared prototypes, so that tables' buckets crowd; queries
-    inside clusters, at their edges and random, checked at every distance the tables serve."""
-    from ops.bench.index_bench import make_data
-
+    inside clusters, at their edges and random, checked at every distance the tables serve. With
+    the clusters kept as groups, and with no groups (every crowded query through the tables)."""
+    if not grouped:
+        monkeypatch.setattr(groups, "MIN_GROUP", 10**9)
     codes, queries = make_data(40_000, 120, seed=11, distribution="clustered")
     ids = np.arange(len(codes), dtype=np.int64)
     index = MihPdqIndex(codes, ids, background_merge=False)
     index.merge()
+    assert (index.stats()["grouped"] > 10_000) == grouped
     reference = FlatPdqIndex(codes, ids)
     crowded = 0
     for d in (0, 5, 12, 20, 31, 32):
@@ -221,4 +226,47 @@ def test_a_restored_export_answers_and_changes_as_the_original(monkeypatch):
     churn(restored, 6)
     assert restored.stats()["free"] + restored.stats()["live"] <= restored.stats()["high"]
     for d in (0, 17, 31):
+        assert as_sets(restored.search(queries, d), len(queries)) == as_sets(reference.search(queries, d), len(queries))
+
+
+def test_grouped_codes_removed_replaced_and_their_rows_reused_match_brute_force():
+    """Grouped codes removed, replaced by other codes under their ids, and their freed rows taken
+    by new codes near the clusters: no group reports a code its row no longer holds."""
+    codes, queries = make_data(40_000, 120, seed=12, distribution="clustered")
+    ids = np.arange(len(codes), dtype=np.int64)
+    index = MihPdqIndex(codes, ids, background_merge=False)
+    reference = FlatPdqIndex(codes, ids)
+    grouped_ids = index._ids[index._groups.rows]
+    rng = np.random.default_rng(5)
+    chosen = rng.choice(grouped_ids, 4000, replace=False)
+    removed, replaced = chosen[:2000], chosen[2000:]
+    for target in (index, reference):
+        target.remove(removed)
+    others = rng.integers(0, 256, (2000, 32), dtype=np.uint8)
+    for target in (index, reference):
+        target.add(others, replaced)
+    index.merge()  # the dead rows are free now
+    assert index.stats()["free"] >= 4000
+    near = codes[rng.integers(0, len(codes), 3000)].copy()
+    near[:, 3] ^= rng.integers(0, 256, 3000, dtype=np.uint8)  # near-duplicates of banked codes, in freed rows
+    new_ids = np.arange(len(codes), len(codes) + 3000, dtype=np.int64)
+    for target in (index, reference):
+        target.add(near, new_ids)
+    assert index.stats()["free"] <= 1000
+    probe = np.concatenate([queries, codes[removed[:40]], codes[replaced[:40]], others[:20], near[:40]])
+    for d in (0, 8, 20, 31, 32):
+        assert as_sets(index.search(probe, d), len(probe)) == as_sets(reference.search(probe, d), len(probe)), d
+
+
+def test_a_restored_export_of_a_grouped_index_keeps_its_groups():
+    """Codes kept in groups (out of the tables) are in the export too: the restored index finds them."""
+    codes, queries = make_data(40_000, 120, seed=21, distribution="clustered")
+    ids = np.arange(len(codes), dtype=np.int64)
+    index = MihPdqIndex(codes, ids, background_merge=False)
+    assert index.stats()["grouped"] > 0
+    restored = MihPdqIndex.restore({name: array.copy() for name, array in index.export().items()},
+                                   background_merge=False)
+    assert restored.stats() == index.stats()
+    reference = FlatPdqIndex(codes, ids)
+    for d in (0, 12, 31):
         assert as_sets(restored.search(queries, d), len(queries)) == as_sets(reference.search(queries, d), len(queries))

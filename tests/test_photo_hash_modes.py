@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from threatexchange.signal_type.pdq.pdq_hasher import pdq_from_bytes
 
+from pipeline.config import Settings
 from pipeline.hashing.photo import PdqHasher
 from tests.pipeline_env import BRIDGE, hamming
 
@@ -50,15 +51,22 @@ def test_exact_mode_is_python_threatexchanges_pdq(name):
 
 
 def test_fast_mode_stays_near_the_exact_hash(media):
+    """Within FAST_MAX_DISTANCE for photos whose hash the pipeline matches on (quality at or above
+    pdq_min_quality); a near-flat photo's hash (quality 3-4) is noise that any decode moves."""
     exact, fast = PdqHasher(MAX_PIXELS, "exact"), PdqHasher(MAX_PIXELS, "fast")
+    floor = Settings().pdq_min_quality
     distances = {}
     for rel, expected in media.expected_pdq().items():
         data = expected.path.read_bytes()
-        distances[rel] = hamming(fast.hash_bytes(data).value, exact.hash_bytes(data).value)
+        want = exact.hash_bytes(data)
+        distance = hamming(fast.hash_bytes(data).value, want.value)
         if not rel.lower().endswith((".jpg", ".jpeg")):
-            assert distances[rel] == 0, rel  # only JPEGs are decoded at reduced scale
+            assert distance == 0, rel  # only JPEGs are decoded differently
+        if want.quality >= floor:
+            distances[rel] = distance
+    assert len(distances) >= 10
     assert max(distances.values()) <= FAST_MAX_DISTANCE, distances
-    assert any(d > 0 for d in distances.values()) or media.name == "shipped"  # the reduced decode did happen
+    assert any(d > 0 for d in distances.values())  # the reduced decode did happen
 
 
 def test_unknown_mode_is_refused():

@@ -91,22 +91,31 @@ def _single_thread() -> None:
     faiss.omp_set_num_threads(1)
 
 
-def _ours(codes: np.ndarray) -> tuple[Any, Callable[[np.ndarray, int], list[set[int]]]]:
+Search = Callable[[np.ndarray, int], Any]  # queries, max distance -> the index's own result
+ToDicts = Callable[[Any], list[dict[int, int]]]  # that result -> {id: distance} per query
+
+
+def _batches_to_dicts(batches: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[dict[int, int]]:
+    """(lims, ids, distances) per batch, as our index and faiss's range_search return them."""
+    out = []
+    for lims, ids, dist in batches:
+        out += [dict(zip(ids[lims[i]:lims[i + 1]].tolist(), dist[lims[i]:lims[i + 1]].tolist()))
+                for i in range(len(lims) - 1)]
+    return out
+
+
+def _ours(codes: np.ndarray) -> tuple[Any, Search, ToDicts]:
     from pipeline.index.mih import MihPdqIndex
 
     index = MihPdqIndex(codes, np.arange(len(codes), dtype=np.int64), background_merge=False)
     index.search(codes[:2], 31)  # compile before timing
 
-    def query(qs: np.ndarray, d: int) -> list[dict[int, int]]:
-        out = []
-        for start in range(0, len(qs), BATCH):
-            lims, ids, dist = index.search(qs[start : start + BATCH], d)
-            out += [dict(zip(ids[lims[i]:lims[i + 1]].tolist(), dist[lims[i]:lims[i + 1]].tolist())) for i in range(len(lims) - 1)]
-        return out
-    return index, query
+    def search(qs: np.ndarray, d: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        return [index.search(qs[start : start + BATCH], d) for start in range(0, len(qs), BATCH)]
+    return index, search, _batches_to_dicts
 
 
-def _faiss(codes: np.ndarray, kind: str):
+def _faiss(codes: np.ndarray, kind: str) -> tuple[Any, Search, ToDicts]:
     import faiss
 
     if kind == "faiss-flat":
@@ -119,29 +128,29 @@ def _faiss(codes: np.ndarray, kind: str):
         index.nflip = 2  # exact up to distance 32 with 11 substrings, as ours
     index.add(codes)
 
-    def query(qs: np.ndarray, d: int) -> list[dict[int, int]]:
+    def search(qs: np.ndarray, d: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         out = []
         for start in range(0, len(qs), BATCH):
             lims, dist, ids = index.range_search(qs[start : start + BATCH], d + 1)  # faiss's radius is strict
-            out += [dict(zip(ids[lims[i]:lims[i + 1]].tolist(), dist[lims[i]:lims[i + 1]].tolist())) for i in range(len(lims) - 1)]
+            out.append((lims, ids, dist))
         return out
-    return index, query
+    return index, search, _batches_to_dicts
 
 
-def _threatexchange(codes: np.ndarray):
+def _threatexchange(codes: np.ndarray) -> tuple[Any, Search, ToDicts]:
     from threatexchange.signal_type.pdq.pdq_index import PDQIndex
 
     hexes = [c.tobytes().hex() for c in codes]
     index = PDQIndex(zip(hexes, range(len(hexes))))
     del hexes
 
-    def query(qs: np.ndarray, d: int) -> list[dict[int, int]]:
-        out = []
-        for q in qs:
-            out.append({m.metadata: m.similarity_info.distance for m in index.query(q.tobytes().hex())
-                        if m.similarity_info.distance <= d})
-        return out
-    return index, query
+    def search(qs: np.ndarray, d: int) -> list[tuple[int, list[Any]]]:
+        return [(d, index.query(q.tobytes().hex())) for q in qs]
+
+    def to_dicts(results: list[tuple[int, list[Any]]]) -> list[dict[int, int]]:
+        return [{m.metadata: m.similarity_info.distance for m in matches if m.similarity_info.distance <= d}
+                for d, matches in results]
+    return index, search, to_dicts
 
 
 def _run_peer(name: str, data_dir: str, query_limit: int, distances: list[int], result_path: str) -> None:
@@ -152,18 +161,18 @@ def _run_peer(name: str, data_dir: str, query_limit: int, distances: list[int], 
     codes = np.load(Path(data_dir) / "codes.npy")
     start = time.perf_counter()
     builder = {"hma-streams": _ours, "threatexchange": _threatexchange}.get(name)
-    index, query = builder(codes) if builder else _faiss(codes, name)
+    index, search, to_dicts = builder(codes) if builder else _faiss(codes, name)
     build_s = time.perf_counter() - start
     del codes  # an index that copied the codes no longer needs these
     gc.collect()
     memory = rss_mb() - before
     start = time.perf_counter()
-    hits = query(queries, 31)
+    found = search(queries, 31)  # timed: the index's own API and result, as a caller gets it
     elapsed = time.perf_counter() - start
-    by_distance = {31: hits}
+    by_distance = {31: to_dicts(found)}
     for d in distances:
         if d != 31:
-            by_distance[d] = query(queries, d)
+            by_distance[d] = to_dicts(search(queries, d))
     result = {
         "name": name, "build_s": build_s, "memory_mb": memory, "queries": len(queries),
         "lookups_per_s": len(queries) / elapsed, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -6,7 +6,8 @@ Two modes (setting `photo_hash`):
   pdqhash's own entry point: the luma plane and PDQ's blur-and-decimate run in compiled code in
   cache order (pdq_luma), then pdqhash's compiled DCT and median (pdq_native).
 - "fast": JPEGs are decoded at a reduced scale in the DCT domain (libjpeg's scaled IDCT, through
-  Pillow's draft mode), no smaller than FAST_MIN_SIDE on either side, before the same PDQ. PDQ
+  Pillow's draft mode), no smaller than FAST_MIN_SIDE on either side, and colour JPEGs to their Y
+  (luma) plane only, before the same PDQ. PDQ
   blurs each 1/64th of the photo into one value anyway, so the hash moves by a few bits at most
   (BENCHMARKS.md measures it and its effect on match decisions); other formats hash exactly.
 """
@@ -48,7 +49,9 @@ def decode_image(data: bytes, max_pixels: int, reduced: bool = False) -> Image.I
     if width == 0 or height == 0:
         raise HashingError(f"empty image ({width}x{height})")
     if reduced and image.format == "JPEG":
-        image.draft(image.mode, (FAST_MIN_SIDE, FAST_MIN_SIDE))
+        # libjpeg decodes only the Y plane for "L": JPEG's Y is PDQ's luma (0.299 R + 0.587 G +
+        # 0.114 B), so colour conversion and chroma upsampling are skipped, not approximated
+        image.draft("L" if image.mode in ("RGB", "L") else image.mode, (FAST_MIN_SIDE, FAST_MIN_SIDE))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -66,6 +69,9 @@ def pixel_array(image: Image.Image) -> np.ndarray:
     if image.mode in ("LA", "I;16"):
         image = image.convert("RGB")
     array = np.asarray(image)
+    if array.dtype == np.bool_:
+        # pdqhash.compute's luma reads 1-bit pixels as 0 and 1 (Pillow's bytes behind them are 0 and 255)
+        array = np.minimum(array.view(np.uint8), 1)
     if array.ndim == 2 and array.dtype != np.uint8:
         array = np.repeat(array[..., np.newaxis], 3, axis=2)  # pdqhash.compute's layout
     return array

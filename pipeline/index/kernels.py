@@ -72,7 +72,7 @@ def substring(code, table):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _record(out_q, out_rows, out_d, count, qi, r, d):
+def record(out_q, out_rows, out_d, count, qi, r, d):
     """Write one (query, row, distance) if there is room; the count goes on regardless."""
     if count < out_rows.shape[0]:
         out_q[count] = qi
@@ -108,13 +108,21 @@ def probes_per_table(max_distance: int) -> np.ndarray:
     return np.where(radius < 0, 0, PROBES_WITHIN[np.clip(radius, 0, 2)])
 
 
+CROWD_MARGIN = 64  # a query's buckets in a table hold more than twice their expected rows plus this: crowded
+
+
 @njit(cache=True, nogil=True)
 def search_tables(codes, queries, offsets, rows, live, max_d, masks, probes, out_q, out_rows, out_d, count):
-    """(query, row, distance) for live rows within max_d found through the tables.
+    """(query, row, distance) for live rows within max_d found through the tables, each once.
 
-    Per table and query: the probed keys' offsets are prefetched, then their buckets' rows, then
-    the candidates' codes, and the candidates verified. Liveness is checked only for the few
-    within max_d. A row is recorded once, by the first table whose probes reach it. Returns the count found; out_* may be too small: then call again with room for it.
+    Table by table, then query by query (one table's offsets and rows at a time): the probed
+    keys' offsets are prefetched, then their buckets' rows, then the candidates' codes, and the
+    candidates verified. A hit is recorded by the first table whose probes reach it only.
+    A query whose buckets crowd (a cluster of near-duplicates around it) leaves this loop at
+    that table and finishes in _search_crowded, which reads and verifies each row it reaches once
+    (in a crowded cluster a code is reached through most of the 11 tables). Liveness is checked
+    only for the few within max_d. Returns the count found; out_* may be too small: then call
+    again with room for it.
     """
     flat = codes.reshape(-1)
     n_masks = masks.shape[0]
@@ -122,27 +130,21 @@ def search_tables(codes, queries, offsets, rows, live, max_d, masks, probes, out
     starts = np.empty(n_masks, np.uint32)
     ends = np.empty(n_masks, np.uint32)
     cand = np.empty(4096, np.uint32)
+    crowded_from = np.full(queries.shape[0], TABLES, np.int64)
     for t in range(TABLES):
         n_probes = probes[t]
         if n_probes == 0:
             continue
         offsets_t = offsets[t]
         rows_t = rows[t]
+        crowd = 2 * ((np.int64(offsets_t[BUCKETS]) * n_probes) >> KEY_BITS) + CROWD_MARGIN
         for qi in range(queries.shape[0]):
+            if crowded_from[qi] < t:
+                continue
             q = queries[qi]
-            key = substring(q, t)
-            for p in range(n_probes):
-                k = key ^ masks[p]
-                keys[p] = k
-                prefetch(offsets_t, k)
-            for p in range(n_probes):
-                k = keys[p]
-                s = offsets_t[k]
-                e = offsets_t[k + 1]
-                starts[p] = s
-                ends[p] = e
-                if e > s:
-                    prefetch(rows_t, s)
+            if _bucket_bounds(offsets_t, rows_t, q, t, masks, n_probes, keys, starts, ends) > crowd:
+                crowded_from[qi] = t
+                continue
             n_cand = 0
             for p in range(n_probes):
                 for j in range(starts[p], ends[p]):
@@ -156,8 +158,79 @@ def search_tables(codes, queries, offsets, rows, live, max_d, masks, probes, out
                 r = cand[c]
                 d = distance(codes[r], q)
                 if d <= max_d and live[r] and not _found_earlier(codes[r], q, t, probes):
-                    count = _record(out_q, out_rows, out_d, count, qi, r, d)
+                    count = record(out_q, out_rows, out_d, count, qi, r, d)
+    reached = np.empty(SEEN_SLOTS // 2, np.uint32)
+    slot_rows, slot_query = _seen_slots(SEEN_SLOTS)
+    for qi in range(queries.shape[0]):
+        if crowded_from[qi] < TABLES:
+            count, reached, slot_rows, slot_query = _search_crowded(
+                codes, queries[qi], qi, crowded_from[qi], offsets, rows, live, max_d, masks, probes,
+                keys, starts, ends, reached, slot_rows, slot_query, out_q, out_rows, out_d, count)
     return count
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bucket_bounds(offsets_t, rows_t, q, t, masks, n_probes, keys, starts, ends):
+    """The bounds of q's probed buckets in table t (prefetching their offsets, then their rows);
+    returns how many rows they hold."""
+    key = substring(q, t)
+    for p in range(n_probes):
+        k = key ^ masks[p]
+        keys[p] = k
+        prefetch(offsets_t, k)
+    total = 0
+    for p in range(n_probes):
+        k = keys[p]
+        s = offsets_t[k]
+        e = offsets_t[k + 1]
+        starts[p] = s
+        ends[p] = e
+        total += e - s
+        if e > s:
+            prefetch(rows_t, s)
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _search_crowded(codes, q, qi, first_table, offsets, rows, live, max_d, masks, probes, keys, starts, ends,
+                    reached, slot_rows, slot_query, out_q, out_rows, out_d, count):
+    """One crowded query's hits through tables first_table.., each row it reaches read and verified
+    once (a hash set of the rows reached); hits an earlier table reached were recorded there.
+    Returns the count and the (possibly grown) set."""
+    flat = codes.reshape(-1)
+    n_reached = 0
+    for t in range(first_table, TABLES):
+        n_probes = probes[t]
+        if n_probes == 0:
+            continue
+        rows_t = rows[t]
+        _bucket_bounds(offsets[t], rows_t, q, t, masks, n_probes, keys, starts, ends)
+        first_new = n_reached
+        for p in range(n_probes):
+            for j in range(starts[p], ends[p]):
+                r = rows_t[j]
+                mask = slot_rows.shape[0] - 1
+                i = _slot_of(r, mask)
+                while slot_query[i] == qi and slot_rows[i] != r:
+                    i = (i + 1) & mask
+                if slot_query[i] == qi:
+                    continue  # reached through an earlier probe or table
+                slot_rows[i] = r
+                slot_query[i] = qi
+                reached[n_reached] = r
+                n_reached += 1
+                prefetch(flat, np.int64(r) * 4)
+                if n_reached == reached.shape[0]:  # keep the slots at most half full
+                    reached = np.concatenate((reached, np.empty(n_reached, np.uint32)))
+                    slot_rows, slot_query = _seen_slots(2 * slot_rows.shape[0])
+                    for m in range(n_reached):
+                        _seen_put(slot_rows, slot_query, qi, reached[m])
+        for c in range(first_new, n_reached):
+            r = reached[c]
+            d = distance(codes[r], q)
+            if d <= max_d and live[r] and not _found_earlier(codes[r], q, first_table, probes):
+                count = record(out_q, out_rows, out_d, count, qi, r, d)
+    return count, reached, slot_rows, slot_query
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -181,6 +254,32 @@ def _found_earlier(code, q, t, probes):
     return False
 
 
+
+# The rows a query has reached: open addressing over slots of (row, owner query). A slot is
+# empty unless its owner is the current query, so moving to the next query clears nothing.
+SEEN_SLOTS = 1 << 13
+
+
+@njit(cache=True, nogil=True)
+def _seen_slots(n_slots):
+    return np.empty(n_slots, np.uint32), np.full(n_slots, -1, np.int64)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _slot_of(r, mask):
+    return np.int64((np.uint64(r) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)) & mask
+
+
+@njit(cache=True, nogil=True)
+def _seen_put(slot_rows, slot_query, qi, r):
+    mask = slot_rows.shape[0] - 1
+    i = _slot_of(r, mask)
+    while slot_query[i] == qi:
+        i = (i + 1) & mask
+    slot_rows[i] = r
+    slot_query[i] = qi
+
+
 @njit(cache=True, nogil=True)
 def scan(codes, queries, row_list, start, end, live, max_d, out_q, out_rows, out_d, count):
     """(query, row, distance) for the live rows within max_d among row_list[start:end] (or the
@@ -202,7 +301,7 @@ def scan(codes, queries, row_list, start, end, live, max_d, out_q, out_rows, out
                 if d <= max_d:
                     r = row_list[b0 + i] if listed else b0 + i
                     if live[r]:
-                        count = _record(out_q, out_rows, out_d, count, qi, r, d)
+                        count = record(out_q, out_rows, out_d, count, qi, r, d)
     return count
 
 
@@ -310,5 +409,5 @@ def reverse_scan(codes, size, queries, offsets, members, max_d, out_q, out_rows,
                     seen[qi] = r
                     d = distance(code, queries[qi])
                     if d <= max_d:
-                        count = _record(out_q, out_rows, out_d, count, qi, r, d)
+                        count = record(out_q, out_rows, out_d, count, qi, r, d)
     return count

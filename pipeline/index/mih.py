@@ -13,6 +13,10 @@
   searches go on, and the extra memory is one table (never a second copy of the index). An
   index built from scratch, or a delta as large as a quarter of the index, is counting-sorted
   instead (kernels.build_table). Rows that died before a merge began are free once it ends.
+- Dense regions (clusters of near-duplicates, which crowd the buckets of every table) are found
+  when the tables are first built and kept apart as groups around leaders (pipeline.index.groups):
+  a query skips a group whose leader is too far by the triangle inequality and verifies the others'
+  members in one sequential pass. Codes added later go to the tables.
 - Distances past 32 take the slower exact path: a scan of every row.
 - `export` and `restore` hand over these arrays as they are: a restart loads them (a copy),
   no table is built again.
@@ -27,6 +31,7 @@ import numpy as np
 
 from pipeline.index import kernels as K
 from pipeline.index.codes import check_codes, check_max_distance
+from pipeline.index.groups import Groups, find_groups, no_groups, search_groups
 from pipeline.index.row_stack import RowStack
 
 log = logging.getLogger(__name__)
@@ -47,6 +52,8 @@ class MihPdqIndex:
         self._codes = np.zeros((max(capacity, 1024), 4), dtype=np.uint64)
         self._ids = np.zeros(len(self._codes), dtype=np.int64)
         self._alive = np.zeros(len(self._codes), dtype=np.bool_)
+        self._member_of_row = np.full(len(self._codes), -1, dtype=np.int64)  # position in the groups, or -1
+        self._groups = no_groups()
         self._high = 0  # rows ever used; rows below it are live, dead or free
         self._hits_per_query = 8  # output room per query a search starts with; grows with what searches find
         self._live = 0
@@ -79,9 +86,9 @@ class MihPdqIndex:
         needed = self._high + extra
         if needed > len(self._ids):
             capacity = max(needed, len(self._ids) * 2)
-            for name in ("_codes", "_ids", "_alive"):
+            for name in ("_codes", "_ids", "_alive", "_member_of_row"):
                 old = getattr(self, name)
-                new = np.zeros((capacity,) + old.shape[1:], dtype=old.dtype)
+                new = np.full((capacity,) + old.shape[1:], -1 if name == "_member_of_row" else 0, dtype=old.dtype)
                 new[: self._high] = old[: self._high]
                 setattr(self, name, new)
         fresh = np.arange(self._high, needed, dtype=np.int64)
@@ -92,6 +99,7 @@ class MihPdqIndex:
         """Rows are dead at once; they become free after the next merge (tables may refer to them)."""
         if len(rows):
             self._alive[rows] = False
+            self._member_of_row[rows] = -1  # out of its group: the row may hold another code once free
             self._live -= len(rows)
             self._dying.append(rows)
 
@@ -161,9 +169,14 @@ class MihPdqIndex:
                 self._offsets = np.zeros((K.TABLES, K.BUCKETS + 1), dtype=np.uint32)
             batch = self._delta.view().copy()
             dying_before = len(self._dying)  # kept in _dying until the merge ends (a snapshot keeps them)
-            full = self._table_rows.max() == 0 or len(batch) > FULL_BUILD_SHARE * self._live
-            live = self._alive[: self._high].copy() if full else self._alive
-            size = int(live.sum()) if full else int(self._table_rows.max()) + len(batch)
+            first = self._table_rows.max() == 0 and len(self._groups.leaders) == 0
+            full = first or len(batch) > FULL_BUILD_SHARE * self._live
+            live = self._alive[: self._high] & (self._member_of_row[: self._high] < 0) if full else self._alive
+        # no lock: rows in the live snapshot cannot be reused while they are in it
+        groups = find_groups(self._codes, live) if first else None
+        if groups is not None:
+            live[groups.rows] = False  # grouped codes stay out of the tables
+        size = int(live.sum()) if full else int(self._table_rows.max()) + len(batch)
         offsets = np.zeros(K.BUCKETS + 1, dtype=np.uint32)
         rows = np.zeros(size, dtype=np.uint32)
         for t in range(K.TABLES):
@@ -180,6 +193,8 @@ class MihPdqIndex:
                 log.info("index table built", extra={"table": f"{t + 1}/{K.TABLES}", "rows": n})
         with self._lock:
             dying, self._dying = self._dying[:dying_before], self._dying[dying_before:]
+            if groups is not None:
+                self._install_groups(groups)
             self._delta.drop_first(len(batch), self._alive)
             for gone in dying:
                 self._free.push(gone)
@@ -194,6 +209,14 @@ class MihPdqIndex:
         self._offsets[t] = offsets
         self._rows[t, : len(rows)] = rows
         self._table_rows[t] = len(rows)
+
+    def _install_groups(self, groups) -> None:
+        """Members that died while the tables were built are left out (their rows may be reused)."""
+        positions = np.arange(len(groups.rows), dtype=np.int64)
+        alive = self._alive[groups.rows]
+        self._member_of_row[groups.rows[alive]] = positions[alive]
+        self._groups = groups
+        log.info("index groups found", extra={"groups": len(groups.leaders), "rows": int(alive.sum())})
 
     def wait_for_merges(self) -> None:
         """Block until no background merge runs (tests and benchmarks)."""
@@ -223,6 +246,10 @@ class MihPdqIndex:
                     delta = self._delta.view()
                     count = K.scan(self._codes, queries, delta, 0, len(delta), self._alive, max_distance,
                                    out_q, out_rows, out_d, count)
+                    g = self._groups
+                    if len(g.leaders):
+                        count = search_groups(g.leaders, g.radius, g.bounds, g.rows, g.codes, self._member_of_row,
+                                              self._alive, queries, max_distance, out_q, out_rows, out_d, count)
                 if count <= capacity:
                     return _per_query(len(queries), out_q[:count], self._ids[out_rows[:count]], out_d[:count])
             capacity = count
@@ -242,7 +269,7 @@ class MihPdqIndex:
 
     def export(self) -> dict[str, np.ndarray]:
         """Copies of the index's arrays as they are in memory (rows, tables, delta, free and dying
-        rows): a snapshot that `restore` loads without building a table."""
+        rows, groups): a snapshot that `restore` loads without building a table."""
         with self._lock:
             width = int(self._table_rows.max())
             offsets = self._offsets if self._offsets is not None else np.zeros((0, K.BUCKETS + 1), dtype=np.uint32)
@@ -254,6 +281,8 @@ class MihPdqIndex:
                 "delta": self._delta.view().copy(),
                 "dying": np.concatenate(self._dying) if self._dying else np.zeros(0, dtype=np.int64),
                 "counts": np.array([self._high, self._live, self._hits_per_query], dtype=np.int64),
+                "member_of_row": self._member_of_row[: self._high].copy(),
+                **{f"group_{name}": array.copy() for name, array in self._groups._asdict().items()},
             }
 
     @classmethod
@@ -262,11 +291,12 @@ class MihPdqIndex:
         index = cls(background_merge=background_merge)
         high, live, hits_per_query = (int(v) for v in exported["counts"])
         capacity = max(1024, high + high // 8)
-        for name in ("codes", "ids", "alive"):
+        for name in ("codes", "ids", "alive", "member_of_row"):
             array = getattr(index, f"_{name}")
-            grown = np.zeros((capacity,) + array.shape[1:], dtype=array.dtype)
+            grown = np.full((capacity,) + array.shape[1:], -1 if name == "member_of_row" else 0, dtype=array.dtype)
             grown[:high] = exported[name].reshape((high,) + array.shape[1:])
             setattr(index, f"_{name}", grown)
+        index._groups = Groups(**{name: np.asarray(exported[f"group_{name}"]) for name in Groups._fields})
         index._high, index._live, index._hits_per_query = high, live, hits_per_query
         if len(exported["offsets"]):
             index._offsets = np.ascontiguousarray(exported["offsets"], dtype=np.uint32)
@@ -286,7 +316,8 @@ class MihPdqIndex:
         """Row counts for metrics and tests: live, delta, free, dying, rows ever used."""
         with self._lock:
             return {"live": self._live, "delta": len(self._delta), "free": len(self._free),
-                    "dying": self._dead_waiting(), "high": self._high}
+                    "dying": self._dead_waiting(), "high": self._high,
+                    "grouped": int((self._member_of_row[: self._high] >= 0).sum())}
 
 
 def _per_query(n_queries: int, q: np.ndarray, ids: np.ndarray, d: np.ndarray) -> SearchResult:
