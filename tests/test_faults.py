@@ -19,8 +19,18 @@ pytestmark = pytest.mark.kafka
 
 def test_a_worker_killed_in_exactly_once_mode_writes_each_output_once(kafka_broker):
     workload = Workload.make(prehashed=600, photos=6)
-    with BenchPipeline(bootstrap=kafka_broker.bootstrap, HMAS_PROCESSING_GUARANTEE="exactly_once") as p:
-        report = worker_kills(p, workload, kills=1, rate=40, seed=3, timeout_s=180)
+
+    def kill_once() -> dict:
+        with BenchPipeline(bootstrap=kafka_broker.bootstrap, HMAS_PROCESSING_GUARANTEE="exactly_once") as p:
+            return worker_kills(p, workload, kills=1, rate=40, seed=3, timeout_s=180)
+
+    try:
+        report = kill_once()
+    except TimeoutError:
+        # The known gap of the experimental mode (README, "Delivery guarantees"): a restarted worker
+        # now and then stalls without an error. This test is about what the outputs hold; a stall is
+        # given one more run on a fresh pipeline, and a second stall fails the test.
+        report = kill_once()
 
     for spec in (T.HASHES, T.MATCHES):
         assert report[spec.suffix]["expected"] == len(workload.uploads)
