@@ -17,8 +17,8 @@ from pipeline import topics as T
 pytestmark = pytest.mark.kafka
 
 
-@pytest.mark.xfail(reason="experimental exactly-once mode: a restarted worker sometimes stalls (README, "Delivery "
-                          "guarantees"); reported as XPASS when it holds", strict=False)
+@pytest.mark.xfail(reason="experimental exactly-once mode: a restarted worker sometimes stalls (README, "
+                          "'Delivery guarantees'); reported as XPASS when it holds", strict=False)
 def test_a_worker_killed_in_exactly_once_mode_writes_each_output_once(kafka_broker):
     workload = Workload.make(prehashed=600, photos=6)
 
