@@ -36,7 +36,7 @@ import inspect
 import logging
 import weakref
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Coroutine, Mapping
+from typing import Any, Coroutine, Iterable, Mapping, Set
 
 import faust
 from faust.transport.consumer import TransactionManager
@@ -106,13 +106,49 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 class Consumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer, with each fetched message delivered in place when it can be
-    (`in_place`); in exactly-once mode on a thread that reads highwaters from the broker."""
+    (`in_place`); in exactly-once mode on a thread that reads highwaters from the broker; and
+    whose stream partitions are read only from where `perform_seek` put them.
+
+    After a rebalance Faust's recovery resumes the stream partitions and only then seeks them to
+    their committed offsets (an OffsetFetch, seconds on a loaded broker). Records fetched from the
+    earlier position in between reached the agents, and the seek reset the read offsets under a
+    batch still being delivered: a restarted worker processed some uploads twice and skipped
+    others whose offsets a later unit then committed (in exactly-once mode, outputs doubled or
+    missing, and a restarted worker that looked stalled: ready, its input consumed, nothing out).
+    So a stream partition resumed before the seek stays paused until the seek is done."""
 
     in_place_deliveries = 0  # deliveries that completed without a task (what the tests look for)
 
     def __init__(self, *args: Any, in_place: bool = True, **kwargs: Any) -> None:
         self.in_place = in_place
+        self._seek_pending = False  # partitions assigned, not yet sought to their committed offsets
+        self._held: set[Any] = set()  # stream partitions resumed while the seek was pending
         super().__init__(*args, **kwargs)
+
+    async def on_partitions_assigned(self, assigned: Set[Any], generation_id: int = 0) -> None:
+        self._seek_pending = True
+        self._held = set()
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    def resume_partitions(self, tps: Iterable[Any]) -> None:
+        tps = set(tps)
+        if self._seek_pending:
+            streams = {tp for tp in tps if not tp.topic.endswith(CHANGELOG_SUFFIX)}
+            self._held |= streams
+            tps -= streams
+        super().resume_partitions(tps)
+
+    def on_buffer_drop(self, tp: Any) -> None:
+        if tp not in self._held:
+            super().on_buffer_drop(tp)
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        held, self._held = self._held, set()
+        self._seek_pending = False
+        if held:
+            log.info("stream partitions resumed at their committed offsets", extra={"partitions": len(held)})
+            super().resume_partitions(held)
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         if exactly_once_of(self.app) is None:

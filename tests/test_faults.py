@@ -17,22 +17,11 @@ from pipeline import topics as T
 pytestmark = pytest.mark.kafka
 
 
-@pytest.mark.xfail(reason="experimental exactly-once mode: a restarted worker sometimes stalls (README, "
-                          "'Delivery guarantees'); reported as XPASS when it holds", strict=False)
 def test_a_worker_killed_in_exactly_once_mode_writes_each_output_once(kafka_broker):
     workload = Workload.make(prehashed=600, photos=6)
 
-    def kill_once() -> dict:
-        with BenchPipeline(bootstrap=kafka_broker.bootstrap, HMAS_PROCESSING_GUARANTEE="exactly_once") as p:
-            return worker_kills(p, workload, kills=1, rate=40, seed=3, timeout_s=180)
-
-    try:
-        report = kill_once()
-    except TimeoutError:
-        # The known gap of the experimental mode (README, "Delivery guarantees"): a restarted worker
-        # now and then stalls without an error. This test is about what the outputs hold; a stall is
-        # given one more run on a fresh pipeline, and a second stall fails the test.
-        report = kill_once()
+    with BenchPipeline(bootstrap=kafka_broker.bootstrap, HMAS_PROCESSING_GUARANTEE="exactly_once") as p:
+        report = worker_kills(p, workload, kills=1, rate=40, seed=3, timeout_s=180)
 
     for spec in (T.HASHES, T.MATCHES):
         assert report[spec.suffix]["expected"] == len(workload.uploads)

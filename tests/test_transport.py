@@ -128,6 +128,49 @@ def test_other_waits_go_to_faust(consumer):
     assert run(consumer, main()).results == ["slow"]
 
 
+# -- after a rebalance: stream partitions read from their committed offsets only ---------------------
+
+def test_stream_partitions_resumed_before_the_seek_are_fetched_only_after_it(consumer, monkeypatch):
+    """Faust's recovery resumes the stream partitions and then seeks them to their committed
+    offsets; records fetched in between reached the agents from the earlier position (a
+    restarted worker processed some uploads twice and skipped others). Until the seek is done the
+    stream partitions stay out of the fetched set; changelog partitions are resumed at once."""
+    uploads, hashes = faust.types.TP("hma.uploads", 0), faust.types.TP("hma.hashes", 1)
+    changelog = faust.types.TP("app-flood-cells-changelog", 0)
+    fetched_during_seek = []
+
+    async def assigned(self, assigned, generation_id=0):  # Faust's rebalance handling, not run here
+        return None
+
+    async def seek_to_committed():
+        fetched_during_seek.append(set(consumer._get_active_partitions()))
+        return {uploads: 7, hashes: 3}
+
+    monkeypatch.setattr(faust.transport.consumer.Consumer, "on_partitions_assigned", assigned)
+    monkeypatch.setattr(consumer, "seek_to_committed", seek_to_committed)
+
+    async def main():
+        await consumer.on_partitions_assigned({uploads, hashes, changelog}, 2)
+        consumer.pause_partitions({uploads, hashes, changelog})
+        consumer.resume_partitions({changelog})  # recovery reads the changelog
+        consumer.resume_partitions({uploads, hashes})  # recovery done, before the seek
+        after_resume = set(consumer._get_active_partitions())
+        consumer.on_buffer_drop(uploads)  # a stream buffer draining does not resume it either
+        after_drop = set(consumer._get_active_partitions())
+        await consumer.perform_seek()
+        return after_resume, after_drop, set(consumer._get_active_partitions())
+
+    after_resume, after_drop, after_seek = run(consumer, main())
+    assert after_resume == after_drop == {changelog}
+    assert fetched_during_seek == [{changelog}]
+    assert after_seek == {uploads, hashes, changelog}
+    assert consumer._read_offset[uploads] == 7 and consumer._read_offset[hashes] == 3
+
+    consumer.pause_partitions({uploads})
+    consumer.resume_partitions({uploads})  # later resumes (no rebalance since the seek) are not held
+    assert uploads in consumer._get_active_partitions()
+
+
 # -- the producer: no offset commit past a lost delivery -------------------------------------------
 
 def test_the_producer_flush_raises_once_a_delivery_failed(consumer):
