@@ -25,7 +25,7 @@ def test_brute_force_check_counts_agreeing_and_differing_answers() -> None:
 
 def test_caught_up_s_reads_the_log_clock() -> None:
     log_text = ('ts=2026-12-02T16:12:59 level=info logger=x msg="reading state in bulk" records=10\n'
-                'ts=2026-12-02T16:16:21 level=info logger=x msg="state caught up" view=worker-state\n')
+                '\x1b[?25hts=2026-12-02T16:16:21 level=info logger=x msg="state caught up" view=worker-state\n')
     started = np.datetime64("2026-12-02T16:12:50").astype("datetime64[s]").astype(int)
     assert caught_up_s(log_text, float(started)) == 211.0
     assert caught_up_s(log_text.splitlines()[0], float(started)) is None

@@ -110,7 +110,7 @@ def brute_force_check(codes: np.ndarray, queries: dict[str, str], matched: dict[
 
 def caught_up_s(log_text: str, started_at: float) -> float | None:
     """Seconds from a worker's start to its bank view's "state caught up" line, by the log's clock."""
-    found = re.search(r'^ts=(\S+) .*msg="state caught up"', log_text, re.MULTILINE)
+    found = re.search(r'ts=(\S+) [^\n]*msg="state caught up"', log_text)  # a line may start with a terminal escape
     if found is None:
         return None
     at = datetime.fromisoformat(found.group(1)).replace(tzinfo=timezone.utc).timestamp()
