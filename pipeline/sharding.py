@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-def shard_of(signal_id: str, shards: int) -> int:
+def shard_of(signal_id: str | bytes, shards: int) -> int:
     """The shard holding a signal: its id is hex (sha256 digits), so its leading bits are uniform."""
     return int(signal_id[:8], 16) % shards
 
@@ -32,9 +32,14 @@ class ShardSpec:
         if self.count < 1 or not 0 <= self.index < self.count:
             raise ValueError(f"shard {self.index} of {self.count}: need 0 <= shard < shards")
 
-    def holds_key(self, key: str) -> bool:
-        """Whether a hma.bank-signals key belongs to this shard (tombstones carry only the key)."""
-        return self.count == 1 or shard_of(signal_id_of_key(key), self.count) == self.index
+    def holds_key(self, key: str | bytes) -> bool:
+        """Whether a hma.bank-signals key belongs to this shard (tombstones carry only the key).
+        A key as read from the topic (bytes) is judged without decoding it: a shard worker asks
+        this of every bank signal's record, most of them other shards'."""
+        if self.count == 1:
+            return True
+        signal_id = key[key.rfind(b"/") + 1:] if isinstance(key, bytes) else signal_id_of_key(key)
+        return shard_of(signal_id, self.count) == self.index
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"

@@ -15,7 +15,7 @@ from pipeline.banks import bank_signal_record
 from pipeline.index.codes import code_to_hex
 from pipeline.state import bank_view as bank_view_module
 from pipeline.state.bank_view import BankEntry, BankView
-from pipeline.state.u64_map import U64Map
+from pipeline.state.u64_map import MAX_LOAD, U64Map
 from tests.pipeline_env import VIEW_MODEL_BANKS, VIEW_MODEL_MD5S, VIEW_MODEL_POOL, check_view, conformed_bank, run_ops
 
 # changes to the view: ("add", bank, pool index, content id, disable_until_ts, has metadata), ("md5", bank, index),
@@ -116,6 +116,20 @@ def test_u64_map_grows():
     assert len(m) == 25_000
     assert m.get_many(keys[1::2]).tolist() == list(range(1, 50_000, 2))
     assert (m.get_many(keys[::2]) == -1).all()
+
+
+def test_key_map_grows_by_doubling_its_slots():
+    """Keys added in batches, as a cold read adds them: the map stays between MAX_LOAD / 2 and
+    MAX_LOAD full once past its first size, and keeps every key."""
+    m = U64Map()
+    keys = np.random.default_rng(2).integers(0, 2**63, 300_000).astype(np.uint64)
+    for start in range(0, len(keys), 20_000):
+        m.put_many(keys[start:start + 20_000], np.arange(start, start + 20_000))
+        load = len(m) / (m.nbytes() // 16)
+        assert MAX_LOAD / 2 - 0.05 < load <= MAX_LOAD
+    assert m.get_many(keys).tolist() == list(range(len(keys)))
+    m.put_many(np.arange(1, 2_000_001, dtype=np.uint64), np.zeros(2_000_000, dtype=np.int64))  # a batch past twice
+    assert len(m) / (m.nbytes() // 16) <= MAX_LOAD
 
 
 def test_rows_of_removed_signals_are_reused():

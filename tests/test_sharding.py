@@ -132,6 +132,7 @@ def test_shards_split_signals_by_signal_id():
     assert counts.min() > 2000 / 3 * 0.85
     spec = ShardSpec(1, 3)
     assert all(spec.holds_key(f"B/pdq/{sid}") == (shard_of(sid, 3) == 1) for sid in ids)
+    assert all(spec.holds_key(f"B/pdq/{sid}".encode()) == (shard_of(sid, 3) == 1) for sid in ids)  # as read
     with pytest.raises(ValueError):
         ShardSpec(2, 2)
     with pytest.raises(ValueError):

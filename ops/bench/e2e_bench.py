@@ -3,7 +3,9 @@ throughput and upload-to-match latency against them, on a broker and workers of 
 
 from __future__ import annotations
 
+import re
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from ops.bench.harness import BenchPipeline, log
 from ops.bench.index_bench import machine
 from pipeline import topics as T
 from pipeline.banks import bank_record, bank_signal_key, bank_signal_record
+from pipeline.matching import bank_distance
 from pipeline.client import Client
 from pipeline.clock import now_ms
 from pipeline.config import Settings
@@ -81,6 +84,39 @@ def _wait_acted(settings: Settings, ids: set[str], timeout_s: float) -> None:
             return
 
 
+SCAN_ROWS = 1_000_000  # banked codes scanned at a time by brute_force_check (32 MB of codes, 128 MB of counts)
+
+
+def brute_force_check(codes: np.ndarray, queries: dict[str, str], matched: dict[str, dict], sample: int,
+                      rng: np.random.Generator, bank: str = "BENCH") -> dict[str, int]:
+    """The matched bank content ids of a sample of match records beside an exhaustive scan of
+    every banked code (popcount of the XOR): what the shards and the merger answered together is
+    what one index over the whole bank would have answered."""
+    threshold = bank_distance(T.BANKS.codec.decode(T.BANKS.codec.encode(bank_record(bank))), "pdq")
+    words = codes.view(np.uint64)  # (n, 4)
+    ids = sorted(matched)
+    agree = differ = hits = 0
+    for cid in rng.choice(ids, size=min(sample, len(ids)), replace=False).tolist():
+        record = matched[cid]
+        query = np.frombuffer(bytes.fromhex(queries[cid]), dtype=np.uint64)
+        expected = {start + int(i) + 1 for start in range(0, len(words), SCAN_ROWS)
+                    for i in np.flatnonzero(np.bitwise_count(words[start:start + SCAN_ROWS] ^ query).sum(axis=1) <= threshold)}
+        found = {h["bank_content_id"] for h in record["matches"] if h["bank"] == bank}
+        hits += len(expected)
+        agree, differ = (agree + 1, differ) if found == expected else (agree, differ + 1)
+    return {"checked": agree + differ, "agree": agree, "differ": differ, "banked_within_threshold": hits,
+            "threshold": threshold}
+
+
+def caught_up_s(log_text: str, started_at: float) -> float | None:
+    """Seconds from a worker's start to its bank view's "state caught up" line, by the log's clock."""
+    found = re.search(r'ts=(\S+) [^\n]*msg="state caught up"', log_text)  # a line may start with a terminal escape
+    if found is None:
+        return None
+    at = datetime.fromisoformat(found.group(1)).replace(tzinfo=timezone.utc).timestamp()
+    return round(at - started_at, 1)
+
+
 def _rss_mb(pid: int) -> float:
     """A process's resident memory now (Linux), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -110,11 +146,14 @@ def _e2e_run(p: BenchPipeline, codes: np.ndarray, uploads: int, rate: int, secon
              guarantee: str, rng: np.random.Generator) -> dict[str, Any]:
     settings, client = p.settings, p.client
     env = {"HMAS_PROCESSING_GUARANTEE": guarantee}
+    started_at = time.time()
     started = [p.start_worker(log_name=f"worker-{i}-{guarantee}", data_dir=p.dir / f"replica-{i}", env=env)
                for i in range(workers)]
     if shards > 1:
         started += [p.start_worker("--shard", str(k), log_name=f"shard-{k}-{guarantee}", env=env) for k in range(shards)]
-    ready_s = p.wait_until_matching(codes[0].tobytes().hex())
+    ready_s = p.wait_until_matching(codes[0].tobytes().hex(), timeout_s=max(1800, len(codes) / 500))
+    catch_up = {p.log_names[w.pid]: caught_up_s(p.worker_log(p.log_names[w.pid]), started_at) for w in started}
+    rss_ready = {p.log_names[w.pid]: _rss_mb(w.pid) for w in started}
     log(f"e2e: {workers} worker(s), {shards} shard(s), {guarantee}, matching after {ready_s:,.0f}s "
         f"({len(codes):,} signals)")
 
@@ -126,6 +165,8 @@ def _e2e_run(p: BenchPipeline, codes: np.ndarray, uploads: int, rate: int, secon
     matched = _wait_matched(settings, {u["content_id"] for u in burst}, 600, "e2e burst")
     throughput = len(matched) / (time.perf_counter() - start)
     log(f"e2e: {len(matched):,} uploads matched at {throughput:,.0f}/s ({guarantee})")
+    answers = brute_force_check(codes, {u["content_id"]: u["signals"]["pdq"] for u in burst}, matched, 100, rng)
+    log(f"e2e: answers beside a scan of the whole bank: {answers}")
     acted = {cid for cid, r in matched.items() if any(h["status"] == "match" for h in r["matches"])}
     _wait_acted(settings, acted, timeout_s=600)  # the burst's actions and flood counts are done
 
@@ -147,7 +188,8 @@ def _e2e_run(p: BenchPipeline, codes: np.ndarray, uploads: int, rate: int, secon
     for worker in started:
         p.stop_worker(worker)
     return {
-        "processing_guarantee": guarantee, "worker_ready_s": round(ready_s, 1), "rss_mb": rss,
+        "processing_guarantee": guarantee, "worker_ready_s": round(ready_s, 1), "caught_up_s": catch_up,
+        "rss_mb_ready": rss_ready, "rss_mb": rss, "answers_beside_scan": answers,
         "burst_uploads": uploads, "burst_matched": len(matched), "uploads_per_s": round(throughput),
         "paced_rate_per_s": rate, "paced_seconds": seconds, "paced_matched": len(timed),
         "latency_ms_p50": round(float(np.percentile(latency, 50)), 1),

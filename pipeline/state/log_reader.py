@@ -30,7 +30,7 @@ BULK_BATCH = 20_000  # records per bulk fetch
 Value = TypeVar("Value")
 Change = tuple[str, dict | None]  # key, decoded value (None = tombstone)
 ApplyBatch = Callable[[TopicSpec, list[Change]], Awaitable[None] | None]
-KeyFilter = Callable[[str], bool]
+KeyFilter = Callable[[bytes], bool]  # a record's key as read, not decoded
 
 
 def decode_change(spec: TopicSpec, key: bytes | None, value: bytes | None) -> Change | None:
@@ -138,7 +138,7 @@ class CompactedTopicFollower:
         """The changes of (key, value) records, skipping the keys this reader does not hold."""
         spec, keep = self.specs[topic], self.holds_key.get(topic)
         if keep is not None:
-            pairs = [(k, v) for k, v in pairs if k is None or keep(k.decode("utf-8", errors="replace"))]
+            pairs = [(k, v) for k, v in pairs if k is None or keep(k)]
         return [c for c in (decode_change(spec, k, v) for k, v in pairs) if c is not None]
 
     async def _catch_up_in_bulk(self, first: int, started: float) -> None:

@@ -120,7 +120,9 @@ class U64Map:
             return
         live = self._vals != EMPTY
         keys, vals = self._keys[live], self._vals[live]
-        bigger = U64Map(count * 2)
+        # twice the slots (half full after growing), or as many as a larger batch needs: at 16
+        # bytes a slot the headroom is the map's main cost (30M keys: 1 GiB, not 2 as before)
+        bigger = U64Map(max(count, int(2 * len(self._keys) * MAX_LOAD)))
         bigger._count = _put_many(bigger._keys, bigger._vals, keys, vals)
         self._keys, self._vals, self._count = bigger._keys, bigger._vals, bigger._count
 
