@@ -24,7 +24,7 @@ def test_exactly_once_keeps_the_tables_in_memory(tmp_path):
     worker would count those hits again when it reads them again."""
     app, services = worker_app(tmp_path, EXACTLY_ONCE)
     stores = {table.name: type(table.data).__module__ for table in app.tables.values()}
-    assert stores == {"flood-cells": "faust.stores.memory"}  # and no flood-seen ids
+    assert stores == {"flood-cells": "faust.stores.memory", "flood-seen": "faust.stores.memory"}  # the ids unused
     assert isinstance(services.delivery, ExactlyOnce)
     assert services.delivery.transactional_id == app.conf.consumer_group_instance_id
     assert app.in_transaction and app.consumer.in_transaction  # the consumer reads committed records
@@ -35,6 +35,17 @@ def test_at_least_once_keeps_the_tables_on_rocksdb(tmp_path):
     stores = {table.name: type(table.data).__module__ for table in app.tables.values()}
     assert stores == {"flood-cells": "faust.stores.rocksdb", "flood-seen": "faust.stores.rocksdb"}
     assert services.delivery.guarantee == AT_LEAST_ONCE and not app.in_transaction
+
+
+def test_both_guarantees_read_the_same_topics(tmp_path):
+    """A worker restarted in the other guarantee under its static id is handed its old assignment;
+    a topic it no longer reads there would stop its group coordinator, so the topics are the same."""
+    def read_topics(guarantee: str) -> set[str]:
+        app, _ = worker_app(tmp_path / guarantee, guarantee)
+        changelogs = {table.changelog_topic.get_topic_name() for table in app.tables.values()}
+        return changelogs | {topic for agent in app.agents.values() for topic in agent.channel.topics}
+
+    assert read_topics(EXACTLY_ONCE) == read_topics(AT_LEAST_ONCE)
 
 
 def test_an_unknown_guarantee_is_refused(tmp_path):

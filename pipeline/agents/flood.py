@@ -5,7 +5,7 @@ Each hit is counted once: a hit written again (a matcher or this agent processin
 after a crash) has the event id of the first copy, and the ids counted within the replay horizon
 are kept in a table next to the counts (pipeline/state/seen_events.py). In exactly-once mode a
 hit comes once (read committed) and the counts are the committed ones (the tables are restored
-from their changelogs, written in the worker's transactions): no ids are kept.
+from their changelogs, written in the worker's transactions): the table stays, unused.
 
 Between the count crossing a limit and the guards reading the quarantine record back, hits
 already in flight still pass: that window is what the flood test measures (docs in README).
@@ -40,10 +40,12 @@ def register(app: faust.App, services: WorkerServices) -> None:
                         key_type=str, value_type=bytes)  # bytes values: Faust stores them raw
     store = FaustTableCellStore(cells)
     # At least once, a hit can come twice (same event id); exactly once, it comes once and the
-    # counts are the committed ones: nothing to remember.
-    seen = None if services.delivery.guarantee == EXACTLY_ONCE else SeenEvents(
-        state_table(app, "flood-seen", partitions=s.topic_partitions,  # "p:event id" -> bucket
-                    key_type=str, value_type=bytes))
+    # counts are the committed ones: nothing to remember. The table exists in both modes all the
+    # same, so that switching the guarantee leaves the worker's subscriptions as they were (a static
+    # member rejoining with other topics than its old assignment's never consumes).
+    seen_table = state_table(app, "flood-seen", partitions=s.topic_partitions,  # "p:event id" -> bucket
+                             key_type=str, value_type=bytes)
+    seen = None if services.delivery.guarantee == EXACTLY_ONCE else SeenEvents(seen_table)
     detector = FloodDetector(
         CountMinSketch(store, s.flood_epsilon, s.flood_delta),
         bucket_ms=s.flood_bucket_ms, baseline_windows=s.flood_baseline_windows,
