@@ -84,6 +84,8 @@ class RecordCodec:
 
     # -- encoding -------------------------------------------------------------------------------
     def encode(self, record: dict[str, Any], encoding: str = "json") -> bytes:
+        if encoding == "json" and self._plain is not None and self._plain(record):
+            return orjson.dumps(record)  # already conformed (a fetched exchange's bank signals: millions)
         record = self.conform(record)
         if encoding == "json":
             return orjson.dumps(record)
