@@ -206,3 +206,11 @@ def test_a_signal_that_the_signal_type_refuses_is_no_signal_of_the_record():
 @pytest.mark.parametrize("key", [("pdq", "ab" * 32), ("md5", 'a"b'), ("x", "back\\slash"), ("é", "ü"), ("", ""), ("a", "b", "c")])
 def test_record_ids_are_the_json_of_the_key(key):
     assert record_id(key) == json.dumps(list(key))
+
+
+def test_a_batch_converts_as_its_records_do_one_by_one():
+    record = exchange_record("NCMEC", "ncmec", NCMEC_API_JSON)
+    bank = BankOfExchange("NCMEC", NCMECSignalExchangeAPI, collab_config(record))
+    items = [(f"e{i}", ncmec_entry(f"e{i}", f"{i:032x}", deleted=i == 3)) for i in range(6)]
+    assert bank.convert_batch(items) == {rid: bank.convert(rid, value) for rid, value in items}
+    bank.close()

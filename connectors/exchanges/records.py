@@ -114,16 +114,17 @@ class BankOfExchange:
         """`convert` of each fetched (key, value), by record id. Records that share one metadata
         object (an exchange's deltas often do) have their opinions summed up once."""
         out: dict[str, Signals] = {}
-        opinions: dict[int, dict[str, str]] = {}  # id() of a metadata object alive in `items`
+        # id() of a metadata object -> the object (kept alive: its id stays its own) and its fields
+        opinions: dict[int, tuple[FetchedSignalMetadata, dict[str, str]]] = {}
         for key, value in items:
             rid = record_id(key)
             signals: Signals = {}
             if value is not None:
                 for name, signal, meta in self._signals_of(key, value):
-                    fields = opinions.get(id(meta))
-                    if fields is None:
-                        fields = opinions[id(meta)] = _opinion_fields(meta)
-                    signals[name, signal] = {EXCHANGE: self.exchange, EXCHANGE_RECORD: rid, **fields}
+                    known = opinions.get(id(meta))
+                    if known is None:
+                        known = opinions[id(meta)] = (meta, _opinion_fields(meta))
+                    signals[name, signal] = {EXCHANGE: self.exchange, EXCHANGE_RECORD: rid, **known[1]}
             out[rid] = signals
         return out
 
