@@ -137,10 +137,18 @@ def bank_signal_record(
     bank: str, bank_content_id: int, signal_type_name: str, value: str, metadata: dict[str, str] | None = None
 ) -> tuple[str, dict[str, Any]]:
     """The key and hma.bank-signals value for one signal of one bank content item."""
-    value = signal_type(signal_type_name).validate(value)
+    return valid_bank_signal_record(check_bank_name(bank), bank_content_id, signal_type_name,
+                                    signal_type(signal_type_name).validate(value), metadata)
+
+
+def valid_bank_signal_record(
+    bank: str, bank_content_id: int, signal_type_name: str, value: str, metadata: dict[str, str] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """`bank_signal_record` for a bank name already checked and a value its signal type's
+    `validate` returned: a bulk writer that validated each value once (a fetched exchange's)."""
     sid = signal_id(signal_type_name, value)
     record = {
-        "bank": check_bank_name(bank),
+        "bank": bank,
         "bank_content_id": bank_content_id,
         "signal_type": signal_type_name,
         "signal_id": sid,

@@ -84,6 +84,11 @@ class RecordCodec:
 
     # -- encoding -------------------------------------------------------------------------------
     def encode(self, record: dict[str, Any], encoding: str = "json") -> bytes:
+        if encoding == "json" and self._plain is not None and self._plain(record):
+            try:
+                return orjson.dumps(record)  # already conformed (a fetched exchange's bank signals: millions)
+            except TypeError:
+                pass  # a map key that is no string: the conformer makes it one
         record = self.conform(record)
         if encoding == "json":
             return orjson.dumps(record)

@@ -206,12 +206,14 @@ def _map(values: Conformer) -> Conformer:
 
 PlainCheck = Callable[[Any], bool]
 _PLAIN_TYPES = {"string": str, "boolean": bool, "int": int, "long": int}
+_STR_ONLY = {str}
 
 
 def plain_record_check(schema: Any) -> PlainCheck | None:
-    """For a record of primitive fields (and maps of strings): a check that a decoded JSON object
-    already is its conformed form (every field present with its exact type, no other key), so the
-    bulk readers of a topic skip building a copy; None for a schema with other field types.
+    """For a record of primitive fields (and maps of strings): a check that a dict already is its
+    conformed form (every field present with its exact type, no other key; a map's keys are not
+    looked at: JSON's are strings), so the bulk readers of a topic skip building a copy and bulk
+    writers encode it as it is; None for a schema with other field types.
 
     A value the check refuses is not necessarily wrong: the full conformer decides (defaults,
     extra keys, the reason for an error)."""
@@ -245,7 +247,7 @@ def plain_record_check(schema: Any) -> PlainCheck | None:
             if not low <= got[at] <= high:
                 return False
         for at in maps:
-            if got[at] and not all(type(v) is str for v in got[at].values()):
+            if got[at] and {*map(type, got[at].values())} != _STR_ONLY:
                 return False
         return True
 

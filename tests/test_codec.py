@@ -95,3 +95,19 @@ def test_a_plain_record_decodes_as_the_conformer_builds_it():
                 {"added_at": 1.5}):
         with pytest.raises(DecodeError):
             c.decode(json.dumps({**record, **bad}).encode())
+
+
+def test_a_plain_record_encodes_as_the_conformer_builds_it():
+    """Encoding skips the conformer's copy for a plain record; what it writes, and what it refuses,
+    are the conformer's."""
+    from pipeline.topics import BANK_SIGNALS
+
+    c = BANK_SIGNALS.codec
+    record = {"bank": "B", "bank_content_id": 3, "signal_type": "pdq", "signal_id": "ab" * 8, "value": "0" * 64,
+              "metadata": {"k": "v"}, "disable_until_ts": 1, "added_at": 5}
+    assert json.loads(c.encode(record)) == record
+    assert json.loads(c.encode({**record, "metadata": {7: "v"}}))["metadata"] == {"7": "v"}  # keys made strings
+    assert json.loads(c.encode({**record, "extra": 1})) == record
+    for bad in ({"bank_content_id": 2**63}, {"bank_content_id": True}, {"metadata": {"k": 1}}, {"bank": None}):
+        with pytest.raises(DecodeError):
+            c.encode({**record, **bad})

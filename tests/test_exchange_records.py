@@ -174,3 +174,43 @@ def test_fetch_batches_refuse_a_checkpoint_that_goes_back():
     assert [k for k, _ in next(batches).items] == ["a"]
     with pytest.raises(CheckpointWentBack):
         list(batches)
+
+
+def test_a_record_that_changes_its_signal_keeps_its_content_id_and_drops_the_old_signal(tmp_path):
+    record = exchange_record("NCMEC", "ncmec", NCMEC_API_JSON)
+    bank = BankOfExchange("NCMEC", NCMECSignalExchangeAPI, collab_config(record), tmp_path)
+    bank.load([])
+    [(_, old_key, first)] = bank.writes(bank.convert_batch([("e1", ncmec_entry("e1", MD5))]), iter([7]))
+    converted = bank.convert_batch([("e1", ncmec_entry("e1", "b" * 32))])
+    before, wanted = bank.held_before(converted)
+    assert before == {"e1": (7, {old_key})} and wanted == 0
+    [(_, new_key, changed), tombstone] = bank.writes(converted, iter(()), before)
+    assert changed["bank_content_id"] == 7 and changed["value"] == "b" * 32 and tombstone == (T.BANK_SIGNALS, old_key, None)
+    assert bank.held.get(["e1"]) == {"e1": (7, {new_key})} and len(bank) == 1
+    [(_, again, _)] = bank.writes(converted, iter(()))  # fetched again unchanged: no tombstone, no new id
+    assert again == new_key and bank.held.get(["e1"]) == {"e1": (7, {new_key})}
+    bank.close()
+
+
+def test_a_signal_that_the_signal_type_refuses_is_no_signal_of_the_record():
+    from ops.bench.random_exchange import RandomPdqConfig, RandomPdqExchange
+
+    bank = BankOfExchange("RANDOM", RandomPdqExchange, RandomPdqConfig(name="RANDOM", api="random_pdq"))
+    meta = state.FetchedSignalMetadata()
+    converted = bank.convert_batch([(("pdq", "zz"), meta), (("pdq", "AB" * 32), meta)])
+    assert converted['["pdq", "zz"]'] == {} and bank.rejected == 1
+    assert list(converted['["pdq", "' + "AB" * 32 + '"]']) == [("pdq", "ab" * 32)]  # as the type normalises it
+    bank.close()
+
+
+@pytest.mark.parametrize("key", [("pdq", "ab" * 32), ("md5", 'a"b'), ("x", "back\\slash"), ("é", "ü"), ("", ""), ("a", "b", "c")])
+def test_record_ids_are_the_json_of_the_key(key):
+    assert record_id(key) == json.dumps(list(key))
+
+
+def test_a_batch_converts_as_its_records_do_one_by_one():
+    record = exchange_record("NCMEC", "ncmec", NCMEC_API_JSON)
+    bank = BankOfExchange("NCMEC", NCMECSignalExchangeAPI, collab_config(record))
+    items = [(f"e{i}", ncmec_entry(f"e{i}", f"{i:032x}", deleted=i == 3)) for i in range(6)]
+    assert bank.convert_batch(items) == {rid: bank.convert(rid, value) for rid, value in items}
+    bank.close()

@@ -123,12 +123,13 @@ def test_a_delivery_in_several_batches_reports_where_each_record_landed(settings
     async def use(output, producer, reported):
         writes = [(T.CONTENT_IDS, "BANK_A", {"bank": "BANK_A", "claimed_at": i}) if i % 3 else
                   (T.EXCHANGE_FETCH, f"X{i}", {"exchange": f"X{i}", "api": big}) for i in range(30)]
-        return await output.deliver(writes)
+        return await output.deliver(writes), await output.deliver_offsets(writes)
 
-    landed = asyncio.run(with_output(settings, use))
+    landed, offsets = asyncio.run(with_output(settings, use))
     claims = [m.offset for m in landed if m.topic == T.CONTENT_IDS.name(settings)]
     statuses = [m.offset for m in landed if m.topic == T.EXCHANGE_FETCH.name(settings)]
     assert claims == list(range(20)) and statuses == list(range(10))
+    assert offsets == [m.offset + (20 if m.topic == T.CONTENT_IDS.name(settings) else 10) for m in landed]
 
 
 def test_content_ids_count_up_for_every_writer(settings):

@@ -27,7 +27,7 @@ from connectors.exchanges.config import (
 )
 from connectors.exchanges.clients import exchange_client
 from connectors.exchanges.credentials import credentials_for
-from connectors.exchanges.records import BankOfExchange, record_id
+from connectors.exchanges.records import BankOfExchange, Held, Signals
 from connectors.exchanges.retry import backoff_s, rate_limited
 from pipeline import kafka_clients
 from pipeline import topics as T
@@ -264,9 +264,9 @@ class ExchangeFetcher:
                 batch = await asyncio.to_thread(next, batches, None)
                 if batch is None:
                     break
-                converted, wanted = await asyncio.to_thread(_plan, bank, batch.items, full)
+                converted, before, wanted = await asyncio.to_thread(_plan, bank, batch.items, full)
                 new_ids = await ids.claim(bank.bank, wanted) if wanted else []
-                writes = await asyncio.to_thread(bank.writes, converted, iter(new_ids))
+                writes = await asyncio.to_thread(bank.writes, converted, iter(new_ids), before)
                 if committing is not None:
                     await committing  # one transaction at a time, in fetch order
                 changes: dict[str, Any] = {"fetched_items": len(bank)}
@@ -310,7 +310,7 @@ class ExchangeFetcher:
         if producer is None:
             raise RuntimeError("not the elected exchange fetcher")
         async with producer.transaction():
-            await Output(self.settings, lambda: producer).deliver(writes + [(T.EXCHANGE_FETCH, exchange, status)])
+            await Output(self.settings, lambda: producer).deliver_offsets(writes + [(T.EXCHANGE_FETCH, exchange, status)])
 
 
 @dataclass
@@ -348,12 +348,13 @@ def fetch_batches(deltas: Iterator[FetchDelta], previous: FetchCheckpointBase | 
         yield FetchBatch(items, checkpoint)
 
 
-def _plan(bank: BankOfExchange, chunk: list[tuple[Any, Any]], full: bool) -> tuple[dict[str, Any], int]:
-    """Blocking: a batch converted, marked seen on a full fetch, and how many content ids it needs."""
-    converted = {record_id(k): bank.convert(k, v) for k, v in chunk}
+def _plan(bank: BankOfExchange, chunk: list[tuple[Any, Any]], full: bool) -> tuple[dict[str, Signals], Held, int]:
+    """Blocking: a batch converted, marked seen on a full fetch, what the bank holds of it, and
+    how many content ids it needs."""
+    converted = bank.convert_batch(chunk)
     if full:
         bank.saw(converted)
-    return converted, bank.new_records(converted)
+    return (converted, *bank.held_before(converted))
 
 
 def _checkpoint_fields(checkpoint: FetchCheckpointBase) -> dict[str, Any]:

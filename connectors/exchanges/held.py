@@ -14,10 +14,16 @@ from typing import Iterable
 
 CACHE_KB = 16 * 1024
 IN_CLAUSE = 500  # SQLite's host parameters per statement stay well under its limit
+KEY_SEPARATOR = "\n"  # between a record's signal keys (BANK/type/id: never a line break)
+SIGNAL_TABLE = "CREATE TABLE signal (key TEXT PRIMARY KEY, rid TEXT NOT NULL, content_id INTEGER NOT NULL) WITHOUT ROWID"
 
 
 class HeldRecords:
-    """record id -> (content id, signal keys), and a `seen` mark per record for a full fetch."""
+    """record id -> (content id, signal keys), and a `seen` mark per record for a full fetch.
+
+    One row per record, its signal keys joined in one text column: a batch's look-ups and writes
+    touch one b-tree, not a table of signals and its index as well. The signal table only serves
+    the load, which follows hma.bank-signals by signal key."""
 
     def __init__(self, folder: Path | None = None) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="hmas-exchange-", dir=folder)
@@ -25,10 +31,9 @@ class HeldRecords:
         for pragma in ("journal_mode=OFF", "synchronous=OFF", f"cache_size=-{CACHE_KB}", "temp_store=FILE"):
             self._db.execute(f"PRAGMA {pragma}")
         # keyed tables without rowids: one b-tree each instead of a table and its key's index
-        self._db.execute("CREATE TABLE signal (key TEXT PRIMARY KEY, rid TEXT NOT NULL, content_id INTEGER NOT NULL)"
+        self._db.execute(SIGNAL_TABLE)
+        self._db.execute("CREATE TABLE record (rid TEXT PRIMARY KEY, content_id INTEGER NOT NULL, keys TEXT NOT NULL)"
                          " WITHOUT ROWID")
-        self._db.execute("CREATE INDEX signal_rid ON signal (rid)")
-        self._db.execute("CREATE TABLE record (rid TEXT PRIMARY KEY, content_id INTEGER NOT NULL) WITHOUT ROWID")
         self._db.execute("CREATE TABLE seen (rid TEXT PRIMARY KEY) WITHOUT ROWID")
         self._count = 0
 
@@ -50,8 +55,12 @@ class HeldRecords:
         self._db.execute("DELETE FROM signal WHERE key = ?", (key,))
 
     def index_records(self) -> None:
-        """The records of the loaded signals (a record's content id is its signals')."""
-        self._db.execute("INSERT OR REPLACE INTO record SELECT rid, max(content_id) FROM signal GROUP BY rid")
+        """The records of the loaded signals (a record's content id is its signals'); the signals
+        themselves are no longer needed."""
+        self._db.execute("INSERT OR REPLACE INTO record SELECT rid, max(content_id), group_concat(key, ?)"
+                         " FROM signal GROUP BY rid", (KEY_SEPARATOR,))
+        self._db.execute("DROP TABLE signal")
+        self._db.execute(SIGNAL_TABLE)
         self._count = self._db.execute("SELECT count(*) FROM record").fetchone()[0]
 
     # -- a batch ----------------------------------------------------------------------------------
@@ -61,39 +70,23 @@ class HeldRecords:
         out: dict[str, tuple[int, set[str]]] = {}
         for start in range(0, len(rids), IN_CLAUSE):
             part = rids[start:start + IN_CLAUSE]
-            marks = ",".join("?" * len(part))
-            for rid, cid in self._db.execute(f"SELECT rid, content_id FROM record WHERE rid IN ({marks})", part):
-                out[rid] = (cid, set())
-            for rid, key in self._db.execute(f"SELECT rid, key FROM signal WHERE rid IN ({marks})", part):
-                out[rid][1].add(key)
+            for rid, cid, keys in self._db.execute(
+                    f"SELECT rid, content_id, keys FROM record WHERE rid IN ({','.join('?' * len(part))})", part):
+                out[rid] = (cid, set(keys.split(KEY_SEPARATOR)) if keys else set())
         return out
 
-    def missing(self, rids: Iterable[str]) -> int:
-        """How many of these records are not held."""
-        rids = list(rids)
-        return len(rids) - len(self.get_content_ids(rids))
-
-    def get_content_ids(self, rids: list[str]) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for start in range(0, len(rids), IN_CLAUSE):
-            part = rids[start:start + IN_CLAUSE]
-            out.update(self._db.execute(
-                f"SELECT rid, content_id FROM record WHERE rid IN ({','.join('?' * len(part))})", part))
-        return out
-
-    def update(self, held: list[tuple[str, int, set[str], set[str]]], removed: list[str]) -> None:
-        """One batch: records held now (rid, content id, signal keys, keys it no longer has), and
-        records no longer held."""
-        before = self._db.total_changes
-        self._db.executemany("INSERT OR IGNORE INTO record VALUES (?, ?)", [(rid, cid) for rid, cid, _, _ in held])
-        self._count += self._db.total_changes - before
-        self._db.executemany("DELETE FROM signal WHERE key = ?", [(k,) for _, _, _, dropped in held for k in dropped])
-        self._db.executemany("INSERT OR REPLACE INTO signal VALUES (?, ?, ?)",
-                             [(k, rid, cid) for rid, cid, keys, _ in held for k in keys])
+    def update(self, added: list[tuple[str, int, set[str]]], changed: list[tuple[str, set[str]]],
+               removed: list[str]) -> None:
+        """One batch: records not held before (rid, content id, signal keys), held records whose
+        signal keys are now others, and records no longer held."""
+        self._db.executemany("INSERT OR REPLACE INTO record VALUES (?, ?, ?)",
+                             [(rid, cid, KEY_SEPARATOR.join(sorted(keys))) for rid, cid, keys in added])
+        self._count += len(added)
+        self._db.executemany("UPDATE record SET keys = ? WHERE rid = ?",
+                             [(KEY_SEPARATOR.join(sorted(keys)), rid) for rid, keys in changed])
         before = self._db.total_changes
         self._db.executemany("DELETE FROM record WHERE rid = ?", [(rid,) for rid in removed])
         self._count -= self._db.total_changes - before
-        self._db.executemany("DELETE FROM signal WHERE rid = ?", [(rid,) for rid in removed])
 
     # -- a full fetch: what it did not see is gone ------------------------------------------------
     def saw(self, rids: Iterable[str]) -> None:

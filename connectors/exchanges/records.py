@@ -10,22 +10,25 @@ kept current by the writes it plans.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from threatexchange.exchanges.collab_config import CollaborationConfigBase
 from threatexchange.exchanges.fetch_state import AggregateSignalOpinion, FetchedSignalMetadata
 from threatexchange.exchanges.signal_exchange_api import SignalExchangeAPIWithSimpleUpdates, TSignalExchangeAPICls
-from threatexchange.signal_type.signal_base import SignalType
 
 from connectors.exchanges.config import FETCHED_SIGNAL_TYPES
 from connectors.exchanges.held import HeldRecords
 from pipeline import topics as T
-from pipeline.banks import EXCHANGE, EXCHANGE_CATEGORY, EXCHANGE_RECORD, EXCHANGE_TAGS, bank_signal_record
+from pipeline.banks import (
+    EXCHANGE, EXCHANGE_CATEGORY, EXCHANGE_RECORD, EXCHANGE_TAGS, check_bank_name, valid_bank_signal_record,
+)
 from pipeline.services.output import Write
-from pipeline.signal_types import InvalidSignal
+from pipeline.signal_types import InvalidSignal, signal_type
 
 Signals = dict[tuple[str, str], dict[str, str]]  # (signal type, value) -> bank signal metadata
+Held = dict[str, tuple[int, set[str]]]  # record id -> (content id, signal keys) the bank holds
 
 
 TYPE_NAMES = {stype: stype.get_name() for stype in FETCHED_SIGNAL_TYPES}
@@ -39,17 +42,21 @@ def keys_are_signals(api_cls: TSignalExchangeAPICls) -> bool:
     return getattr(api_cls.naive_convert_to_signal_type, "__func__", None) is simple
 
 
-def _valid(stype: type[SignalType], signal: str) -> bool:
-    try:
-        stype.validate_signal_str(signal)
-    except ValueError:
-        return False
-    return True
-
-
 def record_id(key: Any) -> str:
     """An exchange record's key as text: a tuple key (type, value) as a JSON list."""
+    if isinstance(key, tuple) and len(key) == 2 and all(type(part) is str and _PLAIN_TEXT.fullmatch(part) for part in key):
+        return f'["{key[0]}", "{key[1]}"]'  # json.dumps's text, made without it (one per fetched record)
     return json.dumps(list(key)) if isinstance(key, tuple) else str(key)
+
+
+_PLAIN_TEXT = re.compile(r"[ -!#-\[\]-~]*")  # printable ASCII but for the quote and backslash: JSON as it is
+
+
+def _opinion_fields(meta: FetchedSignalMetadata) -> dict[str, str]:
+    """A record's opinions summed up as bank signal metadata (category and tags)."""
+    opinion = AggregateSignalOpinion.from_opinions(meta.get_as_opinions())
+    return {EXCHANGE_CATEGORY: opinion.category.name.lower(),
+            EXCHANGE_TAGS: json.dumps(sorted(opinion.tags)) if opinion.tags else "[]"}
 
 
 class BankOfExchange:
@@ -101,44 +108,73 @@ class BankOfExchange:
     def convert(self, key: Any, value: Any) -> Signals:
         """The signals one fetched record stands for; none for a deletion (None) or a record that
         no longer converts to any signal."""
-        if value is None:
-            return {}
-        rid = record_id(key)
-        out: Signals = {}
-        for name, signal, meta in self._signals_of(key, value):
-            opinion = AggregateSignalOpinion.from_opinions(meta.get_as_opinions())
-            out[name, signal] = {
-                EXCHANGE: self.exchange, EXCHANGE_RECORD: rid, EXCHANGE_CATEGORY: opinion.category.name.lower(),
-                EXCHANGE_TAGS: json.dumps(sorted(opinion.tags)) if opinion.tags else "[]",
-            }
+        return self.convert_batch([(key, value)])[record_id(key)]
+
+    def convert_batch(self, items: Iterable[tuple[Any, Any]]) -> dict[str, Signals]:
+        """`convert` of each fetched (key, value), by record id. Records that share one metadata
+        object (an exchange's deltas often do) have their opinions summed up once."""
+        out: dict[str, Signals] = {}
+        # id() of a metadata object -> the object (kept alive: its id stays its own) and its fields
+        opinions: dict[int, tuple[FetchedSignalMetadata, dict[str, str]]] = {}
+        for key, value in items:
+            rid = record_id(key)
+            signals: Signals = {}
+            if value is not None:
+                for name, signal, meta in self._signals_of(key, value):
+                    known = opinions.get(id(meta))
+                    if known is None:
+                        known = opinions[id(meta)] = (meta, _opinion_fields(meta))
+                    signals[name, signal] = {EXCHANGE: self.exchange, EXCHANGE_RECORD: rid, **known[1]}
+            out[rid] = signals
         return out
 
     def _signals_of(self, key: Any, value: Any) -> Iterator[tuple[str, str, FetchedSignalMetadata]]:
-        """(signal type name, signal, metadata) of one fetched record. An API whose records are
-        their signals (key = (type, signal)) needs no conversion beyond the signal's own check,
-        which is most of what a fetch of such an exchange costs when done through the API's
-        general conversion one record at a time."""
+        """(signal type name, signal as its type's `validate` returns it, metadata) of one fetched
+        record; a signal that the bank's signal types do not accept is counted in `rejected`. An
+        API whose records are their signals (key = (type, signal)) needs no conversion beyond the
+        signal's own check, which is most of what a fetch of such an exchange costs when done
+        through the API's general conversion one record at a time."""
         if self._simple:
             kind, signal = key
-            stype = TYPES_BY_NAME.get(kind)
-            if stype is not None and _valid(stype, signal):
-                yield kind, signal, value
+            if kind in TYPES_BY_NAME:
+                valid = self._validated(kind, signal)
+                if valid is not None:
+                    yield kind, valid, value
             return
         converted = self.api_cls.naive_convert_to_signal_type(list(FETCHED_SIGNAL_TYPES), self.collab, {key: value})
         for stype, by_value in converted.items():
             for signal, meta in by_value.items():
-                yield TYPE_NAMES[stype], signal, meta
+                valid = self._validated(TYPE_NAMES[stype], signal)
+                if valid is not None:
+                    yield TYPE_NAMES[stype], valid, meta
+
+    def _validated(self, kind: str, signal: str) -> str | None:
+        try:
+            return signal_type(kind).validate(signal)
+        except InvalidSignal:
+            self.rejected += 1
+            return None
+
+    def held_before(self, converted: dict[str, Signals]) -> tuple[Held, int]:
+        """What the bank holds of these converted records, and how many content ids `writes` will
+        need for them."""
+        before = self.held.get(converted)
+        return before, sum(1 for rid, signals in converted.items() if signals and rid not in before)
 
     def new_records(self, converted: dict[str, Signals]) -> int:
         """How many content ids `writes` will need for these converted records."""
-        return self.held.missing(rid for rid, signals in converted.items() if signals)
+        return self.held_before(converted)[1]
 
-    def writes(self, converted: dict[str, Signals], new_ids: Iterator[int]) -> list[Write]:
-        """hma.bank-signals records (None = tombstone) that make the bank hold `converted`."""
+    def writes(self, converted: dict[str, Signals], new_ids: Iterator[int], before: Held | None = None) -> list[Write]:
+        """hma.bank-signals records (None = tombstone) that make the bank hold `converted`;
+        `before`: what `held_before` said the bank holds of them, if asked already."""
         out: list[Write] = []
-        before = self.held.get(converted)
-        held: list[tuple[str, int, set[str], set[str]]] = []
+        if before is None:
+            before = self.held.get(converted)
+        added: list[tuple[str, int, set[str]]] = []
+        changed: list[tuple[str, set[str]]] = []
         removed: list[str] = []
+        bank = check_bank_name(self.bank)
         for rid, signals in converted.items():
             content_id, held_keys = before.get(rid, (None, set()))
             if not signals:
@@ -146,21 +182,20 @@ class BankOfExchange:
                     out += [(T.BANK_SIGNALS, key, None) for key in sorted(held_keys)]
                     removed.append(rid)
                 continue
-            if content_id is None:
+            new = content_id is None
+            if new:
                 content_id = next(new_ids)
             keys: set[str] = set()
             for (kind, value), metadata in signals.items():
-                try:
-                    key, record = bank_signal_record(self.bank, content_id, kind, value, metadata)
-                except InvalidSignal:
-                    self.rejected += 1
-                    continue
+                key, record = valid_bank_signal_record(bank, content_id, kind, value, metadata)
                 keys.add(key)
                 out.append((T.BANK_SIGNALS, key, record))
-            dropped = held_keys - keys
-            out += [(T.BANK_SIGNALS, key, None) for key in sorted(dropped)]
-            held.append((rid, content_id, keys, dropped))
-        self.held.update(held, removed)
+            out += [(T.BANK_SIGNALS, key, None) for key in sorted(held_keys - keys)]
+            if new:
+                added.append((rid, content_id, keys))
+            elif keys != held_keys:
+                changed.append((rid, keys))
+        self.held.update(added, changed, removed)
         return out
 
     def saw(self, record_ids: Iterable[str]) -> None:

@@ -1,5 +1,7 @@
 """`hmas bench exchange`: the exchange fetcher's rate into a bank, the time from a batch's commit
-until uploads of its hashes match, and the fetcher's peak memory, on a broker of the bench's own.
+until uploads of its hashes match, the fetcher's peak memory, and the CPU time per fetched record
+of the fetcher, the broker and the worker (from the fetch's first status to its last batch's), on
+a broker of the bench's own.
 
 The fetcher runs in a process of its own (`python -m ops.bench.exchange_bench`, the
 `ExchangeFetcher` class that `hmas fetcher` runs, with the random exchange installed), so its
@@ -23,6 +25,7 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from ops.bench.harness import BenchPipeline
 from ops.bench.index_bench import machine
 from ops.bench.random_exchange import API_NAME, delta_codes, install
+from ops.kafka.broker import LocalBroker
 from pipeline import kafka_clients
 from pipeline import topics as T
 from pipeline.config import Settings, load_settings
@@ -87,8 +90,12 @@ def run_exchange_bench(n: int, match: bool = True, seed: int = 7, batch_records:
         for spec, key, value in creation_writes(record, bank_exists=False):
             p.client.produce(spec, key, value)
         p.client.flush()
+        processes: dict[str, int] = {}  # whose CPU per fetched record the report gives
+        broker = p.broker.pid() if isinstance(p.broker, LocalBroker) else None
+        if broker is not None:
+            processes["broker"] = broker
         if match:
-            p.start_worker()
+            processes["worker"] = p.start_worker().pid
         statuses: list[dict[str, Any]] = []
         matched: dict[str, int] = {}
         stop = threading.Event()
@@ -100,6 +107,8 @@ def run_exchange_bench(n: int, match: bool = True, seed: int = 7, batch_records:
             follower.start()
         fetcher = subprocess.Popen([sys.executable, "-m", "ops.bench.exchange_bench"], env={**os.environ, **p.env},
                                    stdout=open(p.dir / "fetcher.log", "ab"), stderr=subprocess.STDOUT)
+        processes["fetcher"] = fetcher.pid
+        cpu_at: dict[str, dict[str, float]] = {}  # "start" (the fetch's first status), "end" (its last batch)
         last_delta = delta_codes(seed, (n - 1) // per_delta, n - (n - 1) // per_delta * per_delta)
         progress = ProgressBar("exchange fetch", n, "signals")
         peak, rss_at_end, probes, cpu = 0, 0, 0, 0.0
@@ -111,6 +120,9 @@ def run_exchange_bench(n: int, match: bool = True, seed: int = 7, batch_records:
                 mem, cpu = memory_kb(fetcher.pid), cpu_s(fetcher.pid)
                 peak = max(peak, mem["VmHWM"])
                 done = statuses[-1] if statuses else {}
+                for moment, reached in (("start", bool(statuses)), ("end", (done.get("records_last_fetch") or 0) >= n)):
+                    if reached and moment not in cpu_at:
+                        cpu_at[moment] = {name: cpu_s(pid) for name, pid in processes.items()}
                 progress.update(done.get("records_last_fetch") or 0, f"fetcher RSS {mem['VmRSS'] // 1024} MB")
                 if done.get("last_fetch_succeeded") is False:
                     raise RuntimeError(f"fetch failed: {done.get('last_error')}")
@@ -144,6 +156,8 @@ def run_exchange_bench(n: int, match: bool = True, seed: int = 7, batch_records:
             "fetcher_cpu_s": round(cpu, 1), "signals_per_fetcher_cpu_s": round(n / max(cpu, 1e-3)),
             "fetcher_peak_rss_mb": round(peak / 1024, 1), "fetcher_rss_at_end_mb": round(rss_at_end / 1024, 1),
         }
+        per_record = {name: round((cpu_at["end"][name] - cpu_at["start"][name]) / n * 1e6) for name in processes}
+        report["cpu_us_per_record"] = {**per_record, "total": sum(per_record.values())}
         if match:
             first = min(matched.values())
             report["match_after_commit_s"] = round((first - last_batch["updated_at"]) / 1000, 2)

@@ -30,9 +30,9 @@ class ContentIds:
     async def claim(self, bank: str, count: int = 1) -> list[int]:
         """`count` new ids for a bank, in order."""
         claim = {"bank": bank, "claimed_at": now_ms()}
-        landed = await self.output.deliver([(T.CONTENT_IDS, bank, claim)] * count)
+        offsets = await self.output.deliver_offsets([(T.CONTENT_IDS, bank, claim)] * count)
         base = self.base()
-        return [content_id_from_offset(meta.offset, base) for meta in landed]
+        return [content_id_from_offset(offset, base) for offset in offsets]
 
     async def claim_one(self, bank: str) -> int:
         [content_id] = await self.claim(bank, 1)

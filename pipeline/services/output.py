@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
@@ -85,8 +85,7 @@ class Output:
             return
         encoding = self.settings.output_encoding
         batches = Batches(self._producer(), self.settings)
-        for key, record in records:
-            await batches.add(spec, key, spec.codec.encode(record, encoding))
+        await batches.add_all((spec, key, spec.codec.encode(record, encoding)) for key, record in records)
         for sent in await batches.close():
             sent.future.add_done_callback(self._checker(sent.spec, len(sent.positions)))
         metrics.records_out(stage, spec.suffix).inc(len(records))
@@ -94,22 +93,39 @@ class Output:
     async def deliver(self, writes: Sequence[Write], encoding: str = "json") -> list[RecordMetadata]:
         """Send records (None = tombstone), in batches per partition, and wait for their delivery:
         where each one landed, in the order of `writes`."""
+        landed: list[RecordMetadata | None] = [None] * len(writes)
+        for batch, first in await self._delivered(writes, encoding):
+            for i, position in enumerate(batch.positions):  # a batch's records have consecutive offsets
+                landed[position] = first._replace(offset=first.offset + i)
+        return landed  # type: ignore[return-value]
+
+    async def deliver_offsets(self, writes: Sequence[Write], encoding: str = "json") -> list[int]:
+        """`deliver`, for a caller that needs only the offsets (a claim's) or nothing (a
+        transaction's records): no metadata object per record."""
+        offsets = [0] * len(writes)
+        for batch, first in await self._delivered(writes, encoding):
+            for offset, position in enumerate(batch.positions, first.offset):
+                offsets[position] = offset
+        return offsets
+
+    async def _delivered(self, writes: Sequence[Write], encoding: str) -> list[tuple[SentBatch, RecordMetadata]]:
+        """The batches that carried `writes` and the metadata of each one's first record, once
+        delivered. A run of the same record object (identical claims) is encoded once."""
         if not writes:
             return []
-        encoded = [(spec, key, None if record is None else spec.codec.encode(record, encoding))
-                   for spec, key, record in writes]
-        landed: list[RecordMetadata | None] = [None] * len(writes)
+        encoded: list[tuple[T.TopicSpec, Key, bytes | None]] = []
+        last: tuple[T.TopicSpec, Any, bytes | None] = (writes[0][0], None, None)
+        for spec, key, record in writes:
+            if record is not last[1] or spec is not last[0]:
+                last = (spec, record, None if record is None else spec.codec.encode(record, encoding))
+            encoded.append((spec, key, last[2]))
         try:
             batches = Batches(self._producer(), self.settings)
-            for spec, key, value in encoded:
-                await batches.add(spec, key, value)
+            await batches.add_all(encoded)
             sent = await batches.close()
-            for batch, first in zip(sent, await asyncio.gather(*(b.future for b in sent))):
-                for i, position in enumerate(batch.positions):  # a batch's records have consecutive offsets
-                    landed[position] = first._replace(offset=first.offset + i)
+            return list(zip(sent, await asyncio.gather(*(b.future for b in sent))))
         except Exception as exc:
             raise self._lost(writes[0][0].suffix, len(writes), exc) from exc
-        return landed  # type: ignore[return-value]
 
     async def send_dead_letter(self, message: Any, reason: str, stage: str, kind: str = "undecodable") -> None:
         """A hma.dead-letters record for a consumed message (a Faust Message) that could not be
@@ -176,22 +192,43 @@ class Batches:
         self._sent: list[SentBatch] = []
 
     async def add(self, spec: T.TopicSpec, key: Key, value: bytes | None) -> None:
+        if self._append(spec, key, value):
+            return
         topic = spec.name(self.settings)
-        partitions = self._partitions.get(topic)
-        if partitions is None:
-            partitions = self._partitions[topic] = sorted(await self.producer.partitions_for(topic))
-        key = _key_bytes(key)
-        partition = partitions[0] if len(partitions) == 1 else PARTITIONER(key, partitions, partitions)
-        position, self._added = self._added, self._added + 1
-        _, batch, positions = self._open.get((topic, partition)) or self._new(spec, topic, partition)
-        if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
+        if topic not in self._partitions:
+            self._partitions[topic] = sorted(await self.producer.partitions_for(topic))
+        partition = self._partition(topic, _key_bytes(key))
+        if (topic, partition) in self._open:  # full: send it, start another
             await self._send(topic, partition)
-            _, batch, positions = self._new(spec, topic, partition)
-            if batch.append(key=key, value=value, timestamp=None) is None:  # larger than a batch: alone
-                future = await self.producer.send(topic, value, key=key, partition=partition)
-                self._sent.append(SentBatch(spec, future, [position]))
-                return
-        positions.append(position)
+        self._new(spec, topic, partition)
+        if not self._append(spec, key, value):  # larger than a batch: alone
+            future = await self.producer.send(topic, value, key=_key_bytes(key), partition=partition)
+            self._sent.append(SentBatch(spec, future, [self._added]))
+            self._added += 1
+
+    async def add_all(self, records: Iterable[tuple[T.TopicSpec, Key, bytes | None]]) -> None:
+        """`add` of each record, in order; a record that fits the open batch of its partition
+        costs no coroutine."""
+        for spec, key, value in records:
+            if not self._append(spec, key, value):
+                await self.add(spec, key, value)
+
+    def _append(self, spec: T.TopicSpec, key: Key, value: bytes | None) -> bool:
+        """The record appended to its partition's open batch; False if none is open or it is full."""
+        topic = spec.name(self.settings)
+        if topic not in self._partitions:
+            return False
+        key = _key_bytes(key)
+        entry = self._open.get((topic, self._partition(topic, key)))
+        if entry is None or entry[1].append(key=key, value=value, timestamp=None) is None:
+            return False
+        entry[2].append(self._added)
+        self._added += 1
+        return True
+
+    def _partition(self, topic: str, key: bytes | None) -> int:
+        partitions = self._partitions[topic]
+        return partitions[0] if len(partitions) == 1 else PARTITIONER(key, partitions, partitions)
 
     async def close(self) -> list[SentBatch]:
         """Sends the batches still open; every batch sent, in the order sent."""
