@@ -84,7 +84,7 @@ def stall(settings: Settings, ids: set[str], origin_ms: int, outage_s: tuple[flo
     from `origin_ms`, to set beside the outage's times), the longest that began while the node was
     down or coming back (`outage_s`: from, to), and the uploads' trip times."""
     matched_at, trip_ms = [], []
-    for key, record in Client(settings).read(T.MATCHES, idle_timeout_s=5):
+    for key, record in Client(settings).read(T.MATCHES, to_end=True):
         if key in ids:
             matched_at.append(record["matched_at"])
             trip_ms.append(record["matched_at"] - record["submitted_at"])
