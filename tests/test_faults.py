@@ -14,7 +14,7 @@ from ops.bench.faults_bench import Workload, exactly_once_held, worker_kills
 from ops.bench.harness import BenchPipeline
 from pipeline import topics as T
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
 @pytest.mark.xfail(reason="experimental exactly-once mode: a restarted worker sometimes stalls (README, "

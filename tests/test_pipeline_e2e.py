@@ -20,7 +20,7 @@ from tests.pipeline_env import (
     hmas, pipeline_env, settings_from,
 )
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 DEFAULT_DISTANCE, MIN_QUALITY = 31, 50  # a bank's default PDQ distance; the quality below which PDQ is not matched
 FETCH_HOST = "127.0.0.2"  # allow-listed for the test server; 127.0.0.1 stays refused
