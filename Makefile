@@ -55,7 +55,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev,video,migrate]'
 	touch $(STAMP)
 
+# The broker's jars, assembled from Maven Central once per pom.xml and machine into a folder of
+# KAFKA_LIB_CACHE that every clone's ops/kafka/lib links to (a clone that has a folder of its own
+# there keeps it): a fresh clone does not run Maven again.
+KAFKA_LIB_CACHE ?= $(HOME)/.cache/hma-streams/kafka-lib
 kafka-jars: $(STAMP)
+	@if [ -L ops/kafka/lib ] || [ ! -e ops/kafka/lib ]; then \
+	  lib="$(KAFKA_LIB_CACHE)/$$(sha256sum ops/kafka/pom.xml | cut -c1-16)"; \
+	  mkdir -p "$$lib" && ln -sfn "$$lib" ops/kafka/lib; \
+	fi
 	$(PY) -m pipeline kafka jars
 
 # promtool (Prometheus' Go module v0.316.0 is Prometheus 3.16) and helm; needs Go 1.24 or newer.
