@@ -81,12 +81,15 @@ class Client:
         max_records: int | None = None,
         raw: bool = False,
         timeout_s: float | None = None,
+        to_end: bool = False,
     ) -> Iterator[tuple[str | None, Any]]:
         """Yield (key, decoded value) from every partition; a topic given by name (not one of the
         pipeline's specs) yields raw values. Reads committed records only (isolation level
         read_committed): what a transaction aborted is never seen.
 
-        Stops after max_records, after idle_timeout_s without a record, or after timeout_s in all.
+        Stops after max_records, after idle_timeout_s without a record, after timeout_s in all, or
+        (`to_end`) once every partition has been read to its end: what was written before the
+        read, without waiting out an idle time to know that nothing more is there.
         """
         if isinstance(spec, str):
             topic, raw = spec, True
@@ -96,10 +99,12 @@ class Client:
             "group.id": f"hmas-reader-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
+            "enable.partition.eof": to_end,  # an event at each partition's end (its last committed record)
         })
         try:
             meta = consumer.list_topics(topic, timeout=10)
             parts = list(meta.topics[topic].partitions)
+            not_at_end = set(parts)
             start = OFFSET_BEGINNING if from_beginning else OFFSET_END
             consumer.assign([TopicPartition(topic, p, start) for p in parts])
             seen = 0
@@ -114,7 +119,12 @@ class Client:
                         return
                     continue
                 if msg.error():
-                    raise KafkaException(msg.error())
+                    if msg.error().code() != KafkaError._PARTITION_EOF:
+                        raise KafkaException(msg.error())
+                    not_at_end.discard(msg.partition())
+                    if not not_at_end:
+                        return
+                    continue
                 last = time.monotonic()
                 seen += 1
                 key = msg.key().decode("utf-8", errors="replace") if msg.key() is not None else None

@@ -2,6 +2,9 @@
 
 Kafka: the test session's broker is started once on free loopback ports and stopped at the end,
 also when tests fail. With KAFKA_BOOTSTRAP_SERVERS set, tests use that cluster and start nothing.
+In a parallel run (`make test`: pytest-xdist, `-n 2 --dist loadfile`) each process is a session
+of its own, with its own broker; a module runs whole in one process, so its module-scoped
+pipelines are started once.
 
 Media: a test taking `media` runs once on the media shipped in tests/media and once on the larger
 reference set named by HMAS_REFERENCE_MEDIA, the second skipped (saying why) when that is absent.
@@ -26,6 +29,13 @@ class ExistingCluster:
     """A cluster named by KAFKA_BOOTSTRAP_SERVERS: used as it is, never started or stopped."""
 
     bootstrap: str
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules marked slow first, in their order, then the rest in theirs: `make test` runs the
+    suite in two processes, a module at a time each, and a long module taken last would leave one
+    process running it alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")

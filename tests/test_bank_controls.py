@@ -104,7 +104,7 @@ def test_a_flooding_signal_is_quarantined_once_and_released_by_review(stack):
                                interval_s=0.5)
     assert quarantined["state"] == "quarantined" and quarantined["count"] > FLOOD_LIMIT
     assert quarantined["sample_content_ids"] and quarantined["window_ms"] == 600_000
-    records = [r for _, r in Client(stack.settings).read(T.QUARANTINE, timeout_s=5)]
+    records = [r for _, r in Client(stack.settings).read(T.QUARANTINE, to_end=True)]
     assert [r["state"] for r in records if r["signal_id"] == quarantined["signal_id"]] == ["quarantined"]  # once
 
     stack.submit([signal_upload("after-quarantine", pdq)])
@@ -113,7 +113,7 @@ def test_a_flooding_signal_is_quarantined_once_and_released_by_review(stack):
     stack.submit([signal_upload("after-release", pdq)])
     assert "after-release" in collect_until(stack.settings, T.ACTIONS, {"after-release"})
     # every action written so far (partitions are read in any order: read them all to the end)
-    actions = {key for key, _ in Client(stack.settings).read(T.ACTIONS, idle_timeout_s=3, raw=True, timeout_s=60)}
+    actions = {key for key, _ in Client(stack.settings).read(T.ACTIONS, to_end=True, raw=True)}
     assert "after-quarantine" not in actions
     passed = {cid for cid, r in burst.items() if any(h["status"] == "match" for h in r["matches"])}
     assert {cid for cid in actions if cid.startswith("burst-")} == passed and len(passed) == FLOOD_LIMIT

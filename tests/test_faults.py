@@ -14,7 +14,7 @@ from ops.bench.faults_bench import Workload, exactly_once_held, worker_kills
 from ops.bench.harness import BenchPipeline
 from pipeline import topics as T
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
 def test_a_worker_killed_in_exactly_once_mode_writes_each_output_once(kafka_broker):

@@ -10,7 +10,7 @@ import pytest
 from ops.bench.cluster_faults import run_cluster_faults
 from pipeline import topics as T
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
 def test_a_broker_of_three_stopped_mid_stream_loses_nothing(record_property):

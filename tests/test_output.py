@@ -116,6 +116,21 @@ def test_the_blocking_client_reports_a_refused_delivery(settings):
     client.flush()  # reported once: later deliveries are judged on their own
 
 
+def test_the_blocking_client_reads_to_the_end_of_every_partition(settings):
+    """`read(to_end=True)` has no idle time to wait out: it stops once each partition (the empty
+    ones too) is read to its end, with every record written before it began. Were an end not
+    noticed, the read would never return (no other limit is given)."""
+    from pipeline.client import Client
+
+    client = Client(settings)
+    assert list(client.read(T.DEAD_LETTERS, to_end=True)) == []  # every partition empty
+    ids = {f"end-{i}" for i in range(40)}
+    for cid in sorted(ids):
+        client.produce(T.UPLOADS, cid, new_upload(cid, "photo", signals={"pdq": "0" * 64}))
+    client.flush()
+    assert sorted(key for key, _ in client.read(T.UPLOADS, to_end=True, raw=True)) == sorted(ids)
+
+
 def test_a_delivery_in_several_batches_reports_where_each_record_landed(settings):
     """Records to two topics, more than one batch holds: each one's offset, in the order given."""
     big = "x" * 4000  # a few records fill a default 16 kB batch

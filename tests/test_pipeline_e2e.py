@@ -20,7 +20,7 @@ from tests.pipeline_env import (
     hmas, pipeline_env, settings_from,
 )
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 DEFAULT_DISTANCE, MIN_QUALITY = 31, 50  # a bank's default PDQ distance; the quality below which PDQ is not matched
 FETCH_HOST = "127.0.0.2"  # allow-listed for the test server; 127.0.0.1 stays refused
@@ -220,7 +220,7 @@ def test_every_upload_is_accounted_for(pipeline, content_server):
     while time.monotonic() < deadline and len(out) < len(sent):
         out = {}
         for spec, kind in ((T.HASHES, "hashed"), (T.DEAD_LETTERS, "dead")):
-            for key, _ in Client(pipeline).read(spec, idle_timeout_s=2, raw=True):
+            for key, _ in Client(pipeline).read(spec, to_end=True, raw=True):
                 if key in sent:
                     out.setdefault(key, []).append(kind)
     assert {cid: [kind] for cid, kind in sent.items()} == out

@@ -69,9 +69,8 @@ def test_banking_a_signal_matches_content_uploaded_before(env):
         bank_photo(settings, "AFTER_RESTART", BRIDGE / "aaa-orig.jpg")
 
         def retro_banks() -> set[str]:
-            return {h["bank"] for _, r in Client(settings).read(T.RETRO_MATCHES, timeout_s=3) for h in r["matches"]}
+            return {h["bank"] for _, r in Client(settings).read(T.RETRO_MATCHES, to_end=True) for h in r["matches"]}
 
-        wait_until(lambda: "AFTER_RESTART" in retro_banks(), 60, "a retroactive match of the bank added after the restart",
-                   interval_s=0)
+        wait_until(lambda: "AFTER_RESTART" in retro_banks(), 60, "a retroactive match of the bank added after the restart")
     finally:
         worker.stop()

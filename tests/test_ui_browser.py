@@ -29,6 +29,7 @@ from tests.pipeline_env import (
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
     pytest.mark.kafka,
+    pytest.mark.slow,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (`make system-deps` installs it)"),
 ]
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (`pip install -e .[dev]`)")

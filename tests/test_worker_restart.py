@@ -35,7 +35,7 @@ def produce(settings, *uploads: dict) -> None:
 
 def ids_by_key(settings, spec: T.TopicSpec, key_of=lambda key, record: key) -> dict[str, set]:
     ids: dict[str, set] = defaultdict(set)
-    for key, record in Client(settings).read(spec, idle_timeout_s=3):
+    for key, record in Client(settings).read(spec, to_end=True):
         ids[key_of(key, record)].add(record["event_id"])
     return ids
 
@@ -80,7 +80,7 @@ def test_a_worker_restarted_after_sigkill_matches_again_at_once_with_the_same_id
             copies: dict[str, list] = {}
             while time.monotonic() < deadline and not all(len(copies.get(c, ())) >= 2 for c in matched):
                 copies = defaultdict(list)
-                for key, action in Client(settings).read(T.ACTIONS, idle_timeout_s=3):
+                for key, action in Client(settings).read(T.ACTIONS, to_end=True):
                     copies[key].append(action)
             assert all(len(copies.get(c, ())) >= 2 for c in matched), other.log_tail()
         finally:

@@ -14,9 +14,10 @@ from pipeline.client import Client
 from pipeline.config import Settings
 
 
-def copies_by_key(settings: Settings, spec: T.TopicSpec, ids: set[str], idle_s: float = 5.0) -> Counter:
-    """How many records of the topic each of `ids` has (keys only: the values are not decoded)."""
-    return Counter(key for key, _ in Client(settings).read(spec, idle_timeout_s=idle_s, raw=True) if key in ids)
+def copies_by_key(settings: Settings, spec: T.TopicSpec, ids: set[str]) -> Counter:
+    """How many records of the topic each of `ids` has (keys only: the values are not decoded), read
+    to the topic's end: the benches count once they have seen every output they wait for."""
+    return Counter(key for key, _ in Client(settings).read(spec, to_end=True, raw=True) if key in ids)
 
 
 def account_uploads(settings: Settings, ids: set[str], acted: set[str]) -> dict[str, Any]:

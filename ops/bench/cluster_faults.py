@@ -84,7 +84,7 @@ def stall(settings: Settings, ids: set[str], origin_ms: int, outage_s: tuple[flo
     from `origin_ms`, to set beside the outage's times), the longest that began while the node was
     down or coming back (`outage_s`: from, to), and the uploads' trip times."""
     matched_at, trip_ms = [], []
-    for key, record in Client(settings).read(T.MATCHES, idle_timeout_s=5):
+    for key, record in Client(settings).read(T.MATCHES, to_end=True):
         if key in ids:
             matched_at.append(record["matched_at"])
             trip_ms.append(record["matched_at"] - record["submitted_at"])
@@ -97,7 +97,7 @@ def stall(settings: Settings, ids: set[str], origin_ms: int, outage_s: tuple[flo
     return {
         "longest_gap_during_outage_s": round(float(during.max()) / 1000, 2) if len(during) else None,
         "longest_gap_between_matches_s": None if longest is None else round(float(gaps[longest]) / 1000, 2),
-        "longest_gap_began_s_from_start": None if longest is None else round((times[longest] - origin_ms) / 1000, 1),
+        "longest_gap_began_s_from_start": None if longest is None else round(float(times[longest] - origin_ms) / 1000, 1),
         "upload_to_match_ms_p50": round(float(np.percentile(trips, 50)), 1),
         "upload_to_match_ms_p99": round(float(np.percentile(trips, 99)), 1),
         "upload_to_match_s_max": round(float(trips.max()) / 1000, 2),
