@@ -48,10 +48,9 @@ def view():
     return view_with((conformed_bank("WIDE"), CODES), (conformed_bank("NARROW", distances={"pdq": 8}), CODES[:20]))
 
 
-@pytest.mark.parametrize("on_loop", [False, True], ids=["index-thread", "on-loop"])
-def test_concurrent_lookups_get_the_answers_each_would_get_alone(view, on_loop):
+def test_concurrent_lookups_get_the_answers_each_would_get_alone(view):
     settings = Settings()
-    coalescer = LookupCoalescer(view, settings, on_loop=on_loop)
+    coalescer = LookupCoalescer(view, settings)
     wanted = queries()
 
     async def all_at_once() -> list[dict]:

@@ -11,12 +11,6 @@ per lookup (`SearchCost`) fits in `BATCH_BUDGET_S`, so a lookup arriving just af
 started waits for at most about that long before its own search begins, whatever the bank's size.
 A lone lookup whose search costs less than handing it to the thread is searched on the loop.
 
-When the API's processes already fill the machine's cores (HMAS_API_PROCESSES at least the core
-count), there is no idle core for an index thread: a thread per process would only add thread
-hand-offs and more runnable threads than cores (each waiting its turn from the scheduler). Then
-(`on_loop`) every batch is searched on the event loop itself, and the next batch is what the loop
-read while the search ran: each process is one thread that alternates between HTTP and searching.
-
 Each request gets its own judged match record, as `match_batch` would give it alone. A batch
 that fails is retried one lookup at a time, so an error reaches only the request that caused it.
 """
@@ -69,12 +63,10 @@ class _Pending:
 
 class LookupCoalescer:
     def __init__(self, view: BankView, settings: Settings, max_batch: int = MAX_BATCH,
-                 budget_s: float = BATCH_BUDGET_S, on_loop: bool = False) -> None:
-        """`on_loop`: search every batch on the event loop, none on an index thread (see above)."""
+                 budget_s: float = BATCH_BUDGET_S) -> None:
         self.view = view
         self.settings = settings
         self.max_batch = max_batch
-        self.on_loop = on_loop
         self.budget_s = budget_s
         self.cost = SearchCost()
         self._queue: list[_Pending] = []
@@ -101,8 +93,6 @@ class LookupCoalescer:
                     part = [p for p in batch if p.sample is sample]
                     if part:
                         await self._answer(part, sample)
-                if self.on_loop:  # let the answers go out and the requests read meanwhile join the queue
-                    await asyncio.sleep(0)
         finally:
             self._draining = None
 
@@ -125,7 +115,7 @@ class LookupCoalescer:
 
     async def _search(self, part: list[_Pending], sample: bool) -> list[dict[str, Any]]:
         hashed = [p.hashed for p in part]
-        if self.on_loop or (len(part) == 1 and self.cost.per_lookup_s < ON_LOOP_BELOW_S):
+        if len(part) == 1 and self.cost.per_lookup_s < ON_LOOP_BELOW_S:
             started = time.perf_counter()
             records, hits = lookup_batch(hashed, self.view, self.settings, sample)
             self.cost.observe(len(part), time.perf_counter() - started)

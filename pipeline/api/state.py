@@ -7,7 +7,6 @@ only after that view has read the write back, so a client reads its own writes.
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Sequence
 
 from aiokafka import AIOKafkaProducer
@@ -30,12 +29,6 @@ from pipeline.state.snapshot import snapshot_path
 SNAPSHOT_ROLE = "api"  # <data_dir>/view-snapshots/api.snapshot
 
 
-def fills_the_cores(settings: Settings) -> bool:
-    """Whether the API's server processes are as many as the cores this process may run on (then
-    each searches on its own event loop: pipeline/api/coalescer.py)."""
-    return settings.api_processes >= len(os.sched_getaffinity(0))
-
-
 class ApiState:
     """The services the API's routes use, composed for one API process."""
 
@@ -51,7 +44,7 @@ class ApiState:
                                          snapshot_path=snapshot_path(settings, SNAPSHOT_ROLE) if saves_snapshots else None,
                                          listeners={**self.feedback.listeners, **self.exchanges.listeners},
                                          loaded_at=loaded.positions if loaded is not None else None)
-        self.lookups = LookupCoalescer(self.view, settings, on_loop=fills_the_cores(settings))
+        self.lookups = LookupCoalescer(self.view, settings)
         self._producer: AIOKafkaProducer | None = None
         self.output = Output(settings, self._started_producer)
         self.writer = ReadBackWriter(self.output, self.bank_view, write_timeout_s)
