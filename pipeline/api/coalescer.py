@@ -37,8 +37,9 @@ ON_LOOP_BELOW_S = 0.0002
 
 
 class SearchCost:
-    """The recent cost of one lookup in an index search (seconds; a moving average over batches),
-    from which a batch's time is estimated before it starts."""
+    """The recent cost of one lookup in an index search (CPU seconds of the searching thread, so a
+    busy machine does not shrink the batches; a moving average over batches), from which a batch's
+    time is estimated before it starts."""
 
     WEIGHT = 0.2  # of the newest batch in the average
 
@@ -116,9 +117,9 @@ class LookupCoalescer:
     async def _search(self, part: list[_Pending], sample: bool) -> list[dict[str, Any]]:
         hashed = [p.hashed for p in part]
         if len(part) == 1 and self.cost.per_lookup_s < ON_LOOP_BELOW_S:
-            started = time.perf_counter()
+            started = time.thread_time()
             records, hits = lookup_batch(hashed, self.view, self.settings, sample)
-            self.cost.observe(len(part), time.perf_counter() - started)
+            self.cost.observe(len(part), time.thread_time() - started)
         else:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="api-index")
