@@ -75,7 +75,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = _bench_with_bank(bsub, "api", api, "lookups/s through the HTTP API (wrk) beside the index's own rate")
     p.add_argument("--seconds", type=float, default=20, help="length of each wrk run")
-    p.add_argument("--connections", default="4,16,64", help="wrk connections, one run each (comma-separated)")
+    p.add_argument("--connections", default="4,16,24,32,48,64",
+                   help="wrk connections, one run each (comma-separated)")
     p.add_argument("--routes", default="raw_lookup,lookup", help="routes driven (raw_lookup, lookup)")
     p.add_argument("--processes", default="1", help="API server processes (HMAS_API_PROCESSES), comma-separated: one API each")
     p.add_argument("--tail", type=float, default=0.01, help="share of the bank changed while the API is down")
