@@ -8,7 +8,7 @@ import time
 from collections import defaultdict
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from pipeline import event_ids, metrics
 from pipeline.banks import exchange_source
@@ -98,27 +98,16 @@ def lookup_batch(
 
 
 async def lookup_batch_on(
-    executor: Executor, hashed: Sequence[dict[str, Any]], view: BankView, settings: Settings, sample: bool = True,
-    searched: Callable[[float], None] | None = None,
+    executor: Executor, hashed: Sequence[dict[str, Any]], view: BankView, settings: Settings, sample: bool = True
 ) -> tuple[list[dict[str, Any]], list[list[Hit]]]:
     """lookup_batch, with the index searches on `executor` (one thread): the event loop keeps
-    serving while the compiled kernels (which release the GIL) search on the other core.
-    `searched` is told the CPU seconds the searches took on that thread (neither the wait for the
-    loop nor time the thread spent descheduled on a busy machine)."""
+    serving while the compiled kernels (which release the GIL) search on the other core."""
     plan = plan_lookups(hashed, view, settings, sample)
     if not plan.queries:
         return plan.records, [[] for _ in plan.records]
     with view.pinned():
-        found, seconds = await asyncio.get_running_loop().run_in_executor(executor, _timed_search, view, plan)
-        if searched is not None:
-            searched(seconds)
+        found = await asyncio.get_running_loop().run_in_executor(executor, search_plan, view, plan)
         return plan.records, collect_hits(view, plan, found)
-
-
-def _timed_search(view: BankView, plan: LookupPlan) -> tuple[dict[str, list[list[tuple[int, int]]]], float]:
-    started = time.thread_time()
-    found = search_plan(view, plan)
-    return found, time.thread_time() - started
 
 
 def judge_batch(

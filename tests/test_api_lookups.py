@@ -13,7 +13,7 @@ import requests
 
 from ops.kafka.broker import free_port
 from pipeline import topics as T
-from pipeline.api.coalescer import LookupCoalescer, SearchCost
+from pipeline.api.coalescer import LookupCoalescer
 from pipeline.banks import bank_signal_record
 from pipeline.client import Client
 from pipeline.config import Settings
@@ -63,32 +63,6 @@ def test_concurrent_lookups_get_the_answers_each_would_get_alone(view):
         assert comparable(answer) == comparable(alone), upload["content_id"]
     assert any(a["matches"] for a in answers) and any(not a["matches"] for a in answers)
     assert coalescer.lookups == len(wanted) and coalescer.batches < len(wanted)  # searched together
-
-
-def test_a_batch_is_sized_by_the_time_its_lookups_took_recently(view):
-    cost = SearchCost(initial_s=0.001)
-    assert cost.fitting(0.004, 512) == 4
-    for _ in range(50):  # cheap searches: the batches grow, up to the cap
-        cost.observe(100, 0.001)
-    assert 390 <= cost.fitting(0.004, 512) <= 400 and cost.fitting(0.004, 64) == 64
-    for _ in range(50):  # a slow index: one lookup at a time rather than none
-        cost.observe(1, 0.05)
-    assert cost.fitting(0.004, 512) == 1
-
-
-def test_batches_of_a_slow_index_stay_within_the_budget(view):
-    coalescer = LookupCoalescer(view, Settings(), budget_s=0.003)
-    coalescer.cost = SearchCost(initial_s=1.0)  # as if each lookup had taken a second: one per search
-    coalescer.cost.observe = lambda lookups, seconds: None  # keep that estimate whatever the searches take
-    wanted = queries()[:12]
-
-    async def all_at_once() -> list[dict]:
-        return await asyncio.gather(*(coalescer.match(h) for h in wanted))
-
-    answers = asyncio.run(all_at_once())
-    coalescer.stop()
-    assert [a["content_id"] for a in answers] == [h["content_id"] for h in wanted]
-    assert coalescer.batches == len(wanted)
 
 
 def test_a_failing_lookup_fails_alone(view):
