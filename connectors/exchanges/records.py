@@ -161,10 +161,6 @@ class BankOfExchange:
         before = self.held.get(converted)
         return before, sum(1 for rid, signals in converted.items() if signals and rid not in before)
 
-    def new_records(self, converted: dict[str, Signals]) -> int:
-        """How many content ids `writes` will need for these converted records."""
-        return self.held_before(converted)[1]
-
     def writes(self, converted: dict[str, Signals], new_ids: Iterator[int], before: Held | None = None) -> list[Write]:
         """hma.bank-signals records (None = tombstone) that make the bank hold `converted`;
         `before`: what `held_before` said the bank holds of them, if asked already."""
