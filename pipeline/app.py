@@ -137,6 +137,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerServices]:
         autodiscover=False,
         loghandlers=[log_handler()],
     )
+    transport.use_settings(app, settings)
     delivery = delivery_mode(settings, app.conf.consumer_group_instance_id)
     if isinstance(delivery, ExactlyOnce):
         transport.use_exactly_once(app, delivery)

@@ -44,8 +44,9 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode import Service
 from mode.services import WaitResults
 
+from pipeline.config import Settings
 from pipeline.services.delivery import ExactlyOnce, TransactionFailed
-from pipeline.state.changelog_ends import committed_record_ends
+from pipeline.state.changelog_ends import record_ends
 
 log = logging.getLogger(__name__)
 SCHEME = "hmas"
@@ -53,6 +54,12 @@ CHANGELOG_SUFFIX = "-changelog"  # Faust's table changelog topics
 COMMIT_SLOW_S = 20.0  # a commit longer than this is logged (the transaction timeout is 60 s)
 WRITTEN_FOR = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
 _EXACTLY_ONCE: "weakref.WeakKeyDictionary[faust.App, ExactlyOnce]" = weakref.WeakKeyDictionary()
+_SETTINGS: "weakref.WeakKeyDictionary[faust.App, Settings]" = weakref.WeakKeyDictionary()
+
+
+def use_settings(app: faust.App, settings: Settings) -> None:
+    """The settings an app's transport makes its own Kafka clients with (before it starts)."""
+    _SETTINGS[app] = settings
 
 
 def use_exactly_once(app: faust.App, transactions: ExactlyOnce) -> None:
@@ -88,9 +95,11 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """Faust's consumer thread, whose highwaters stay the broker's in exactly-once mode: there
     Faust takes a partition's last stable offset as known to aiokafka, which knows it only after
     a fetch from that partition (-1 before), so table recovery would find every table ahead of
-    its changelog. End offsets read with read_committed are the last stable offsets; a table
-    changelog's end is the offset after its last committed record (pipeline/state/changelog_ends.py),
-    so recovery ends when that record is applied rather than after two idle polls."""
+    its changelog. End offsets read with read_committed are the last stable offsets. In both modes
+    a table changelog's end is the offset after the last record the consumer can read
+    (pipeline/state/changelog_ends.py): an exactly-once worker's recovery then ends when that
+    record is applied rather than after two idle polls, and an at-least-once worker restarted on
+    changelogs an exactly-once one wrote (ending in transaction markers) recovers at all."""
 
     def highwater(self, tp: Any) -> int:
         return self._ensure_consumer().highwater(tp)
@@ -98,9 +107,11 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     async def _highwaters(self, partitions: Any) -> Mapping[Any, int]:
         ends = await self._ensure_consumer().end_offsets(partitions)
         changelogs = {tp: end for tp, end in ends.items() if tp.topic.endswith(CHANGELOG_SUFFIX) and end > 0}
-        transactions = exactly_once_of(self.app)
-        if changelogs and transactions is not None:
-            ends.update(await committed_record_ends(transactions.settings, changelogs))
+        settings = _SETTINGS.get(self.app)
+        if changelogs and settings is not None:
+            committed = exactly_once_of(self.app) is not None
+            isolation = "read_committed" if committed else "read_uncommitted"
+            ends.update(await record_ends(settings, changelogs, isolation))
         return ends
 
 
@@ -151,8 +162,6 @@ class Consumer(faust_aiokafka.Consumer):
             super().resume_partitions(held)
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
-        if exactly_once_of(self.app) is None:
-            return super()._new_consumer_thread()
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def wait_first(self, *coros: Any, timeout: float | None = None) -> WaitResults:

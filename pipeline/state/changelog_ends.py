@@ -1,10 +1,12 @@
-"""Where the committed records of a transactional changelog end.
+"""Where the readable records of a table changelog end.
 
-A changelog written in transactions ends with a transaction marker, so its last stable offset is
-one past the marker, not past the last record. Faust's table recovery reads until it has applied
-the record just before the end it was given; given the last stable offset it waits for a record
-that never comes, and ends only after two idle 5 s polls. Given the offset after the last
-committed record, it ends as soon as that record is applied.
+A changelog written in transactions (by an exactly-once worker) ends with a transaction marker,
+so its end offset is one past the marker, not past the last record. Faust's table recovery reads
+until it has applied the record just before the end it was given; given the end offset it waits
+for a record that never comes: an exactly-once worker ends only after two idle 5 s polls, and an
+at-least-once worker restarted on a changelog an exactly-once one wrote never ends. Given the
+offset after the last record its consumer can read (committed records with read_committed, any
+record with read_uncommitted), recovery ends as soon as that record is applied.
 """
 
 from __future__ import annotations
@@ -21,16 +23,17 @@ LOOKBACK = 200  # offsets read back from the end: a transaction's records and ma
 FETCH_MS = 200
 
 
-async def committed_record_ends(settings: Settings, ends: Mapping[TopicPartition, int],
-                                timeout_s: float = 10.0) -> dict[TopicPartition, int]:
-    """For each partition, the offset after its last committed record, found among the LOOKBACK
-    offsets before its last stable offset (`ends`, as a read_committed consumer's end offsets);
-    the last stable offset itself where none is found there (recovery then takes the slow way)."""
+async def record_ends(settings: Settings, ends: Mapping[TopicPartition, int],
+                      isolation_level: str = "read_committed", timeout_s: float = 10.0) -> dict[TopicPartition, int]:
+    """For each partition, the offset after its last record readable with `isolation_level`, found
+    among the LOOKBACK offsets before its end (`ends`, as a consumer of that isolation level reads
+    its end offsets: last stable offsets with read_committed, high watermarks otherwise); the end
+    itself where none is found there (recovery then takes the slow way)."""
     wanted = {TopicPartition(tp.topic, tp.partition): end for tp, end in ends.items() if end > 0}
     if not wanted:
         return dict(ends)
     consumer = kafka_clients.aio_consumer(settings, group_id=None, enable_auto_commit=False,
-                                          isolation_level="read_committed", client_id="hmas-changelog-ends")
+                                          isolation_level=isolation_level, client_id="hmas-changelog-ends")
     await consumer.start()
     last: dict[TopicPartition, int] = {}
     try:
