@@ -4,6 +4,7 @@ agents share (pipeline/services/), the agents of its role."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import uuid
 from pathlib import Path
@@ -64,6 +65,24 @@ def group_instance_id(settings: Settings, data_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def subscribed_topics(app: faust.App) -> set[str]:
+    """The topics a worker app reads: its agents' input topics and its tables' changelogs."""
+    changelogs = {table.changelog_topic.get_topic_name() for table in app.tables.values()}
+    return changelogs | {topic for agent in app.agents.values() for topic in agent.channel.topics}
+
+
+def static_member_id(worker_id: str, topics: set[str]) -> str:
+    """The worker's static member id in its consumer group: its worker id and a digest of the topics
+    it reads. The broker hands a rejoining static member its old assignment; one holding a topic
+    the worker no longer reads (an upgrade that added or removed a table or agent) stops aiokafka's
+    group coordinator for good. With the digest, such a worker joins as a new member and the old
+    one's membership expires after the session timeout; a restart of the same version comes back
+    as itself. The transactional id stays the worker id, so a killed exactly-once worker's open
+    transaction is still fenced across an upgrade."""
+    digest = hashlib.sha256(",".join(sorted(topics)).encode()).hexdigest()[:8]
+    return f"{worker_id}-{digest}"
+
+
 def worker_agents(settings: Settings) -> list[Any]:
     """The agent modules a worker runs: by role (replica, shard mode's main worker, shard worker)."""
     from pipeline.agents import actioner, feedback, flood, hasher, matcher, merger, recent, shard_matcher
@@ -114,6 +133,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerServices]:
     """The worker's Faust app with the agents of its role registered."""
     data_dir = settings.data_dir / ("worker" if settings.shard is None else f"worker-shard-{settings.index_shard}")
     data_dir.mkdir(parents=True, exist_ok=True)
+    worker_id = group_instance_id(settings, data_dir)
     app = WorkerApp(
         faust_app_id(settings),
         broker=[f"{transport.SCHEME}://{server}" for server in settings.bootstrap_servers.split(",")],
@@ -125,7 +145,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerServices]:
         consumer_auto_offset_reset="earliest",
         consumer_max_fetch_size=CONSUMER_FETCH_BYTES,
         stream_buffer_maxsize=STREAM_BUFFER_EVENTS,
-        consumer_group_instance_id=group_instance_id(settings, data_dir),
+        consumer_group_instance_id=worker_id,  # with the digest of its topics once the agents are registered
         broker_session_timeout=settings.worker_session_timeout_s,
         web_enabled=settings.worker_web_port > 0,
         web_port=max(settings.worker_web_port, 1),
@@ -138,7 +158,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerServices]:
         loghandlers=[log_handler()],
     )
     transport.use_settings(app, settings)
-    delivery = delivery_mode(settings, app.conf.consumer_group_instance_id)
+    delivery = delivery_mode(settings, worker_id)
     if isinstance(delivery, ExactlyOnce):
         transport.use_exactly_once(app, delivery)
     services = worker_services(settings, app, delivery)
@@ -154,4 +174,8 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerServices]:
 
     for module in worker_agents(settings):
         module.register(app, services)
+    topics = subscribed_topics(app)
+    app.conf.consumer_group_instance_id = static_member_id(worker_id, topics)
+    log.info("static group member", extra={"worker_id": worker_id, "group_instance_id": app.conf.consumer_group_instance_id,
+                                           "topics": len(topics)})
     return app, services

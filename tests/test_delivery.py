@@ -1,6 +1,7 @@
 """The worker's delivery mode as its app is built (no broker needed): exactly once, its tables are
-in memory and its producer's transactional id is its static member id; at least once, its tables
-are on RocksDB and the flood agent keeps the ids of the hits it counted."""
+in memory and its producer's transactional id is its worker id; at least once, its tables are on
+RocksDB and the flood agent keeps the ids of the hits it counted. A worker's static member id
+changes with the topics it reads, and only with them."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ import os
 
 import pytest
 
-from pipeline.app import create_app
+from pipeline.app import create_app, subscribed_topics
 from pipeline.config import load_settings
 from pipeline.services.delivery import AT_LEAST_ONCE, EXACTLY_ONCE, ExactlyOnce
 
 
-def worker_app(tmp_path, guarantee: str):
+def worker_app(tmp_path, guarantee: str, **env: str):
     settings = load_settings(env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "HMAS_DATA_DIR": str(tmp_path),
-                                  "HMAS_PROCESSING_GUARANTEE": guarantee}, config_file=os.devnull)
+                                  "HMAS_PROCESSING_GUARANTEE": guarantee, **env}, config_file=os.devnull)
     return create_app(settings)
 
 
@@ -26,7 +27,7 @@ def test_exactly_once_keeps_the_tables_in_memory(tmp_path):
     stores = {table.name: type(table.data).__module__ for table in app.tables.values()}
     assert stores == {"flood-cells": "faust.stores.memory", "flood-seen": "faust.stores.memory"}  # the ids unused
     assert isinstance(services.delivery, ExactlyOnce)
-    assert services.delivery.transactional_id == app.conf.consumer_group_instance_id
+    assert app.conf.consumer_group_instance_id.startswith(services.delivery.transactional_id + "-")
     assert app.in_transaction and app.consumer.in_transaction  # the consumer reads committed records
 
 
@@ -42,10 +43,23 @@ def test_both_guarantees_read_the_same_topics(tmp_path):
     a topic it no longer reads there would stop its group coordinator, so the topics are the same."""
     def read_topics(guarantee: str) -> set[str]:
         app, _ = worker_app(tmp_path / guarantee, guarantee)
-        changelogs = {table.changelog_topic.get_topic_name() for table in app.tables.values()}
-        return changelogs | {topic for agent in app.agents.values() for topic in agent.channel.topics}
+        return subscribed_topics(app)
 
     assert read_topics(EXACTLY_ONCE) == read_topics(AT_LEAST_ONCE)
+
+
+def test_the_static_member_id_follows_the_topics_read(tmp_path):
+    """The same worker (same data folder, so the same kept worker id) restarted with other topics, as
+    after an upgrade that adds or removes an agent or table (here: the matcher replaced by the shard
+    merger), joins as another static member; restarted with the same topics, in either guarantee,
+    it comes back as itself. Its transactional id, the worker id, stays, so fencing still works."""
+    one, one_services = worker_app(tmp_path, EXACTLY_ONCE)
+    again, _ = worker_app(tmp_path, AT_LEAST_ONCE)
+    upgraded, upgraded_services = worker_app(tmp_path, EXACTLY_ONCE, HMAS_INDEX_SHARDS="2")
+    assert subscribed_topics(one) != subscribed_topics(upgraded)
+    assert again.conf.consumer_group_instance_id == one.conf.consumer_group_instance_id
+    assert upgraded.conf.consumer_group_instance_id != one.conf.consumer_group_instance_id
+    assert upgraded_services.delivery.transactional_id == one_services.delivery.transactional_id
 
 
 def test_an_unknown_guarantee_is_refused(tmp_path):
