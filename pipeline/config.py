@@ -22,6 +22,7 @@ from typing import Any, Mapping
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")  # pipeline/services/delivery.py
+API_EVENT_LOOPS = ("uvloop", "asyncio")  # pipeline/api/serve.py
 
 
 def _split_list(value: str) -> tuple[str, ...]:
@@ -109,6 +110,12 @@ class Settings:
     # Server processes of one `hmas api`, forked once the bank view is loaded so that they share
     # it, all on one port (SO_REUSEPORT; pipeline/api/serve.py).
     api_processes: int = 1
+    # The API's event loop: uvloop (sockets, timers and callbacks in C: less CPU per request) or the
+    # standard library's. And how long one of its threads may hold the interpreter before the other
+    # (the event loop; the index search thread) gets a turn: Python's default of 5 ms sits directly
+    # in a lookup's latency when a search finishes while the loop is busy (pipeline/api/serve.py).
+    api_event_loop: str = "uvloop"
+    api_switch_interval_ms: float = 0.5
 
     # Content fetching (connectors/fetch.py).
     fetch_timeout_s: float = 10.0
@@ -166,6 +173,10 @@ class Settings:
                              "need 1 <= min ISR <= replication")
         if self.processing_guarantee not in PROCESSING_GUARANTEES:
             raise ValueError(f"processing_guarantee {self.processing_guarantee!r}: one of {', '.join(PROCESSING_GUARANTEES)}")
+        if self.api_event_loop not in API_EVENT_LOOPS:
+            raise ValueError(f"api_event_loop {self.api_event_loop!r}: one of {', '.join(API_EVENT_LOOPS)}")
+        if self.api_switch_interval_ms <= 0:
+            raise ValueError(f"api_switch_interval_ms {self.api_switch_interval_ms}: must be above 0")
         if self.index_shards < 1 or not -1 <= self.index_shard < self.index_shards:
             raise ValueError(
                 f"index_shard {self.index_shard} with index_shards {self.index_shards}: need 1 <= shards "

@@ -111,10 +111,11 @@ def answers_of(base: str, codes: list[str]) -> list[list[dict]]:
 
 
 @pytest.mark.kafka
-@pytest.mark.parametrize("processes", [1, 2])
-def test_the_api_restarts_from_its_snapshot_with_the_changes_made_meanwhile(kafka_broker, tmp_path, processes):
+@pytest.mark.parametrize("processes, event_loop", [(1, "asyncio"), (2, "uvloop")])
+def test_the_api_restarts_from_its_snapshot_with_the_changes_made_meanwhile(kafka_broker, tmp_path, processes,
+                                                                             event_loop):
     env = pipeline_env(kafka_broker.bootstrap, tmp_path / "state", HMAS_API_TOKEN=TOKEN,
-                       HMAS_API_PROCESSES=str(processes))
+                       HMAS_API_PROCESSES=str(processes), HMAS_API_EVENT_LOOP=event_loop)
     create_topics(env)
     settings = settings_from(env)
     auth = {"Authorization": f"Bearer {TOKEN}"}

@@ -59,3 +59,10 @@ def test_a_local_cluster_is_bootstrapped_from_every_node_and_topics_take_its_rep
     assert {spec.config(s)["min.insync.replicas"] for spec in T.ALL_TOPICS} == {"2"}
     with pytest.raises(ValueError, match="min ISR"):
         load_settings(env={"HMAS_TOPIC_MIN_ISR": "2"}, config_file=tmp_path / "none.toml")
+
+
+def test_the_api_event_loop_and_switch_interval_are_checked(tmp_path):
+    for env, wrong in (({"HMAS_API_EVENT_LOOP": "tornado"}, "api_event_loop"),
+                       ({"HMAS_API_SWITCH_INTERVAL_MS": "0"}, "api_switch_interval_ms")):
+        with pytest.raises(ValueError, match=wrong):
+            load_settings(env=env, config_file=tmp_path / "none.toml")

@@ -136,8 +136,11 @@ def planted(codes: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarr
 class ApiUnderTest:
     """`hmas api` processes of the bench on one port, with a data dir of their own (their snapshot)."""
 
-    def __init__(self, p: BenchPipeline, name: str, processes: int, source: Path | None = None) -> None:
+    def __init__(self, p: BenchPipeline, name: str, processes: int, source: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        """`env`: settings of this API beside the bench's (HMAS_* variables), to measure a variant."""
         self.p, self.name, self.processes, self.source = p, name, processes, source
+        self.env = env or {}
         self.url = f"http://127.0.0.1:{free_port()}"
         self.runs = 0
         self.procs: list[subprocess.Popen] = []
@@ -146,7 +149,7 @@ class ApiUnderTest:
         """Start and wait for /status 200; seconds it took."""
         self.runs += 1
         started = time.perf_counter()
-        env = {"HMAS_API_PROCESSES": str(self.processes)}
+        env = {"HMAS_API_PROCESSES": str(self.processes), **self.env}
         self.procs = [self.p.start_command("api", "--port", self.url.rsplit(":", 1)[1], log_name=self.log_name,
                                            env=env, source=self.source, data_dir=self.p.dir / self.name)]
         wait_ready(self.url)
@@ -282,10 +285,27 @@ def measure(p: BenchPipeline, api: ApiUnderTest, work: Workload, rng: np.random.
     }
 
 
+def settings_of(variant: str) -> dict[str, str]:
+    """`KEY=VALUE,KEY=VALUE` (HMAS_* settings) as an environment."""
+    env = {}
+    for item in filter(None, (part.strip() for part in variant.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.startswith("HMAS_"):
+            raise SystemExit(f"--with {variant!r}: expected HMAS_KEY=VALUE entries, comma-separated")
+        env[key] = value
+    return env
+
+
+def variant_name(env: dict[str, str]) -> str:
+    return "api-with-" + "-".join(f"{k.removeprefix('HMAS_').lower()}={v}" for k, v in env.items())
+
+
 def run_api_bench(n: int, seconds: float, connections: list[int], routes: list[str], processes: list[int],
-                  tail_share: float = 0.01, sources: list[Path] | None = None) -> dict[str, Any]:
-    """The API with each count of `processes`, then the API of each of `sources` (other checkouts,
-    one process: a before/after comparison on one machine), on the same bank and queries."""
+                  tail_share: float = 0.01, sources: list[Path] | None = None,
+                  variants: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """The API with each count of `processes`, then this checkout's API with each of `variants`
+    (other settings, the most processes), then the API of each of `sources` (other checkouts, one
+    process: a before/after comparison on one machine), on the same bank and queries."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk; the Makefile's setup does it)")
     rng = np.random.default_rng(5)
@@ -303,6 +323,7 @@ def run_api_bench(n: int, seconds: float, connections: list[int], routes: list[s
         work = Workload(codes, checked, script, {r: p.dir / f"{r}.paths" for r in routes}, seconds, connections,
                         tail_share)
         apis = [ApiUnderTest(p, f"api-{k}p", k) for k in processes]
+        apis += [ApiUnderTest(p, variant_name(env), max(processes), env=env) for env in variants or []]
         apis += [ApiUnderTest(p, f"api-from-{source.name}", 1, source) for source in sources or []]
         changes = BankChanges()
         measured = {}

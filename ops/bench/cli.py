@@ -82,6 +82,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tail", type=float, default=0.01, help="share of the bank changed while the API is down")
     p.add_argument("--compare", action="append", default=[], metavar="CHECKOUT",
                    help="also measure the API of another checkout of this project, on the same bank (repeatable)")
+    p.add_argument("--with", dest="variants", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                   help="also measure this checkout's API with these settings, e.g. "
+                        "HMAS_API_EVENT_LOOP=asyncio,HMAS_API_SWITCH_INTERVAL_MS=5 (repeatable; the most processes of --processes)")
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
 
     p = _bench_with_bank(bsub, "exchange", exchange,
@@ -225,9 +228,10 @@ def restart(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def api(args: argparse.Namespace, settings: Settings) -> int:
-    from ops.bench.api_bench import markdown, run_api_bench
+    from ops.bench.api_bench import markdown, run_api_bench, settings_of
 
     report = run_api_bench(args.n, args.seconds, [int(c) for c in args.connections.split(",")],
-                           args.routes.split(","), [int(k) for k in args.processes.split(",")], args.tail, [Path(c) for c in args.compare])
+                           args.routes.split(","), [int(k) for k in args.processes.split(",")], args.tail,
+                           [Path(c) for c in args.compare], [settings_of(v) for v in args.variants])
     print(json.dumps(report, indent=2) if args.json else markdown(report))
     return 0
