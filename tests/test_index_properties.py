@@ -274,3 +274,33 @@ def test_a_restored_export_of_a_grouped_index_keeps_its_groups():
     reference = FlatPdqIndex(codes, ids)
     for d in (0, 12, 31):
         assert as_sets(restored.search(queries, d), len(queries)) == as_sets(reference.search(queries, d), len(queries))
+
+
+def test_a_bulk_load_merges_a_few_large_deltas(monkeypatch):
+    """While changes keep coming, the background merge waits for a pause or a delta several times
+    its limit; the answers stay exact meanwhile, and a pause merges what is left."""
+    monkeypatch.setattr(mih, "MIN_DELTA", 100)
+    monkeypatch.setattr(mih, "QUIET_S", 3600.0)  # no pause comes in the first part
+    rng = np.random.default_rng(12)
+    codes = rng.integers(0, 256, (750, 32), dtype=np.uint8)
+    index, reference = MihPdqIndex(codes[:200], np.arange(200)), FlatPdqIndex(codes[:200], np.arange(200))
+    assert index.stats()["delta"] == 0
+    for start in range(200, 600, 100):  # 400 rows: over the limit (100), under 5x it
+        index.add(codes[start:start + 100], np.arange(start, start + 100))
+        reference.add(codes[start:start + 100], np.arange(start, start + 100))
+    assert index.stats()["delta"] == 400
+    queries = codes[rng.integers(0, 600, 40)]
+    assert as_sets(index.search(queries, 31), 40) == as_sets(reference.search(queries, 31), 40)
+
+    index.add(codes[600:750], np.arange(600, 750))  # 550 rows waiting: past 5x the limit, merged at once
+    reference.add(codes[600:750], np.arange(600, 750))
+    index.wait_for_merges()
+    assert index.stats()["delta"] == 0
+
+    monkeypatch.setattr(mih, "QUIET_S", 0.1)
+    index.remove(np.arange(0, 150))  # dead rows over the limit: merged once the changes pause
+    reference.remove(np.arange(0, 150))
+    index.wait_for_merges()
+    assert index.stats()["dying"] == 0
+    queries = codes[rng.integers(0, 750, 40)]
+    assert as_sets(index.search(queries, 31), 40) == as_sets(reference.search(queries, 31), 40)

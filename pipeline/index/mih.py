@@ -9,7 +9,9 @@
   Candidates are verified on all 256 bits (kernels.search_tables, with prefetching).
 - Rows added since the tables were last merged form the delta, scanned flat: visible at once.
 - When the delta outgrows its share, a background thread merges it into the tables one table at
-  a time, each in one sequential pass over the old table (kernels.merge_table), swapping each in:
+  a time (while changes keep coming, it waits for a pause or for a delta several times larger: every
+  merge rewrites each table's 2^23 offsets whatever the delta's size, so a bulk load merges a few
+  large deltas rather than many small ones), each in one sequential pass over the old table (kernels.merge_table), swapping each in:
   searches go on, and the extra memory is one table (never a second copy of the index). An
   index built from scratch, or a delta as large as a quarter of the index, is counting-sorted
   instead (kernels.build_table). Rows that died before a merge began are free once it ends.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import numpy as np
 
@@ -38,6 +41,11 @@ log = logging.getLogger(__name__)
 SearchResult = tuple[np.ndarray, np.ndarray, np.ndarray]
 MIN_DELTA = 20_000  # an index that never grows past this is all delta: it allocates no tables
 DELTA_SHARE = 0.002  # merge once the delta is this share of the index (20,000 rows at 10M)
+# While changes keep coming, a background merge waits until the delta (or the dead rows) reach this
+# many times their limit, or until no change has come for QUIET_S: searches scan the larger delta
+# only during a bulk load, and the load pays a merge per 5 limits' worth of rows, not per limit.
+BULK_MERGE_FACTOR = 5
+QUIET_S = 1.0
 FULL_BUILD_SHARE = 0.25  # a delta this large is counting-sorted with the tables, not merged in
 PROGRESS_FROM = 1_000_000  # large full builds log each table as it is done
 
@@ -48,6 +56,7 @@ class MihPdqIndex:
         self._lock = threading.RLock()
         self._background = background_merge
         self._merging: threading.Thread | None = None
+        self._changed_at = 0.0  # monotonic time of the newest add or remove
         capacity = 1024 if ids is None else len(ids)
         self._codes = np.zeros((max(capacity, 1024), 4), dtype=np.uint64)
         self._ids = np.zeros(len(self._codes), dtype=np.int64)
@@ -128,6 +137,7 @@ class MihPdqIndex:
             self._row_of_id[ids] = rows
             self._live += len(ids)
             self._delta.push(rows)
+        self._changed_at = time.monotonic()
         if merge:
             self._maybe_merge()
 
@@ -140,6 +150,7 @@ class MihPdqIndex:
             rows = np.unique(rows[rows >= 0])
             self._row_of_id[self._ids[rows]] = -1
             self._kill(rows)
+        self._changed_at = time.monotonic()
         self._maybe_merge()
 
     # -- table maintenance ----------------------------------------------------------------------
@@ -149,8 +160,12 @@ class MihPdqIndex:
     def _dead_waiting(self) -> int:
         return sum(len(rows) for rows in self._dying)
 
+    def _needs_merge(self, factor: int = 1) -> bool:
+        limit = factor * self._delta_limit()
+        return len(self._delta) > limit or self._dead_waiting() > limit
+
     def _maybe_merge(self) -> None:
-        if len(self._delta) <= self._delta_limit() and self._dead_waiting() <= self._delta_limit():
+        if not self._needs_merge():
             return
         if not self._background:
             self.merge()
@@ -159,7 +174,10 @@ class MihPdqIndex:
             self._merging.start()
 
     def _merge_while_needed(self) -> None:
-        while len(self._delta) > self._delta_limit() or self._dead_waiting() > self._delta_limit():
+        while self._needs_merge():
+            if not self._needs_merge(BULK_MERGE_FACTOR) and time.monotonic() - self._changed_at < QUIET_S:
+                time.sleep(0.05)  # changes are still coming: merge them together
+                continue
             self.merge()
 
     def merge(self) -> None:
