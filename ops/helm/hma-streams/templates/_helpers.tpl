@@ -19,10 +19,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- .Values.secrets.existingSecret | default (printf "%s-secrets" (include "hmas.fullname" .)) -}}
 {{- end -}}
 
-{{/* Memory request in Mi for a process holding `millions` million signals: base + per million x millions. */}}
+{{/* Memory request in Mi for a process holding `millions` million signals: base + per million x millions
+(`perMillion` when given: a shard worker's, else sizing.memoryPerMillionMi). */}}
 {{- define "hmas.memoryMi" -}}
 {{- $s := .root.Values.sizing -}}
-{{- add (int $s.memoryBaseMi) (mul (int $s.memoryPerMillionMi) (int .millions)) -}}
+{{- add (int $s.memoryBaseMi) (mul (int (.perMillion | default $s.memoryPerMillionMi)) (int .millions)) -}}
 {{- end -}}
 
 {{- define "hmas.resources" -}}
