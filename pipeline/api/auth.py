@@ -33,7 +33,12 @@ def allows(role: str, needed: str) -> bool:
 
 def bearer(request: web.Request) -> str:
     """The token of an `Authorization: Bearer <token>` header, or ""."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return bearer_token(request.headers.get("Authorization", ""))
+
+
+def bearer_token(authorization: str) -> str:
+    """The token of an Authorization header's value `Bearer <token>`, or ""."""
+    scheme, _, token = authorization.partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
