@@ -116,9 +116,6 @@ class Settings:
     # in a lookup's latency when a search finishes while the loop is busy (pipeline/api/serve.py).
     api_event_loop: str = "uvloop"
     api_switch_interval_ms: float = 0.5
-    # GET /m/lookup and /m/raw_lookup of a signal answered by a lean HTTP front ahead of aiohttp
-    # (pipeline/api/front.py); 0: aiohttp answers every request
-    api_front_lookups: bool = True
 
     # Content fetching (connectors/fetch.py).
     fetch_timeout_s: float = 10.0

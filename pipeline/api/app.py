@@ -12,7 +12,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pipeline import metrics
 from pipeline.api import controls, curation, development, exchanges, explain, matching, recent, status
 from pipeline.api.auth import PUBLIC, READ, ApiTokens, allows, bearer
-from pipeline.api.front import FrontRoute, FrontServices
 from pipeline.api.http import ApiError, Route, reply
 from pipeline.api.limits import CLIENT_KEY, RateLimits, kind_of
 from pipeline.api.openapi import openapi_document
@@ -26,16 +25,16 @@ log = logging.getLogger(__name__)
 
 STATE_KEY = web.AppKey("state", ApiState)
 ROUTES_KEY = web.AppKey("routes", dict)  # aiohttp's route -> ours (one dict lookup per request)
-FRONT_KEY = web.AppKey("front", FrontServices)  # the lookups answered ahead of aiohttp (pipeline/api/front.py)
 
 
 def create_api(settings: Settings, state: ApiState | None = None) -> web.Application:
     """The application over `state` (by default a new one of its own)."""
     state = state if state is not None else ApiState(settings)
     metrics.set_process_role("api")
-    admission = Admission(ApiTokens.from_settings(settings), bool(settings.api_open_reads))
     app = web.Application(
-        middlewares=[_errors, _auth(admission), _limits(state.limits), _metrics],
+        middlewares=[_errors, _auth(ApiTokens.from_settings(settings), bool(settings.api_open_reads)),
+                     _limits(state.limits),
+                     _metrics],
         client_max_size=settings.fetch_max_bytes,
     )
     app[STATE_KEY] = state
@@ -49,22 +48,10 @@ def create_api(settings: Settings, state: ApiState | None = None) -> web.Applica
     table.append(Route("GET", "/openapi.json", lambda r: _openapi(table), "This document", "Core", role=PUBLIC))
     table.append(Route("GET", "/metrics", _prometheus, "Prometheus metrics (docs/metrics.md)", "Core", role=PUBLIC))
     app[ROUTES_KEY] = {app.router.add_route(r.method, r.path, r.handler): r for r in table}
-    app[FRONT_KEY] = _front_services(state, admission, table)
     ui_pages.setup(app, state)
     app.on_startup.append(lambda _: state.start())
     app.on_cleanup.append(lambda _: state.stop())
     return app
-
-
-def _front_services(state: ApiState, admission: Admission, table: list[Route]) -> FrontServices:
-    """GET /m/lookup (of a signal) and /m/raw_lookup, as the front answers them: the same table
-    entries, admission, limits, metrics, error answers and lookups as through aiohttp."""
-    entry = {(r.method, r.path): r for r in table}
-    routes = {
-        b"/m/lookup": FrontRoute(entry["GET", "/m/lookup"], functools.partial(matching.signal_lookup, state)),
-        b"/m/raw_lookup": FrontRoute(entry["GET", "/m/raw_lookup"], functools.partial(matching.raw_lookup, state)),
-    }
-    return FrontServices(routes, admission.client, state.limits, count_request, failure)
 
 
 async def _openapi(table: list[Route]) -> web.Response:
@@ -75,65 +62,48 @@ async def _prometheus(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def failure(exc: Exception, path: str, method: str) -> tuple[int, dict[str, str], dict[str, str]]:
-    """A route's exception as its answer: status, JSON body and headers (one place for the API's
-    error answers, whichever way the request came in: pipeline/api/front.py answers lookups)."""
-    if isinstance(exc, ApiError):
-        return exc.status, {"message": exc.message}, exc.headers
-    if isinstance(exc, (NotCaughtUp, DeliveryFailed)):
-        return 503, {"message": str(exc)}, {}
-    log.error("unhandled API error", exc_info=exc, extra={"path": path, "method": method})
-    return 500, {"message": "internal error; see the API log"}, {}
-
-
 @web.middleware
 async def _errors(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except ApiError as exc:
+        response = reply({"message": exc.message}, exc.status)
+        response.headers.update(exc.headers)
+        return response
+    except (NotCaughtUp, DeliveryFailed) as exc:
+        return reply({"message": str(exc)}, 503)
     except web.HTTPRequestEntityTooLarge:
         return reply({"message": "Content too large"}, 413)
     except web.HTTPException as exc:
         if exc.status >= 400:
             return reply({"message": exc.reason}, exc.status)
         raise
-    except Exception as exc:
-        status, body, headers = failure(exc, request.path, request.method)
-        response = reply(body, status)
-        response.headers.update(headers)
-        return response
+    except Exception:
+        log.exception("unhandled API error", extra={"path": request.path, "method": request.method})
+        return reply({"message": "internal error; see the API log"}, 500)
 
 
 def _route_of(request: web.Request) -> Route | None:
     return request.app[ROUTES_KEY].get(request.match_info.route)
 
 
-class Admission:
+def _auth(tokens: ApiTokens, open_reads: bool):
     """The role a route needs against the presented token's (401 without a token of ours, 403 with
     one of too weak a role); no tokens configured: every route is open."""
-
-    def __init__(self, tokens: ApiTokens, open_reads: bool) -> None:
-        self.tokens, self.open_reads = tokens, open_reads
-
-    def client(self, route: Route | None, presented: str, remote: str | None) -> str:
-        """The request's client (its token's digest, or its address), once it may call the route."""
-        tokens = self.tokens
+    @web.middleware
+    async def middleware(request: web.Request, handler) -> web.StreamResponse:
+        route = _route_of(request)
+        presented = bearer(request)
         role = tokens.role_of(presented) if presented and tokens.configured else None
-        client = ApiTokens.client_id(presented) if role else (remote or "unknown")
+        request[CLIENT_KEY] = ApiTokens.client_id(presented) if role else (request.remote or "unknown")
         needed = route.needs if route is not None else PUBLIC
-        if not tokens.configured or needed == PUBLIC or (needed == READ and self.open_reads):
-            return client
+        if not tokens.configured or needed == PUBLIC or (needed == READ and open_reads):
+            return await handler(request)
         if role is None:
             raise ApiError(401, f"this route needs `Authorization: Bearer <token>` of role {needed} or above",
                            {"WWW-Authenticate": "Bearer"})
         if not allows(role, needed):
             raise ApiError(403, f"this route needs a token of role {needed} or above; this token's role is {role}")
-        return client
-
-
-def _auth(admission: Admission):
-    @web.middleware
-    async def middleware(request: web.Request, handler) -> web.StreamResponse:
-        request[CLIENT_KEY] = admission.client(_route_of(request), bearer(request), request.remote)
         return await handler(request)
     return middleware
 
@@ -154,6 +124,7 @@ def _limits(limits: RateLimits):
 @web.middleware
 async def _metrics(request: web.Request, handler) -> web.StreamResponse:
     route = _route_of(request)
+    name = route.path if route else "unmatched"
     start = time.perf_counter()
     status = 500
     try:
@@ -164,14 +135,8 @@ async def _metrics(request: web.Request, handler) -> web.StreamResponse:
         status = exc.status
         raise
     finally:
-        count_request(route, status, start)
-
-
-def count_request(route: Route | None, status: int, started: float) -> None:
-    """A request answered: hmas_api_requests_total and its time (from perf_counter `started`)."""
-    name = route.path if route else "unmatched"
-    _counted(name, status).inc()
-    _timed(name).observe(time.perf_counter() - started)
+        _counted(name, status).inc()
+        _timed(name).observe(time.perf_counter() - start)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -33,12 +33,7 @@ def allows(role: str, needed: str) -> bool:
 
 def bearer(request: web.Request) -> str:
     """The token of an `Authorization: Bearer <token>` header, or ""."""
-    return bearer_token(request.headers.get("Authorization", ""))
-
-
-def bearer_token(authorization: str) -> str:
-    """The token of an Authorization header's value `Bearer <token>`, or ""."""
-    scheme, _, token = authorization.partition(" ")
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
 
 

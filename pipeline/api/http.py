@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable
 
 import orjson
 from aiohttp import web
@@ -40,34 +40,21 @@ class Route:
 
 
 def reply(data: Any, status: int = 200) -> web.Response:
-    """A JSON answer (see json_bytes)."""
-    return web.Response(body=json_bytes(data), status=status, content_type="application/json", charset="utf-8")
-
-
-def json_bytes(data: Any) -> bytes:
-    """An answer's JSON body, encoded by orjson (a lookup's answer in about a microsecond: the API
-    answers thousands a second on one event loop)."""
-    return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+    """A JSON answer, encoded by orjson (a lookup's answer in about a microsecond: the API answers
+    thousands a second on one event loop)."""
+    return web.Response(body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS), status=status,
+                        content_type="application/json", charset="utf-8")
 
 
 def query(request: web.Request, name: str, required: bool = True) -> str | None:
-    return parameter(request.query, name, required)
-
-
-def parameter(params: Mapping[str, str], name: str, required: bool = True) -> str | None:
-    """A query parameter of parsed `params` (aiohttp's, or pipeline/api/front.py's); 400 when required and absent."""
-    value = params.get(name)
+    value = request.query.get(name)
     if required and not value:
         raise ApiError(400, f"missing required parameter '{name}'")
     return value
 
 
 def flag(request: web.Request, name: str, default: bool = False) -> bool:
-    return is_on(request.query, name, default)
-
-
-def is_on(params: Mapping[str, str], name: str, default: bool = False) -> bool:
-    value = params.get(name)
+    value = request.query.get(name)
     return default if value is None else value.lower() in ("1", "true", "yes", "on")
 
 

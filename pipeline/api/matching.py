@@ -10,12 +10,12 @@ upstream's does.
 from __future__ import annotations
 
 import random
-from typing import Any, Mapping
+from typing import Any
 
 from aiohttp import web
 
 from pipeline.api.content import checked_signal, signals_of_bytes, signals_of_url
-from pipeline.api.http import ApiError, Route, flag, is_on, json_object, parameter, query, reply, uploaded_file
+from pipeline.api.http import ApiError, Route, flag, json_object, query, reply, uploaded_file
 from pipeline.api.limits import HASH, LOOKUP
 from pipeline.api.state import ApiState
 from pipeline.clock import now_ms
@@ -62,33 +62,14 @@ def by_bank(hits: list[dict]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def _banks_param(query: Mapping[str, str]) -> set[str] | None:
-    value = query.get("banks")
+def _banks_param(request: web.Request) -> set[str] | None:
+    value = request.query.get("banks")
     return set(value.split(",")) if value else None
 
 
-def _content_id(query: Mapping[str, str]) -> str:
+def _content_id(request: web.Request) -> str:
     """Upstream's `seed` (a content id, for a coin that decides the same way again), or a fresh one."""
-    return query.get("seed") or f"lookup-{random.getrandbits(64):016x}"  # a coin, not a secret
-
-
-async def signal_lookup(state: ApiState, query: Mapping[str, str]) -> dict[str, list[dict[str, Any]]]:
-    """GET /m/lookup of a signal (not a URL): upstream's {BANK: [{bank_content_id, distance}]}."""
-    kind, value = query.get("signal_type"), query.get("signal")
-    if not kind or not value:
-        raise ApiError(400, "Either url or both signal and signal_type are required")
-    value = checked_signal(kind, value)
-    return by_bank((await lookup_hits(state, {kind: value}, _banks_param(query), _content_id(query)))[kind])
-
-
-async def raw_lookup(state: ApiState, query: Mapping[str, str]) -> dict[str, list[Any]]:
-    """GET /m/raw_lookup: every bank content id within distance, the guard not applied."""
-    kind = parameter(query, "signal_type")
-    value = checked_signal(kind, parameter(query, "signal"))
-    hits = (await lookup_hits(state, {kind: value}, _banks_param(query), _content_id(query)))[kind]
-    if is_on(query, "include_distance"):
-        return {"matches": [match_with_distance(h) for h in hits]}
-    return {"matches": [h["bank_content_id"] for h in hits]}
+    return request.query.get("seed") or f"lookup-{random.getrandbits(64):016x}"  # a coin, not a secret
 
 
 def _plain(signals: dict[str, Any]) -> dict[str, str]:
@@ -97,22 +78,31 @@ def _plain(signals: dict[str, Any]) -> dict[str, str]:
 
 def routes(state: ApiState) -> list[Route]:
     async def lookup_get(request: web.Request) -> web.Response:
+        banks = _banks_param(request)
         if request.query.get("url"):
             signals = _plain(await signals_of_url(request.query["url"], request.query.get("content_type"), state.settings))
-            hits = await lookup_hits(state, signals, _banks_param(request.query), _content_id(request.query))
+            hits = await lookup_hits(state, signals, banks, _content_id(request))
             return reply({kind: by_bank(h) for kind, h in hits.items()})
-        return reply(await signal_lookup(state, request.query))
+        kind, value = request.query.get("signal_type"), request.query.get("signal")
+        if not kind or not value:
+            raise ApiError(400, "Either url or both signal and signal_type are required")
+        value = checked_signal(kind, value)
+        return reply(by_bank((await lookup_hits(state, {kind: value}, banks, _content_id(request)))[kind]))
 
     async def lookup_post(request: web.Request) -> web.Response:
         data, filename, _ = await uploaded_file(request)
         signals = _plain(await signals_of_bytes(data, filename, request.query.get("content_type")))
         bypass = flag(request, "bypass_coinflip")  # upstream's POST honours it, its GET does not
-        hits = await lookup_hits(state, signals, _banks_param(request.query), _content_id(request.query),
-                                 sample=not bypass)
+        hits = await lookup_hits(state, signals, _banks_param(request), _content_id(request), sample=not bypass)
         return reply({kind: by_bank(h) for kind, h in hits.items()})
 
-    async def raw_lookup_get(request: web.Request) -> web.Response:
-        return reply(await raw_lookup(state, request.query))
+    async def raw_lookup(request: web.Request) -> web.Response:
+        kind = query(request, "signal_type")
+        value = checked_signal(kind, query(request, "signal"))
+        hits = (await lookup_hits(state, {kind: value}, _banks_param(request), _content_id(request)))[kind]
+        if flag(request, "include_distance"):
+            return reply({"matches": [match_with_distance(h) for h in hits]})
+        return reply({"matches": [h["bank_content_id"] for h in hits]})
 
     async def compare(request: web.Request) -> web.Response:
         body = await json_object(request)
@@ -144,7 +134,7 @@ def routes(state: ApiState) -> list[Route]:
               params=("signal_type", "signal", "url", "content_type", "banks", "seed"), rate=LOOKUP),
         Route("POST", "/m/lookup", lookup_post, "Look up an uploaded file (multipart)", "Matching",
               params=("content_type", "banks", "seed", "bypass_coinflip"), rate=HASH),
-        Route("GET", "/m/raw_lookup", raw_lookup_get, "Bank content ids near a signal, guard not applied", "Matching",
+        Route("GET", "/m/raw_lookup", raw_lookup, "Bank content ids near a signal, guard not applied", "Matching",
               params=("signal_type", "signal", "include_distance", "banks"), rate=LOOKUP),
         Route("POST", "/m/compare", compare, "Distances between pairs of signals", "Matching", rate=LOOKUP),
         Route("GET", "/h/hash", hash_get, "Hash the content at a URL", "Hashing", params=("url", "content_type"),

@@ -29,8 +29,7 @@ from typing import Callable
 
 from aiohttp import web
 
-from pipeline.api.app import FRONT_KEY, create_api
-from pipeline.api.front import FrontFactory
+from pipeline.api.app import create_api
 from pipeline.api.state import SNAPSHOT_ROLE, ApiState
 from pipeline.config import Settings
 from pipeline.services.bank_view import LoadedView, load_view
@@ -43,7 +42,8 @@ Say = Callable[[str], None] | None
 def serve(settings: Settings, host: str, port: int, say: Say = None) -> int:
     """Run the API until SIGTERM/SIGINT; the exit status."""
     if settings.api_processes <= 1:
-        run_app(create_api(settings), settings, host, port, say=say)
+        web.run_app(create_api(settings), host=host, port=port, print=say, access_log=None,
+                    loop=serving_loop(settings))
         return 0
     loaded = asyncio.run(load_view(settings, snapshot_path(settings, SNAPSHOT_ROLE)))
     # the loaded view's objects are never scanned by the collector again: no long collections while
@@ -66,50 +66,6 @@ def serving_loop(settings: Settings) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-def run_app(app: web.Application, settings: Settings, host: str, port: int, reuse_port: bool = False,
-            say: Say = None) -> None:
-    """Serve `app` until SIGTERM/SIGINT, as aiohttp's run_app does, on `serving_loop`, its
-    connections starting with the lookup front unless HMAS_API_FRONT_LOOKUPS=0."""
-    loop = serving_loop(settings)
-    asyncio.set_event_loop(loop)
-    runner = web.AppRunner(app, handle_signals=True, access_log=None)
-    try:
-        loop.run_until_complete(runner.setup())
-        site_type = _FrontSite if settings.api_front_lookups else web.TCPSite
-        loop.run_until_complete(site_type(runner, host, port, reuse_port=reuse_port or None).start())
-        if say is not None:
-            say(f"======== Running on http://{host}:{port} ========\n(Press CTRL+C to quit)")
-        loop.run_forever()
-    except (web.GracefulExit, KeyboardInterrupt):
-        pass
-    finally:
-        loop.run_until_complete(runner.cleanup())
-        pending = asyncio.all_tasks(loop)
-        for task in pending:
-            task.cancel()
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        asyncio.set_event_loop(None)
-        loop.close()
-
-
-class _FrontSite(web.TCPSite):
-    """A TCP site whose connections start with the lookup front (pipeline/api/front.py)."""
-
-    async def start(self) -> None:
-        await web.BaseSite.start(self)
-        server = self._runner.server
-        assert server is not None
-        self._front = FrontFactory(self._runner.app[FRONT_KEY], server)
-        self._server = await asyncio.get_running_loop().create_server(
-            self._front, self._host, self._port, backlog=self._backlog, reuse_address=self._reuse_address,
-            reuse_port=self._reuse_port)
-
-    async def stop(self) -> None:
-        await super().stop()
-        self._front.close_all()
-
-
 def _fork(settings: Settings, loaded: LoadedView, host: str, port: int, number: int, say: Say) -> int:
     pid = os.fork()
     if pid:
@@ -117,7 +73,8 @@ def _fork(settings: Settings, loaded: LoadedView, host: str, port: int, number: 
     code = 1
     try:
         state = ApiState(settings, loaded=loaded, saves_snapshots=number == 0)
-        run_app(create_api(settings, state), settings, host, port, reuse_port=True, say=say if number == 0 else None)
+        web.run_app(create_api(settings, state), host=host, port=port, reuse_port=True, access_log=None,
+                    print=say if number == 0 else None, loop=serving_loop(settings))
         code = 0
     except BaseException:
         log.exception("API process failed", extra={"process": number})
