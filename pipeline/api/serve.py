@@ -14,7 +14,8 @@ one ends it stops the others, so that a deployment restarts the whole.
 Each server process runs uvloop's event loop (HMAS_API_EVENT_LOOP) and a short interpreter switch
 interval (HMAS_API_SWITCH_INTERVAL_MS): its index thread hands every batch of searches back to the
 loop, and with Python's default of 5 ms each hand-off can wait that long for the loop to let go
-(BENCHMARKS.md, "The HTTP API": together 1.4x the lookups/s at 10M, p99 halved).
+(BENCHMARKS.md, "The HTTP API": 1.1-1.2x the lookups/s at 1M with two processes, 2.3x with one at
+64 connections; at 10M, where the two cores are busy searching, not shown to matter).
 """
 
 from __future__ import annotations

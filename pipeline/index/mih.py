@@ -9,12 +9,13 @@
   Candidates are verified on all 256 bits (kernels.search_tables, with prefetching).
 - Rows added since the tables were last merged form the delta, scanned flat: visible at once.
 - When the delta outgrows its share, a background thread merges it into the tables one table at
-  a time (while changes keep coming, it waits for a pause or for a delta several times larger: every
-  merge rewrites each table's 2^23 offsets whatever the delta's size, so a bulk load merges a few
-  large deltas rather than many small ones), each in one sequential pass over the old table (kernels.merge_table), swapping each in:
+  a time, each in one sequential pass over the old table (kernels.merge_table), swapping each in:
   searches go on, and the extra memory is one table (never a second copy of the index). An
   index built from scratch, or a delta as large as a quarter of the index, is counting-sorted
   instead (kernels.build_table). Rows that died before a merge began are free once it ends.
+  While changes keep coming, the merge waits for a pause or for a delta several times larger:
+  every merge rewrites each table's 2^23 offsets whatever the delta's size, so a bulk load pays
+  for a few large merges rather than many small ones.
 - Dense regions (clusters of near-duplicates, which crowd the buckets of every table) are found
   when the tables are first built and kept apart as groups around leaders (pipeline.index.groups):
   a query skips a group whose leader is too far by the triangle inequality and verifies the others'
@@ -46,6 +47,7 @@ DELTA_SHARE = 0.002  # merge once the delta is this share of the index (20,000 r
 # only during a bulk load, and the load pays a merge per 5 limits' worth of rows, not per limit.
 BULK_MERGE_FACTOR = 5
 QUIET_S = 1.0
+MERGE_WAIT_POLL_S = 0.05  # how often a waiting merge looks again
 FULL_BUILD_SHARE = 0.25  # a delta this large is counting-sorted with the tables, not merged in
 PROGRESS_FROM = 1_000_000  # large full builds log each table as it is done
 
@@ -176,7 +178,7 @@ class MihPdqIndex:
     def _merge_while_needed(self) -> None:
         while self._needs_merge():
             if not self._needs_merge(BULK_MERGE_FACTOR) and time.monotonic() - self._changed_at < QUIET_S:
-                time.sleep(0.05)  # changes are still coming: merge them together
+                time.sleep(MERGE_WAIT_POLL_S)  # changes are still coming: merge them together
                 continue
             self.merge()
 
