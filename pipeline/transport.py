@@ -126,7 +126,15 @@ class Consumer(faust_aiokafka.Consumer):
     batch still being delivered: a restarted worker processed some uploads twice and skipped
     others whose offsets a later unit then committed (in exactly-once mode, outputs doubled or
     missing, and a restarted worker that looked stalled: ready, its input consumed, nothing out).
-    So a stream partition resumed before the seek stays paused until the seek is done."""
+    So a stream partition resumed before the seek stays paused until the seek is done.
+
+    Records of a held partition can still come out of aiokafka before the seek (the consumer
+    thread filters by Faust's set of active partitions while the main thread changes it): Faust
+    drops them, and aiokafka's position has moved past them. The seek puts back the partitions
+    with a committed offset; `seek_to_committed` also puts those without one back at their start.
+    Without that, a restarted worker never read what an input partition held before its first
+    commit (seen under load in exactly-once mode: position 0 -> 50 on hma.hashes before the
+    seek, 18 uploads never matched; the hold and the seek are the same in at-least-once mode)."""
 
     in_place_deliveries = 0  # deliveries that completed without a task (what the tests look for)
 
@@ -152,6 +160,18 @@ class Consumer(faust_aiokafka.Consumer):
     def on_buffer_drop(self, tp: Any) -> None:
         if tp not in self._held:
             super().on_buffer_drop(tp)
+
+    async def seek_to_committed(self) -> Mapping[Any, int]:
+        """Seek the partitions to their committed offsets, and the stream partitions with none
+        (or 0) to their start: aiokafka seeks only those with a committed offset above 0 and
+        leaves the others where its fetcher got to, and records fetched while a partition was
+        held were dropped by Faust (not in its active set), so they would never be read."""
+        committed = await super().seek_to_committed()
+        unread = [tp for tp, offset in committed.items()
+                  if (offset is None or offset <= 0) and not tp.topic.endswith(CHANGELOG_SUFFIX)]
+        if unread and self.app.conf.consumer_auto_offset_reset == "earliest":
+            await self._thread.seek_to_beginning(*unread)
+        return committed
 
     async def perform_seek(self) -> None:
         await super().perform_seek()

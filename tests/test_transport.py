@@ -12,6 +12,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from pipeline import topics as T
 from pipeline import transport
+from pipeline.client import Client
 from pipeline.services.output import DeliveryFailed
 from pipeline.state.faust_cells import FaustTableCellStore, in_partition_of
 from pipeline.state.tables import raw_topic
@@ -211,7 +212,7 @@ def faust_app(settings, name: str) -> faust.App:
                      topic_partitions=settings.topic_partitions)
 
 
-def run_app_until(app: faust.App, topic_name: str, count: int, done: asyncio.Event) -> None:
+def run_app_until(app: faust.App, topic_name: str, count: int, done: asyncio.Event, timeout_s: float = 120) -> None:
     """Start the app, produce `count` records to the topic, wait until its agent sets `done`, stop."""
     async def main():
         await app.start()
@@ -219,7 +220,7 @@ def run_app_until(app: faust.App, topic_name: str, count: int, done: asyncio.Eve
             for i in range(count):
                 await app.producer.send(topic_name, f"k{i}".encode(), f"v{i}".encode(), None, None, None)
             await app.producer.flush()
-            await asyncio.wait_for(done.wait(), timeout=120)
+            await asyncio.wait_for(done.wait(), timeout=timeout_s)
         finally:
             await app.stop()
 
@@ -246,6 +247,47 @@ def test_faust_fetch_loop_delivers_in_place(settings):
     assert sorted(received) == sorted(f"v{i}".encode() for i in range(count))
     assert isinstance(app.consumer, transport.Consumer)
     assert app.consumer.in_place_deliveries >= count
+
+
+def test_a_partition_without_a_committed_offset_is_read_from_its_start_after_the_seek(settings, monkeypatch):
+    """Records of a held partition can come out of aiokafka before the seek and be dropped by
+    Faust, with aiokafka's position moved past them; the seek then puts back only the partitions
+    with a committed offset. Here every input partition's position is moved to its end just
+    before the seek, as those drops leave it: the agent must still read every record from the
+    start (a restarted worker otherwise never matched what an input partition held before its
+    first commit)."""
+    topic_name = T.HASHES.name(settings)
+    count = 40
+    client = Client(settings)
+    for i in range(count):
+        client.produce_raw(T.HASHES, f"k{i}", f"v{i}".encode())
+    client.flush()
+
+    moved: list[int] = []
+    seek_to_committed = transport.ConsumerThread.seek_to_committed
+
+    async def seek_after_the_records_were_dropped(thread):
+        consumer = thread._ensure_consumer()
+        inputs = [tp for tp in consumer.assignment() if tp.topic == topic_name]
+        await thread.call_thread(consumer.seek_to_end, *inputs)
+        moved.extend([await thread.call_thread(consumer.position, tp) for tp in inputs])
+        return await seek_to_committed(thread)
+    monkeypatch.setattr(transport.ConsumerThread, "seek_to_committed", seek_after_the_records_were_dropped)
+
+    app = faust_app(settings, "seek-test")
+    received: list[bytes] = []
+    all_received = asyncio.Event()
+
+    @app.agent(raw_topic(app, topic_name))
+    async def read(stream):
+        async for value in stream:
+            received.append(value)
+            if len(received) == count:
+                all_received.set()
+
+    run_app_until(app, topic_name, 0, all_received, timeout_s=60)
+    assert sum(moved) == count  # the positions were past every record before the seek
+    assert sorted(received) == sorted(f"v{i}".encode() for i in range(count))
 
 
 def test_table_writes_of_a_batch_go_to_the_partition_of_its_events(settings):
