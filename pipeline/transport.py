@@ -115,6 +115,18 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return ends
 
 
+class RebalanceListener(faust_aiokafka.ConsumerRebalanceListener):
+    """Faust's rebalance listener, which first stops aiokafka fetching the assigned stream
+    partitions (here, on the consumer thread, where aiokafka's `pause` must run): they are
+    fetched again only once `Consumer.perform_seek` has put them at their committed offsets."""
+
+    async def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+        streams = [tp for tp in assigned if not tp.topic.endswith(CHANGELOG_SUFFIX)]
+        self._thread._ensure_consumer().pause(*streams)
+        self._thread.consumer._fetch_stopped = streams
+        await super().on_partitions_assigned(assigned)
+
+
 class Consumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer, with each fetched message delivered in place when it can be
     (`in_place`); in exactly-once mode on a thread that reads highwaters from the broker; and
@@ -128,15 +140,20 @@ class Consumer(faust_aiokafka.Consumer):
     missing, and a restarted worker that looked stalled: ready, its input consumed, nothing out).
     So a stream partition resumed before the seek stays paused until the seek is done.
 
-    Records of a held partition can still come out of aiokafka before the seek (the consumer
-    thread filters by Faust's set of active partitions while the main thread changes it): Faust
-    drops them, and aiokafka's position has moved past them. The seek puts back the partitions
-    with a committed offset; `seek_to_committed` also puts those without one back at their start.
-    Without that, a restarted worker never read what an input partition held before its first
-    commit (seen under load in exactly-once mode: position 0 -> 50 on hma.hashes before the
-    seek, 18 uploads never matched; the hold and the seek are the same in at-least-once mode)."""
+    That hold is Faust's alone, and records of a held partition still came out of aiokafka
+    (the consumer thread filters by Faust's set of active partitions while the main thread
+    changes it): Faust dropped them, and aiokafka's position had moved past them, also during
+    the seek itself, which goes through the partitions one OffsetFetch at a time. Seen under
+    load in exactly-once mode: 41 uploads of a partition fetched and dropped between its seek
+    and the end of the others', and an input partition with no committed offset at 50 instead
+    of 0 (aiokafka seeks only the partitions with a committed offset above 0); a restarted
+    worker then never processed them. So aiokafka itself does not fetch the stream partitions
+    from their assignment (`RebalanceListener`) until the seek is done, and the seek puts the
+    partitions without a committed offset at their start. Both modes run this consumer."""
 
+    RebalanceListener = RebalanceListener
     in_place_deliveries = 0  # deliveries that completed without a task (what the tests look for)
+    _fetch_stopped: list[Any] = []  # stream partitions aiokafka does not fetch until the seek
 
     def __init__(self, *args: Any, in_place: bool = True, **kwargs: Any) -> None:
         self.in_place = in_place
@@ -164,8 +181,7 @@ class Consumer(faust_aiokafka.Consumer):
     async def seek_to_committed(self) -> Mapping[Any, int]:
         """Seek the partitions to their committed offsets, and the stream partitions with none
         (or 0) to their start: aiokafka seeks only those with a committed offset above 0 and
-        leaves the others where its fetcher got to, and records fetched while a partition was
-        held were dropped by Faust (not in its active set), so they would never be read."""
+        leaves the others where its fetcher got to."""
         committed = await super().seek_to_committed()
         unread = [tp for tp, offset in committed.items()
                   if (offset is None or offset <= 0) and not tp.topic.endswith(CHANGELOG_SUFFIX)]
@@ -175,11 +191,24 @@ class Consumer(faust_aiokafka.Consumer):
 
     async def perform_seek(self) -> None:
         await super().perform_seek()
+        await self._resume_fetching()
         held, self._held = self._held, set()
         self._seek_pending = False
         if held:
             log.info("stream partitions resumed at their committed offsets", extra={"partitions": len(held)})
             super().resume_partitions(held)
+
+    async def _resume_fetching(self) -> None:
+        """Let aiokafka fetch the stream partitions the rebalance listener stopped (those still assigned)."""
+        stopped, self._fetch_stopped = self._fetch_stopped, []
+        if not stopped:
+            return
+        consumer = self._thread._ensure_consumer()
+
+        async def resume() -> None:
+            assigned = consumer.assignment()
+            consumer.resume(*(tp for tp in stopped if tp in assigned))
+        await self._thread.call_thread(resume)
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)

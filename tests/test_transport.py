@@ -250,12 +250,12 @@ def test_faust_fetch_loop_delivers_in_place(settings):
 
 
 def test_a_partition_without_a_committed_offset_is_read_from_its_start_after_the_seek(settings, monkeypatch):
-    """Records of a held partition can come out of aiokafka before the seek and be dropped by
-    Faust, with aiokafka's position moved past them; the seek then puts back only the partitions
-    with a committed offset. Here every input partition's position is moved to its end just
-    before the seek, as those drops leave it: the agent must still read every record from the
-    start (a restarted worker otherwise never matched what an input partition held before its
-    first commit)."""
+    """aiokafka fetches no input partition from its assignment until the seek (records it handed
+    over were dropped by Faust, the partition being held, with aiokafka's position moved past
+    them), and the seek puts the partitions without a committed offset at their start. Here every
+    input partition's position is moved to its end just before the seek, as those drops left it:
+    the agent must still read every record (a restarted worker once never matched what an
+    input partition held before its first commit)."""
     topic_name = T.HASHES.name(settings)
     count = 40
     client = Client(settings)
@@ -264,11 +264,13 @@ def test_a_partition_without_a_committed_offset_is_read_from_its_start_after_the
     client.flush()
 
     moved: list[int] = []
+    paused_at_the_seek: set = set()
     seek_to_committed = transport.ConsumerThread.seek_to_committed
 
     async def seek_after_the_records_were_dropped(thread):
         consumer = thread._ensure_consumer()
         inputs = [tp for tp in consumer.assignment() if tp.topic == topic_name]
+        paused_at_the_seek.update(tp for tp in consumer.paused() if tp.topic == topic_name)
         await thread.call_thread(consumer.seek_to_end, *inputs)
         moved.extend([await thread.call_thread(consumer.position, tp) for tp in inputs])
         return await seek_to_committed(thread)
@@ -287,6 +289,8 @@ def test_a_partition_without_a_committed_offset_is_read_from_its_start_after_the
 
     run_app_until(app, topic_name, 0, all_received, timeout_s=60)
     assert sum(moved) == count  # the positions were past every record before the seek
+    assert paused_at_the_seek == {tp for tp in app.consumer.assignment() if tp.topic == topic_name}  # none fetched until then
+    assert not app.consumer._thread._ensure_consumer().paused()
     assert sorted(received) == sorted(f"v{i}".encode() for i in range(count))
 
 
