@@ -33,10 +33,9 @@ from pipeline import kafka_clients
 from pipeline import topics as T
 from pipeline.config import Settings
 from pipeline.metrics import EXCHANGE_FETCHES, EXCHANGE_LAST_SUCCESS, EXCHANGE_RECORDS
-from pipeline.services.content_ids import ContentIds
+from pipeline.services.content_ids import ContentIds, read_content_id_base
 from pipeline.services.output import Output, Write, bulk_options, new_producer
-from pipeline.state.bank_view import BankView
-from pipeline.state.log_reader import iter_to_end, read_latest, read_to_end
+from pipeline.state.log_reader import iter_to_end, read_latest
 
 log = logging.getLogger(__name__)
 
@@ -236,9 +235,7 @@ class ExchangeFetcher:
         bank.load(iter_to_end(self.settings, T.BANK_SIGNALS))
         stored = read_latest(self.settings, T.EXCHANGE_FETCH).get(name) or initial_status(name, record["api"])
         creds = read_latest(self.settings, T.EXCHANGE_CREDENTIALS).get(record["api"])
-        config = BankView()
-        config.apply(T.CONFIG, read_to_end(self.settings, T.CONFIG))
-        return stored, creds, config.content_id_base
+        return stored, creds, read_content_id_base(self.settings)
 
     async def _fetch_into(self, run: FetchRun, bank: BankOfExchange, creds_record: dict | None, base: int) -> None:
         record, name = run.record, run.record["name"]

@@ -33,7 +33,7 @@ from pipeline.client import Client
 from pipeline.config import Settings
 from pipeline.config_keys import CONTENT_ID_BASE, setting_record, signal_type_ratio_key
 from pipeline.progress import ProgressBar
-from pipeline.services.content_ids import claim_content_ids, content_id_from_offset
+from pipeline.services.content_ids import claim_content_ids, content_id_base, content_id_from_offset
 from pipeline.signal_types import SIGNAL_TYPES, InvalidSignal
 from pipeline.state.log_reader import end_offset, iter_to_end, read_latest
 
@@ -107,7 +107,7 @@ class TargetState:
                 self.exchange_records[metadata[EXCHANGE]].add(metadata[EXCHANGE_RECORD])
         for key, (content_id, _) in self.signals.items():
             self.content_bank[content_id] = key.split("/", 1)[0]
-        base = int(self.config.get(CONTENT_ID_BASE, {}).get("number", 0))
+        base = content_id_base(self.config)
         self.next_content_id = content_id_from_offset(end_offset(settings, T.CONTENT_IDS), base)
         self.content_id_base = base
 

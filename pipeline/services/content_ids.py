@@ -8,12 +8,27 @@ workers and tools, stable across restarts. Every writer claims through `ContentI
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from pipeline import topics as T
 from pipeline.clock import now_ms
 from pipeline.config import Settings
+from pipeline.config_keys import CONTENT_ID_BASE
 from pipeline.services.output import Output, new_producer
+
+
+def content_id_base(config: Mapping[str, dict[str, Any]]) -> int:
+    """The content-id base among hma.config's current records (key -> record)."""
+    record = config.get(CONTENT_ID_BASE)
+    return int(record["number"]) if record else 0
+
+
+def read_content_id_base(settings: Settings) -> int:
+    """Blocking: the content-id base, read from hma.config (without a bank view and its index)."""
+    from pipeline.state.log_reader import read_latest
+
+    return content_id_base(read_latest(settings, T.CONFIG))
+
 
 def content_id_from_offset(offset: int, base: int) -> int:
     """The bank content id that a claim at this hma.content-ids offset stands for."""
@@ -42,12 +57,7 @@ class ContentIds:
 def claim_content_ids(settings: Settings, bank: str, count: int = 1) -> list[int]:
     """Blocking, for command-line tools: ids claimed with a producer of their own, the base read
     from hma.config."""
-    from pipeline.state.bank_view import BankView
-    from pipeline.state.log_reader import read_to_end
-
-    config = BankView()
-    config.apply(T.CONFIG, read_to_end(settings, T.CONFIG))
-    base = config.content_id_base
+    base = read_content_id_base(settings)
 
     async def claim() -> list[int]:
         producer = new_producer(settings)
