@@ -15,8 +15,7 @@ from threatexchange.signal_type.pdq.signal import PdqSignal
 
 from pipeline.config import Settings
 from pipeline.hashing.base import SignalValue
-from pipeline.index import MihPdqIndex, code_to_hex, codes_from_hex
-from pipeline.index.codes import CODE_BYTES
+from pipeline.index.codes import CODE_BYTES, code_to_hex, codes_from_hex
 from pipeline.signal_types import Comparison, SignalPlugin
 from pipeline.state.signal_index import Hits
 
@@ -31,7 +30,11 @@ class PdqSignalIndex:
     """PDQ codes in `pipeline.index`: exact Hamming-distance search."""
 
     def __init__(self, exported: dict[str, np.ndarray] | None = None) -> None:
-        """`exported`: an `export` of one, restored as it was (a snapshot's: no table is rebuilt)."""
+        """`exported`: an `export` of one, restored as it was (a snapshot's: no table is rebuilt).
+        The index module is imported here: a process that only validates PDQ signals (the
+        exchange fetcher) does not load numba."""
+        from pipeline.index.mih import MihPdqIndex
+
         self._index = MihPdqIndex.restore(exported) if exported else MihPdqIndex()
 
     def add(self, ids: Sequence[int], values: Sequence[str]) -> None:
