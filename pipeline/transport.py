@@ -41,6 +41,7 @@ from typing import Any, Coroutine, Iterable, Mapping, Set
 import faust
 from faust.transport.consumer import TransactionManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.transport.producer import ProducerBuffer
 from mode import Service
 from mode.services import WaitResults
 
@@ -311,11 +312,45 @@ class TransactionCommits(TransactionManager):
                 log.error("transaction commit is slow", extra=state)
 
 
+class ChangelogBuffer(ProducerBuffer):
+    """Faust's buffer of table changelog writes, which can be drained: Faust's own flush gives up
+    after 0.1 s without a send and does not count the write being sent."""
+
+    sending = 0  # writes taken off the queue and not yet handed to the producer
+
+    async def _send_pending(self, fut: Any) -> None:
+        self.sending += 1
+        try:
+            await super()._send_pending(fut)
+        finally:
+            self.sending -= 1
+
+    async def drain(self) -> None:
+        """Wait until every buffered write has been handed to the producer."""
+        while self.size or self.sending:
+            if self.state != "running":  # nothing would send them (as Faust's flush says)
+                raise RuntimeError("Cannot flush: Producer not Running")
+            self.message_sent.clear()
+            try:
+                await asyncio.wait_for(self.message_sent.wait(), timeout=0.1)
+            except asyncio.TimeoutError:
+                pass
+
+
 class Producer(faust_aiokafka.Producer):
-    """Faust's aiokafka producer, whose flush raises once a delivery has failed (`fail`); in
-    exactly-once mode transactional, with the worker's first transaction begun at its start."""
+    """Faust's aiokafka producer, whose flush raises once a delivery has failed (`fail`) and
+    drains Faust's buffer of changelog writes first (`ChangelogBuffer`); in exactly-once mode
+    transactional, with the worker's first transaction begun at its start."""
 
     delivery_failure: BaseException | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        buffer = ChangelogBuffer(loop=self.loop, beacon=self.beacon)
+        buffer.app = self.app
+        if self.threaded_producer is not None:
+            buffer.threaded_producer = self.threaded_producer
+        self.buffer = buffer
 
     def _new_producer(self, transactional_id: str | None = None) -> Any:
         transactions = exactly_once_of(self.app)
@@ -341,6 +376,11 @@ class Producer(faust_aiokafka.Producer):
             self.delivery_failure = failure
 
     async def flush(self) -> None:
+        """Faust's buffer (table changelog writes) drained, then the aiokafka producer's. Faust's
+        own buffer flush gives up after 0.1 s without a send, so under load an exactly-once
+        commit could leave a changelog write of a committed unit to the next transaction (lost
+        if the worker died first): here it waits until every write is handed over."""
+        await self.buffer.drain()
         await super().flush()
         if self.delivery_failure is not None:
             raise self.delivery_failure

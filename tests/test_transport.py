@@ -5,6 +5,7 @@ for; and a producer whose flush fails once a delivery failed."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import faust
 import pytest
@@ -181,6 +182,31 @@ def test_the_producer_flush_raises_once_a_delivery_failed(consumer):
     producer.fail(DeliveryFailed("1 record(s) to matches not delivered"))
     with pytest.raises(DeliveryFailed):
         run(consumer, producer.flush())  # Faust flushes before each offset commit: the commit fails
+
+
+def test_the_producer_flush_drains_faust_buffer_however_slow_its_sends(consumer):
+    """Faust's buffer flush returns after 0.1 s without a send; the producer's flush (before
+    every commit) waits until the table changelog writes in the buffer are all handed over."""
+    producer = consumer.app.producer
+    sent = []
+
+    class SlowChannel:  # stands for the changelog topic: each send takes longer than Faust waits
+        async def publish_message(self, fut, wait=False):
+            await asyncio.sleep(0.25)
+            sent.append(fut)
+
+    async def main():
+        await producer.buffer.start()
+        try:
+            for i in range(3):
+                producer.buffer.put(SimpleNamespace(message=SimpleNamespace(channel=SlowChannel()), i=i))
+            await producer.flush()
+            return producer.buffer.size
+        finally:
+            await producer.buffer.stop()
+
+    assert run(consumer, main()) == 0
+    assert [fut.i for fut in sent] == [0, 1, 2]
 
 
 # -- the versions the in-place delivery was written for --------------------------------------------
