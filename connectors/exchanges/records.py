@@ -44,12 +44,14 @@ def keys_are_signals(api_cls: TSignalExchangeAPICls) -> bool:
 
 def record_id(key: Any) -> str:
     """An exchange record's key as text: a tuple key (type, value) as a JSON list."""
-    if isinstance(key, tuple) and len(key) == 2 and all(type(part) is str and _PLAIN_TEXT.fullmatch(part) for part in key):
-        return f'["{key[0]}", "{key[1]}"]'  # json.dumps's text, made without it (one per fetched record)
+    if type(key) is tuple and len(key) == 2:
+        kind, value = key
+        if type(kind) is str and type(value) is str and _plain_text(kind) and _plain_text(value):
+            return f'["{kind}", "{value}"]'  # json.dumps's text, made without it (one per fetched record)
     return json.dumps(list(key)) if isinstance(key, tuple) else str(key)
 
 
-_PLAIN_TEXT = re.compile(r"[ -!#-\[\]-~]*")  # printable ASCII but for the quote and backslash: JSON as it is
+_plain_text = re.compile(r"[ -!#-\[\]-~]*").fullmatch  # printable ASCII but for the quote and backslash: JSON as it is
 
 
 def _opinion_fields(meta: FetchedSignalMetadata) -> dict[str, str]:
