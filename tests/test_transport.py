@@ -253,12 +253,8 @@ def run_app_until(app: faust.App, topic_name: str, count: int, done: asyncio.Eve
     app.loop.run_until_complete(main())
 
 
-def test_faust_fetch_loop_delivers_in_place(settings):
-    """A Faust app on the test broker: the messages its agent reads came through the in-place path.
-    Fails when a Faust or mode change makes the fetch loop call differently (the path not taken)."""
-    topic_name = T.UPLOADS.name(settings)
-    count = 50
-    app = faust_app(settings, "transport-test")
+def collected(app: faust.App, topic_name: str, count: int) -> tuple[list[bytes], asyncio.Event]:
+    """An agent of the app that keeps the values it reads; the event is set at the `count`th."""
     received: list[bytes] = []
     all_received = asyncio.Event()
 
@@ -268,6 +264,17 @@ def test_faust_fetch_loop_delivers_in_place(settings):
             received.append(value)
             if len(received) == count:
                 all_received.set()
+
+    return received, all_received
+
+
+def test_faust_fetch_loop_delivers_in_place(settings):
+    """A Faust app on the test broker: the messages its agent reads came through the in-place path.
+    Fails when a Faust or mode change makes the fetch loop call differently (the path not taken)."""
+    topic_name = T.UPLOADS.name(settings)
+    count = 50
+    app = faust_app(settings, "transport-test")
+    received, all_received = collected(app, topic_name, count)
 
     run_app_until(app, topic_name, count, all_received)
     assert sorted(received) == sorted(f"v{i}".encode() for i in range(count))
@@ -303,15 +310,7 @@ def test_a_partition_without_a_committed_offset_is_read_from_its_start_after_the
     monkeypatch.setattr(transport.ConsumerThread, "seek_to_committed", seek_after_the_records_were_dropped)
 
     app = faust_app(settings, "seek-test")
-    received: list[bytes] = []
-    all_received = asyncio.Event()
-
-    @app.agent(raw_topic(app, topic_name))
-    async def read(stream):
-        async for value in stream:
-            received.append(value)
-            if len(received) == count:
-                all_received.set()
+    received, all_received = collected(app, topic_name, count)
 
     run_app_until(app, topic_name, 0, all_received, timeout_s=60)
     assert sum(moved) == count  # the positions were past every record before the seek

@@ -15,6 +15,7 @@ from pipeline.clock import now_ms
 from pipeline.config import Settings
 from pipeline.config_keys import CONTENT_ID_BASE
 from pipeline.services.output import Output, new_producer
+from pipeline.state.log_reader import read_latest
 
 
 def content_id_base(config: Mapping[str, dict[str, Any]]) -> int:
@@ -25,8 +26,6 @@ def content_id_base(config: Mapping[str, dict[str, Any]]) -> int:
 
 def read_content_id_base(settings: Settings) -> int:
     """Blocking: the content-id base, read from hma.config (without a bank view and its index)."""
-    from pipeline.state.log_reader import read_latest
-
     return content_id_base(read_latest(settings, T.CONFIG))
 
 
