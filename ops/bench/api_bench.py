@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -115,6 +116,45 @@ def drive(url: str, paths_file: Path, script: Path, connections: int, seconds: f
     }
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
+def drive_at_rate(url: str, paths_file: Path, rate: float, connections: int, seconds: float,
+                  api_pids: list[int]) -> dict[str, Any]:
+    """One open-loop run (ops/bench/open_loop.py: requests due at `rate`, latency from when each was
+    due); its figures, with the CPU the generator and the API used meanwhile."""
+    api_before = sum(cpu_s(pid) for pid in api_pids)
+    started = time.perf_counter()
+    gen = subprocess.Popen([sys.executable, "-m", "ops.bench.open_loop", url, str(paths_file), "--rate", str(rate),
+                            "--connections", str(connections), "--seconds", str(seconds)],
+                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output = gen.stdout.read().decode(errors="replace") if gen.stdout else ""
+    _, status, usage = os.wait4(gen.pid, 0)
+    elapsed = time.perf_counter() - started
+    api_used = sum(cpu_s(pid) for pid in api_pids) - api_before
+    line = next((ln for ln in output.splitlines() if ln.startswith("{")), None)
+    if os.waitstatus_to_exitcode(status) != 0 or line is None:
+        raise RuntimeError(f"open-loop load failed:\n{output}")
+    figures = json.loads(line)
+    return {
+        "connections": connections, **figures,
+        "api_cores": round(api_used / elapsed, 2),
+        "api_cpu_us_per_request": round(api_used / max(figures["answered"], 1) * 1e6),
+        "load_cores": round((usage.ru_utime + usage.ru_stime) / elapsed, 2),
+    }
+
+
+def rates_within(runs: list[dict[str, Any]], p99_ms: float = P99_TARGET_MS) -> dict[str, dict[str, Any]]:
+    """Per route, the highest offered rate that was kept up with (99% of the due requests answered,
+    none failed) with p99 within `p99_ms` (none: absent)."""
+    best: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        kept_up = run["answered"] >= 0.99 * run["due"] and run["errors"] == 0 and run["non_2xx"] == 0
+        if kept_up and run["p99_ms"] <= p99_ms and run["offered_per_s"] > best.get(run["route"], {}).get("offered_per_s", -1):
+            best[run["route"]] = {k: run[k] for k in ("offered_per_s", "answered_per_s", "p50_ms", "p99_ms")}
+    return best
+
+
 def best_within(runs: list[dict[str, Any]], p99_ms: float = P99_TARGET_MS) -> dict[str, dict[str, Any]]:
     """Per route, the run with the most requests/s whose p99 stayed within `p99_ms` (none: absent)."""
     best: dict[str, dict[str, Any]] = {}
@@ -204,6 +244,8 @@ class Workload:
     seconds: float
     connections: list[int]
     tail_share: float
+    rates: list[float] = field(default_factory=list)  # open-loop runs: requests/s offered
+    rate_connections: int = 32
 
 
 @dataclass
@@ -243,6 +285,9 @@ def measure(p: BenchPipeline, api: ApiUnderTest, work: Workload, rng: np.random.
             break
         except (urllib.error.URLError, TimeoutError):
             time.sleep(1)
+    waited = time.perf_counter()
+    while not api.snapshot.is_file() and time.perf_counter() - waited < 900:
+        time.sleep(1)  # a first start from the topic saves its snapshot now: seconds of a core at 10M
     drive(api.url, first, work.script, max(work.connections), 5, api.pids)  # warm-up
     runs = []
     for route, paths in work.paths.items():
@@ -251,6 +296,15 @@ def measure(p: BenchPipeline, api: ApiUnderTest, work: Workload, rng: np.random.
             runs.append(run)
             log(f"{api.name}: {route} c={c}: {run['requests_per_s']:,}/s, p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, "
                 f"api {run['api_cores']} cores ({run['api_cpu_us_per_request']} us/request), wrk {run['wrk_cores']}")
+    at_rate = []
+    for route, paths in work.paths.items():
+        for rate in work.rates:
+            run = {"api": api.name, "route": route,
+                   **drive_at_rate(api.url, paths, rate, work.rate_connections, work.seconds, api.pids)}
+            at_rate.append(run)
+            log(f"{api.name}: {route} at {rate:,.0f}/s offered: {run['answered_per_s']:,}/s answered, p50 {run['p50_ms']} ms, "
+                f"p99 {run['p99_ms']} ms, max {run['max_ms']} ms, api {run['api_cores']} cores "
+                f"({run['api_cpu_us_per_request']} us/request), load {run['load_cores']}")
     memory = api.memory_mb()
     answers = [get_json(f"{api.url}/m/raw_lookup?signal_type=pdq&include_distance=true&signal={q.tobytes().hex()}")
                for q in work.checked]
@@ -278,7 +332,7 @@ def measure(p: BenchPipeline, api: ApiUnderTest, work: Workload, rng: np.random.
     log(f"{api.name}: {memory['rss_mb']:,} MB resident ({memory['pss_mb']:,} MB proportional), new signal found: "
         f"{first_id + len(fresh) - 1 in new_hits}, removed one gone: {int(removed[0]) + 1 not in gone_hits}")
     return {
-        "runs": runs, **memory, "ready_first_start_s": round(cold_s, 1), "first_start_from": first_from,
+        "runs": runs, "at_rate": at_rate, **memory, "ready_first_start_s": round(cold_s, 1), "first_start_from": first_from,
         "ready_after_restart_s": round(restart_s, 1),
         "changes_while_down": tail, "snapshot_log": loaded[-1] if loaded else None,
         "new_signal_found": first_id + len(fresh) - 1 in new_hits, "removed_signal_gone": int(removed[0]) + 1 not in gone_hits,
@@ -303,7 +357,7 @@ def variant_name(env: dict[str, str]) -> str:
 
 def run_api_bench(n: int, seconds: float, connections: list[int], routes: list[str], processes: list[int],
                   tail_share: float = 0.01, sources: list[Path] | None = None,
-                  variants: list[dict[str, str]] | None = None) -> dict[str, Any]:
+                  variants: list[dict[str, str]] | None = None, rates: list[float] | None = None) -> dict[str, Any]:
     """The API with each count of `processes`, then this checkout's API with each of `variants`
     (other settings, the most processes), then the API of each of `sources` (other checkouts, one
     process: a before/after comparison on one machine), on the same bank and queries."""
@@ -322,7 +376,7 @@ def run_api_bench(n: int, seconds: float, connections: list[int], routes: list[s
         for route in routes:
             (p.dir / f"{route}.paths").write_text("".join(ROUTES[route].format(h) + "\n" for h in hexes))
         work = Workload(codes, checked, script, {r: p.dir / f"{r}.paths" for r in routes}, seconds, connections,
-                        tail_share)
+                        tail_share, rates or [])
         apis = [ApiUnderTest(p, f"api-{k}p", k) for k in processes]
         apis += [ApiUnderTest(p, variant_name(env), max(processes), env=env) for env in variants or []]
         apis += [ApiUnderTest(p, f"api-from-{source.name}", 1, source) for source in sources or []]
@@ -343,6 +397,7 @@ def run_api_bench(n: int, seconds: float, connections: list[int], routes: list[s
         m["answers_identical_to_index"] = sum(a == bank.expected(t, q) for a, t, q in zip(mine, truth, checked))
         m["http_vs_index"] = round(max(r["requests_per_s"] for r in m["runs"]) / index["lookups_per_s"], 2)
         m[f"best_with_p99_within_{P99_TARGET_MS:g}_ms"] = best_within(m["runs"])
+        m[f"highest_rate_with_p99_within_{P99_TARGET_MS:g}_ms"] = rates_within(m["at_rate"])
     return {
         "banked_signals": n, "machine": machine(), "seconds_per_run": seconds,
         "index_lookups_per_s": round(index["lookups_per_s"]), "answers_checked": len(checked),
@@ -357,7 +412,14 @@ def markdown(report: dict[str, Any]) -> str:
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for m in report["apis"].values():
         lines += ["| " + " | ".join(str(run[c]) for c in cols) + " |" for run in m["runs"]]
+    at_rate = [run for m in report["apis"].values() for run in m["at_rate"]]
+    if at_rate:
+        cols = ["api", "route", "offered_per_s", "answered_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms", "errors",
+                "non_2xx", "not_sent_at_end", "api_cores", "api_cpu_us_per_request", "load_cores"]
+        lines += ["", "At a fixed rate (latency from when each request was due):", "",
+                  "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(str(run[c]) for c in cols) + " |" for run in at_rate]
     rest = {k: v for k, v in report.items() if k not in ("apis", "machine")}
-    rest["apis"] = {name: {k: v for k, v in m.items() if k != "runs"} for name, m in report["apis"].items()}
+    rest["apis"] = {name: {k: v for k, v in m.items() if k not in ("runs", "at_rate")} for name, m in report["apis"].items()}
     lines += ["", "```json", json.dumps(rest, indent=2), "```"]
     return "\n".join(lines)

@@ -77,6 +77,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=20, help="length of each wrk run")
     p.add_argument("--connections", default="4,16,24,32,48,64",
                    help="wrk connections, one run each (comma-separated)")
+    p.add_argument("--rates", default="",
+                   help="also offer these requests/s at a fixed rate (comma-separated; latency counted from when "
+                        "each request was due, ops/bench/open_loop.py), 32 connections, one run each")
     p.add_argument("--routes", default="raw_lookup,lookup", help="routes driven (raw_lookup, lookup)")
     p.add_argument("--processes", default="1", help="API server processes (HMAS_API_PROCESSES), comma-separated: one API each")
     p.add_argument("--tail", type=float, default=0.01, help="share of the bank changed while the API is down")
@@ -232,6 +235,7 @@ def api(args: argparse.Namespace, settings: Settings) -> int:
 
     report = run_api_bench(args.n, args.seconds, [int(c) for c in args.connections.split(",")],
                            args.routes.split(","), [int(k) for k in args.processes.split(",")], args.tail,
-                           [Path(c) for c in args.compare], [settings_of(v) for v in args.variants])
+                           [Path(c) for c in args.compare], [settings_of(v) for v in args.variants],
+                           [float(r) for r in args.rates.split(",") if r.strip()])
     print(json.dumps(report, indent=2) if args.json else markdown(report))
     return 0
