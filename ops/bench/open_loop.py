@@ -73,7 +73,10 @@ class OpenLoop:
         head = f" HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode()
         self.requests = [b"GET " + path.encode() + head for path in paths]
         self.rate, self.connections, self.seconds, self.warmup_s = rate, connections, seconds, warmup_s
-        self.free: list[_Connection] = []
+        # free connections, longest idle first: requests go round all of them, as wrk's do (a server
+        # of several processes gets each connection's share; reusing the last one freed would
+        # send most requests down the few connections of whichever process answers fastest)
+        self.free: collections.deque[_Connection] = collections.deque()
         self.waiting: collections.deque[float] = collections.deque()  # due times not yet sent
         self.latencies: list[float] = []
         self.sent = self.answered_count = self.non_2xx = self.errors = 0
@@ -110,7 +113,7 @@ class OpenLoop:
 
     def _dispatch(self) -> None:
         while self.waiting and self.free:
-            conn = self.free.pop()
+            conn = self.free.popleft()
             self.sent += 1
             conn.send(self.requests[self.sent % len(self.requests)], self.waiting.popleft())
 
