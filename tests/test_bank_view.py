@@ -208,3 +208,19 @@ def test_a_view_without_an_index_refuses_searches_and_indexed_snapshots():
         BankView().load(*view.export())
     with pytest.raises(ValueError, match="values-only"):
         view.load(*BankView().export())
+
+
+def test_row_metadata_reads_back_as_new_dicts_and_empty_means_none():
+    from pipeline.state.signal_rows import RowMetadata
+
+    md = RowMetadata()
+    md.set(3, {"exchange": "X", "exchange_record": '["pdq", "ab"]'})
+    md.set(4, {})
+    first = md.get(3)
+    first["exchange"] = "changed"
+    assert md.get(3) == {"exchange": "X", "exchange_record": '["pdq", "ab"]'}
+    assert (3 in md, 4 in md, len(md), md.get(4)) == (True, False, 1, {})
+    md.set(3, {})
+    md.set(5, {"note": "n"})
+    md.drop(5)
+    assert len(md) == 0 and list(md.items()) == []

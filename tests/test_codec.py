@@ -111,3 +111,19 @@ def test_a_plain_record_encodes_as_the_conformer_builds_it():
     for bad in ({"bank_content_id": 2**63}, {"bank_content_id": True}, {"metadata": {"k": 1}}, {"bank": None}):
         with pytest.raises(DecodeError):
             c.encode({**record, **bad})
+
+
+def test_the_plain_check_wants_exactly_the_schema_fields_with_their_exact_types():
+    """The generated check of hma.bank-signals: a field swapped for another (same count), a bool
+    for an int, a long past its range, a map of other than strings are not plain."""
+    from pipeline.topics import BANK_SIGNALS
+
+    plain = BANK_SIGNALS.codec._plain
+    record = {"bank": "B", "bank_content_id": 3, "signal_type": "pdq", "signal_id": "ab" * 8, "value": "0" * 64,
+              "metadata": {"k": "v"}, "disable_until_ts": 1, "added_at": 5}
+    assert plain(record) and plain({**record, "metadata": {}})
+    swapped = {("other" if k == "value" else k): v for k, v in record.items()}
+    for bad in (swapped, {**record, "extra": 1}, {**record, "added_at": True}, {**record, "added_at": 2**63},
+                {**record, "added_at": -(2**63) - 1}, {**record, "metadata": {"k": None}}, {**record, "bank": b"B"},
+                [record], None):
+        assert not plain(bad), bad

@@ -221,7 +221,7 @@ class BankView:
                 if row >= 0:
                     kind = int(cols["kind"][row])
                     cols["alive"][row] = False
-                    rows.metadata.pop(row, None)
+                    rows.metadata.drop(row)
                     adds.get(kind, {}).pop(row, None)
                     removes.setdefault(kind, set()).add(row)
                     self._live -= 1
@@ -241,10 +241,7 @@ class BankView:
                 self._live += 1
             cols["content_id"][row] = record["bank_content_id"]
             cols["disable_until"][row] = record["disable_until_ts"]
-            if record["metadata"]:
-                rows.metadata[row] = dict(record["metadata"])
-            else:
-                rows.metadata.pop(row, None)
+            rows.metadata.set(row, record["metadata"])
             self.newest_signal_ms = max(self.newest_signal_ms, record["added_at"])
             if not was_enabled and signal_enabled(record["disable_until_ts"]):
                 fresh.append(row)
@@ -294,8 +291,7 @@ class BankView:
         until = np.fromiter((r["disable_until_ts"] for r in records), dtype=np.int64, count=len(records))
         cols["disable_until"][placed] = until
         for row, record in zip(placed.tolist(), records):
-            if record["metadata"]:
-                rows.metadata[row] = dict(record["metadata"])
+            rows.metadata.set(row, record["metadata"])
         self._live += len(records)
         self.newest_signal_ms = max(self.newest_signal_ms, max(r["added_at"] for r in records))
         kinds = cols["kind"][placed]
@@ -401,7 +397,7 @@ class BankView:
             out.append(BankEntry(
                 key=bank_signal_key(bank_name, kind_name, sid_hex), bank=bank_name, bank_content_id=cid,
                 signal_type=kind_name, signal_id=sid_hex, value=values[row], disable_until_ts=dis,
-                metadata=dict(self.rows.metadata.get(row, {})),
+                metadata=self.rows.metadata.get(row),
             ))
         return out
 
@@ -456,8 +452,7 @@ class BankView:
         """Copies that feedback made from this bank's content into confirmed banks (their
         `confirmed_from` metadata names it)."""
         prefix = f"{bank}/"
-        metadata = self.rows.metadata
-        rows = [row for row, meta in list(metadata.items()) if meta.get("confirmed_from", "").startswith(prefix)]
+        rows = [row for row, meta in self.rows.metadata.items() if meta.get("confirmed_from", "").startswith(prefix)]
         return self._entries_at(sorted(rows))
 
     def holds_signals(self, bank: str) -> bool:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
+import orjson
 
 from pipeline.index.row_stack import RowStack
 from pipeline.state.u64_map import U64Map
@@ -35,6 +36,41 @@ def key_hash(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
 
 
+class RowMetadata:
+    """The metadata of the rows that have any (an exchange's signals all do), each kept as its
+    JSON bytes rather than a dict. A dict per row is an object the interpreter's collector keeps
+    visiting: at a million exchange signals the worker spent about a fifth of its time applying
+    them in collections, and bytes are also smaller. Read back as a new dict each time (a hit's,
+    a page's: few)."""
+
+    def __init__(self) -> None:
+        self._by_row: dict[int, bytes] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_row)
+
+    def __contains__(self, row: int) -> bool:
+        return row in self._by_row
+
+    def set(self, row: int, metadata: Mapping[str, str]) -> None:
+        """The row's metadata (none when empty)."""
+        if metadata:
+            self._by_row[row] = orjson.dumps(metadata)
+        else:
+            self._by_row.pop(row, None)
+
+    def get(self, row: int) -> dict[str, str]:
+        raw = self._by_row.get(row)
+        return orjson.loads(raw) if raw is not None else {}
+
+    def drop(self, row: int) -> None:
+        self._by_row.pop(row, None)
+
+    def items(self) -> Iterator[tuple[int, dict[str, str]]]:
+        for row, raw in list(self._by_row.items()):
+            yield row, orjson.loads(raw)
+
+
 class SignalRows:
     def __init__(self, capacity: int = 1024) -> None:
         self.n = 0  # rows used, dead ones included
@@ -43,7 +79,7 @@ class SignalRows:
         self.kind_names: list[str] = []
         self._bank_idx: dict[str, int] = {}
         self._kind_idx: dict[str, int] = {}
-        self.metadata: dict[int, dict[str, str]] = {}  # only rows that have any
+        self.metadata = RowMetadata()
         self._map = U64Map()
         self._overflow: dict[str, int] = {}  # keys whose hash another live key already has
         self._free = RowStack()  # dead rows that no search can still return: taken by new keys
@@ -207,7 +243,8 @@ class SignalRows:
             rows.bank_index(name)
         for name in meta["kind_names"]:
             rows.kind_index(name)
-        rows.metadata = {int(row): md for row, md in meta["metadata"].items()}
+        for row, md in meta["metadata"].items():
+            rows.metadata.set(int(row), md)
         rows._overflow = dict(meta["overflow"])
         rows._free.push(np.flatnonzero(~rows.cols["alive"][:n]))  # no search of this process holds them
         rows._map = U64Map.restore({name: arrays[f"key_map_{name}"] for name in ("keys", "vals")})
