@@ -142,10 +142,12 @@ def bank_signal_record(
 
 
 def valid_bank_signal_record(
-    bank: str, bank_content_id: int, signal_type_name: str, value: str, metadata: dict[str, str] | None = None
+    bank: str, bank_content_id: int, signal_type_name: str, value: str, metadata: dict[str, str] | None = None,
+    added_at: int | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """`bank_signal_record` for a bank name already checked and a value its signal type's
-    `validate` returned: a bulk writer that validated each value once (a fetched exchange's)."""
+    `validate` returned: a bulk writer that validated each value once (a fetched exchange's),
+    and gives a batch one `added_at`."""
     sid = signal_id(signal_type_name, value)
     record = {
         "bank": bank,
@@ -155,7 +157,7 @@ def valid_bank_signal_record(
         "value": value,
         "metadata": dict(metadata or {}),
         "disable_until_ts": 1,
-        "added_at": now_ms(),
+        "added_at": now_ms() if added_at is None else added_at,
     }
     return bank_signal_key(bank, signal_type_name, sid), record
 

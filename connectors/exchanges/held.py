@@ -52,6 +52,13 @@ class RecordFilter:
         return [rid for rid, hit in zip(rids, set_.all(axis=0)) if hit]
 
 
+def _joined(keys: Iterable[str]) -> str:
+    """A record's signal keys as one text column (most records have one: nothing to sort)."""
+    if type(keys) is list and len(keys) == 1:
+        return keys[0]
+    return KEY_SEPARATOR.join(sorted(keys))
+
+
 class HeldRecords:
     """record id -> (content id, signal keys), and a `seen` mark per record for a full fetch.
 
@@ -113,16 +120,15 @@ class HeldRecords:
                 out[rid] = (cid, set(keys.split(KEY_SEPARATOR)) if keys else set())
         return out
 
-    def update(self, added: list[tuple[str, int, set[str]]], changed: list[tuple[str, set[str]]],
+    def update(self, added: Sequence[tuple[str, int, Iterable[str]]], changed: list[tuple[str, set[str]]],
                removed: list[str]) -> None:
         """One batch: records not held before (rid, content id, signal keys), held records whose
         signal keys are now others, and records no longer held."""
         self._db.executemany("INSERT OR REPLACE INTO record VALUES (?, ?, ?)",
-                             [(rid, cid, KEY_SEPARATOR.join(sorted(keys))) for rid, cid, keys in added])
+                             [(rid, cid, _joined(keys)) for rid, cid, keys in added])
         self._filter.add([rid for rid, _, _ in added])
         self._count += len(added)
-        self._db.executemany("UPDATE record SET keys = ? WHERE rid = ?",
-                             [(KEY_SEPARATOR.join(sorted(keys)), rid) for rid, keys in changed])
+        self._db.executemany("UPDATE record SET keys = ? WHERE rid = ?", [(_joined(keys), rid) for rid, keys in changed])
         before = self._db.total_changes
         self._db.executemany("DELETE FROM record WHERE rid = ?", [(rid,) for rid in removed])
         self._count -= self._db.total_changes - before

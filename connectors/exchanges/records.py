@@ -24,6 +24,7 @@ from pipeline import topics as T
 from pipeline.banks import (
     EXCHANGE, EXCHANGE_CATEGORY, EXCHANGE_RECORD, EXCHANGE_TAGS, check_bank_name, valid_bank_signal_record,
 )
+from pipeline.clock import now_ms
 from pipeline.services.output import Write
 from pipeline.signal_types import InvalidSignal, signal_type
 
@@ -169,29 +170,35 @@ class BankOfExchange:
         out: list[Write] = []
         if before is None:
             before = self.held.get(converted)
-        added: list[tuple[str, int, set[str]]] = []
+        added: list[tuple[str, int, list[str]]] = []
         changed: list[tuple[str, set[str]]] = []
         removed: list[str] = []
         bank = check_bank_name(self.bank)
+        added_at = now_ms()
         for rid, signals in converted.items():
-            content_id, held_keys = before.get(rid, (None, set()))
-            if not signals:
-                if content_id is not None:
-                    out += [(T.BANK_SIGNALS, key, None) for key in sorted(held_keys)]
-                    removed.append(rid)
+            held = before.get(rid)
+            if held is None:  # most records of a fetch: new to the bank, nothing to compare or remove
+                if signals:
+                    content_id = next(new_ids)
+                    new_keys = []
+                    for (kind, value), metadata in signals.items():
+                        key, record = valid_bank_signal_record(bank, content_id, kind, value, metadata, added_at)
+                        new_keys.append(key)
+                        out.append((T.BANK_SIGNALS, key, record))
+                    added.append((rid, content_id, new_keys))
                 continue
-            new = content_id is None
-            if new:
-                content_id = next(new_ids)
+            content_id, held_keys = held
+            if not signals:
+                out += [(T.BANK_SIGNALS, key, None) for key in sorted(held_keys)]
+                removed.append(rid)
+                continue
             keys: set[str] = set()
             for (kind, value), metadata in signals.items():
-                key, record = valid_bank_signal_record(bank, content_id, kind, value, metadata)
+                key, record = valid_bank_signal_record(bank, content_id, kind, value, metadata, added_at)
                 keys.add(key)
                 out.append((T.BANK_SIGNALS, key, record))
             out += [(T.BANK_SIGNALS, key, None) for key in sorted(held_keys - keys)]
-            if new:
-                added.append((rid, content_id, keys))
-            elif keys != held_keys:
+            if keys != held_keys:
                 changed.append((rid, keys))
         self.held.update(added, changed, removed)
         return out
