@@ -12,6 +12,8 @@ of waiting for each in turn (1.7x the lookups/s of the plain loop at 10M codes).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -92,6 +94,7 @@ PROBE_MASKS = probe_masks()
 PROBES_WITHIN = np.array([1, 1 + KEY_BITS, len(PROBE_MASKS)], dtype=np.int64)  # radius 0, 1, 2
 
 
+@functools.lru_cache(maxsize=None)
 def probes_per_table(max_distance: int) -> np.ndarray:
     """How many of PROBE_MASKS each table needs to be exact for max_distance (<= 32).
 
@@ -105,7 +108,9 @@ def probes_per_table(max_distance: int) -> np.ndarray:
     base, extra = divmod(max_distance + 1, TABLES)
     radius = np.array([base if t < extra else base - 1 for t in range(TABLES)])
     radius = np.minimum(radius, 2)
-    return np.where(radius < 0, 0, PROBES_WITHIN[np.clip(radius, 0, 2)])
+    probes = np.where(radius < 0, 0, PROBES_WITHIN[np.clip(radius, 0, 2)])
+    probes.flags.writeable = False  # computed once per distance (every search asks) and shared
+    return probes
 
 
 CROWD_MARGIN = 64  # a query's buckets in a table hold more than twice their expected rows plus this: crowded
