@@ -34,3 +34,31 @@ def test_held_records_are_found_through_the_filter_after_a_load_and_after_update
         assert held.get(["r2"]) == {"r2": (4, {"bank/pdq/b"})}
     finally:
         held.close()
+
+
+def test_an_added_record_that_is_held_already_replaces_its_row():
+    held = HeldRecords()
+    try:
+        held.update(added=[("r1", 1, ["bank/pdq/a"]), ("r2", 2, ["bank/pdq/b"])], changed=[], removed=[])
+        held.update(added=[("r1", 5, ["bank/pdq/a2"])], changed=[], removed=[])
+        assert held.get(["r1", "r2"]) == {"r1": (5, {"bank/pdq/a2"}), "r2": (2, {"bank/pdq/b"})}
+        assert len(held) == 2 and held.ids() == ["r1", "r2"]
+    finally:
+        held.close()
+
+
+def test_records_whose_ids_share_a_hash_are_told_apart(monkeypatch):
+    """Rows are found by a hash of the record id; two ids of one hash keep their own rows."""
+    import connectors.exchanges.held as held_module
+
+    same = lambda rid: 7  # noqa: E731 - every id collides
+    monkeypatch.setattr(held_module, "hash", same, raising=False)
+    held = HeldRecords()
+    try:
+        held._db.create_function("rid_hash", 1, same, deterministic=True)
+        held.update(added=[("r1", 1, ["bank/pdq/a"]), ("r2", 2, ["bank/pdq/b"])], changed=[], removed=[])
+        assert held.get(["r1"]) == {"r1": (1, {"bank/pdq/a"})}
+        held.update(added=[], changed=[("r2", {"bank/pdq/c"})], removed=["r1"])
+        assert held.get(["r1", "r2"]) == {"r2": (2, {"bank/pdq/c"})} and len(held) == 1
+    finally:
+        held.close()

@@ -20,6 +20,7 @@ import asyncio
 import collections
 import json
 import sys
+import time
 from urllib.parse import urlsplit
 
 TICK_S = 0.001  # how often due requests are handed to free connections (a shorter sleep spins on uvloop)
@@ -79,34 +80,37 @@ class OpenLoop:
         self.free: collections.deque[_Connection] = collections.deque()
         self.waiting: collections.deque[float] = collections.deque()  # due times not yet sent
         self.latencies: list[float] = []
+        self.late: list[float] = []  # how long after it was due each request was sent (this generator's share)
         self.sent = self.answered_count = self.non_2xx = self.errors = 0
         self.started = 0.0
 
     async def run(self) -> dict:
-        loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()  # its clock (uvloop's) moves in whole milliseconds: not for latencies
         for _ in range(self.connections):
             _, conn = await loop.create_connection(lambda: _Connection(self), self.host, self.port)
             self.free.append(conn)
-        self.started = loop.time()
+        self.started = time.perf_counter()
         due = 0
-        while (now := loop.time()) - self.started < self.seconds:
+        while (now := time.perf_counter()) - self.started < self.seconds:
             while due < int((now - self.started) * self.rate):
                 self.waiting.append(self.started + due / self.rate)
                 due += 1
             self._dispatch()
             await asyncio.sleep(TICK_S)
-        ended = loop.time()
+        ended = time.perf_counter()
         in_flight = self.connections - len(self.free) - self.errors
         counted = sorted(self.latencies)
+        late = sorted(self.late)
 
-        def pct(p: float) -> float:
-            return counted[min(len(counted) - 1, int(p / 100 * len(counted)))] * 1000 if counted else 0.0
+        def pct(p: float, values: list[float] = counted) -> float:
+            return values[min(len(values) - 1, int(p / 100 * len(values)))] * 1000 if values else 0.0
 
         return {
             "offered_per_s": self.rate, "due": due, "answered": self.answered_count,
             "answered_per_s": round(self.answered_count / (ended - self.started)),
             "counted": len(counted), "p50_ms": round(pct(50), 2), "p90_ms": round(pct(90), 2),
             "p99_ms": round(pct(99), 2), "max_ms": round(counted[-1] * 1000, 1) if counted else 0.0,
+            "sent_late_p50_ms": round(pct(50, late), 2), "sent_late_p99_ms": round(pct(99, late), 2),
             "non_2xx": self.non_2xx, "errors": self.errors,
             "not_sent_at_end": len(self.waiting), "in_flight_at_end": in_flight,
         }
@@ -115,10 +119,13 @@ class OpenLoop:
         while self.waiting and self.free:
             conn = self.free.popleft()
             self.sent += 1
-            conn.send(self.requests[self.sent % len(self.requests)], self.waiting.popleft())
+            due_at = self.waiting.popleft()
+            if due_at >= self.started + self.warmup_s:
+                self.late.append(time.perf_counter() - due_at)
+            conn.send(self.requests[self.sent % len(self.requests)], due_at)
 
     def answered(self, conn: _Connection, status: int) -> None:
-        now = asyncio.get_running_loop().time()
+        now = time.perf_counter()
         self.answered_count += 1
         if not 200 <= status < 300:
             self.non_2xx += 1
@@ -145,12 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with open(args.paths) as fh:
         paths = [line.strip() for line in fh if line.strip()]
-    try:
-        import uvloop
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    result = runner(OpenLoop(args.url, paths, args.rate, args.connections, args.seconds, args.warmup).run())
+    result = asyncio.run(OpenLoop(args.url, paths, args.rate, args.connections, args.seconds, args.warmup).run())
     print(json.dumps(result))
     return 0
 
