@@ -85,7 +85,7 @@ class OpenLoop:
         self.started = 0.0
 
     async def run(self) -> dict:
-        loop = asyncio.get_running_loop()  # its clock (uvloop's) moves in whole milliseconds: not for latencies
+        loop = asyncio.get_running_loop()  # not its clock for latencies: uvloop's moves in whole milliseconds
         for _ in range(self.connections):
             _, conn = await loop.create_connection(lambda: _Connection(self), self.host, self.port)
             self.free.append(conn)

@@ -38,10 +38,9 @@ def key_hash(key: str) -> int:
 
 class RowMetadata:
     """The metadata of the rows that have any (an exchange's signals all do), each kept as its
-    JSON bytes rather than a dict. A dict per row is an object the interpreter's collector keeps
-    visiting: at a million exchange signals the worker spent about a fifth of its time applying
-    them in collections, and bytes are also smaller. Read back as a new dict each time (a hit's,
-    a page's: few)."""
+    JSON bytes rather than a dict: about 180 bytes an exchange signal instead of about 500, and no
+    container per signal for the interpreter's collector to visit (BENCHMARKS.md, "Exchange
+    fetch"). Read back as a new dict each time (a hit's, a page's: few)."""
 
     def __init__(self) -> None:
         self._by_row: dict[int, bytes] = {}
