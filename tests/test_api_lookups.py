@@ -129,6 +129,9 @@ def test_the_api_restarts_from_its_snapshot_with_the_changes_made_meanwhile(kafk
     with ThreadPoolExecutor(16) as pool:
         responses = list(pool.map(lambda c: raw_lookup(api.base, c), probes))
     assert [r.status_code for r in responses[-2:]] == [400, 400]
+    # lookups are the lean front's to answer (pipeline/api/lean_front.py), errors too; the rest aiohttp's
+    assert {r.headers["Server"] for r in responses} == {"hma-streams"}
+    assert requests.get(f"{api.base}/c/banks", headers=auth).headers["Server"] != "hma-streams"
     before = [r.json()["matches"] for r in responses[:-2]]
     assert before[:12] == [[{"bank_content_id": i, "distance": "0"}] for i in ids]
     assert before[12:24] == [[{"bank_content_id": i, "distance": "5"}] for i in ids]

@@ -18,8 +18,6 @@ import hmac
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiohttp import web
-
 from pipeline.config import Settings
 
 PUBLIC, READ, CURATE, ADMIN = "public", "read", "curate", "admin"
@@ -31,9 +29,9 @@ def allows(role: str, needed: str) -> bool:
     return needed == PUBLIC or ROLES.index(role) >= ROLES.index(needed)
 
 
-def bearer(request: web.Request) -> str:
-    """The token of an `Authorization: Bearer <token>` header, or ""."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+def bearer_token(authorization: str) -> str:
+    """The token of an `Authorization: Bearer <token>` header value, or ""."""
+    scheme, _, token = authorization.partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -10,6 +11,8 @@ import orjson
 from aiohttp import web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+QueryAnswer = Callable[[Mapping[str, str]], Awaitable[Any]]  # a GET route's JSON answer from its query alone
+Params = web.Request | Mapping[str, str]  # a request, or its query parameters
 
 
 class ApiError(Exception):
@@ -33,6 +36,15 @@ class Route:
     params: tuple[str, ...] = field(default_factory=tuple)  # documented query parameters
     role: str = ""  # the role it needs (pipeline/api/auth.py), when not read (or curate for writes)
     rate: str = ""  # its per-client rate limit (pipeline/api/limits.py): "lookup", "hash" or none
+    answer: QueryAnswer | None = None  # set by `answering`: the lean front may serve it
+
+    @classmethod
+    def answering(cls, path: str, answer: QueryAnswer, summary: str, tag: str, **kwargs: Any) -> "Route":
+        """A GET route whose JSON answer follows from its query alone: aiohttp serves it through a
+        handler made here, the lean front (pipeline/api/lean_front.py) without building a request."""
+        async def handler(request: web.Request) -> web.Response:
+            return reply(await answer(request.query))
+        return cls("GET", path, handler, summary, tag, answer=answer, **kwargs)
 
     @property
     def needs(self) -> str:
@@ -46,21 +58,25 @@ def reply(data: Any, status: int = 200) -> web.Response:
                         content_type="application/json", charset="utf-8")
 
 
-def query(request: web.Request, name: str, required: bool = True) -> str | None:
-    value = request.query.get(name)
+def _query_of(params: Params) -> Mapping[str, str]:
+    return params.query if isinstance(params, web.BaseRequest) else params
+
+
+def query(params: Params, name: str, required: bool = True) -> str | None:
+    value = _query_of(params).get(name)
     if required and not value:
         raise ApiError(400, f"missing required parameter '{name}'")
     return value
 
 
-def flag(request: web.Request, name: str, default: bool = False) -> bool:
-    value = request.query.get(name)
+def flag(params: Params, name: str, default: bool = False) -> bool:
+    value = _query_of(params).get(name)
     return default if value is None else value.lower() in ("1", "true", "yes", "on")
 
 
-def int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+def int_param(params: Params, name: str, default: int, low: int, high: int) -> int:
     """An integer query parameter within [low, high]; 400 otherwise."""
-    raw = request.query.get(name)
+    raw = _query_of(params).get(name)
     try:
         value = default if raw in (None, "") else int(raw)
     except ValueError:

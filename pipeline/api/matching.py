@@ -10,6 +10,7 @@ upstream's does.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -62,14 +63,14 @@ def by_bank(hits: list[dict]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def _banks_param(request: web.Request) -> set[str] | None:
-    value = request.query.get("banks")
+def _banks_param(params: Mapping[str, str]) -> set[str] | None:
+    value = params.get("banks")
     return set(value.split(",")) if value else None
 
 
-def _content_id(request: web.Request) -> str:
+def _content_id(params: Mapping[str, str]) -> str:
     """Upstream's `seed` (a content id, for a coin that decides the same way again), or a fresh one."""
-    return request.query.get("seed") or f"lookup-{random.getrandbits(64):016x}"  # a coin, not a secret
+    return params.get("seed") or f"lookup-{random.getrandbits(64):016x}"  # a coin, not a secret
 
 
 def _plain(signals: dict[str, Any]) -> dict[str, str]:
@@ -77,32 +78,33 @@ def _plain(signals: dict[str, Any]) -> dict[str, str]:
 
 
 def routes(state: ApiState) -> list[Route]:
-    async def lookup_get(request: web.Request) -> web.Response:
-        banks = _banks_param(request)
-        if request.query.get("url"):
-            signals = _plain(await signals_of_url(request.query["url"], request.query.get("content_type"), state.settings))
-            hits = await lookup_hits(state, signals, banks, _content_id(request))
-            return reply({kind: by_bank(h) for kind, h in hits.items()})
-        kind, value = request.query.get("signal_type"), request.query.get("signal")
+    async def lookup_get(params: Mapping[str, str]) -> Any:
+        banks = _banks_param(params)
+        if params.get("url"):
+            signals = _plain(await signals_of_url(params["url"], params.get("content_type"), state.settings))
+            hits = await lookup_hits(state, signals, banks, _content_id(params))
+            return {kind: by_bank(h) for kind, h in hits.items()}
+        kind, value = params.get("signal_type"), params.get("signal")
         if not kind or not value:
             raise ApiError(400, "Either url or both signal and signal_type are required")
         value = checked_signal(kind, value)
-        return reply(by_bank((await lookup_hits(state, {kind: value}, banks, _content_id(request)))[kind]))
+        return by_bank((await lookup_hits(state, {kind: value}, banks, _content_id(params)))[kind])
 
     async def lookup_post(request: web.Request) -> web.Response:
         data, filename, _ = await uploaded_file(request)
         signals = _plain(await signals_of_bytes(data, filename, request.query.get("content_type")))
         bypass = flag(request, "bypass_coinflip")  # upstream's POST honours it, its GET does not
-        hits = await lookup_hits(state, signals, _banks_param(request), _content_id(request), sample=not bypass)
+        hits = await lookup_hits(state, signals, _banks_param(request.query), _content_id(request.query),
+                                 sample=not bypass)
         return reply({kind: by_bank(h) for kind, h in hits.items()})
 
-    async def raw_lookup(request: web.Request) -> web.Response:
-        kind = query(request, "signal_type")
-        value = checked_signal(kind, query(request, "signal"))
-        hits = (await lookup_hits(state, {kind: value}, _banks_param(request), _content_id(request)))[kind]
-        if flag(request, "include_distance"):
-            return reply({"matches": [match_with_distance(h) for h in hits]})
-        return reply({"matches": [h["bank_content_id"] for h in hits]})
+    async def raw_lookup(params: Mapping[str, str]) -> Any:
+        kind = query(params, "signal_type")
+        value = checked_signal(kind, query(params, "signal"))
+        hits = (await lookup_hits(state, {kind: value}, _banks_param(params), _content_id(params)))[kind]
+        if flag(params, "include_distance"):
+            return {"matches": [match_with_distance(h) for h in hits]}
+        return {"matches": [h["bank_content_id"] for h in hits]}
 
     async def compare(request: web.Request) -> web.Response:
         body = await json_object(request)
@@ -130,11 +132,11 @@ def routes(state: ApiState) -> list[Route]:
         return reply({kind: sv.value for kind, sv in signals.items()})
 
     return [
-        Route("GET", "/m/lookup", lookup_get, "Look up a signal, or the content at a URL", "Matching",
+        Route.answering("/m/lookup", lookup_get, "Look up a signal, or the content at a URL", "Matching",
               params=("signal_type", "signal", "url", "content_type", "banks", "seed"), rate=LOOKUP),
         Route("POST", "/m/lookup", lookup_post, "Look up an uploaded file (multipart)", "Matching",
               params=("content_type", "banks", "seed", "bypass_coinflip"), rate=HASH),
-        Route("GET", "/m/raw_lookup", raw_lookup, "Bank content ids near a signal, guard not applied", "Matching",
+        Route.answering("/m/raw_lookup", raw_lookup, "Bank content ids near a signal, guard not applied", "Matching",
               params=("signal_type", "signal", "include_distance", "banks"), rate=LOOKUP),
         Route("POST", "/m/compare", compare, "Distances between pairs of signals", "Matching", rate=LOOKUP),
         Route("GET", "/h/hash", hash_get, "Hash the content at a URL", "Hashing", params=("url", "content_type"),

@@ -31,6 +31,7 @@ from typing import Callable
 from aiohttp import web
 
 from pipeline.api.app import create_api
+from pipeline.api.lean_front import LEAN_KEY, LeanSite
 from pipeline.api.state import SNAPSHOT_ROLE, ApiState
 from pipeline.config import Settings
 from pipeline.services.bank_view import LoadedView, load_view
@@ -43,8 +44,7 @@ Say = Callable[[str], None] | None
 def serve(settings: Settings, host: str, port: int, say: Say = None) -> int:
     """Run the API until SIGTERM/SIGINT; the exit status."""
     if settings.api_processes <= 1:
-        web.run_app(create_api(settings), host=host, port=port, print=say, access_log=None,
-                    loop=serving_loop(settings))
+        run_server(create_api(settings), host, port, serving_loop(settings), say=say)
         return 0
     loaded = asyncio.run(load_view(settings, snapshot_path(settings, SNAPSHOT_ROLE)))
     # the loaded view's objects are never scanned by the collector again: no long collections while
@@ -54,6 +54,32 @@ def serve(settings: Settings, host: str, port: int, say: Say = None) -> int:
         "processes": settings.api_processes, "signals": loaded.view.signal_count()})
     children = [_fork(settings, loaded, host, port, number, say) for number in range(settings.api_processes)]
     return _supervise(children)
+
+
+def run_server(app: web.Application, host: str, port: int, loop: asyncio.AbstractEventLoop,
+               reuse_port: bool = False, say: Say = None, signals: bool = True) -> None:
+    """Serve `app` on `loop` until SIGTERM/SIGINT (`signals`: only a main thread can take them) or
+    the loop is stopped, with the lean front (pipeline/api/lean_front.py) on every connection; then
+    stop as aiohttp's run_app does (answers under way finish)."""
+    asyncio.set_event_loop(loop)
+    runner = web.AppRunner(app, access_log=None, handle_signals=signals)
+    try:
+        loop.run_until_complete(runner.setup())
+        site = LeanSite(runner, app[LEAN_KEY], host, port, reuse_port=reuse_port)
+        loop.run_until_complete(site.start())
+        if say is not None:
+            say(f"======== Running on {site.name} ========")
+        loop.run_forever()
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        loop.run_until_complete(runner.cleanup())
+        left = asyncio.all_tasks(loop)
+        for task in left:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 def serving_loop(settings: Settings) -> asyncio.AbstractEventLoop:
@@ -74,8 +100,8 @@ def _fork(settings: Settings, loaded: LoadedView, host: str, port: int, number: 
     code = 1
     try:
         state = ApiState(settings, loaded=loaded, saves_snapshots=number == 0)
-        web.run_app(create_api(settings, state), host=host, port=port, reuse_port=True, access_log=None,
-                    print=say if number == 0 else None, loop=serving_loop(settings))
+        run_server(create_api(settings, state), host, port, serving_loop(settings), reuse_port=True,
+                   say=say if number == 0 else None)
         code = 0
     except BaseException:
         log.exception("API process failed", extra={"process": number})
