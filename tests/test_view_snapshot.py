@@ -16,6 +16,7 @@ from pipeline import topics as T
 from pipeline.banks import bank_record, bank_signal_record
 from pipeline.client import Client
 from pipeline.config import Settings
+from pipeline.services.bank_view import BankViewService, LoadedView, load_view
 from pipeline.state.bank_view import BankView
 from pipeline.state.log_reader import CompactedTopicFollower, StalePositions
 from pipeline.state.snapshot import export_snapshot, read_snapshot, snapshot_path, write_snapshot
@@ -123,3 +124,36 @@ def test_a_restarted_worker_loads_its_snapshot_and_reads_the_tail(kafka_broker, 
         assert after["removed"]["matches"] == []
     finally:
         worker.stop()
+
+
+def test_a_forked_view_saves_its_snapshot_again_only_when_the_tail_moved_it(kafka_broker, tmp_path):
+    """The API's processes share a view loaded before they fork (load_view); the first saves it.
+    Loaded from a snapshot that holds it all, saving again would only copy 10M rows for nothing
+    (a stall of a second on the serving loop at 10M); after a tail, the snapshot is behind."""
+    env = pipeline_env(kafka_broker.bootstrap, tmp_path / "state")
+    create_topics(env)
+    settings = settings_from(env)
+    client = Client(settings)
+    client.produce(T.BANKS, "KNOWN", bank_record("KNOWN"))
+    for i, code in enumerate(random_codes(50, seed=7)):
+        client.produce(T.BANK_SIGNALS, *bank_signal_record("KNOWN", i + 1, "pdq", code))
+    client.flush()
+    path = tmp_path / "api.snapshot"
+
+    async def load_and_save() -> tuple[LoadedView, bool]:
+        loaded = await load_view(settings, path)
+        service = BankViewService(settings, loaded.view, "forked", snapshot_path=path, loaded=loaded)
+        await service.ready()
+        before = path.stat().st_mtime_ns if path.is_file() else None
+        await service.save_snapshot()
+        await service.stop(save=False)
+        return loaded, path.stat().st_mtime_ns != before
+
+    loaded, saved = asyncio.run(load_and_save())  # no snapshot yet: read from the topics, then saved
+    assert loaded.saved == {} and saved and loaded.view.signal_count() == 50
+    loaded, saved = asyncio.run(load_and_save())  # the snapshot holds everything: not saved again
+    assert loaded.saved == loaded.positions and not saved
+    client.produce(T.BANK_SIGNALS, *bank_signal_record("KNOWN", 51, "pdq", random_codes(1, seed=8)[0]))
+    client.flush()
+    loaded, saved = asyncio.run(load_and_save())  # one record after the snapshot: saved again
+    assert loaded.saved != loaded.positions and saved and loaded.view.signal_count() == 51

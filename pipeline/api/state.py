@@ -43,7 +43,7 @@ class ApiState:
         self.bank_view = BankViewService(settings, self.view, "api-state",
                                          snapshot_path=snapshot_path(settings, SNAPSHOT_ROLE) if saves_snapshots else None,
                                          listeners={**self.feedback.listeners, **self.exchanges.listeners},
-                                         loaded_at=loaded.positions if loaded is not None else None)
+                                         loaded=loaded)
         self.lookups = LookupCoalescer(self.view, settings)
         self._producer: AIOKafkaProducer | None = None
         self.output = Output(settings, self._started_producer)
@@ -65,7 +65,7 @@ class ApiState:
         await self.bank_view.start()
         await self._recent.start()
         self._feeding = asyncio.create_task(self._feed_forever(), name="api-recent")
-        if self.bank_view.loaded_at is not None:
+        if self.bank_view.loaded is not None:
             # one of several processes on one port: it takes connections once it has read the
             # tail (the port is bound after start), so a lookup never reaches one not yet ready
             await self.bank_view.ready()

@@ -33,14 +33,16 @@ WATCH_EVERY_S = 5.0  # how often the view's lag behind its topics is measured
 class BankViewService:
     def __init__(self, settings: Settings, view: BankView, name: str, snapshot_path: Path | None = None,
                  listeners: Mapping[T.TopicSpec, ApplyBatch] | None = None, log_stats: bool = False,
-                 loaded_at: Mapping[str, int] | None = None) -> None:
+                 loaded: "LoadedView | None" = None, saves: bool = True) -> None:
         """`snapshot_path`: where the view is saved every HMAS_VIEW_SNAPSHOT_INTERVAL_S (None: never).
         `listeners`: also given the records of a topic, after the view applied them (if it follows it).
-        `loaded_at`: the view already holds the view topics up to these positions (a view loaded
-        by a parent process before it forked): follow on from there, read no snapshot."""
+        `loaded`: the view, loaded by a parent process before it forked, already holds the view
+        topics up to its positions: follow on from there, read no snapshot. `saves=False`: the
+        snapshot is only read (a parent that loads the view for processes it forks)."""
         self.settings = settings
         self.view = view
-        self.loaded_at = dict(loaded_at) if loaded_at is not None else None
+        self.loaded = loaded
+        self.saves = saves
         self.name = name
         self.snapshot_path = snapshot_path if settings.view_snapshot_interval_s > 0 else None
         self.listeners = dict(listeners or {})
@@ -65,7 +67,7 @@ class BankViewService:
             self.follower = await self._start_follower()
             self._tasks.append(asyncio.create_task(self._watch(WATCH_EVERY_S), name=f"{self.name}-watch"))
             metrics.STATE.set_source("bank_view", self.metric_families)
-            if self.snapshot_path is not None:
+            if self.snapshot_path is not None and self.saves:
                 self._tasks.append(asyncio.create_task(self._keep_snapshots(), name=f"{self.name}-snapshots"))
             if self.log_stats:
                 self._tasks.append(asyncio.create_task(self._log_stats(), name=f"{self.name}-stats"))
@@ -135,7 +137,7 @@ class BankViewService:
 
     async def _start_follower(self) -> CompactedTopicFollower:
         started = time.monotonic()
-        positions = self.loaded_at
+        positions = dict(self.loaded.positions) if self.loaded is not None else None
         if positions is None and self.snapshot_path is not None:
             snap = await asyncio.to_thread(read_snapshot, self.snapshot_path, self.settings, self._view_topics)
             if snap is not None and exported_searchable(snap.meta) != self.view.searchable:
@@ -149,8 +151,8 @@ class BankViewService:
                 positions = snap.positions
                 self._snapshot_current_at = snap.created_at
         if positions is not None:
-            # a view loaded by another process: the snapshot it came from may be behind, save once caught up
-            self._snapshot_positions = dict(positions) if self.loaded_at is None else {}
+            # a view loaded by another process: saved again once caught up, unless its snapshot holds it all
+            self._snapshot_positions = dict(positions if self.loaded is None else self.loaded.saved)
             follower = CompactedTopicFollower(self.settings, self.topics, self._apply, name=self.name,
                                               start_positions=positions, holds_key=self._held_keys())
             try:
@@ -194,7 +196,7 @@ class BankViewService:
     async def save_snapshot(self) -> None:
         """Write a snapshot if the view moved since the last one (a copy here, the writing on a thread)."""
         follower = self.follower
-        if self.snapshot_path is None or follower is None or not follower.ready.is_set():
+        if self.snapshot_path is None or not self.saves or follower is None or not follower.ready.is_set():
             return
         if follower.positions == self._snapshot_positions:
             self._snapshot_current_at = time.time()
@@ -230,13 +232,14 @@ class LoadedView:
 
     view: BankView
     positions: dict[str, int]
+    saved: dict[str, int]  # the positions of the snapshot on disk it was loaded from ({}: none)
 
 
 async def load_view(settings: Settings, snapshot_path: Path | None) -> LoadedView:
     """A view caught up with the topics (from the snapshot, then the tail), its reader stopped,
     no thread of its own left: for processes forked to share it (the first of them saves it)."""
-    service = BankViewService(settings, BankView(), "view-loader", snapshot_path=snapshot_path)
+    service = BankViewService(settings, BankView(), "view-loader", snapshot_path=snapshot_path, saves=False)
     await service.ready()
     await service.stop(save=False)
     service.view.settle()
-    return LoadedView(service.view, dict(service.positions))
+    return LoadedView(service.view, dict(service.positions), dict(service._snapshot_positions))
