@@ -3,7 +3,7 @@
 A GET of a route whose answer follows from its query alone (`Route.answering`: `/m/lookup` and
 `/m/raw_lookup`) is parsed and answered here, through the same gate (role, rate), errors and
 metrics as every other route (pipeline/api/gate.py). aiohttp's request, middleware, router and
-response objects cost about 90 us of CPU a request on the reference machine, as much as a search
+response objects cost about 90 us of CPU a request on the reference machine, more than a search
 of a million signals; this front costs a fraction of it (BENCHMARKS.md, "The HTTP API").
 
 Anything else (another route or method, a body, an upgrade, HTTP/1.0, a header this parser does not
