@@ -8,6 +8,7 @@ import asyncio
 import json
 import socket
 import threading
+import time
 from collections.abc import Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -100,7 +101,7 @@ def serving(tokens: ApiTokens, open_reads: bool = True, lookup_rate: float = 0):
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             break
         except OSError:
-            threading.Event().wait(0.05)
+            time.sleep(0.05)
     try:
         yield port
     finally:

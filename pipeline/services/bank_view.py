@@ -193,6 +193,11 @@ class BankViewService:
             log.info("bank view", extra=self.view.stats())
             await asyncio.sleep(VIEW_STATS_EVERY_S)
 
+    @property
+    def snapshot_positions(self) -> dict[str, int]:
+        """The positions of the newest snapshot on disk that this view holds ({}: none)."""
+        return dict(self._snapshot_positions)
+
     async def save_snapshot(self) -> None:
         """Write a snapshot if the view moved since the last one (a copy here, the writing on a thread)."""
         follower = self.follower
@@ -242,4 +247,4 @@ async def load_view(settings: Settings, snapshot_path: Path | None) -> LoadedVie
     await service.ready()
     await service.stop(save=False)
     service.view.settle()
-    return LoadedView(service.view, dict(service.positions), dict(service._snapshot_positions))
+    return LoadedView(service.view, dict(service.positions), service.snapshot_positions)
