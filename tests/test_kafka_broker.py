@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -14,7 +15,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from ops.kafka import cli as kafka_cli
-from ops.kafka.broker import LocalBroker, free_ports
+from ops.kafka.broker import LocalBroker, free_ports, jvm_options
 from pipeline.admin import ensure_topics
 from pipeline.client import Client
 from pipeline.config import Settings
@@ -116,6 +117,18 @@ def test_pipeline_client_round_trip_through_the_codecs(settings):
     client.flush()
     [(key, value)] = list(client.read(MATCHES, max_records=1, timeout_s=30))
     assert key == "c1" and value["matched_at"] == 1 and value["retroactive"] is False
+
+
+def test_the_broker_jvm_has_kafkas_own_options_unless_the_environment_sets_them(kafka_broker, monkeypatch):
+    broker = local_broker_only(kafka_broker)
+    running = Path(f"/proc/{broker.pid()}/cmdline").read_bytes().decode().split("\0")
+    assert set(jvm_options()) <= set(running)
+    monkeypatch.delenv("KAFKA_HEAP_OPTS", raising=False)
+    monkeypatch.delenv("KAFKA_JVM_PERFORMANCE_OPTS", raising=False)
+    assert jvm_options()[:2] == ["-Xmx1G", "-Xms1G"] and "-XX:+UseG1GC" in jvm_options()
+    monkeypatch.setenv("KAFKA_HEAP_OPTS", "-Xmx2G")
+    monkeypatch.setenv("KAFKA_JVM_PERFORMANCE_OPTS", "-XX:+UseParallelGC")
+    assert jvm_options() == ["-Xmx2G", "-XX:+UseParallelGC"]
 
 
 def test_a_stale_pid_file_does_not_count_as_a_running_broker(tmp_path):

@@ -30,7 +30,20 @@ KAFKA_DIR = Path(__file__).resolve().parent
 POM = KAFKA_DIR / "pom.xml"
 LIB_DIR = KAFKA_DIR / "lib"
 MAIN_CLASS = "kafka.Kafka"
-HEAP = "-Xmx512m"
+# The JVM options of Kafka's own start scripts (kafka-server-start.sh, kafka-run-class.sh), which
+# their environment variables override as they do there. With a 512 MB heap, as before, G1's
+# concurrent marking ran without pause under a bulk load: more of the broker's CPU went to
+# collecting than to requests (BENCHMARKS.md, "Exchange fetch").
+HEAP_OPTS = "-Xmx1G -Xms1G"
+JVM_PERFORMANCE_OPTS = ("-server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 "
+                        "-XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15 -Djava.awt.headless=true")
+
+
+def jvm_options() -> list[str]:
+    """The broker JVM's heap and collector options: KAFKA_HEAP_OPTS and KAFKA_JVM_PERFORMANCE_OPTS
+    when set, else Kafka's defaults."""
+    return [*os.environ.get("KAFKA_HEAP_OPTS", HEAP_OPTS).split(),
+            *os.environ.get("KAFKA_JVM_PERFORMANCE_OPTS", JVM_PERFORMANCE_OPTS).split()]
 
 
 class BrokerError(RuntimeError):
@@ -213,7 +226,7 @@ class LocalBroker:
 
     def _java(self, *args: str) -> list[str]:
         # KAFKA_DIR on the classpath holds simplelogger.properties (the broker's log levels).
-        return ["java", HEAP, "-cp", f"{self.lib_dir}/*{os.pathsep}{KAFKA_DIR}", *args]
+        return ["java", *jvm_options(), "-cp", f"{self.lib_dir}/*{os.pathsep}{KAFKA_DIR}", *args]
 
     def pid(self) -> int | None:
         """The broker's pid from the pid file, if that process is alive and is a Kafka broker."""
