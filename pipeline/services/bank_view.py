@@ -53,6 +53,7 @@ class BankViewService:
         self._snapshot_current_at: float | None = None  # unix time the snapshot last matched the view
         self.reading = metrics.ViewReading()  # for the metrics, refreshed by the watch
         self._start_lock = asyncio.Lock()
+        self._save_lock = asyncio.Lock()  # one save at a time: both would write the same temporary file
         self._tasks: list[asyncio.Task] = []
 
     @property
@@ -199,7 +200,12 @@ class BankViewService:
         return dict(self._snapshot_positions)
 
     async def save_snapshot(self) -> None:
-        """Write a snapshot if the view moved since the last one (a copy here, the writing on a thread)."""
+        """Write a snapshot if the view moved since the last one (a copy here, the writing on a thread).
+        A save asked for while one runs waits for it, then finds the view saved unless it moved."""
+        async with self._save_lock:
+            await self._save_if_moved()
+
+    async def _save_if_moved(self) -> None:
         follower = self.follower
         if self.snapshot_path is None or not self.saves or follower is None or not follower.ready.is_set():
             return
