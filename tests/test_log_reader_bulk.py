@@ -1,6 +1,6 @@
-"""A follower far behind a state topic reads it a batch at a time with one librdkafka consumer and
-follows on with the same one: the same view as reading record by record, nothing lost or read
-twice between batches or after catching up."""
+"""A follower far behind a state topic reads it in bulk (librdkafka) and then follows on with
+aiokafka from where the bulk read stopped: same view as reading record by record, nothing lost
+or read twice at the hand-over."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ def codes(n: int, seed: int) -> list[str]:
 
 
 @pytest.mark.kafka
-def test_a_follower_far_behind_reads_in_batches_then_follows(settings, monkeypatch, caplog):
-    monkeypatch.setattr(log_reader, "BATCH", 150)  # several fetches, duplicates across them
+def test_a_follower_far_behind_reads_in_bulk_then_follows(settings, monkeypatch, caplog):
+    monkeypatch.setattr(log_reader, "BULK_FROM", 200)  # a bank of 1,000 is "far behind"
+    monkeypatch.setattr(log_reader, "BULK_BATCH", 150)  # several bulk fetches, duplicates across them
     client = Client(settings)
     client.produce(T.BANKS, "BULK", bank_record("BULK"))
     values = codes(1000, 1)
@@ -42,7 +43,7 @@ def test_a_follower_far_behind_reads_in_batches_then_follows(settings, monkeypat
         await follower.start()
         try:
             await asyncio.wait_for(follower.ready.wait(), 120)
-            for i, value in enumerate(later):  # after catching up: the live tail
+            for i, value in enumerate(later):  # after the hand-over: read by aiokafka
                 client.produce(T.BANK_SIGNALS, *bank_signal_record("BULK", 5000 + i, "pdq", value))
             client.flush()
             for _ in range(600):
@@ -56,7 +57,7 @@ def test_a_follower_far_behind_reads_in_batches_then_follows(settings, monkeypat
     expected_count = len(latest) + len(later)
     with caplog.at_level("INFO", logger=log_reader.__name__):
         asyncio.run(follow())
-    assert any(r.getMessage() == "reading state" and r.records > 1000 for r in caplog.records)
+    assert any(r.getMessage() == "reading state in bulk" for r in caplog.records)
     assert view.signal_count() == expected_count
     by_key = {e.key: e for e in view.entries("BULK")}
     for key, record in latest.items():

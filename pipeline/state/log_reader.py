@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Awaitable, Callable, Iterable, Iterator, Mapping, TypeVar
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as CKTopicPartition
 
@@ -25,7 +25,8 @@ from schemas.codec import DecodeError
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 10
-BATCH = 20_000  # records per fetch from the reader, at most
+BULK_FROM = 50_000  # records behind on a topic at start from which it is read in bulk (librdkafka)
+BULK_BATCH = 20_000  # records per bulk fetch
 Value = TypeVar("Value")
 Change = tuple[str, dict | None]  # key, decoded value (None = tombstone)
 ApplyBatch = Callable[[TopicSpec, list[Change]], Awaitable[None] | None]
@@ -50,15 +51,7 @@ class StalePositions(Exception):
     """Start positions that the topics no longer have (recreated or truncated): read from the start."""
 
 
-Partition = tuple[str, int]  # topic, partition
-
-
 class CompactedTopicFollower:
-    """One librdkafka consumer per follower, for the catch-up and the live tail alike: its C client
-    fetches and parses on threads of its own, and the event loop gets a batch of records as one
-    list. (aiokafka, which followed the tail before, built a Python object per record on the loop:
-    a fifth of a worker's CPU while an exchange fetch grew its bank, BENCHMARKS.md.)"""
-
     def __init__(
         self, settings: Settings, specs: Iterable[TopicSpec], apply: ApplyBatch, name: str = "state",
         start_positions: dict[str, int] | None = None, holds_key: Mapping[TopicSpec, KeyFilter] | None = None,
@@ -73,92 +66,73 @@ class CompactedTopicFollower:
         self.ready = asyncio.Event()
         self.start_positions = dict(start_positions or {})  # single-partition topics: topic -> offset
         self.positions: dict[str, int] = dict(self.start_positions)  # topic -> records consumed (sum of offsets)
-        self._reader: Consumer | None = None
-        self._fetching: ThreadPoolExecutor | None = None  # the one thread that calls the reader's consume
-        self._end: dict[Partition, int] = {}  # the ends seen at start: `ready` once read up to them
-        self._reached: dict[Partition, int] = {}  # past records and transaction markers (the ends reported)
+        self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        self._reader = kafka_clients.consumer(self.settings, {
-            "group.id": f"hmas-{self.name}", "enable.auto.commit": False, "auto.offset.reset": "earliest",
-            "enable.partition.eof": True,  # an end reached is reported, transaction markers included
-            "isolation.level": "read_committed",  # the exchange fetcher writes its batches in transactions
-            "client.id": f"hmas-{self.name}", "fetch.max.bytes": 64 * 2**20,
-            "max.partition.fetch.bytes": 16 * 2**20, "queued.min.messages": 200_000,
-        })
-        self._fetching = ThreadPoolExecutor(1, thread_name_prefix=f"follow-{self.name}")
-        partitions: list[Partition] = []
+        self._consumer = kafka_clients.aio_consumer(
+            self.settings,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",  # the exchange fetcher writes its batches in transactions
+            client_id=f"hmas-{self.name}",
+        )
+        await self._consumer.start()
+        partitions = []
         for topic in self.specs:
-            found = await asyncio.to_thread(topic_partitions, self.settings, topic)
-            partitions.extend((topic, p) for p in sorted(found))
-        marks = await asyncio.to_thread(self._offset_ranges, partitions)
-        self._end = {tp: high for tp, (_, high) in marks.items()}
-        topics = [topic for topic, _ in partitions]
-        self._single = {tp for tp in partitions if topics.count(tp[0]) == 1}
-        for (topic, partition), (low, high) in marks.items():
-            offset = self.start_positions.get(topic)
-            if offset is not None and (partition != 0 or not low <= offset <= high):
-                await self.stop()
-                raise StalePositions(f"{topic}[{partition}] holds offsets {low}..{high}, not {offset}")
-        self._reader.assign([CKTopicPartition(topic, p, self.start_positions.get(topic, OFFSET_BEGINNING))
-                             for topic, p in partitions])
-        behind = sum(self._end.values()) - sum(self.positions.values())
-        if behind > 0:
-            log.info("reading state", extra={"view": self.name, "records": behind})
+            found = await self._wait_for_partitions(topic)
+            partitions.extend(TopicPartition(topic, p) for p in sorted(found))
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_beginning(*partitions)
+        self._end = await self._consumer.end_offsets(partitions)
+        self._single = [tp for tp in partitions if [p.topic for p in partitions].count(tp.topic) == 1]
+        if self.start_positions:
+            await self._seek_to_start_positions(partitions)
         self._task = asyncio.create_task(self._run(), name=f"follow-{self.name}")
 
-    def _offset_ranges(self, partitions: list[Partition], timeout_s: float = 10.0) -> dict[Partition, tuple[int, int]]:
-        """Low and high offsets (the high one: the last stable offset, as the reader reads committed)."""
-        assert self._reader is not None
-        return {(topic, p): _watermarks(self._reader, CKTopicPartition(topic, p), timeout_s) for topic, p in partitions}
+    async def _seek_to_start_positions(self, partitions: list[TopicPartition]) -> None:
+        assert self._consumer is not None
+        begin = await self._consumer.beginning_offsets(partitions)
+        for tp in partitions:
+            if tp.topic not in self.start_positions:
+                continue
+            offset = self.start_positions[tp.topic]
+            if tp.partition != 0 or not begin[tp] <= offset <= self._end[tp]:
+                await self.stop()
+                raise StalePositions(f"{tp.topic}[{tp.partition}] holds offsets {begin[tp]}..{self._end[tp]}, not {offset}")
+            self._consumer.seek(tp, offset)
 
-    def _fetch(self) -> list:
-        """Records already fetched, up to BATCH; else the first to come within 0.2 s and what came with it."""
-        assert self._reader is not None
-        messages = self._reader.consume(BATCH, 0)
-        if not messages:
-            messages = self._reader.consume(1, 0.2)
-            if messages:
-                messages += self._reader.consume(BATCH - 1, 0)
-        return messages
+    async def _wait_for_partitions(self, topic: str) -> set[int]:
+        return await asyncio.to_thread(topic_partitions, self.settings, topic)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+        assert self._consumer is not None
         if not any(self._end.values()):
             self.ready.set()
         started = last_report = time.monotonic()
         first = sum(self.positions.values())
+        await self._catch_up_in_bulk(first, started)
         while True:
             if not self.ready.is_set() and time.monotonic() - last_report >= PROGRESS_EVERY_S:
                 last_report = time.monotonic()
                 self._report_progress(first, last_report - started)
-            messages = await loop.run_in_executor(self._fetching, self._fetch)
-            by_topic: dict[str, list] = {}
-            for msg in messages:
-                error = msg.error()
-                if error is None:
-                    by_topic.setdefault(msg.topic(), []).append(msg)
-                    if self._reached:  # a record past an end reported before: that end is behind
-                        self._reached.pop((msg.topic(), msg.partition()), None)
-                elif error.code() == KafkaError._PARTITION_EOF:
-                    self._reached[msg.topic(), msg.partition()] = msg.offset()
-                elif error.fatal():
-                    raise KafkaException(error)
-                else:  # librdkafka retries on its own (a broker down, a leader moving): say so, go on
-                    log.warning("state read error", extra={"view": self.name, "reason": error.str()})
-            for topic, records in by_topic.items():
-                changes = self._decoded(topic, [(m.key(), m.value()) for m in records])
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
+            for tp, records in batches.items():
+                changes = self._changes(tp.topic, records)
                 if changes:
-                    result = self.apply(self.specs[topic], changes)
+                    result = self.apply(self.specs[tp.topic], changes)
                     if asyncio.iscoroutine(result):
                         await result
-                self.positions[topic] = records[-1].offset() + 1
+                self.positions[tp.topic] = records[-1].offset + 1
             if not self.ready.is_set():
-                consumed = self._consumed()
-                if all(consumed.get(tp, 0) >= end for tp, end in self._end.items() if end):
+                consumed = self.positions if batches else await self._consumed()  # idle: count markers too
+                if all(consumed.get(tp.topic, 0) >= end for tp, end in self._end.items() if end):
                     log.info("state caught up", extra={"view": self.name, "positions": dict(self.positions)})
                     self.ready.set()
+
+    def _changes(self, topic: str, records: list) -> list[Change]:
+        return self._decoded(topic, [(r.key, r.value) for r in records])
 
     def _decoded(self, topic: str, pairs: list[tuple[bytes | None, bytes | None]]) -> list[Change]:
         """The changes of (key, value) records, skipping the keys this reader does not hold."""
@@ -167,14 +141,60 @@ class CompactedTopicFollower:
             pairs = [(k, v) for k, v in pairs if k is None or keep(k)]
         return [c for c in (decode_change(spec, k, v) for k, v in pairs) if c is not None]
 
-    def _consumed(self) -> dict[Partition, int]:
-        """How far this reader has read each partition: past its records, and past the transaction
-        markers after them (they occupy offsets but are no records) once it reached the end."""
-        assert self._reader is not None
-        out = dict(self._reached)
-        for tp in self._reader.position([CKTopicPartition(t, p) for t, p in self._end]):
-            if tp.offset >= 0:
-                out[tp.topic, tp.partition] = max(out.get((tp.topic, tp.partition), 0), tp.offset)
+    async def _catch_up_in_bulk(self, first: int, started: float) -> None:
+        """Read what a single-partition topic holds past BULK_FROM records behind with librdkafka,
+        whose C consumer fetches on a thread while the loop decodes and applies (aiokafka's
+        per-record Python costs more than the decoding: 10M bank signals took hours); aiokafka
+        then follows on from where this stopped."""
+        assert self._consumer is not None
+        behind = {tp: end - self.positions.get(tp.topic, 0) for tp, end in self._end.items() if tp in self._single}
+        bulk = [tp for tp, records in behind.items() if records > BULK_FROM]
+        if not bulk:
+            return
+        log.info("reading state in bulk", extra={"view": self.name, "records": sum(behind[tp] for tp in bulk)})
+        reader = kafka_clients.consumer(self.settings, {
+            "group.id": f"hmas-{self.name}-bulk", "enable.auto.commit": False, "enable.partition.eof": True,
+            "isolation.level": "read_committed", "fetch.max.bytes": 64 * 2**20,
+            "max.partition.fetch.bytes": 16 * 2**20, "queued.min.messages": 200_000,
+        })
+        pending = {tp.topic for tp in bulk}
+        try:
+            reader.assign([CKTopicPartition(tp.topic, tp.partition, self.positions.get(tp.topic, OFFSET_BEGINNING))
+                           for tp in bulk])
+            last_report = time.monotonic()
+            while pending:
+                messages = await asyncio.to_thread(reader.consume, BULK_BATCH, 0.5)
+                by_topic: dict[str, list] = {}
+                for msg in messages:
+                    if msg.error() is None:
+                        by_topic.setdefault(msg.topic(), []).append(msg)
+                    elif msg.error().code() == KafkaError._PARTITION_EOF:
+                        pending.discard(msg.topic())
+                    else:
+                        raise RuntimeError(str(msg.error()))
+                for topic, records in by_topic.items():
+                    spec = self.specs[topic]
+                    changes = self._decoded(topic, [(m.key(), m.value()) for m in records])
+                    if changes:
+                        result = self.apply(spec, changes)
+                        if asyncio.iscoroutine(result):
+                            await result
+                    self.positions[topic] = records[-1].offset() + 1
+                if time.monotonic() - last_report >= PROGRESS_EVERY_S:
+                    last_report = time.monotonic()
+                    self._report_progress(first, last_report - started)
+        finally:
+            reader.close()
+        for tp in bulk:
+            self._consumer.seek(tp, self.positions[tp.topic])
+
+    async def _consumed(self) -> dict[str, int]:
+        """How far this reader has read each topic: past its records, and past the transaction
+        markers after them (they occupy offsets but are no records)."""
+        assert self._consumer is not None
+        out = dict(self.positions)
+        for tp in self._single:
+            out[tp.topic] = max(out.get(tp.topic, 0), await self._consumer.position(tp))
         return out
 
     def _report_progress(self, first: int, elapsed_s: float) -> None:
@@ -187,24 +207,19 @@ class CompactedTopicFollower:
             "eta_s": round((total - done) / rate) if rate > 0 else None,
         })
 
-    async def _current_ends(self) -> dict[Partition, int]:
-        marks = await asyncio.to_thread(self._offset_ranges, list(self._end))
-        return {tp: high for tp, (_, high) in marks.items()}
-
     async def end_offsets(self) -> dict[str, int]:
         """The topics' current end offsets (summed over partitions)."""
+        assert self._consumer is not None
+        ends = await self._consumer.end_offsets(list(self._end))
         out: dict[str, int] = {}
-        for (topic, _), end in (await self._current_ends()).items():
-            out[topic] = out.get(topic, 0) + end
+        for tp, end in ends.items():
+            out[tp.topic] = out.get(tp.topic, 0) + end
         return out
 
     async def lag(self) -> dict[str, int]:
         """Records (and transaction markers) not read yet, per topic name, up to the current ends."""
-        consumed = self._consumed()
-        out: dict[str, int] = {}
-        for tp, end in (await self._current_ends()).items():
-            out[tp[0]] = out.get(tp[0], 0) + max(0, end - consumed.get(tp, 0))
-        return out
+        consumed = await self._consumed()
+        return {topic: max(0, end - consumed.get(topic, 0)) for topic, end in (await self.end_offsets()).items()}
 
     async def behind(self) -> bool:
         """Whether records exist that this view has not read yet."""
@@ -217,12 +232,8 @@ class CompactedTopicFollower:
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
-        if self._fetching is not None:  # a consume under way ends within 0.2 s; the reader closes after it
-            await asyncio.get_running_loop().run_in_executor(None, self._fetching.shutdown, True)
-            self._fetching = None
-        if self._reader is not None:
-            reader, self._reader = self._reader, None
-            await asyncio.to_thread(reader.close)
+        if self._consumer is not None:
+            await self._consumer.stop()
 
 
 def topic_partitions(settings: Settings, topic: str, timeout_s: float = 10.0) -> set[int]:
