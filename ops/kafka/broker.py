@@ -19,6 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from confluent_kafka.admin import AdminClient
 
@@ -224,9 +225,11 @@ class LocalBroker:
     def ensure_jars(self) -> Path:
         return ensure_jars(self.lib_dir, self.kafka_version)
 
-    def _java(self, *args: str) -> list[str]:
+    def _java(self, *args: str, options: Sequence[str] = ()) -> list[str]:
+        """A java command line: `options` for the broker itself; its short-lived tools (the
+        storage format) run with the JVM's defaults, not the broker's 1 GB heap."""
         # KAFKA_DIR on the classpath holds simplelogger.properties (the broker's log levels).
-        return ["java", *jvm_options(), "-cp", f"{self.lib_dir}/*{os.pathsep}{KAFKA_DIR}", *args]
+        return ["java", *options, "-cp", f"{self.lib_dir}/*{os.pathsep}{KAFKA_DIR}", *args]
 
     def pid(self) -> int | None:
         """The broker's pid from the pid file, if that process is alive and is a Kafka broker."""
@@ -309,7 +312,7 @@ class LocalBroker:
         self._format_storage()
         with open(self.log_file, "ab") as out:
             proc = subprocess.Popen(
-                self._java(MAIN_CLASS, str(self.config_file)),
+                self._java(MAIN_CLASS, str(self.config_file), options=jvm_options()),
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
         self.pid_file.write_text(f"{proc.pid}\n")
